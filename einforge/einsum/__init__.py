@@ -1,0 +1,20 @@
+"""The Extended Einsum language: cascades, their IR, the reference executor and the attention library."""
+
+from ._errors import CascadeError, Source, Span
+from ._ir import (
+    Access, BinOp, Call, Compare, Const, Einsum, Num, RankDecl, SizeRef, Sym, TensorDecl, Var,
+)
+from ._ops import DEFAULT_OPERATORS, Operator, OperatorTable
+from ._cascade import Cascade, IterativeRank, TensorInfo, parse_cascade
+
+__all__ = [
+    "CascadeError", "Source", "Span",
+    "Access", "BinOp", "Call", "Compare", "Const", "Einsum", "Num", "RankDecl", "SizeRef", "Sym",
+    "TensorDecl", "Var",
+    "DEFAULT_OPERATORS", "Operator", "OperatorTable",
+    "Cascade", "IterativeRank", "TensorInfo", "parse_cascade",
+]
+from ._numbers import FLOAT64, Float64, NumberSystem
+from ._execute import evaluate, resolve_sizes, tensor_shape
+
+__all__ += ["FLOAT64", "Float64", "NumberSystem", "evaluate", "resolve_sizes", "tensor_shape"]

@@ -1,0 +1,753 @@
+"""The ``Cascade``: an ordered list of Extended Einsums, checked on construction.
+
+Construction (from text or from Python) runs every semantic check and infers what the text may
+leave implicit: partitioned ranks (``m1*M0+m0`` declares ``M1 = M/M0``), iterative ranks (an
+output indexed ``m1+1``), the default ``+`` reduction over ranks absent from the output, and the
+cascade's outputs. A ``Cascade`` that exists is a valid one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from functools import cached_property
+
+import networkx as nx
+
+from ._errors import CascadeError, Source, Span
+from ._ir import (
+    Access, BinOp, Call, Compare, Const, Einsum, Num, RankDecl, SizeRef, Sym, TensorDecl, Var,
+    rank_of, var_of,
+)
+from ._ops import DEFAULT_OPERATORS, UNION, OperatorTable
+
+__all__ = ["Cascade", "TensorInfo", "IterativeRank", "parse_cascade"]
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """What the cascade knows about one tensor.
+
+    ``iterative`` is the axis holding an iterative rank (stored with ``bound + 1`` coordinates:
+    the initial iterate 0 through the final one), or ``None``. ``empty`` is the value of
+    coordinates nothing wrote: the identity of the operator that produces the tensor (EDGE's
+    empty value), 0 by default.
+    """
+
+    name: str
+    ranks: tuple[str, ...]
+    is_input: bool
+    iterative: int | None = None
+    producers: tuple[int, ...] = ()
+    empty: float = 0.0
+
+
+@dataclass(frozen=True)
+class IterativeRank:
+    """An iterative (generative) rank: its variable, and the bound from the stopping condition."""
+
+    rank: str
+    var: str
+    bound: object  # IndexExpr: the variable runs over [0, bound)
+    stop: Compare
+
+
+@dataclass(frozen=True)
+class Cascade:
+    """A cascade of Extended Einsums.
+
+    Build one with :func:`parse_cascade` from text, or directly from IR objects; either way the
+    constructor checks it and raises :class:`CascadeError` naming the problem.
+
+    Examples
+    --------
+    >>> c = parse_cascade('''
+    ... ranks K M N
+    ... input A[k,m] B[k,n]
+    ... Z[m,n] = A[k,m] * B[k,n]
+    ... ''')
+    >>> c.outputs
+    ('Z',)
+    >>> c.einsums[0].reduce
+    (('k', '+'),)
+    >>> print(c.text())
+    ranks K M N
+    input A[k,m] B[k,n]
+    output Z
+    Z[m,n] = A[k,m] * B[k,n]
+    """
+
+    name: str = "cascade"
+    ranks: tuple[RankDecl, ...] = ()
+    inputs: tuple[TensorDecl, ...] = ()
+    einsums: tuple[Einsum, ...] = ()
+    stop: tuple[Compare, ...] = ()
+    outputs: tuple[str, ...] = ()
+    description: str = ""
+    operators: OperatorTable = field(default=DEFAULT_OPERATORS, compare=False, repr=False)
+    source: Source | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self):
+        _finish(self, None)
+
+    # -- derived views -------------------------------------------------------------------------
+    @property
+    def tensors(self) -> dict[str, TensorInfo]:
+        return self._tensors  # type: ignore[attr-defined]
+
+    @property
+    def iterative_ranks(self) -> dict[str, IterativeRank]:
+        return self._iterative  # type: ignore[attr-defined]
+
+    def rank(self, name: str) -> RankDecl:
+        for r in self.ranks:
+            if r.name == name:
+                return r
+        raise KeyError(name)
+
+    @property
+    def rank_names(self) -> list[str]:
+        return [r.name for r in self.ranks if not r.param]
+
+    def einsum_kind(self, i: int) -> str:
+        """``"init"`` (writes the first iterate), ``"update"`` (writes ``v+1``) or ``"plain"``."""
+        return self._kinds[i]  # type: ignore[attr-defined]
+
+    def label(self, i: int) -> str:
+        """A unique name per Einsum: the tensor it writes, ``T.init`` for an initialization."""
+        return self._labels[i]  # type: ignore[attr-defined]
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self._labels)  # type: ignore[attr-defined]
+
+    def einsum(self, label: str) -> Einsum:
+        return self.einsums[self._labels.index(label)]  # type: ignore[attr-defined]
+
+    def access_kind(self, access: Access) -> str:
+        """How an operand reads an iterative tensor: ``prev`` (``v``), ``next`` (``v+1``),
+        ``final`` (the last iterate, e.g. ``M1``), ``fixed`` (a constant), or ``plain``."""
+        info = self.tensors.get(access.tensor)
+        if info is None or info.iterative is None:
+            return "plain"
+        return _iter_index_kind(access.indices[info.iterative], self._iter_of_rank(info))
+
+    def _iter_of_rank(self, info: TensorInfo) -> IterativeRank:
+        return self.iterative_ranks[info.ranks[info.iterative]]
+
+    @cached_property
+    def graph(self) -> nx.DiGraph:
+        """Dependency graph: a node per input tensor and per Einsum (by :meth:`label`).
+
+        Edges go from producer to consumer and carry ``tensor`` and ``kind``: ``"stream"`` for
+        an ordinary read, ``"carried"`` for a read of the previous iterate (loop-carried; such
+        edges may close cycles through the iterative rank), ``"final"`` for the last iterate.
+        """
+        g = nx.DiGraph(name=self.name)
+        for t in self.inputs:
+            g.add_node(t.name, kind="input", tensor=t.name)
+        for i, e in enumerate(self.einsums):
+            g.add_node(self.label(i), kind="einsum", index=i, tensor=e.name, einsum=e)
+        for i, e in enumerate(self.einsums):
+            me = self.label(i)
+            for a in e.expr.accesses():
+                info = self.tensors[a.tensor]
+                if info.is_input:
+                    g.add_edge(a.tensor, me, tensor=a.tensor, kind="stream")
+                    continue
+                kind = self.access_kind(a)
+                for p in info.producers:
+                    pk = self.einsum_kind(p)
+                    if kind == "prev":
+                        g.add_edge(self.label(p), me, tensor=a.tensor, kind="carried")
+                    elif kind == "next":
+                        if pk == "update":
+                            g.add_edge(self.label(p), me, tensor=a.tensor, kind="stream")
+                    elif kind == "final":
+                        g.add_edge(self.label(p), me, tensor=a.tensor, kind="final")
+                    else:
+                        g.add_edge(self.label(p), me, tensor=a.tensor, kind="stream")
+        return g
+
+    def dag(self) -> nx.DiGraph:
+        """The dependency graph without loop-carried edges; always acyclic."""
+        g = self.graph.copy()
+        g.remove_edges_from([(u, v) for u, v, k in self.graph.edges(data="kind") if k == "carried"])
+        return g
+
+    def text(self) -> str:
+        """The cascade as text that parses back to an equal cascade."""
+        from ._printer import cascade_text
+
+        return cascade_text(self)
+
+    def __str__(self) -> str:
+        return self.text()
+
+    def with_operators(self, operators: OperatorTable) -> Cascade:
+        return replace(self, operators=operators)
+
+
+# ---------------------------------------------------------------------------------------------
+# Semantic checks
+# ---------------------------------------------------------------------------------------------
+
+
+def _iter_index_kind(ix, it: IterativeRank) -> str:
+    if isinstance(ix, Var) and ix.name == it.var:
+        return "prev"
+    if (isinstance(ix, BinOp) and ix.op == "+" and isinstance(ix.left, Var) and ix.left.name == it.var
+            and isinstance(ix.right, Num) and ix.right.value == 1):
+        return "next"
+    if isinstance(ix, Sym) and (ix.name == it.rank or ix.text() == it.bound.text()):
+        return "final"
+    if not ix.variables():
+        return "fixed"
+    return "other"
+
+
+def _is_next(ix) -> bool:
+    return (isinstance(ix, BinOp) and ix.op == "+" and isinstance(ix.left, Var)
+            and isinstance(ix.right, Num) and ix.right.value == 1)
+
+
+def _strip_filtered(expr, filters: list):
+    """Move filters written inside operand subscripts (``A[k:k<=i]``) onto the Einsum."""
+    from ._parse import _FilteredAccess
+
+    if isinstance(expr, _FilteredAccess):
+        filters.extend(expr.filters)
+        return expr.access
+    if isinstance(expr, Call):
+        return Call(expr.op, tuple(_strip_filtered(a, filters) for a in expr.args), expr.span)
+    return expr
+
+
+def _finish(c: Cascade, written_reductions: dict | None) -> None:
+    """Check ``c`` and store the normalized fields and derived tables on it."""
+    for k, v in _Checker(c, written_reductions).run().items():
+        object.__setattr__(c, k, v)
+
+
+class _Checker:
+    def __init__(self, c: Cascade, written_reductions: dict | None = None):
+        self.c = c
+        self._written_reductions = written_reductions or {}
+        self._kind_cache: dict[int, str] = {}
+        self.ops = c.operators
+        self.ranks: dict[str, RankDecl] = {}
+        self.tensors: dict[str, TensorInfo] = {}
+        self.defined_later: dict[str, int] = {}
+
+    def err(self, msg, span=None, hint=None):
+        return CascadeError(msg, span, hint)
+
+    # -- entry --------------------------------------------------------------------------------
+    def run(self) -> dict:
+        c = self.c
+        if not c.einsums:
+            raise self.err(f"cascade {c.name!r} has no Einsums", None, "write at least one `T[...] = ...` line")
+        for r in c.ranks:
+            if r.name in self.ranks:
+                raise self.err(f"{'parameter' if r.param else 'rank'} {r.name} is declared twice", r.span)
+            if not r.name[0].isupper():
+                raise self.err(f"rank name {r.name!r} must start with an upper-case letter", r.span)
+            self.ranks[r.name] = r
+        for r in c.ranks:
+            if r.size is not None:
+                for v in r.size.variables():
+                    raise self.err(
+                        f"the size of {r.name} uses the rank variable {v!r}", r.size.span or r.span,
+                        f"sizes are written with upper-case rank names, e.g. {r.name}={v.upper()}",
+                    )
+        for t in c.inputs:
+            if t.name in self.tensors:
+                raise self.err(f"input {t.name} is declared twice", t.span)
+            if t.name in self.ranks:
+                raise self.err(f"{t.name} is both a rank and a tensor", t.span, "rename the tensor")
+            for rk in t.ranks:
+                if rk not in self.ranks:
+                    raise self.err(
+                        f"unknown rank {rk} in input {t.name} (variable {var_of(rk)!r})", t.span,
+                        f"declare it: `ranks ... {rk}`",
+                    )
+            self.tensors[t.name] = TensorInfo(t.name, tuple(t.ranks), True)
+        for i, e in enumerate(c.einsums):
+            self.defined_later.setdefault(e.output.tensor, i)
+
+        for e in c.einsums:  # partitions of inputs (K[e, m1*M0+m0]) declare M1 before iteration checks
+            for a in _strip_filtered(e.expr, []).accesses():
+                self._infer_partitions(a)
+        iter_vars = self._find_iterative_vars()
+        self.iterative = self._iterative_ranks(iter_vars)
+
+        kinds, labels, einsums = [], [], []
+        for i, e in enumerate(c.einsums):
+            e2, kind = self._check_einsum(i, e)
+            einsums.append(e2)
+            kinds.append(kind)
+            labels.append(f"{e2.name}.init" if kind == "init" else e2.name)
+        # labels must be unique: a tensor is written by at most one init and one plain/update
+        for i, lab in enumerate(labels):
+            if labels.index(lab) != i:
+                raise self.err(f"tensor {einsums[i].name} is defined twice", einsums[i].span)
+
+        # the first iterate of an iterative rank must be initialized, the update must exist
+        for name, info in self.tensors.items():
+            if info.iterative is None or info.is_input:
+                continue
+            ks = [kinds[p] for p in info.producers]
+            if "init" not in ks:
+                p = info.producers[0]
+                e = einsums[p]
+                v = self._iter_var_of(info)
+                raise self.err(
+                    f"iterative tensor {name} has no initialization", e.span,
+                    f"initialize its first iterate before it is updated, e.g. "
+                    f"`{name}[{self._init_example(info, v)}] = 0`",
+                )
+
+        outputs = tuple(c.outputs)
+        for o in outputs:
+            if o not in self.tensors:
+                raise self.err(f"unknown output tensor {o}", None, f"outputs must be computed tensors: {self._computed_names(einsums)}")
+        if not outputs:
+            read = set()
+            for e in einsums:
+                for a in e.expr.accesses():
+                    if a.tensor != e.name:
+                        read.add(a.tensor)
+            outputs = tuple(n for n in dict.fromkeys(e.name for e in einsums) if n not in read)
+
+        ranks = tuple(self.ranks.values())
+        return {
+            "ranks": ranks,
+            "einsums": tuple(einsums),
+            "outputs": outputs,
+            "_tensors": dict(self.tensors),
+            "_iterative": self.iterative,
+            "_kinds": tuple(kinds),
+            "_labels": tuple(labels),
+        }
+
+    def _computed_names(self, einsums):
+        return ", ".join(dict.fromkeys(e.name for e in einsums))
+
+    def _iter_var_of(self, info: TensorInfo) -> str:
+        return var_of(info.ranks[info.iterative])
+
+    def _init_example(self, info, v):
+        parts = []
+        for k, r in enumerate(info.ranks):
+            parts.append(f"{v}:{v}=0" if k == info.iterative else var_of(r))
+        return ",".join(parts)
+
+    # -- iterative ranks ----------------------------------------------------------------------
+    def _find_iterative_vars(self) -> dict[str, Span | None]:
+        """Variables that appear as ``v+1`` in an output: their ranks are iterative."""
+        out: dict[str, Span | None] = {}
+        for e in self.c.einsums:
+            for ix in e.output.indices:
+                if _is_next(ix):
+                    out.setdefault(ix.left.name, e.span)
+        return out
+
+    def _iterative_ranks(self, iter_vars) -> dict[str, IterativeRank]:
+        stops: dict[str, Compare] = {}
+        for s in self.c.stop:
+            v = s.left
+            if not isinstance(v, Var) or s.op not in (">=", ">", "==") or s.right.variables():
+                raise self.err(
+                    f"cannot read the stopping condition {s.text()!r}", s.span,
+                    "write it as `stop v >= BOUND`, e.g. `stop m1 >= M1`",
+                )
+            if v.name not in iter_vars:
+                raise self.err(
+                    f"stopping condition on {v.name!r}, which is not an iterative rank", s.span,
+                    f"a rank is iterative when an Einsum writes its next iterate, e.g. T[{v.name}+1,...]",
+                )
+            stops[v.name] = s
+        out: dict[str, IterativeRank] = {}
+        for v, span in iter_vars.items():
+            rk = rank_of(v)
+            if v not in stops:
+                raise self.err(
+                    f"iterative rank {rk} has no stopping condition", span,
+                    f"add `stop {v} >= {rk}` (or another bound) so the iteration ends",
+                )
+            s = stops[v]
+            bound = s.right
+            if s.op == ">":
+                bound = BinOp("+", bound, Num(1))
+            elif s.op == "==":
+                pass
+            for sym in bound.symbols():
+                if sym not in self.ranks and sym != rk:
+                    raise self.err(f"unknown size {sym} in the stopping condition", s.span,
+                                   f"declare it: `ranks ... {sym}` or `param {sym}=...`")
+            if rk not in self.ranks:
+                if isinstance(bound, Sym) and bound.name == rk:
+                    raise self.err(
+                        f"iterative rank {rk} has no size", s.span, f"declare it: `ranks ... {rk}=...`")
+                self.ranks[rk] = RankDecl(rk, bound, False, span)
+            out[rk] = IterativeRank(rk, v, bound, s)
+        return out
+
+    # -- one Einsum ----------------------------------------------------------------------------
+    def _check_einsum(self, i: int, e: Einsum) -> tuple[Einsum, str]:
+        out = e.output
+        filters = list(e.filters)
+        expr = _strip_filtered(e.expr, filters)
+        if out.tensor in self.ranks:
+            raise self.err(f"{out.tensor} is a rank; it cannot be written as a tensor", out.span,
+                           "rename the tensor")
+        expr = self._resolve(expr, i)
+        # partition inference must run before variable checks
+        for a in expr.accesses():
+            self._infer_partitions(a)
+
+        # ---- output
+        info = self.tensors.get(out.tensor)
+        kind = "plain"
+        next_axes = [k for k, ix in enumerate(out.indices) if _is_next(ix)]
+        pinned = {f.left.name: f for f in filters
+                  if f.op == "==" and isinstance(f.left, Var) and not f.right.variables()}
+        out_ranks = []
+        for k, ix in enumerate(out.indices):
+            if isinstance(ix, Var):
+                out_ranks.append(self._rank_of_var(ix.name, ix.span or out.span))
+            elif _is_next(ix):
+                out_ranks.append(self._rank_of_var(ix.left.name, ix.span or out.span))
+            else:
+                raise self.err(
+                    f"the output index {ix.text()!r} of {out.tensor} must be a rank variable", ix.span or out.span,
+                    "write outputs with plain variables (`T[m,p]`); `v+1` writes the next iterate",
+                )
+        out_vars = [ix.name if isinstance(ix, Var) else ix.left.name for ix in out.indices]
+        dup = {v for v in out_vars if out_vars.count(v) > 1}
+        if dup:
+            raise self.err(f"rank variable {sorted(dup)[0]!r} appears twice in the output of {out.tensor}", out.span)
+        iter_axis = None
+        if len(next_axes) > 1:
+            raise self.err(f"{out.tensor} writes the next iterate of two ranks", out.span,
+                           "only one rank of a tensor can be iterative")
+        if next_axes:
+            iter_axis = next_axes[0]
+            kind = "update"
+        else:
+            for k, v in enumerate(out_vars):
+                if v in pinned and rank_of(v) in self.iterative:
+                    f = pinned[v]
+                    if not (isinstance(f.right, Num) and f.right.value == 0):
+                        raise self.err(
+                            f"initialization of {out.tensor} must pin the first iterate: {v}={f.right.text()}",
+                            f.span, f"write `{v}:{v}=0`")
+                    iter_axis = k
+                    kind = "init"
+        if info is not None:
+            if info.is_input:
+                raise self.err(f"{out.tensor} is an input; it cannot be written", out.span,
+                               "give the computed tensor another name")
+            prev_kinds = [self._kind_cache[p] for p in info.producers]
+            ok = (kind == "update" and prev_kinds == ["init"]) and info.iterative == iter_axis
+            if not ok:
+                first = self.c.einsums[info.producers[0]]
+                if kind == "plain" and self._reads(expr, out.tensor):
+                    raise self.err(
+                        f"{out.tensor} depends on itself, and that is a cycle that is not an iterative rank",
+                        out.span,
+                        f"to build {out.tensor} by iteration, write its next iterate ({out.tensor}[v+1,...]) "
+                        "from the previous one and initialize the first",
+                    )
+                raise self.err(
+                    f"tensor {out.tensor} is defined twice (first on line {first.span.line if first.span else '?'})",
+                    out.span,
+                    "a tensor may be written again only as the next iterate of an iterative rank, "
+                    f"e.g. {out.tensor}[m1+1,...] after {out.tensor}[m1:m1=0,...]",
+                )
+            if tuple(out_ranks) != info.ranks:
+                raise self.err(
+                    f"{out.tensor} has ranks ({', '.join(info.ranks)}) here but ({', '.join(out_ranks)}) were written",
+                    out.span)
+        elif kind == "plain" and self._reads(expr, out.tensor):
+            raise self.err(
+                f"{out.tensor} depends on itself, and that is a cycle that is not an iterative rank", out.span,
+                f"to build {out.tensor} by iteration, write its next iterate ({out.tensor}[v+1,...]) from the "
+                "previous one and initialize the first",
+            )
+
+        # ---- operands
+        for a in expr.accesses():
+            self._check_access(i, a, out.tensor, kind)
+
+        # ---- iteration space, filters, reductions
+        space = set(out_vars)
+        for a in expr.accesses():
+            for ix in a.indices:
+                space |= ix.variables()
+        for f in filters:
+            for v in f.variables():
+                if v not in space:
+                    raise self.err(
+                        f"filter variable {v!r} is not a rank variable of this Einsum", f.span,
+                        "filters restrict the iteration space; use variables of the output or operands")
+            for s in f.symbols():
+                self._check_symbol(s, f.span)
+        for v in space:
+            self._rank_of_var(v, e.span)
+        reduce = self._reductions(i, e, expr, out_vars, space)
+
+        new = Einsum(Access(out.tensor, out.indices, out.span), expr, reduce, tuple(filters), e.span)
+
+        # ---- record the tensor
+        if info is None:
+            empty = self._empty_value(new, kind)
+            self.tensors[out.tensor] = TensorInfo(out.tensor, tuple(out_ranks), False, iter_axis, (i,), empty)
+        else:
+            empty = self._empty_value(new, kind) if kind == "update" else info.empty
+            self.tensors[out.tensor] = replace(info, producers=info.producers + (i,), empty=empty)
+        if iter_axis is not None and kind == "update":
+            rk = out_ranks[iter_axis]
+            if rk not in self.iterative:
+                raise self.err(f"rank {rk} is iterative but has no stopping condition", out.span)
+        self._kind_cache[i] = kind
+        return new, kind
+
+    def _reads(self, expr, tensor) -> bool:
+        return any(a.tensor == tensor for a in expr.accesses())
+
+    def _empty_value(self, e: Einsum, kind: str) -> float:
+        if kind == "init" and isinstance(e.expr, Const):
+            return e.expr.value
+        if e.reduce:
+            return float(self.ops[e.reduce[-1][1]].identity)
+        if isinstance(e.expr, Call) and e.expr.op in self.ops:
+            op = self.ops[e.expr.op]
+            if op.merge == UNION and op.identity is not None:
+                return float(op.identity)
+        return 0.0
+
+    def _resolve(self, expr, i):
+        """Bare names become size references or scalar tensors; calls are checked."""
+        if isinstance(expr, Access):
+            if not expr.indices and expr.tensor in self.ranks:
+                return SizeRef(expr.tensor, expr.span)
+            return expr
+        if isinstance(expr, Call):
+            args = tuple(self._resolve(a, i) for a in expr.args)
+            if expr.op not in self.ops:
+                known = ", ".join(self.ops.functions())
+                raise self.err(
+                    f"unknown function {expr.op!r}", expr.span,
+                    f"known functions: {known}; register new ones with "
+                    "OperatorTable.with_function() and pass operators= to parse_cascade",
+                )
+            op = self.ops[expr.op]
+            if op.arity >= 0 and len(args) != op.arity:
+                raise self.err(f"{expr.op} takes {op.arity} operand(s) but is given {len(args)}", expr.span)
+            if op.arity < 0 and len(args) < 1:
+                raise self.err(f"{expr.op} needs at least one operand", expr.span)
+            return Call(expr.op, args, expr.span)
+        return expr
+
+    def _check_symbol(self, s: str, span):
+        if s not in self.ranks:
+            raise self.err(f"unknown size {s}", span, f"declare it: `ranks ... {s}` or `param {s}=...`")
+
+    def _rank_of_var(self, v: str, span) -> str:
+        rk = rank_of(v)
+        if not v[0].islower():
+            raise self.err(f"rank variable {v!r} must be lower case", span)
+        if rk not in self.ranks:
+            raise self.err(
+                f"unknown rank variable {v!r}", span,
+                f"declare its rank: `ranks ... {rk}` (or partition a declared rank, e.g. K[{v}*X0+x0])",
+            )
+        if self.ranks[rk].param:
+            raise self.err(f"{rk} is a parameter, not a rank; {v!r} cannot index a tensor", span)
+        return rk
+
+    def _infer_partitions(self, a: Access):
+        info = self.tensors.get(a.tensor)
+        if info is None or len(a.indices) != len(info.ranks):
+            return
+        for ix, rk in zip(a.indices, info.ranks):
+            # x*Y + y  on rank R  =>  X = R / Y
+            if (isinstance(ix, BinOp) and ix.op == "+" and isinstance(ix.left, BinOp) and ix.left.op == "*"
+                    and isinstance(ix.left.left, Var) and isinstance(ix.left.right, Sym)
+                    and isinstance(ix.right, Var)):
+                x = rank_of(ix.left.left.name)
+                y_size = ix.left.right.name
+                if x not in self.ranks and y_size in self.ranks:
+                    self.ranks[x] = RankDecl(x, BinOp("/", Sym(rk), Sym(y_size), ix.span), False, ix.span)
+
+    def _check_access(self, i: int, a: Access, out_tensor: str, kind: str):
+        info = self.tensors.get(a.tensor)
+        if info is None:
+            if a.tensor in self.defined_later and self.defined_later[a.tensor] > i:
+                later = self.c.einsums[self.defined_later[a.tensor]]
+                raise self.err(
+                    f"tensor {a.tensor} is used before it is defined (on line "
+                    f"{later.span.line if later.span else '?'})", a.span,
+                    f"a cascade is ordered: move the Einsum that computes {a.tensor} above this one",
+                )
+            known = ", ".join(self.tensors) or "none"
+            raise self.err(f"unknown tensor {a.tensor}", a.span,
+                           f"declare it with `input {a.tensor}[...]` or compute it first (known tensors: {known})")
+        if len(a.indices) != len(info.ranks):
+            shape = ", ".join(info.ranks) or "a scalar"
+            raise self.err(
+                f"{a.tensor} has {len(info.ranks)} rank(s) ({shape}) but is indexed with {len(a.indices)}",
+                a.span, f"write {a.tensor}[{','.join(var_of(r) for r in info.ranks)}]",
+            )
+        for k, (ix, rk) in enumerate(zip(a.indices, info.ranks)):
+            for s in ix.symbols():
+                self._check_symbol(s, ix.span or a.span)
+            for v in ix.variables():
+                self._rank_of_var(v, ix.span or a.span)
+            if info.iterative == k:
+                it = self.iterative[rk]
+                ik = _iter_index_kind(ix, it)
+                if ik == "next":
+                    if a.tensor == out_tensor:
+                        raise self.err(
+                            f"{a.tensor}[{it.var}+1] is read by the Einsum that computes it", a.span,
+                            f"read the previous iterate {a.tensor}[{it.var}] instead")
+                    has_update = any(self._kind_cache.get(p) == "update" for p in info.producers)
+                    if not has_update:
+                        upd = next((j for j, e in enumerate(self.c.einsums)
+                                    if j > i and e.name == a.tensor), None)
+                        where = f" (on line {self.c.einsums[upd].span.line})" if upd is not None and self.c.einsums[upd].span else ""
+                        raise self.err(
+                            f"{a.tensor}[{it.var}+1] is read before the Einsum that computes it{where}", a.span,
+                            "move the update of the iterate above its first reader")
+                elif ik == "other":
+                    raise self.err(
+                        f"{a.tensor} is iterative over {rk}; index it with {it.var} (previous iterate), "
+                        f"{it.var}+1 (current) or {rk} (final), not {ix.text()!r}", ix.span or a.span)
+                continue
+            if isinstance(ix, Var):
+                vr = rank_of(ix.name)
+                if vr != rk and not self._same_size(vr, rk):
+                    raise self.err(
+                        f"operand ranks disagree: rank {k} of {a.tensor} is {rk}, but it is indexed by "
+                        f"{ix.name!r} (rank {vr})", ix.span or a.span,
+                        f"index it with {var_of(rk)!r}, or declare {vr}={rk} if the two ranks have the same size",
+                    )
+
+    def _same_size(self, r1: str, r2: str) -> bool:
+        d1, d2 = self.ranks.get(r1), self.ranks.get(r2)
+        if d1 is not None and isinstance(d1.size, Sym) and d1.size.name == r2:
+            return True
+        if d2 is not None and isinstance(d2.size, Sym) and d2.size.name == r1:
+            return True
+        it = self.iterative.get(r1)
+        if it is not None and isinstance(it.bound, Sym) and it.bound.name == r2:
+            return True
+        return False
+
+    def _reductions(self, i, e, expr, out_vars, space):
+        reduced = [v for v in _space_order(out_vars, expr, e.filters) if v not in out_vars and v in space]
+        written = self._written_reductions.get(i)
+        if written is None:
+            written = [(op, None, [Var(v) for v in vs]) for op, vs in _group_explicit(e.reduce)]
+        explicit: list[tuple[str, str]] = []
+        for op, span, vs in written:
+            if op not in self.ops or not self.ops[op].can_reduce:
+                raise self.err(
+                    f"{op!r} cannot be used as a reduction", span or e.span,
+                    f"reduction operators: {', '.join(self.ops.reducers())}")
+            for v in vs:
+                if v.name in out_vars:
+                    raise self.err(
+                        f"{v.name!r} is in the output of {e.name}, so it is not reduced", v.span or span or e.span,
+                        f"remove {v.name!r} from the output to reduce it")
+                if v.name not in space:
+                    raise self.err(f"reduced variable {v.name!r} does not appear in {e.name}", v.span or span or e.span)
+                if any(v.name == w for w, _ in explicit):
+                    raise self.err(f"{v.name!r} is reduced twice", v.span or span or e.span)
+                explicit.append((v.name, op))
+        names = {v for v, _ in explicit}
+        return tuple([(v, "+") for v in reduced if v not in names] + explicit)
+
+
+def _group_explicit(reduce):
+    """IR reductions -> [(op, [vars])] preserving order (used when building from Python)."""
+    groups = []
+    for v, op in reduce:
+        groups.append((op, [v]))
+    return groups
+
+
+def _space_order(out_vars, expr, filters):
+    order = list(out_vars)
+    from ._ir import _ordered_vars
+
+    for a in expr.accesses():
+        for ix in a.indices:
+            for v in _ordered_vars(ix):
+                if v not in order:
+                    order.append(v)
+    for f in filters:
+        for v in _ordered_vars(f.left) + _ordered_vars(f.right):
+            if v not in order:
+                order.append(v)
+    return order
+
+
+def parse_cascade(text: str, file: str = "<string>", operators: OperatorTable | None = None) -> Cascade:
+    """Parse cascade text into a checked :class:`Cascade`.
+
+    Raises
+    ------
+    CascadeError
+        With the file, line and column of the problem and what to do about it.
+
+    Examples
+    --------
+    >>> parse_cascade("ranks K\\ninput A[k]\\nY = A[k] * B[k]\\n")
+    Traceback (most recent call last):
+    ...
+    einforge.einsum._errors.CascadeError: <string>:3:14: unknown tensor B
+        Y = A[k] * B[k]
+                   ^
+    declare it with `input B[...]` or compute it first (known tensors: A)
+    """
+    from ._parse import parse_statements
+
+    p = parse_statements(text, file)
+    ranks = tuple(p.ranks)
+    inputs = []
+    names = {r.name for r in ranks}
+    for tok, idx in p.inputs:
+        rks = []
+        for v in idx:
+            if not v.text[0].islower():
+                raise CascadeError(
+                    f"input {tok.text} must be declared with rank variables (lower case), not {v.text!r}",
+                    v.span(p.source), f"write {tok.text}[{','.join(x.text.lower() for x in idx)}]")
+            if rank_of(v.text) not in names:
+                raise CascadeError(
+                    f"unknown rank variable {v.text!r} in input {tok.text}", v.span(p.source),
+                    f"declare its rank: `ranks ... {rank_of(v.text)}`")
+            rks.append(rank_of(v.text))
+        inputs.append(TensorDecl(tok.text, tuple(rks), tok.span(p.source)))
+    outputs = tuple(t.text for t in p.outputs)
+    einsums = tuple(p.einsums)
+    c = object.__new__(Cascade)
+    values = dict(
+        name=p.name or _stem(file), ranks=ranks, inputs=tuple(inputs), einsums=einsums,
+        stop=tuple(p.stop), outputs=outputs, description=p.description,
+        operators=operators or DEFAULT_OPERATORS, source=p.source,
+    )
+    for f in fields(Cascade):
+        object.__setattr__(c, f.name, values[f.name])
+    # the reductions as written (operator, span, variables) let errors point at the text
+    _finish(c, p.reductions)
+    return c
+
+
+def _stem(file: str) -> str:
+    import os
+
+    base = os.path.basename(file)
+    return base.rsplit(".", 1)[0] if "." in base else (base or "cascade")

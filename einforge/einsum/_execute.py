@@ -1,0 +1,488 @@
+"""The reference executor: run any cascade on numbers.
+
+Semantics (EDGE's, made concrete):
+
+* every Einsum visits the points of its iteration space that pass its filters;
+* each tensor records which coordinates exist. Inputs exist everywhere; a computed coordinate
+  exists once a visited point wrote it. An initialization that writes a tensor's empty value
+  (``RM[m1:m1=0,p] = -inf``) leaves the coordinate empty, as a fibertree would;
+* a map operator with *intersection* merge (``*``, ``/``, ``-``, ``exp``) exists only where all
+  its operands exist; one with *union* merge (``+``, ``max``, ``min``) skips empty operands;
+* a reduction combines the existing values with its operator; a coordinate that received none
+  stays empty and holds the tensor's empty value (the identity of the operator that made it);
+* an index outside a tensor's shape reads an empty coordinate.
+
+Each Einsum runs vectorized (``np.einsum`` for sums of products, ufunc reductions otherwise);
+only Einsums carried by an iterative rank run in a Python loop over that rank.
+"""
+
+from __future__ import annotations
+
+import math
+import string
+from collections.abc import Mapping
+
+import numpy as np
+
+from ._cascade import Cascade
+from ._errors import CascadeError
+from ._ir import Access, Call, Const, Einsum, SizeRef, Var
+from ._numbers import FLOAT64, NumberSystem
+
+__all__ = ["evaluate", "resolve_sizes", "tensor_shape"]
+
+_CHUNK = 1 << 22  # iteration points materialized at once on the general path
+
+
+def resolve_sizes(cascade: Cascade, sizes: Mapping[str, int] | None = None) -> dict[str, int]:
+    """Every rank and parameter size of ``cascade`` as an integer.
+
+    Defaults from the ``ranks`` line are overridden by ``sizes``; derived sizes (``M1 = M/M0``)
+    are computed and must agree with any size given for them.
+
+    Raises
+    ------
+    CascadeError
+        An unknown name in ``sizes``, a rank left without a size, a partition that does not
+        divide, or a non-positive size.
+
+    Examples
+    --------
+    >>> from einforge.einsum import parse_cascade
+    >>> c = parse_cascade("ranks M M0=4\\ninput K[m]\\nB[m1,m0] = K[m1*M0+m0]\\n")
+    >>> resolve_sizes(c, {"M": 12})
+    {'M': 12, 'M0': 4, 'M1': 3}
+    """
+    sizes = dict(sizes or {})
+    decls = {r.name: r for r in cascade.ranks}
+    for name, v in sizes.items():
+        if name not in decls:
+            known = ", ".join(decls)
+            raise CascadeError(f"unknown rank {name} in sizes", None, f"the ranks of {cascade.name} are: {known}")
+        if not isinstance(v, (int, np.integer)) or isinstance(v, bool):
+            raise CascadeError(f"size of {name} must be an integer, not {v!r}")
+    env: dict[str, int] = {}
+    for r in cascade.ranks:
+        if r.name in sizes:
+            if not r.derived:
+                env[r.name] = int(sizes[r.name])
+        elif r.size is not None and not r.derived:
+            env[r.name] = int(r.size.value)
+    pending = [r for r in cascade.ranks if r.derived]
+    while pending:
+        progress = False
+        for r in list(pending):
+            if r.size.symbols() <= env.keys():
+                env[r.name] = int(r.size.evaluate(env))
+                pending.remove(r)
+                progress = True
+        if not progress:
+            r = pending[0]
+            missing = sorted(r.size.symbols() - env.keys())
+            if any(m in [p.name for p in pending] for m in missing) and all(
+                    m in [p.name for p in pending] for m in missing):
+                raise CascadeError(f"the sizes of {', '.join(p.name for p in pending)} depend on each other",
+                                   r.span)
+            m = next(x for x in missing if x not in [p.name for p in pending])
+            raise CascadeError(f"rank {m} has no size", decls[m].span,
+                               f"give it one in the `ranks` line ({m}=...) or with --size {m}=N")
+    for r in cascade.ranks:
+        if r.name not in env:
+            raise CascadeError(f"rank {r.name} has no size", r.span,
+                               f"give it one in the `ranks` line ({r.name}=...) or with --size {r.name}=N")
+        if r.derived and r.name in sizes and int(sizes[r.name]) != env[r.name]:
+            raise CascadeError(
+                f"{r.name} is derived as {r.size.text()} = {env[r.name]}, but {sizes[r.name]} was given", r.span)
+        if env[r.name] <= 0 and not r.param:
+            raise CascadeError(f"rank {r.name} has size {env[r.name]}; sizes must be positive", r.span)
+    return {r.name: env[r.name] for r in cascade.ranks}
+
+
+def _iter_bounds(cascade: Cascade, env: Mapping[str, int]) -> dict[str, int]:
+    return {rk: int(it.bound.evaluate(env)) for rk, it in cascade.iterative_ranks.items()}
+
+
+def tensor_shape(cascade: Cascade, tensor: str, sizes: Mapping[str, int]) -> tuple[int, ...]:
+    """Shape of a tensor; an iterative rank holds ``bound + 1`` iterates."""
+    info = cascade.tensors[tensor]
+    bounds = _iter_bounds(cascade, sizes)
+    return tuple(bounds[r] + 1 if k == info.iterative else sizes[r] for k, r in enumerate(info.ranks))
+
+
+class _Tensor:
+    __slots__ = ("values", "present")
+
+    def __init__(self, values, present=None):
+        self.values = values
+        self.present = present  # None: every coordinate exists
+
+
+def evaluate(cascade: Cascade, inputs: Mapping[str, np.ndarray], sizes: Mapping[str, int] | None = None,
+             numbers: NumberSystem = FLOAT64, *, with_presence: bool = False) -> dict[str, np.ndarray]:
+    """Run ``cascade`` on ``inputs`` and return every computed tensor.
+
+    Parameters
+    ----------
+    cascade : Cascade
+    inputs : mapping of input name to array, shaped by the input's ranks
+    sizes : mapping of rank name to size, overriding the cascade's defaults; sizes of inputs'
+        ranks are taken from the arrays when not given
+    numbers : NumberSystem
+        ``FLOAT64`` (reference) or a ``FixedPoint`` (the RTL's golden model). Inputs are given as
+        floats and converted; results are in the number system's representation.
+    with_presence : bool
+        Also return ``{name + "?": bool array}`` telling which coordinates exist.
+
+    Returns
+    -------
+    dict
+        Tensor name -> array. Iterative tensors hold every iterate along their iterative rank.
+
+    Raises
+    ------
+    CascadeError
+        A missing or mis-shaped input, a rank without a size, a partition that does not divide.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from einforge.einsum import parse_cascade
+    >>> c = parse_cascade("ranks K M N\\ninput A[k,m] B[k,n]\\nZ[m,n] = A[k,m] * B[k,n]\\n")
+    >>> a, b = np.arange(6.).reshape(2, 3), np.ones((2, 2))
+    >>> evaluate(c, {"A": a, "B": b})["Z"]
+    array([[3., 3.],
+           [5., 5.],
+           [7., 7.]])
+    """
+    sizes = dict(sizes or {})
+    decls = {r.name: r for r in cascade.ranks}
+    for t in cascade.inputs:
+        if t.name not in inputs:
+            raise CascadeError(f"missing input {t.name}", t.span,
+                               f"{cascade.name} needs inputs {', '.join(x.name for x in cascade.inputs)}")
+        arr = np.asarray(inputs[t.name])
+        if arr.ndim != len(t.ranks):
+            raise CascadeError(
+                f"input {t.name} has {arr.ndim} dimension(s) but ranks ({', '.join(t.ranks)})", t.span)
+        for r, n in zip(t.ranks, arr.shape):
+            if r not in sizes and r in decls and not decls[r].derived and decls[r].size is None:
+                sizes[r] = int(n)
+    for name in inputs:
+        if name not in cascade.tensors or not cascade.tensors[name].is_input:
+            raise CascadeError(f"{name} is not an input of {cascade.name}", None,
+                               f"inputs are {', '.join(x.name for x in cascade.inputs)}")
+    env = resolve_sizes(cascade, sizes)
+    bounds = _iter_bounds(cascade, env)
+    state: dict[str, _Tensor] = {}
+    for t in cascade.inputs:
+        arr = np.asarray(inputs[t.name], dtype=np.float64)
+        want = tuple(env[r] for r in t.ranks)
+        if arr.shape != want:
+            raise CascadeError(
+                f"input {t.name} has shape {arr.shape} but its ranks ({', '.join(t.ranks)}) have sizes {want}",
+                t.span)
+        state[t.name] = _Tensor(numbers.from_float(arr))
+    for name, info in cascade.tensors.items():
+        if not info.is_input:
+            shape = tensor_shape(cascade, name, env)
+            state[name] = _Tensor(numbers.fill(shape, info.empty), np.zeros(shape, dtype=bool))
+
+    run = _Runner(cascade, env, bounds, numbers, state)
+    for group, loop in _schedule(cascade):
+        if loop is None:
+            for i in group:
+                run.einsum(i, {})
+        else:
+            it = cascade.iterative_ranks[loop]
+            for k in range(bounds[loop]):
+                for i in group:
+                    run.einsum(i, {it.var: k})
+
+    out: dict[str, np.ndarray] = {}
+    for name, info in cascade.tensors.items():
+        if info.is_input:
+            continue
+        t = state[name]
+        out[name] = t.values
+        if with_presence:
+            out[name + "?"] = np.ones(t.values.shape, bool) if t.present is None else t.present
+    return out
+
+
+def _schedule(cascade: Cascade) -> list[tuple[list[int], str | None]]:
+    """Split the Einsums into straight-line groups and loops over iterative ranks."""
+    remaining = list(range(len(cascade.einsums)))
+    plan: list[tuple[list[int], str | None]] = []
+    for rk, it in cascade.iterative_ranks.items():
+        carried: set[int] = set()
+        carried_tensors: set[str] = set()
+        for i in remaining:
+            e = cascade.einsums[i]
+            if cascade.einsum_kind(i) == "init" or it.var not in e.variables():
+                continue
+            hit = cascade.einsum_kind(i) == "update" and cascade.tensors[e.name].ranks[
+                cascade.tensors[e.name].iterative] == rk
+            for a in e.expr.accesses():
+                info = cascade.tensors[a.tensor]
+                if info.iterative is not None and info.ranks[info.iterative] == rk and \
+                        cascade.access_kind(a) in ("prev", "next"):
+                    hit = True
+                if a.tensor in carried_tensors and it.var in a.variables():
+                    hit = True
+            if hit:
+                carried.add(i)
+                carried_tensors.add(e.name)
+        if not carried:
+            continue
+        after: set[int] = set()
+        produced_late = set(carried_tensors)
+        for i in remaining:
+            if i in carried:
+                continue
+            e = cascade.einsums[i]
+            if any(a.tensor in produced_late for a in e.expr.accesses()):
+                after.add(i)
+                produced_late.add(e.name)
+        before = [i for i in remaining if i not in carried and i not in after]
+        if before:
+            plan.append((before, None))
+        plan.append(([i for i in remaining if i in carried], rk))
+        remaining = [i for i in remaining if i in after]
+    if remaining:
+        plan.append((remaining, None))
+    return plan
+
+
+def _product_factors(expr):
+    """Accesses and constants of a pure product, or None."""
+    if isinstance(expr, (Access, Const, SizeRef)):
+        return [expr]
+    if isinstance(expr, Call) and expr.op == "*":
+        a = _product_factors(expr.args[0])
+        b = _product_factors(expr.args[1])
+        if a is not None and b is not None:
+            return a + b
+    return None
+
+
+class _Runner:
+    def __init__(self, cascade, env, bounds, numbers, state):
+        self.c = cascade
+        self.env = env
+        self.bounds = bounds
+        self.ns = numbers
+        self.state = state
+        self.ops = cascade.operators
+        self.var_range = {}
+        for r in cascade.ranks:
+            if not r.param:
+                self.var_range[r.name.lower()] = env[r.name]
+        for rk, n in bounds.items():
+            self.var_range[rk.lower()] = n
+
+    # -- one Einsum, with some variables fixed ---------------------------------------------------
+    def einsum(self, i: int, fixed: dict[str, int]):
+        e = self.c.einsums[i]
+        free = [v for v in e.variables() if v not in fixed]
+        out_vars = [v for v in e.output_variables() if v not in fixed]
+        red = [(v, op) for v, op in e.reduce if v not in fixed]
+        carried_red = [(v, op) for v, op in e.reduce if v in fixed]
+        if carried_red and e.reduce[-1][0] != carried_red[0][0] and any(op != carried_red[0][1] for _, op in e.reduce):
+            raise CascadeError(
+                f"{e.name} reduces the iterative variable {carried_red[0][0]!r} before other ranks with a "
+                "different operator; the executor cannot split that reduction across iterations",
+                e.span, f"reduce {carried_red[0][0]!r} last (list it last after ::)")
+        ranges = {v: (0, self.var_range[v]) for v in free}
+        if out_vars and math.prod(b - a for a, b in ranges.values()) > _CHUNK and not self._fast_ok(e):
+            v0 = out_vars[0]
+            n = self.var_range[v0]
+            inner = max(1, math.prod(b - a for a, b in ranges.values()) // n)
+            step = max(1, _CHUNK // inner)
+            for s in range(0, n, step):
+                rr = dict(ranges)
+                rr[v0] = (s, min(n, s + step))
+                self._run(e, free, out_vars, red, fixed, rr, carried_red)
+        else:
+            self._run(e, free, out_vars, red, fixed, ranges, carried_red)
+
+    def _grids(self, free, ranges, fixed):
+        nd = len(free)
+        env = dict(self.env)
+        env.update(fixed)
+        for k, v in enumerate(free):
+            a, b = ranges[v]
+            shape = [1] * nd
+            shape[k] = b - a
+            env[v] = np.arange(a, b).reshape(shape)
+        return env
+
+    def _fast_ok(self, e: Einsum) -> bool:
+        return _product_factors(e.expr) is not None and all(op == "+" for _, op in e.reduce)
+
+    def _run(self, e: Einsum, free, out_vars, red, fixed, ranges, carried_red):
+        env = self._grids(free, ranges, fixed)
+        shape = tuple(ranges[v][1] - ranges[v][0] for v in free)
+        fmask = None
+        for f in e.filters:
+            m = f.evaluate(env)
+            fmask = m if fmask is None else (fmask & m)
+        if fmask is not None:
+            fmask = np.broadcast_to(np.asarray(fmask, dtype=bool), shape) if np.ndim(fmask) else np.full(shape, bool(fmask))
+            if not fmask.any():
+                return
+        result = self._fast(e, free, out_vars, env, shape, fmask) if self._fast_ok(e) else None
+        if result is None:
+            value, present = self._expr(e.expr, env, shape)
+            value = np.broadcast_to(value, shape) if np.ndim(value) < len(shape) or np.shape(value) != shape else value
+            if present is not None:
+                present = np.broadcast_to(present, shape)
+            if fmask is not None:
+                present = fmask if present is None else (present & fmask)
+            for v, opname in red:
+                ax = free.index(v)
+                op = self.ops[opname]
+                value = self.ns.reduce(op, value, ax, present)
+                present = None if present is None else present.any(axis=ax)
+                free = [w for w in free if w != v]
+                shape = shape[:ax] + shape[ax + 1:]
+            result = (value, present)
+        self._write(e, result, ranges, fixed, out_vars, carried_red)
+
+    def _gather(self, a: Access, env, nd):
+        t = self.state[a.tensor]
+        vals = t.values
+        idx = []
+        inrange = None
+        for ix, n in zip(a.indices, vals.shape):
+            k = ix.evaluate(env)
+            if isinstance(k, np.ndarray) or k < 0 or k >= n:
+                ok = (k >= 0) & (k < n)
+                if not np.all(ok):
+                    inrange = ok if inrange is None else (inrange & ok)
+                    k = np.clip(k, 0, n - 1)
+            idx.append(k)
+        g = vals[tuple(idx)] if idx else vals
+        p = None
+        if t.present is not None:
+            p = t.present[tuple(idx)] if idx else t.present
+        if inrange is not None:
+            p = inrange if p is None else (p & inrange)
+        g = np.asarray(g)
+        if g.ndim < nd:
+            g = g.reshape((1,) * (nd - g.ndim) + g.shape) if g.ndim == 0 else g
+        if p is not None:
+            p = np.asarray(p)
+            if p.all():
+                p = None
+        return g, p
+
+    def _fast(self, e, free, out_vars, env, shape, fmask):
+        """Sum of products through ``np.einsum`` when every operand exists everywhere."""
+        factors = _product_factors(e.expr)
+        letters = {v: string.ascii_letters[k] for k, v in enumerate(free)}
+        operands, subs = [], []
+        scale = []
+        nd = len(free)
+        for f in factors:
+            if isinstance(f, Const):
+                scale.append(self.ns.const(f.value))
+                continue
+            if isinstance(f, SizeRef):
+                scale.append(self.ns.const(self.env[f.name]))
+                continue
+            g, p = self._gather(f, env, nd)
+            if p is not None:
+                return None
+            used = [k for k in range(nd) if free[k] in f.variables()]
+            g = g.reshape((1,) * nd) if g.ndim == 0 and nd else g
+            sq = np.squeeze(g, axis=tuple(k for k in range(nd) if k not in used)) if nd else g
+            if fmask is not None and not np.all(np.isfinite(self.ns.to_float(sq))):
+                return None
+            operands.append(sq)
+            subs.append("".join(letters[free[k]] for k in used))
+        if fmask is not None:
+            fused = [k for k in range(nd) if any(free[k] in f.variables() for f in e.filters)]
+            m_small = np.asarray(fmask)[tuple(slice(None) if k in fused else 0 for k in range(nd))]
+            operands.append(self.ns.from_float(m_small.astype(np.float64)))
+            subs.append("".join(letters[free[k]] for k in fused))
+        out_sub = "".join(letters[v] for v in out_vars)
+        covered = set("".join(subs))
+        if not set(out_sub) <= covered:
+            return None
+        if not operands:
+            return None
+        value = self.ns.contract(",".join(subs) + "->" + out_sub, *operands)
+        for s in scale:
+            value = self.ns.map(self.ops["*"], value, s)
+        present = None
+        if fmask is not None:
+            red_axes = tuple(k for k, v in enumerate(free) if v not in out_vars)
+            present = fmask.any(axis=red_axes) if red_axes else fmask
+        return np.asarray(value), present
+
+    def _expr(self, x, env, shape):
+        """(value, presence) of a payload expression over the iteration space."""
+        nd = len(shape)
+        if isinstance(x, Const):
+            return self.ns.const(x.value), None
+        if isinstance(x, SizeRef):
+            return self.ns.const(self.env[x.name]), None
+        if isinstance(x, Access):
+            return self._gather(x, env, nd)
+        op = self.ops[x.op]
+        parts = [self._expr(a, env, shape) for a in x.args]
+        vals = [p[0] for p in parts]
+        pres = [p[1] for p in parts]
+        if all(p is None for p in pres):
+            return self.ns.map(op, *vals), None
+        if op.merge == "union":
+            # empty operands are skipped: fold the present ones pairwise
+            acc_v, acc_p = vals[0], pres[0]
+            for v, p in zip(vals[1:], pres[1:]):
+                both = self.ns.map(op, acc_v, v)
+                pa = True if acc_p is None else acc_p
+                pb = True if p is None else p
+                new_v = np.where(pa & pb, both, np.where(pa, acc_v, v))
+                acc_p = None if (acc_p is None or p is None) else (acc_p | p)
+                acc_v = new_v
+            return acc_v, acc_p
+        present = None
+        for p in pres:
+            if p is not None:
+                present = p if present is None else (present & p)
+        return self.ns.map(op, *vals), present
+
+    def _write(self, e: Einsum, result, ranges, fixed, out_vars, carried_red):
+        value, present = result
+        t = self.state[e.name]
+        nd = len(out_vars)
+        idx = []
+        for ix in e.output.indices:
+            v, plus = (ix.name, 0) if isinstance(ix, Var) else (ix.left.name, 1)
+            if v in fixed:
+                idx.append(fixed[v] + plus)
+            else:
+                a, b = ranges[v]
+                shp = [1] * nd
+                shp[out_vars.index(v)] = b - a
+                idx.append(np.arange(a + plus, b + plus).reshape(shp))
+        idx = tuple(idx)
+        target_shape = t.values[idx].shape
+        value = np.broadcast_to(np.asarray(value), target_shape)
+        if isinstance(e.expr, Const) and e.expr.value == self.c.tensors[e.name].empty and \
+                self.c.einsum_kind(self.c.einsums.index(e)) == "init":
+            t.values[idx] = value
+            return  # writing the empty value leaves the coordinates empty
+        newp = np.ones(target_shape, bool) if present is None else np.broadcast_to(present, target_shape)
+        if carried_red:
+            op = self.ops[carried_red[0][1]]
+            old_v, old_p = t.values[idx], t.present[idx]
+            merged = np.where(old_p & newp, self.ns.map(op, old_v, value), np.where(newp, value, old_v))
+            t.values[idx] = merged
+            t.present[idx] = old_p | newp
+        elif present is None:
+            t.values[idx] = value
+            t.present[idx] = True
+        else:
+            t.values[idx] = np.where(newp, value, t.values[idx])
+            t.present[idx] = t.present[idx] | newp

@@ -1,0 +1,435 @@
+"""The Cascade IR: frozen dataclasses for ranks, index expressions, payload expressions, Einsums.
+
+Naming convention carried over from the paper: a rank is an upper-case name (``M``, ``M1``), its
+rank variable the same name in lower case (``m``, ``m1``). Source spans are kept for error
+messages and excluded from equality, so a cascade printed and parsed again compares equal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ._errors import CascadeError, Span
+
+__all__ = [
+    "Var", "Sym", "Num", "BinOp", "IndexExpr", "Compare",
+    "Const", "SizeRef", "Access", "Call", "Expr",
+    "RankDecl", "TensorDecl", "Einsum",
+    "rank_of", "var_of",
+]
+
+
+def rank_of(var: str) -> str:
+    """The rank a rank variable ranges over: ``m1`` -> ``M1``."""
+    return var.upper()
+
+
+def var_of(rank: str) -> str:
+    """The rank variable of a rank: ``M1`` -> ``m1``."""
+    return rank.lower()
+
+
+# ---------------------------------------------------------------------------------------------
+# Index (rank-variable) expressions: affine and integer arithmetic over rank variables and sizes
+# ---------------------------------------------------------------------------------------------
+
+_IDX_PREC = {"+": 1, "-": 1, "*": 2, "/": 2, "//": 2, "%": 2}
+
+
+@dataclass(frozen=True)
+class Var:
+    """A rank variable, e.g. ``m1``."""
+
+    name: str
+    span: Span | None = field(default=None, compare=False, repr=False)
+
+    def variables(self) -> set[str]:
+        return {self.name}
+
+    def symbols(self) -> set[str]:
+        return set()
+
+    def text(self) -> str:
+        return self.name
+
+    def evaluate(self, env):
+        try:
+            return env[self.name]
+        except KeyError:
+            raise CascadeError(f"rank variable {self.name!r} has no value here", self.span) from None
+
+
+@dataclass(frozen=True)
+class Sym:
+    """A size symbol (a rank's size or a parameter), e.g. ``M0`` in ``m1*M0+m0``."""
+
+    name: str
+    span: Span | None = field(default=None, compare=False, repr=False)
+
+    def variables(self) -> set[str]:
+        return set()
+
+    def symbols(self) -> set[str]:
+        return {self.name}
+
+    def text(self) -> str:
+        return self.name
+
+    def evaluate(self, env):
+        try:
+            return env[self.name]
+        except KeyError:
+            raise CascadeError(
+                f"rank {self.name} has no size",
+                self.span,
+                f"give it one in the `ranks` line ({self.name}=...) or with --size {self.name}=N",
+            ) from None
+
+
+@dataclass(frozen=True)
+class Num:
+    value: int
+    span: Span | None = field(default=None, compare=False, repr=False)
+
+    def variables(self) -> set[str]:
+        return set()
+
+    def symbols(self) -> set[str]:
+        return set()
+
+    def text(self) -> str:
+        return str(self.value)
+
+    def evaluate(self, env):
+        return self.value
+
+
+@dataclass(frozen=True)
+class BinOp:
+    """Integer arithmetic on index expressions; ``/`` is exact division (sizes must divide)."""
+
+    op: str
+    left: "IndexExpr"
+    right: "IndexExpr"
+    span: Span | None = field(default=None, compare=False, repr=False)
+
+    def variables(self) -> set[str]:
+        return self.left.variables() | self.right.variables()
+
+    def symbols(self) -> set[str]:
+        return self.left.symbols() | self.right.symbols()
+
+    def text(self) -> str:
+        p = _IDX_PREC[self.op]
+        lt = self.left.text()
+        rt = self.right.text()
+        if isinstance(self.left, BinOp) and _IDX_PREC[self.left.op] < p:
+            lt = f"({lt})"
+        if isinstance(self.right, BinOp) and _IDX_PREC[self.right.op] <= p:
+            rt = f"({rt})"
+        return f"{lt}{self.op}{rt}"
+
+    def evaluate(self, env):
+        a = self.left.evaluate(env)
+        b = self.right.evaluate(env)
+        if self.op == "+":
+            return a + b
+        if self.op == "-":
+            return a - b
+        if self.op == "*":
+            return a * b
+        if self.op == "//":
+            return a // b
+        if self.op == "%":
+            return a % b
+        # exact division: used for derived sizes (M1 = M/M0) and must divide
+        if isinstance(a, int) and isinstance(b, int):
+            if b == 0 or a % b:
+                raise CascadeError(
+                    f"{self.text()} does not divide: {a} is not a multiple of {b}",
+                    self.span,
+                    "choose sizes so that each partition divides its rank (or use // for floor division)",
+                )
+            return a // b
+        return a // b
+
+
+IndexExpr = Var | Sym | Num | BinOp
+
+
+@dataclass(frozen=True)
+class Compare:
+    """One comparison of a filter or stopping condition, e.g. ``m <= p``."""
+
+    left: IndexExpr
+    op: str  # one of < <= > >= == !=
+    right: IndexExpr
+    span: Span | None = field(default=None, compare=False, repr=False)
+
+    def variables(self) -> set[str]:
+        return self.left.variables() | self.right.variables()
+
+    def symbols(self) -> set[str]:
+        return self.left.symbols() | self.right.symbols()
+
+    def text(self) -> str:
+        op = "=" if self.op == "==" else self.op
+        return f"{self.left.text()}{op}{self.right.text()}"
+
+    def evaluate(self, env):
+        a = self.left.evaluate(env)
+        b = self.right.evaluate(env)
+        return {
+            "<": lambda: a < b, "<=": lambda: a <= b, ">": lambda: a > b,
+            ">=": lambda: a >= b, "==": lambda: a == b, "!=": lambda: a != b,
+        }[self.op]()
+
+
+# ---------------------------------------------------------------------------------------------
+# Payload expressions
+# ---------------------------------------------------------------------------------------------
+
+_PREC = {"+": 1, "-": 1, "*": 2, "/": 2}
+
+
+@dataclass(frozen=True)
+class Const:
+    """A numeric constant; ``inf``/``-inf`` allowed."""
+
+    value: float
+    span: Span | None = field(default=None, compare=False, repr=False)
+
+    def accesses(self):
+        return []
+
+    def text(self) -> str:
+        v = self.value
+        if v == float("inf"):
+            return "inf"
+        if v == float("-inf"):
+            return "-inf"
+        if float(v).is_integer() and abs(v) < 1e15:
+            return str(int(v))
+        return repr(float(v))
+
+
+@dataclass(frozen=True)
+class SizeRef:
+    """A size symbol used as a value, e.g. ``E`` in ``1/sqrt(E)``."""
+
+    name: str
+    span: Span | None = field(default=None, compare=False, repr=False)
+
+    def accesses(self):
+        return []
+
+    def text(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True)
+class Access:
+    """A tensor read (or the written output) at index expressions: ``K[e, m1*M0+m0]``."""
+
+    tensor: str
+    indices: tuple[IndexExpr, ...]
+    span: Span | None = field(default=None, compare=False, repr=False)
+
+    def accesses(self):
+        return [self]
+
+    def variables(self) -> set[str]:
+        out: set[str] = set()
+        for ix in self.indices:
+            out |= ix.variables()
+        return out
+
+    def text(self) -> str:
+        if not self.indices:
+            return self.tensor
+        return f"{self.tensor}[{','.join(ix.text() for ix in self.indices)}]"
+
+
+@dataclass(frozen=True)
+class Call:
+    """A map operator applied to operands: infix ``+ - * /``, ``neg`` or a named function."""
+
+    op: str
+    args: tuple["Expr", ...]
+    span: Span | None = field(default=None, compare=False, repr=False)
+
+    def accesses(self):
+        out = []
+        for a in self.args:
+            out.extend(a.accesses())
+        return out
+
+    def text(self) -> str:
+        if self.op in _PREC and len(self.args) == 2:
+            p = _PREC[self.op]
+            a, b = self.args
+            at, bt = a.text(), b.text()
+            if _prec(a) < p:
+                at = f"({at})"
+            if _prec(b) <= p:
+                bt = f"({bt})"
+            return f"{at} {self.op} {bt}"
+        if self.op == "neg":
+            (a,) = self.args
+            at = a.text()
+            if _prec(a) < 3:
+                at = f"({at})"
+            return f"-{at}"
+        return f"{self.op}({', '.join(a.text() for a in self.args)})"
+
+
+def _prec(e) -> int:
+    if isinstance(e, Call):
+        if e.op in _PREC and len(e.args) == 2:
+            return _PREC[e.op]
+        if e.op == "neg":
+            return 3
+    if isinstance(e, Const) and e.value < 0:
+        return 0
+    return 4
+
+
+Expr = Const | SizeRef | Access | Call
+
+
+# ---------------------------------------------------------------------------------------------
+# Declarations and Einsums
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RankDecl:
+    """A rank (or, with ``param=True``, a scalar parameter such as a window width).
+
+    ``size`` is ``None`` (bound later, e.g. ``--size M=4096``), a ``Num`` (a default that
+    ``--size`` may override) or an expression of other sizes (derived, e.g. ``M1 = M/M0``).
+    """
+
+    name: str
+    size: IndexExpr | None = None
+    param: bool = False
+    span: Span | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def derived(self) -> bool:
+        return self.size is not None and not isinstance(self.size, Num)
+
+    def text(self) -> str:
+        return self.name if self.size is None else f"{self.name}={self.size.text()}"
+
+
+@dataclass(frozen=True)
+class TensorDecl:
+    """An input tensor with its ordered ranks, declared by example: ``K[e,m]`` has ranks (E, M)."""
+
+    name: str
+    ranks: tuple[str, ...]
+    span: Span | None = field(default=None, compare=False, repr=False)
+
+    def text(self) -> str:
+        if not self.ranks:
+            return self.name
+        return f"{self.name}[{','.join(var_of(r) for r in self.ranks)}]"
+
+
+@dataclass(frozen=True)
+class Einsum:
+    """One Extended Einsum.
+
+    ``output`` is the written access (its indices are rank variables, ``v+1`` for the next iterate
+    of an iterative rank, or constants); ``expr`` the map expression evaluated at every point of
+    the iteration space that passes ``filters``; ``reduce`` the ordered ``(variable, operator)``
+    pairs for every variable of the right-hand side absent from the output.
+    """
+
+    output: Access
+    expr: Expr
+    reduce: tuple[tuple[str, str], ...] = ()
+    filters: tuple[Compare, ...] = ()
+    span: Span | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def name(self) -> str:
+        """The Einsum is named after the tensor it writes."""
+        return self.output.tensor
+
+    @property
+    def inputs(self) -> list[str]:
+        """Tensors read, in order of first appearance, without repeats."""
+        seen: list[str] = []
+        for a in self.expr.accesses():
+            if a.tensor not in seen:
+                seen.append(a.tensor)
+        return seen
+
+    def variables(self) -> list[str]:
+        """All rank variables of the iteration space: the output's first, then in order of use."""
+        out = self.output_variables()
+        exprs = [ix for a in self.expr.accesses() for ix in a.indices]
+        exprs += [side for f in self.filters for side in (f.left, f.right)]
+        for ix in exprs:
+            for v in _ordered_vars(ix):
+                if v not in out:
+                    out.append(v)
+        return out
+
+    def output_variables(self) -> list[str]:
+        out: list[str] = []
+        for ix in self.output.indices:
+            for v in _ordered_vars(ix):
+                if v not in out:
+                    out.append(v)
+        return out
+
+    def reduced_variables(self) -> list[str]:
+        return [v for v, _ in self.reduce]
+
+    def text(self) -> str:
+        # a pin of an output variable (m1=0, an initialization) is written at its index, as in the
+        # paper (RM[m1:m1=0,p]); other filters follow the last index
+        items = [ix.text() for ix in self.output.indices]
+        rest = []
+        for f in self.filters:
+            pos = next((k for k, ix in enumerate(self.output.indices)
+                        if f.op == "==" and isinstance(ix, Var) and f.left == ix and not f.right.variables()), None)
+            if pos is not None and ":" not in items[pos]:
+                items[pos] += f":{f.text()}"
+            else:
+                rest.append(f.text())
+        if rest:
+            conds = " & ".join(rest)
+            if items:
+                items[-1] += f": {conds}"
+            else:
+                items.append(f": {conds}")
+        lhs = self.output.tensor if not items else f"{self.output.tensor}[{','.join(items)}]"
+        rhs = self.expr.text()
+        explicit = [(v, op) for v, op in self.reduce if op != "+"]
+        if explicit:
+            # group consecutive same operators: max(m0) +(e)
+            groups: list[tuple[str, list[str]]] = []
+            for v, op in self.reduce:
+                if groups and groups[-1][0] == op:
+                    groups[-1][1].append(v)
+                else:
+                    groups.append((op, [v]))
+            red = " ".join(f"{op}({','.join(vs)})" for op, vs in groups)
+            if groups[0][0] == "+" and len(groups) > 1 and all(op != "+" for op, _ in groups[1:]):
+                # unlisted variables reduce with + first, so the leading + group can stay implicit
+                red = " ".join(f"{op}({','.join(vs)})" for op, vs in groups[1:])
+            return f"{lhs} = {rhs} :: {red}"
+        return f"{lhs} = {rhs}"
+
+
+def _ordered_vars(ix) -> list[str]:
+    if isinstance(ix, Var):
+        return [ix.name]
+    if isinstance(ix, BinOp):
+        return _ordered_vars(ix.left) + _ordered_vars(ix.right)
+    return []
+

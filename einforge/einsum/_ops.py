@@ -1,0 +1,158 @@
+"""The operator table: everything einforge knows about a map or reduce operator, in one place.
+
+For each operator the table says how the float64 executor computes it, how it merges operands
+that may be empty (EDGE's merge: intersection or union), its identity when it reduces, and the
+*recipes* that implement it from hardware primitive units (``mac``, ``add``, ``max``, ``div``,
+``exp`` ...). An architecture charges an operator by the first recipe whose units its PEs have;
+the RTL lowering picks PE templates by the same units. Adding an operator is one ``Operator``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["Operator", "OperatorTable", "DEFAULT_OPERATORS"]
+
+INTERSECT = "intersect"
+UNION = "union"
+
+
+@dataclass(frozen=True)
+class Operator:
+    """One map/reduce operator.
+
+    Parameters
+    ----------
+    name : str
+        Name used in cascade text (``exp``) or the infix symbol (``+``).
+    arity : int
+        Number of operands; ``-1`` for variadic (``max(a, b, c)``).
+    fn : callable
+        Vectorized float64 implementation over numpy arrays.
+    merge : str
+        ``"intersect"``: the result exists only where every operand exists (``*``, ``/``, ``exp``).
+        ``"union"``: an empty operand is skipped (``+``, ``max``, ``min``).
+    identity : float or None
+        Identity of the operator as a reduction; ``None`` if it cannot reduce.
+    recipes : tuple of mappings
+        Alternative decompositions into hardware primitive units, best first, e.g. exp is one
+        ``exp`` unit action or 6 ``mac`` actions (FuseMax's Taylor series).
+    """
+
+    name: str
+    arity: int
+    fn: Callable = field(compare=False)
+    merge: str = INTERSECT
+    identity: float | None = None
+    recipes: tuple = ()
+    doc: str = ""
+
+    @property
+    def can_reduce(self) -> bool:
+        return self.identity is not None
+
+
+def _np_max(*xs):
+    out = xs[0]
+    for x in xs[1:]:
+        out = np.maximum(out, x)
+    return out
+
+
+def _np_min(*xs):
+    out = xs[0]
+    for x in xs[1:]:
+        out = np.minimum(out, x)
+    return out
+
+
+def _sigmoid(x):
+    x = np.asarray(x, dtype=float)
+    with np.errstate(over="ignore"):
+        return np.where(x >= 0, 1.0 / (1.0 + np.exp(-np.abs(x))), np.exp(-np.abs(x)) / (1.0 + np.exp(-np.abs(x))))
+
+
+def _elu(x):
+    x = np.asarray(x, dtype=float)
+    with np.errstate(over="ignore"):
+        return np.where(x > 0, x, np.expm1(np.minimum(x, 0.0)))
+
+
+_BUILTINS = (
+    Operator("+", 2, np.add, UNION, 0.0, ({"add": 1},), "addition; reduces with identity 0"),
+    Operator("-", 2, np.subtract, INTERSECT, None, ({"add": 1},), "subtraction"),
+    Operator("*", 2, np.multiply, INTERSECT, 1.0, ({"mul": 1}, {"mac": 1}), "multiplication"),
+    Operator("/", 2, np.divide, INTERSECT, None, ({"div": 1},), "division"),
+    Operator("neg", 1, np.negative, INTERSECT, None, ({"add": 1},), "negation"),
+    Operator("max", -1, _np_max, UNION, -np.inf, ({"max": 1},), "maximum; reduces with identity -inf"),
+    Operator("min", -1, _np_min, UNION, np.inf, ({"max": 1},), "minimum; reduces with identity +inf"),
+    Operator("exp", 1, np.exp, INTERSECT, None, ({"exp": 1}, {"mac": 6}),
+             "e**x (FuseMax PEs: 6 MACs of a Taylor series)"),
+    Operator("log", 1, np.log, INTERSECT, None, ({"log": 1}, {"mac": 8}), "natural logarithm"),
+    Operator("sqrt", 1, np.sqrt, INTERSECT, None, ({"sqrt": 1}, {"div": 1, "mac": 4}), "square root"),
+    Operator("recip", 1, np.reciprocal, INTERSECT, None, ({"div": 1}, {"mac": 6}), "1/x"),
+    Operator("tanh", 1, np.tanh, INTERSECT, None, ({"tanh": 1}, {"exp": 1, "add": 2, "div": 1}, {"mac": 8, "add": 2, "div": 1}),
+             "hyperbolic tangent"),
+    Operator("sigmoid", 1, _sigmoid, INTERSECT, None,
+             ({"sigmoid": 1}, {"exp": 1, "add": 1, "div": 1}, {"mac": 6, "add": 1, "div": 1}),
+             "logistic function 1/(1+e**-x)"),
+    Operator("relu", 1, lambda x: np.maximum(x, 0.0), INTERSECT, None, ({"max": 1},), "max(x, 0)"),
+    Operator("elu", 1, _elu, INTERSECT, None, ({"exp": 1, "max": 1}, {"mac": 6, "max": 1}),
+             "exponential linear unit (x if x>0 else e**x-1)"),
+    Operator("abs", 1, np.abs, INTERSECT, None, ({"max": 1},), "absolute value"),
+)
+
+
+@dataclass(frozen=True)
+class OperatorTable(Mapping):
+    """An immutable name -> Operator mapping. Extend it with :meth:`with_operator`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> table = DEFAULT_OPERATORS.with_function("cube", lambda x: x ** 3, recipes=({"mac": 2},))
+    >>> float(table["cube"].fn(np.float64(2.0)))
+    8.0
+    >>> "cube" in DEFAULT_OPERATORS
+    False
+    """
+
+    ops: tuple[Operator, ...]
+
+    def __getitem__(self, name: str) -> Operator:
+        for op in self.ops:
+            if op.name == name:
+                return op
+        raise KeyError(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return (op.name for op in self.ops)
+
+    def __len__(self) -> int:
+        return len(self.ops)
+
+    def with_operator(self, op: Operator) -> OperatorTable:
+        """A new table with ``op`` added (or replacing an operator of the same name)."""
+        return OperatorTable(tuple(o for o in self.ops if o.name != op.name) + (op,))
+
+    def with_function(self, name: str, fn: Callable, *, arity: int = 1, merge: str = INTERSECT,
+                      identity: float | None = None, recipes: tuple = (), doc: str = "") -> OperatorTable:
+        """A new table with a user-defined function (a feature map, an activation, ...)."""
+        if not name.isidentifier() or not name[0].islower():
+            raise ValueError(f"function name {name!r} must be a lower-case identifier")
+        if merge not in (INTERSECT, UNION):
+            raise ValueError(f"merge must be {INTERSECT!r} or {UNION!r}, not {merge!r}")
+        return self.with_operator(Operator(name, arity, fn, merge, identity, tuple(recipes), doc))
+
+    def functions(self) -> list[str]:
+        """Names callable as ``name(...)`` in cascade text."""
+        return [op.name for op in self.ops if op.name[0].isalpha()]
+
+    def reducers(self) -> list[str]:
+        return [op.name for op in self.ops if op.can_reduce]
+
+
+DEFAULT_OPERATORS = OperatorTable(_BUILTINS)
