@@ -18,3 +18,7 @@ from ._numbers import FLOAT64, Float64, NumberSystem
 from ._execute import evaluate, resolve_sizes, tensor_shape
 
 __all__ += ["FLOAT64", "Float64", "NumberSystem", "evaluate", "resolve_sizes", "tensor_shape"]
+from ._library import LIBRARY_DIR, LibraryEntry, library, load_cascade, random_inputs
+from ._teaal import parse_teaal
+
+__all__ += ["LIBRARY_DIR", "LibraryEntry", "library", "load_cascade", "random_inputs", "parse_teaal"]

@@ -318,7 +318,8 @@ class _Checker:
                         read.add(a.tensor)
             outputs = tuple(n for n in dict.fromkeys(e.name for e in einsums) if n not in read)
 
-        ranks = tuple(self.ranks.values())
+        ranks = tuple(r for r in self.ranks.values() if not r.param) + tuple(
+            r for r in self.ranks.values() if r.param)
         return {
             "ranks": ranks,
             "einsums": tuple(einsums),
@@ -443,6 +444,12 @@ class _Checker:
                             f.span, f"write `{v}:{v}=0`")
                     iter_axis = k
                     kind = "init"
+        if info is None and kind == "update":
+            v = out.indices[iter_axis].left.name
+            example = ",".join(f"{v}:{v}=0" if k == iter_axis else ix.text() for k, ix in enumerate(out.indices))
+            raise self.err(
+                f"iterative tensor {out.tensor} has no initialization", e.span,
+                f"initialize its first iterate before it is updated, e.g. `{out.tensor}[{example}] = 0`")
         if info is not None:
             if info.is_input:
                 raise self.err(f"{out.tensor} is an input; it cannot be written", out.span,

@@ -1,0 +1,236 @@
+"""The ``einforge`` command: tables for people, ``--json`` for programs.
+
+Every subcommand prints one JSON object (or list) on stdout with ``--json``. Errors in the input
+(a malformed cascade, an unknown name, a size that does not divide) print one message on stderr
+and exit with status 2; a check that ran and failed exits with status 1.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import sys
+import time
+
+import click
+import numpy as np
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from .einsum import CascadeError
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+_SUFFIX = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+
+
+def parse_count(text: str) -> int:
+    """``64K`` -> 65536, ``1M`` -> 1048576, ``4096`` -> 4096."""
+    t = text.strip()
+    try:
+        if t and t[-1].upper() in _SUFFIX:
+            return int(t[:-1]) * _SUFFIX[t[-1].upper()]
+        return int(t)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a count such as 4096, 64K or 1M") from None
+
+
+def parse_sizes(items) -> dict[str, int]:
+    out = {}
+    for item in items:
+        for part in item.split(","):
+            if not part:
+                continue
+            if "=" not in part:
+                raise click.BadParameter(f"{part!r} is not a size; write RANK=N, e.g. M=4096")
+            k, v = part.split("=", 1)
+            out[k.strip()] = parse_count(v)
+    return out
+
+
+def _domain_errors():
+    errs = [CascadeError]
+    for mod, name in (("einforge.arch", "ArchError"), ("einforge.rtl", "RTLError"), ("einforge.sim", "SimError")):
+        try:
+            m = __import__(mod, fromlist=[name])
+            errs.append(getattr(m, name))
+        except (ImportError, AttributeError):
+            pass
+    return tuple(errs)
+
+
+def handles_errors(fn):
+    @functools.wraps(fn)
+    def wrapper(*a, **k):
+        try:
+            return fn(*a, **k)
+        except _domain_errors() as exc:
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
+            sys.exit(2)
+    return wrapper
+
+
+def emit_json(obj) -> None:
+    click.echo(json.dumps(obj, indent=2, default=_json_default))
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+def _finite(x):
+    return None if x is None or not math.isfinite(x) else x
+
+
+size_option = click.option("--size", "-s", "size", multiple=True, metavar="R=N",
+                           help="rank size, e.g. --size M=4096 (repeatable; R=N words may also follow the name)")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="einforge")
+def main():
+    """Design attention accelerators from their algorithms."""
+
+
+# ------------------------------------------------------------------------------------------------
+# einforge cascade ...
+# ------------------------------------------------------------------------------------------------
+
+
+@main.group()
+def cascade():
+    """Write, inspect and run cascades of Extended Einsums."""
+
+
+@cascade.command("list")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@handles_errors
+def cascade_list(as_json):
+    """The built-in cascades."""
+    from .einsum import library
+
+    lib = library()
+    if as_json:
+        emit_json([{"name": e.name, "description": e.description, "file": str(e.file)} for e in lib.values()])
+        return
+    t = Table(title="built-in cascades")
+    t.add_column("name", style="bold")
+    t.add_column("description")
+    for e in lib.values():
+        t.add_row(e.name, e.description)
+    console.print(t)
+
+
+@cascade.command("show")
+@click.argument("cascade_ref", metavar="NAME|FILE")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@handles_errors
+def cascade_show(cascade_ref, as_json):
+    """Pretty-print a cascade: ranks, tensors and Einsums."""
+    from .einsum import load_cascade
+
+    c = load_cascade(cascade_ref)
+    its = c.iterative_ranks
+    if as_json:
+        emit_json({
+            "name": c.name, "description": c.description,
+            "ranks": {r.name: {"size": None if r.size is None else r.size.text(), "param": r.param,
+                               "derived": r.derived, "iterative": r.name in its} for r in c.ranks},
+            "tensors": {n: {"ranks": list(i.ranks), "input": i.is_input, "output": n in c.outputs,
+                            "iterative": None if i.iterative is None else i.ranks[i.iterative]}
+                        for n, i in c.tensors.items()},
+            "einsums": [{"label": c.label(k), "text": e.text(), "kind": c.einsum_kind(k),
+                         "reduce": [list(r) for r in e.reduce]} for k, e in enumerate(c.einsums)],
+            "text": c.text(),
+        })
+        return
+    console.print(f"[bold]{c.name}[/] — {c.description}" if c.description else f"[bold]{c.name}[/]")
+    t = Table(title="ranks")
+    for col in ("rank", "size", "kind"):
+        t.add_column(col)
+    for r in c.ranks:
+        kind = "parameter" if r.param else ("iterative" if r.name in its else "")
+        if r.derived:
+            kind = (kind + ", derived").strip(", ")
+        size = "bound later" if r.size is None else r.size.text()
+        if r.name in its:
+            size += f" (stop {its[r.name].stop.text()})"
+        t.add_row(r.name, escape(size), kind)
+    console.print(t)
+    t = Table(title="tensors")
+    for col in ("tensor", "ranks", "role"):
+        t.add_column(col)
+    for n, i in c.tensors.items():
+        role = "input" if i.is_input else ("output" if n in c.outputs else "intermediate")
+        if i.iterative is not None:
+            role += f", iterative over {i.ranks[i.iterative]}"
+        t.add_row(n, escape("[" + ", ".join(i.ranks) + "]"), role)
+    console.print(t)
+    t = Table(title="Einsums")
+    t.add_column("#", justify="right")
+    t.add_column("Einsum")
+    t.add_column("kind")
+    for k, e in enumerate(c.einsums):
+        t.add_row(str(k + 1), escape(e.text()), c.einsum_kind(k))
+    console.print(t)
+
+
+@cascade.command("run")
+@click.argument("cascade_ref", metavar="NAME|FILE")
+@click.argument("sizes", nargs=-1, metavar="[R=N]...")
+@size_option
+@click.option("--seed", default=0, show_default=True, help="seed of the random inputs")
+@click.option("--scale", default=1.0, show_default=True, help="standard deviation of the random inputs")
+@click.option("--tol", default=1e-9, show_default=True, help="largest relative error that passes")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@handles_errors
+def cascade_run(cascade_ref, sizes, size, seed, scale, tol, as_json):
+    """Run a cascade on random inputs and compare it with the direct computation."""
+    from .einsum import evaluate, library, load_cascade, random_inputs, resolve_sizes
+
+    c = load_cascade(cascade_ref)
+    sz = resolve_sizes(c, parse_sizes(list(size) + list(sizes)))
+    x = random_inputs(c, sz, np.random.default_rng(seed), scale)
+    t0 = time.perf_counter()
+    out = evaluate(c, x, sz)
+    seconds = time.perf_counter() - t0
+    entry = library().get(c.name)
+    abs_err = rel_err = None
+    if entry is not None and entry.reference is not None and c == entry.load():
+        ref = entry.reference(x, sz)
+        abs_err = max(float(np.max(np.abs(out[k] - v))) if np.size(v) else 0.0 for k, v in ref.items())
+        scale_ref = max(float(np.max(np.abs(v))) if np.size(v) else 0.0 for v in ref.values())
+        rel_err = abs_err / scale_ref if scale_ref else abs_err
+        if not math.isfinite(abs_err):
+            abs_err = rel_err = math.inf
+    ok = rel_err is None or rel_err <= tol
+    if as_json:
+        emit_json({"cascade": c.name, "sizes": sz, "max_abs_error": _finite(abs_err) if ok else abs_err,
+                   "max_rel_error": rel_err, "seconds": seconds, "passed": ok,
+                   "outputs": {o: list(out[o].shape) for o in c.outputs}})
+    else:
+        console.print(f"[bold]{c.name}[/]  sizes: " + " ".join(f"{k}={v}" for k, v in sz.items()))
+        for o in c.outputs:
+            console.print(f"  {o}{escape(str(list(out[o].shape)))}  mean {np.mean(out[o]):.6g}  max |.| {np.max(np.abs(out[o])):.6g}")
+        if rel_err is None:
+            console.print("  no direct computation to compare with (not a built-in cascade)")
+        else:
+            verdict = "[green]ok[/]" if ok else "[red]FAILED[/]"
+            console.print(f"  vs direct numpy: max abs error {abs_err:.3e}, relative {rel_err:.3e} "
+                          f"(tolerance {tol:g}) {verdict}")
+        console.print(f"  evaluated in {seconds:.3f} s")
+    if not ok:
+        sys.exit(1)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

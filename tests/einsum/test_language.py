@@ -1,0 +1,252 @@
+"""The cascade language: parsing, printing back, building from Python, and every error."""
+
+import numpy as np
+import pytest
+
+from einforge.einsum import (
+    Access, Call, Cascade, CascadeError, DEFAULT_OPERATORS, Einsum, RankDecl, TensorDecl, Var,
+    evaluate, library, parse_cascade, parse_teaal, resolve_sizes,
+)
+
+GEMM = """\
+ranks K M N
+input A[k,m] B[k,n]
+Z[m,n] = A[k,m] * B[k,n]
+"""
+
+
+@pytest.mark.parametrize("name", sorted(library()))
+def test_library_round_trip(name):
+    c = library()[name].load()
+    again = parse_cascade(c.text())
+    assert again == c
+    assert again.text() == c.text()
+
+
+def test_built_from_python_equals_parsed():
+    built = Cascade(
+        name="gemm",
+        ranks=(RankDecl("K"), RankDecl("M"), RankDecl("N")),
+        inputs=(TensorDecl("A", ("K", "M")), TensorDecl("B", ("K", "N"))),
+        einsums=(Einsum(Access("Z", (Var("m"), Var("n"))),
+                        Call("*", (Access("A", (Var("k"), Var("m"))), Access("B", (Var("k"), Var("n")))))),),
+    )
+    assert built == parse_cascade("cascade gemm\n" + GEMM)
+    assert built.einsums[0].reduce == (("k", "+"),)
+    assert parse_cascade(built.text()) == built
+
+
+def test_ir_is_immutable():
+    c = parse_cascade(GEMM)
+    with pytest.raises(AttributeError):
+        c.name = "x"
+    with pytest.raises(AttributeError):
+        c.einsums[0].output = None
+
+
+def test_inferred_partition_and_iterative_rank():
+    c = library()["attention-1pass"].load()
+    m1 = c.rank("M1")
+    assert m1.derived and m1.size.text() == "M/M0"
+    assert set(c.iterative_ranks) == {"M1"}
+    assert c.tensors["RM"].iterative == 0 and c.tensors["RNV"].iterative == 1
+    assert c.tensors["RM"].empty == -np.inf and c.tensors["RD"].empty == 0.0
+    assert c.einsum_kind(c.labels.index("RM.init")) == "init"
+    assert c.einsum_kind(c.labels.index("RM")) == "update"
+
+
+def test_dependency_graph():
+    import networkx as nx
+
+    c = library()["attention-1pass"].load()
+    g = c.graph
+    assert g.edges["LM", "RM"]["kind"] == "stream"
+    assert g.edges["RM", "PRM"]["kind"] == "stream"        # current iterate RM[m1+1]
+    assert g.edges["RM.init", "PRM"]["kind"] == "carried"  # previous iterate RM[m1]
+    assert g.edges["RNV", "AV"]["kind"] == "final"
+    assert not nx.is_directed_acyclic_graph(g)             # RD -> SPD -> RD through the iteration
+    assert nx.is_directed_acyclic_graph(c.dag())
+    assert nx.ancestors(c.dag(), "AV") >= {"Q", "K", "V", "BQK", "RM"}
+
+
+def test_reduction_operators_and_order():
+    c = parse_cascade("ranks E M P\ninput Q[e,p] K[e,m]\nLM[p] = Q[e,p] * K[e,m] :: max(m)\n")
+    # unlisted variables are summed first (inner), listed ones after, in the order written
+    assert c.einsums[0].reduce == (("e", "+"), ("m", "max"))
+    rng = np.random.default_rng(0)
+    q, k = rng.normal(size=(3, 4)), rng.normal(size=(3, 5))
+    out = evaluate(c, {"Q": q, "K": k})["LM"]
+    np.testing.assert_allclose(out, (k.T @ q).max(axis=0))
+
+
+def test_constants_sizes_and_user_function():
+    table = DEFAULT_OPERATORS.with_function("phi", lambda x: x * x + 1.0)
+    c = parse_cascade("ranks E=4 P=3\ninput Q[e,p]\nF[e,p] = phi(Q[e,p]) * (1/sqrt(E)) + -inf * 0 + 2\n",
+                      operators=table)
+    q = np.arange(12.0).reshape(4, 3)
+    out = evaluate(c, {"Q": q})["F"]
+    # -inf * 0 is nan in IEEE arithmetic: the executor does what the text says
+    assert np.isnan(out).all()
+    c = parse_cascade("ranks E=4 P=3\ninput Q[e,p]\nF[e,p] = phi(Q[e,p]) * (1/sqrt(E)) + 2\n", operators=table)
+    np.testing.assert_allclose(evaluate(c, {"Q": q})["F"], (q * q + 1) / 2 + 2)
+
+
+def test_teaal_yaml():
+    text = """\
+einsum:
+  declaration:
+    A: [K, M]
+    B: [K, N]
+    Z: [M, N]
+  expressions:
+    - Z[m, n] = A[k, m] * B[k, n]
+mapping:
+  rank-order:
+    A: [K, M]
+"""
+    c = parse_teaal(text, "gemm.yaml")
+    assert c.name == "gemm"
+    assert [t.name for t in c.inputs] == ["A", "B"]
+    assert c.einsums == parse_cascade(GEMM).einsums
+
+
+# ------------------------------------------------------------------------------------------------
+# errors: each names the file, line and column, with a caret, and says what to do
+# ------------------------------------------------------------------------------------------------
+
+def _error(text, **kw):
+    with pytest.raises(CascadeError) as info:
+        parse_cascade(text, "bad.cascade", **kw)
+    return info.value
+
+
+def test_error_unknown_tensor():
+    e = _error("ranks K\ninput A[k]\nY = A[k] * B[k]\n")
+    assert "unknown tensor B" in e.message
+    assert (e.file, e.line, e.col) == ("bad.cascade", 3, 12)
+    assert "bad.cascade:3:12" in str(e) and "           ^" in str(e)
+    assert "input B" in e.hint
+
+
+def test_error_used_before_defined():
+    e = _error("ranks K\ninput A[k]\nY = X * 2\nX = A[k]\n")
+    assert "used before it is defined" in e.message and "line 4" in e.message
+    assert (e.line, e.col) == (3, 5)
+
+
+def test_error_rank_without_size():
+    c = parse_cascade("ranks K M\ninput A[k]\nY[m] = A[k]\n".replace("Y[m] = A[k]", "Y = A[k]"), "s.cascade")
+    with pytest.raises(CascadeError) as info:
+        resolve_sizes(c)
+    assert "rank K has no size" in str(info.value) and "s.cascade:1:7" in str(info.value)
+    assert "--size K=N" in str(info.value)
+    # from arrays the size is known
+    assert resolve_sizes(c, {"K": 3, "M": 2})["K"] == 3
+
+
+def test_error_derived_size_of_unsized_rank():
+    c = parse_cascade("ranks M M0=4\ninput K[m]\nB[m1,m0] = K[m1*M0+m0]\n")
+    with pytest.raises(CascadeError, match="rank M has no size"):
+        resolve_sizes(c)
+
+
+def test_error_operand_ranks_disagree():
+    e = _error("ranks E M P\ninput Q[e,p] K[e,m]\nS[m,p] = Q[m,p] * K[e,m]\n")
+    assert "operand ranks disagree" in e.message and "Q is E" in e.message
+    assert (e.line, e.col) == (3, 12)
+    e = _error("ranks E M P\ninput Q[e,p]\nS[p] = Q[e,p,p]\n")
+    assert "Q has 2 rank(s) (E, P) but is indexed with 3" in e.message
+
+
+def test_error_cycle_that_is_not_iterative():
+    e = _error("ranks K\ninput A[k]\nX[k] = X[k] + A[k]\n")
+    assert "cycle that is not an iterative rank" in e.message and e.line == 3
+    e = _error("ranks K\ninput A[k]\nX[k] = A[k]\nX[k] = X[k] * 2\n")
+    assert "cycle that is not an iterative rank" in e.message and e.line == 4
+    e = _error("ranks K\ninput A[k]\nX[k] = A[k]\nX[k] = A[k] * 2\n")
+    assert "defined twice (first on line 3)" in e.message
+
+
+def test_error_iterative_rank_without_initialization():
+    e = _error("ranks K I=K\ninput A[k]\nS[i+1] = S[i] + A[i]\nstop i >= K\n")
+    assert "iterative tensor S has no initialization" in e.message and e.line == 3
+    assert "S[i:i=0] = 0" in e.hint
+
+
+def test_error_iterative_rank_without_stop():
+    e = _error("ranks K I=K\ninput A[k]\nS[i:i=0] = 0\nS[i+1] = S[i] + A[i]\n")
+    assert "iterative rank I has no stopping condition" in e.message and e.line == 4
+    assert "stop i >= I" in e.hint
+
+
+def test_error_stop_on_non_iterative():
+    e = _error("ranks K\ninput A[k]\nY = A[k]\nstop k >= K\n")
+    assert "not an iterative rank" in e.message and e.line == 4
+
+
+def test_error_current_iterate_read_before_update():
+    e = _error("ranks K I=K\ninput A[k]\nS[i:i=0] = 0\nT[i] = S[i+1]\nS[i+1] = S[i] + A[i]\nstop i >= K\n")
+    assert "read before the Einsum that computes it" in e.message and (e.line, e.col) == (4, 8)
+
+
+def test_error_unknown_function():
+    e = _error("ranks K\ninput A[k]\nY[k] = expp(A[k])\n")
+    assert "unknown function 'expp'" in e.message and (e.line, e.col) == (3, 8)
+    assert "exp" in e.hint and "with_function" in e.hint
+
+
+def test_error_function_arity():
+    e = _error("ranks K\ninput A[k]\nY[k] = exp(A[k], A[k])\n")
+    assert "exp takes 1 operand(s) but is given 2" in e.message
+
+
+def test_error_partition_does_not_divide():
+    c = parse_cascade("ranks M=10 M0=4\ninput K[m]\nB[m1,m0] = K[m1*M0+m0]\n", "p.cascade")
+    with pytest.raises(CascadeError) as info:
+        resolve_sizes(c)
+    assert "M/M0 does not divide: 10 is not a multiple of 4" in str(info.value)
+    assert "p.cascade:3" in str(info.value)
+    with pytest.raises(CascadeError, match="does not divide"):
+        evaluate(c, {"K": np.zeros(10)})
+
+
+def test_error_unknown_rank_variable():
+    e = _error("ranks K\ninput A[k]\nY[j] = A[k]\n")
+    assert "unknown rank variable 'j'" in e.message and (e.line, e.col) == (3, 3)
+
+
+def test_error_bad_reduction():
+    e = _error("ranks K\ninput A[k]\nY = A[k] :: exp(k)\n")
+    assert "'exp' cannot be used as a reduction" in e.message and (e.line, e.col) == (3, 13)
+    e = _error("ranks K M\ninput A[k,m]\nY[m] = A[k,m] :: max(m)\n")
+    assert "in the output" in e.message and (e.line, e.col) == (3, 22)
+
+
+def test_error_syntax_with_caret():
+    e = _error("ranks K\ninput A[k]\nY[k] = A[k] * \n")
+    assert "expected a value" in e.message and "end of the line" in e.message and e.line == 3
+    e = _error("ranks K\ninput A[k]\nY[k] = A[k] $ 2\n")
+    assert "unexpected character '$'" in e.message and (e.line, e.col) == (3, 13)
+    e = _error("ranks k\n")
+    assert "must start with an upper-case letter" in e.message
+
+
+def test_error_missing_and_misshaped_inputs():
+    c = parse_cascade(GEMM)
+    with pytest.raises(CascadeError, match="missing input B"):
+        evaluate(c, {"A": np.zeros((2, 3))})
+    with pytest.raises(CascadeError, match=r"input B has shape \(4, 3\) but its ranks \(K, N\) have sizes \(2, 3\)"):
+        evaluate(c, {"A": np.zeros((2, 3)), "B": np.zeros((4, 3))})
+    with pytest.raises(CascadeError, match="unknown rank X in sizes"):
+        resolve_sizes(c, {"X": 3})
+
+
+def test_error_teaal_points_into_yaml():
+    text = "einsum:\n  declaration:\n    A: [K]\n  expressions:\n    - Y = A[k] * C[k]\n"
+    with pytest.raises(CascadeError) as info:
+        parse_teaal(text, "spec.yaml")
+    e = info.value
+    assert "unknown tensor C" in e.message and (e.file, e.line, e.col) == ("spec.yaml", 5, 18)
+    assert "- Y = A[k] * C[k]" in str(e)
+    with pytest.raises(CascadeError, match="no `einsum:` section"):
+        parse_teaal("mapping: {}\n", "spec.yaml")

@@ -1,0 +1,66 @@
+"""The einforge command's contracts: JSON shapes and exit codes."""
+
+import json
+
+from click.testing import CliRunner
+
+from einforge.cli import main, parse_count
+
+
+def run(*args):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_parse_count():
+    assert parse_count("64K") == 65536 and parse_count("1M") == 1 << 20 and parse_count("4096") == 4096
+
+
+def test_cascade_list_json():
+    r = run("cascade", "list", "--json")
+    assert r.exit_code == 0
+    items = json.loads(r.output)
+    names = {i["name"] for i in items}
+    for required in ("attention-3pass", "attention-2pass", "attention-1pass", "attention-naive",
+                     "attention-causal", "attention-gqa", "attention-decode", "attention-sigmoid",
+                     "attention-linear", "cascade1", "cascade2", "cascade3"):
+        assert required in names
+    assert all(set(i) == {"name", "description", "file"} and i["description"] for i in items)
+
+
+def test_cascade_run_json_contract():
+    r = run("cascade", "run", "attention-1pass", "--size", "M=64", "P=8", "--json")
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert out["cascade"] == "attention-1pass"
+    assert out["sizes"]["M"] == 64 and out["sizes"]["P"] == 8 and out["sizes"]["M1"] == 8
+    assert out["max_rel_error"] < 1e-9 and out["max_abs_error"] < 1e-9 and out["seconds"] >= 0
+
+
+def test_cascade_run_fails_with_exit_1_beyond_tolerance():
+    # the naive cascade overflows on large inputs: the comparison fails, exit code 1
+    r = run("cascade", "run", "attention-naive", "--scale", "40", "--json")
+    assert r.exit_code == 1
+    assert json.loads(r.output)["max_rel_error"] > 1e-9
+
+
+def test_cascade_show_and_file(tmp_path):
+    f = tmp_path / "gemm.cascade"
+    f.write_text("ranks K=3 M=2 N=2\ninput A[k,m] B[k,n]\nZ[m,n] = A[k,m] * B[k,n]\n")
+    r = run("cascade", "show", str(f), "--json")
+    assert r.exit_code == 0
+    out = json.loads(r.output)
+    assert out["tensors"]["Z"]["output"] and out["einsums"][0]["reduce"] == [["k", "+"]]
+    r = run("cascade", "run", str(f), "--json")
+    assert r.exit_code == 0 and json.loads(r.output)["max_rel_error"] is None
+
+
+def test_bad_input_exits_2_with_location(tmp_path):
+    f = tmp_path / "bad.cascade"
+    f.write_text("ranks K\ninput A[k]\nY = A[k] * B[k]\n")
+    r = CliRunner().invoke(main, ["cascade", "show", str(f)])
+    assert r.exit_code == 2
+    assert "bad.cascade:3:12: unknown tensor B" in r.output
+    r = CliRunner().invoke(main, ["cascade", "run", "no-such-cascade"])
+    assert r.exit_code == 2 and "cascade list" in r.output
+    r = CliRunner().invoke(main, ["cascade", "run", "attention-1pass", "M=60"])
+    assert r.exit_code == 2 and "does not divide" in r.output
