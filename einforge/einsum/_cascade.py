@@ -8,6 +8,8 @@ cascade's outputs. A ``Cascade`` that exists is a valid one.
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass, field, fields, replace
 from functools import cached_property
 
@@ -69,7 +71,7 @@ class Cascade:
     ('Z',)
     >>> c.einsums[0].reduce
     (('k', '+'),)
-    >>> print(c.text())
+    >>> print(c.text(), end="")
     ranks K M N
     input A[k,m] B[k,n]
     output Z
@@ -244,6 +246,11 @@ class _Checker:
     # -- entry --------------------------------------------------------------------------------
     def run(self) -> dict:
         c = self.c
+        if not _NAME_RE.fullmatch(c.name or ""):
+            raise self.err(f"cascade name {c.name!r} is not a name", None,
+                           "use letters, digits, _ and single hyphens, e.g. attention-1pass")
+        if '"' in c.description or "\n" in c.description:
+            raise self.err("a cascade description is one line without double quotes")
         if not c.einsums:
             raise self.err(f"cascade {c.name!r} has no Einsums", None, "write at least one `T[...] = ...` line")
         for r in c.ranks:
@@ -714,7 +721,7 @@ def parse_cascade(text: str, file: str = "<string>", operators: OperatorTable | 
     >>> parse_cascade("ranks K\\ninput A[k]\\nY = A[k] * B[k]\\n")
     Traceback (most recent call last):
     ...
-    einforge.einsum._errors.CascadeError: <string>:3:14: unknown tensor B
+    einforge.einsum._errors.CascadeError: <string>:3:12: unknown tensor B
         Y = A[k] * B[k]
                    ^
     declare it with `input B[...]` or compute it first (known tensors: A)
@@ -753,8 +760,11 @@ def parse_cascade(text: str, file: str = "<string>", operators: OperatorTable | 
     return c
 
 
+_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(-[A-Za-z0-9_]+)*")
+
+
 def _stem(file: str) -> str:
     import os
 
-    base = os.path.basename(file)
-    return base.rsplit(".", 1)[0] if "." in base else (base or "cascade")
+    base = os.path.basename(file).rsplit(".", 1)[0]
+    return base if _NAME_RE.fullmatch(base) else "cascade"
