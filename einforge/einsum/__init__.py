@@ -22,3 +22,9 @@ from ._library import LIBRARY_DIR, LibraryEntry, library, load_cascade, random_i
 from ._teaal import parse_teaal
 
 __all__ += ["LIBRARY_DIR", "LibraryEntry", "library", "load_cascade", "random_inputs", "parse_teaal"]
+from ._passes import Analysis, PassReport, analyze, passes, rank_symbols
+
+__all__ += ["Analysis", "PassReport", "analyze", "passes", "rank_symbols"]
+from ._rewrite import check_equivalent, defer_division, running_max
+
+__all__ += ["check_equivalent", "defer_division", "running_max"]
