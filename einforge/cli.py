@@ -232,5 +232,99 @@ def cascade_run(cascade_ref, sizes, size, seed, scale, tol, as_json):
         sys.exit(1)
 
 
+# ------------------------------------------------------------------------------------------------
+# einforge analyze / rewrite
+# ------------------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("cascade_ref", metavar="NAME|FILE")
+@click.option("--rank", "ranks", multiple=True, help="analyse only this rank (repeatable); default: all")
+@click.option("--plot", "plot", type=click.Path(dir_okay=False), help="draw the dependency graph (.png/.svg/.pdf)")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@handles_errors
+def analyze(cascade_ref, ranks, plot, as_json):
+    """Lower bound on passes per rank, fusion groups, footprint and traffic formulas."""
+    from .einsum import analyze as run_analysis
+    from .einsum import load_cascade, plot_cascade
+
+    c = load_cascade(cascade_ref)
+    a = run_analysis(c, list(ranks) or None)
+    if plot:
+        main_rank = ranks[0] if ranks else max(a.reports, key=lambda r: (a.reports[r].passes, r == "M"))
+        plot_cascade(c, plot, report=a.reports[main_rank])
+    if as_json:
+        emit_json(a.to_json())
+        return
+    console.print(f"[bold]{c.name}[/]" + (f" — {c.description}" if c.description else ""))
+    t = Table(title="passes per rank")
+    t.add_column("rank")
+    t.add_column("passes", justify="right")
+    t.add_column("multi-pass tensors (pass levels read)")
+    t.add_column("barriers")
+    for r, rep in a.reports.items():
+        multi = ", ".join(f"{k}{list(v)}" for k, v in rep.multi_pass_tensors.items()) or "-"
+        t.add_row(r, str(rep.passes), escape(multi), ", ".join(rep.barriers) or "-")
+    console.print(t)
+    shown = [r for r in a.reports]
+    t = Table(title="pass level of each Einsum")
+    t.add_column("Einsum")
+    for r in shown:
+        t.add_column(r, justify="center")
+    for lab in c.labels:
+        cells = []
+        for r in shown:
+            rep = a.reports[r]
+            lv = rep.einsum_pass.get(lab)
+            cell = "" if lv is None else str(lv)
+            if rep.role.get(lab) == "boundary":
+                cell += "b"
+            cells.append(cell)
+        t.add_row(lab, *cells)
+    console.print(t)
+    console.print("  (b: runs at the boundary after that pass, over completed per-tile summaries)")
+    for r, rep in a.reports.items():
+        if rep.passes <= 1 and not rep.live_across_passes:
+            continue
+        console.print(f"[bold]{r}[/]: fusion groups " + " | ".join(
+            f"pass {k + 1}: {', '.join(g)}" for k, g in enumerate(rep.fusion_groups)))
+        if rep.boundary:
+            console.print("   boundary: " + "; ".join(f"after pass {k}: {', '.join(v)}" for k, v in rep.boundary.items()))
+        rows = f" per ({', '.join(rep.row_ranks)})" if rep.row_ranks else ""
+        console.print(f"   live footprint{rows}: {rep.footprint}   (whole problem: {rep.footprint_total})")
+        console.print(f"   DRAM traffic(C): {rep.traffic}")
+    console.print("  symbols: rank sizes, s = bytes per word, C = buffer capacity in bytes")
+    if plot:
+        console.print(f"  graph drawn to {plot}")
+
+
+@main.command()
+@click.argument("cascade_ref", metavar="NAME|FILE")
+@click.option("--defer-division", "defer", is_flag=True, help="defer divisions past the sums that read them")
+@click.option("--running-max", "running", metavar="RANK", help="make the global max over RANK a running max over tiles")
+@click.option("--tile", type=int, default=None, help="tile size of the running max (default: from the rank's default size)")
+@click.option("-o", "--output", "out", type=click.Path(dir_okay=False), help="write the cascade here instead of printing it")
+@handles_errors
+def rewrite(cascade_ref, defer, running, tile, out):
+    """Apply pass-reducing rewrites (division deferral first, then running max) and print the cascade."""
+    from pathlib import Path
+
+    from .einsum import defer_division, load_cascade, running_max
+
+    if not defer and not running:
+        raise click.UsageError("choose a rewrite: --defer-division and/or --running-max RANK")
+    c = load_cascade(cascade_ref)
+    if defer:
+        c = defer_division(c)
+    if running:
+        c = running_max(c, running, tile_size=tile)
+    text = c.text()
+    if out:
+        Path(out).write_text(text)
+        err_console.print(f"wrote {out}")
+    else:
+        click.echo(text, nl=False)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

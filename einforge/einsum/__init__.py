@@ -28,3 +28,6 @@ __all__ += ["Analysis", "PassReport", "analyze", "passes", "rank_symbols"]
 from ._rewrite import check_equivalent, defer_division, running_max
 
 __all__ += ["check_equivalent", "defer_division", "running_max"]
+from ._plot import plot_cascade
+
+__all__ += ["plot_cascade"]

@@ -165,7 +165,8 @@ class Cascade:
                         if pk == "update":
                             g.add_edge(self.label(p), me, tensor=a.tensor, kind="stream")
                     elif kind == "final":
-                        g.add_edge(self.label(p), me, tensor=a.tensor, kind="final")
+                        if pk == "update" or len(info.producers) == 1:
+                            g.add_edge(self.label(p), me, tensor=a.tensor, kind="final")
                     else:
                         g.add_edge(self.label(p), me, tensor=a.tensor, kind="stream")
         return g

@@ -1,0 +1,191 @@
+"""Pass analysis against the paper's worked examples (research notes 2.4 and 3)."""
+
+import json
+
+import networkx as nx
+import pytest
+import sympy
+from click.testing import CliRunner
+
+from einforge.cli import main
+from einforge.einsum import (
+    CascadeError, analyze, check_equivalent, defer_division, library, parse_cascade, passes, running_max,
+)
+
+LIB = library()
+
+# Expected passes over the sequence rank M (or K for the toy cascades), with the reason.
+EXPECTED = {
+    # Cascade 1: Z re-reads A along K after Y (a K-summary) completes -> 2
+    "cascade1": {"K": 2},
+    # Cascade 2: X and Y both finish in pass 1; Z does not traverse K -> 1
+    "cascade2": {"K": 1},
+    # Cascade 3: RY/RZ iterates are loop-carried; Z reads the final iterate without traversing K -> 1
+    "cascade3": {"K": 1, "I": 1},
+    # Cascade 4: SN needs GM (pass 2), A needs SD (pass 3) -> 3
+    "attention-3pass": {"M": 3},
+    "attention-mha": {"M": 3},
+    # deferral: SN, SD, SNV in pass 2, AV does not traverse M -> 2
+    "attention-3pass-deferred": {"M": 2},
+    # naive: A needs SD, a barrier after pass 1 -> 2; with deferral AV leaves M -> 1
+    "attention-naive": {"M": 2},
+    "attention-naive-deferred": {"M": 1},
+    # local max per tile then global max: CN/A re-read SLN after GM and SD -> 2 over M (tiles)
+    "attention-2pass": {"M": 2, "M1": 2, "M0": 3},
+    # per-tile summaries LM, SLD, SLNV re-read after the global max -> still 2 over M1
+    "attention-2pass-deferred": {"M": 2, "M1": 2, "M0": 2},
+    # running max: every iterate is loop-carried, AV reads the final one -> 1 over M1;
+    # SLN re-reads each BQK tile after its local max LM -> 2 over each M0 tile
+    "attention-1pass": {"M": 1, "M1": 1, "M0": 2},
+    "attention-fa1": {"M": 1, "M1": 1, "M0": 2},
+    "attention-causal": {"M": 1, "M1": 1, "M0": 2},
+    "attention-window": {"M": 1, "M1": 1, "M0": 2},
+    "attention-cross": {"M": 1, "M1": 1, "M0": 2},
+    "attention-gqa": {"M": 1, "M1": 1, "M0": 2},
+    "attention-mqa": {"M": 1, "M1": 1, "M0": 2},
+    "attention-decode": {"M": 1, "M1": 1, "M0": 2},
+    # sigmoid: no reduction over M is consumed along M -> 1
+    "attention-sigmoid": {"M": 1},
+    # linear: KV and Z (M-summaries) are read by Einsums over P, not M -> 1
+    "attention-linear": {"M": 1},
+    # hedgehog: 1 over M; the feature rank D takes 3 (max, normalizer, use), register-sized
+    "attention-hedgehog": {"M": 1, "D": 3},
+    # softmax alone with the online normalizer: the division must wait for the final denominator -> 2
+    "softmax-online": {"M": 2, "M1": 2, "M0": 2},
+}
+
+
+def test_every_builtin_has_an_expected_pass_count():
+    assert set(EXPECTED) == set(LIB)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_expected_passes(name):
+    got = analyze(LIB[name].load()).passes
+    for rank, n in EXPECTED[name].items():
+        assert got[rank] == n, (rank, got)
+
+
+def test_cascade4_details():
+    r = passes(LIB["attention-3pass"].load(), "M")
+    assert r.einsum_pass == {"QK": 1, "GM": 1, "SN": 2, "SD": 2, "A": 3, "AV": 3}
+    assert r.multi_pass_tensors == {"QK": (1, 2), "SN": (2, 3)}
+    assert r.barriers == ("GM", "SD")
+    assert r.fusion_groups == (("QK", "GM"), ("SN", "SD"), ("A", "AV"))
+    assert r.reads["V"] == (3,)      # fresh data read late costs nothing
+
+
+def test_cascade1_rereads_a():
+    r = passes(LIB["cascade1"].load(), "K")
+    assert r.multi_pass_tensors == {"A": (1, 2)} and r.barriers == ("Y",)
+
+
+def test_cascade5_by_subrank():
+    c = LIB["attention-1pass"].load()
+    m0 = passes(c, "M0")
+    assert m0.multi_pass_tensors == {"BQK": (1, 2)}        # the tile stays in PE registers
+    assert m0.einsum_pass["SLN"] == 2 and m0.barriers == ("LM",)
+    m1 = passes(c, "M1")
+    assert m1.multi_pass_tensors == {} and "AV" not in m1.einsum_pass
+    assert set(m1.einsum_pass) >= {"RM", "PRM", "RD", "RNV", "SLNV"}
+
+
+def test_footprint_of_1pass_is_independent_of_m_and_3pass_grows_with_m():
+    one = analyze(LIB["attention-1pass"].load())
+    three = analyze(LIB["attention-3pass"].load())
+    M = sympy.Symbol("M", positive=True, integer=True)
+    for r in one.reports.values():
+        assert M not in r.footprint.free_symbols
+    f3 = three.reports["M"].footprint
+    assert M in f3.free_symbols
+    s = sympy.Symbol("s", positive=True)
+    assert sympy.simplify(f3 - M * s) == 0                 # one M-fiber per query row in flight
+    assert three.reports["M"].row_ranks == ("P",)
+
+
+def test_two_pass_footprint_is_per_tile_summaries():
+    r = passes(LIB["attention-2pass-deferred"].load(), "M")
+    syms = {n: sympy.Symbol(n, positive=True, integer=True) for n in ("M", "M0", "F")}
+    s = sympy.Symbol("s", positive=True)
+    assert sympy.simplify(r.footprint - syms["M"] / syms["M0"] * (syms["F"] + 2) * s) == 0
+
+
+def test_traffic_formula_of_3pass_matches_the_unfused_closed_form():
+    # research notes 6.3: T = s*(PE + ME + MF + PF + 4MP) with nothing on chip
+    r = passes(LIB["attention-3pass"].load(), "M")
+    n = {k: sympy.Symbol(k, positive=True, integer=True) for k in "EFMP"}
+    s, C = sympy.Symbol("s", positive=True), sympy.Symbol("C", positive=True)
+    spilled = r.traffic.subs(C, 0)
+    expect = s * (n["P"] * n["E"] + n["M"] * n["E"] + n["M"] * n["F"] + n["P"] * n["F"] + 4 * n["M"] * n["P"])
+    assert sympy.simplify(spilled - expect) == 0
+    # with a buffer holding the whole live footprint, only compulsory traffic remains
+    fits = r.traffic.subs(C, r.footprint_total)
+    assert sympy.simplify(fits - expect + 4 * n["M"] * n["P"] * s) == 0
+    vals = {n["E"]: 64, n["F"]: 64, n["M"]: 1024, n["P"]: 1024, s: 2}
+    assert float(r.traffic.subs(vals).subs(C, 1 << 20)) < float(spilled.subs(vals))
+
+
+def test_rewrites_3pass_to_2pass_to_1pass():
+    c3 = LIB["attention-3pass"].load()
+    c2 = defer_division(c3)
+    assert passes(c2, "M").passes == 2
+    c1 = running_max(c2, "M")
+    a = analyze(c1)
+    assert a.passes["M"] == 1 and a.passes["M1"] == 1 and a.passes["M0"] == 2
+    assert "M1" in c1.iterative_ranks
+    # computes the same as Cascade 4 and as the hand-written Cascade 5
+    assert check_equivalent(c3, c1, {"M": 24, "M0": 4}) <= 1e-9
+    assert check_equivalent(LIB["attention-1pass"].load(), c1, {"M": 24, "M0": 4, "E": 3, "F": 2, "P": 5}) <= 1e-9
+    # and prints back to itself
+    assert parse_cascade(c1.text()) == c1
+
+
+def test_rewrite_naive_and_mha():
+    n = defer_division(LIB["attention-naive"].load())
+    assert passes(n, "M").passes == 1
+    mha = running_max(defer_division(LIB["attention-mha"].load()), "M", tile_size=4)
+    assert passes(mha, "M").passes == 1
+    assert check_equivalent(LIB["attention-mha"].load(), mha) <= 1e-9
+
+
+def test_rewrite_errors():
+    with pytest.raises(CascadeError, match="no division to defer"):
+        defer_division(LIB["attention-1pass"].load())
+    with pytest.raises(CascadeError, match="defer divisions first"):
+        running_max(LIB["attention-3pass"].load(), "M")
+    with pytest.raises(CascadeError, match="no max over M"):
+        running_max(LIB["attention-naive"].load(), "M")
+    with pytest.raises(CascadeError, match="no rank X"):
+        passes(LIB["attention-1pass"].load(), "X")
+
+
+def test_analyze_json_contract_and_plot(tmp_path):
+    png = tmp_path / "g.png"
+    r = CliRunner().invoke(main, ["analyze", "attention-1pass", "--json", "--plot", str(png)])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert out["cascade"] == "attention-1pass"
+    assert out["passes"]["M1"] == 1 and out["passes"]["M0"] == 2
+    assert out["einsum_pass"]["M0"]["SLN"] == 2
+    assert out["multi_pass_tensors"]["M0"] == {"BQK": [1, 2]}
+    assert out["fusion_groups"]["M"][0][:3] == ["BK", "BV", "BQK"]
+    assert out["footprint"]["M1"] == "0" and out["footprint"]["M0"] == "M0*s"
+    assert set(out) >= {"cascade", "passes", "einsum_pass", "multi_pass_tensors", "fusion_groups",
+                        "footprint", "traffic"}
+    assert png.stat().st_size > 10_000
+
+
+def test_rewrite_command_round_trip(tmp_path):
+    out = tmp_path / "one.cascade"
+    r = CliRunner().invoke(main, ["rewrite", "attention-3pass", "--defer-division", "--running-max", "M",
+                                  "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(main, ["analyze", str(out), "--rank", "M", "--json"])
+    assert json.loads(r.output)["passes"] == {"M": 1}
+    r = CliRunner().invoke(main, ["rewrite", "attention-3pass"])
+    assert r.exit_code == 2
+
+
+def test_graph_is_dag_without_carried_edges():
+    for e in LIB.values():
+        assert nx.is_directed_acyclic_graph(e.load().dag())
