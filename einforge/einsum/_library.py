@@ -99,7 +99,13 @@ def _toy(x, sz):
     return {"Z": np.array(np.dot(x["A"], x["B"]) * np.sum(x["A"]))}
 
 
+def _encoder_linear(x, sz):
+    return {"QP": x["X"] @ x["WQ"], "KP": x["X"] @ x["WK"], "VP": x["X"] @ x["WV"],
+            "H2": (x["ATT"] @ x["WO"] @ x["W1"]) @ x["W2"]}
+
+
 _REFERENCES: dict[str, Callable] = {
+    "encoder-linear": _encoder_linear,
     "attention-3pass": _attention,
     "attention-3pass-deferred": _attention,
     "attention-naive": _attention,

@@ -1,0 +1,214 @@
+"""Bindings: which array runs each Einsum, how ranks map onto the arrays, how Einsums overlap.
+
+A binding is data. The built-in ones are rules over the cascade IR, so they apply to any cascade:
+
+* ``fusemax`` — every Einsum over the tile rank (the one mapped to the 2D array's rows) runs on the
+  2D array, the rest on the 1D array; tiled mapping; the two arrays overlap (epoch pipelining);
+* ``arch`` — the same placement, one tile at a time (no interleaving);
+* ``cascade`` — tensor products on the 2D array, everything else on the 1D array; tiled mapping;
+* ``flat`` — tensor products on the 2D array, the softmax on the 1D array; FLAT's dataflow;
+* ``unfused`` — tensor products on the 2D array, softmax on the 1D array; each phase reads its
+  inputs from DRAM and writes its outputs back.
+
+A cascade's file may come with ``NAME.bindings.yaml`` next to it in the library, refining a
+built-in binding for that cascade (an explicit stage list, for instance); users give their own
+YAML file with the same fields.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from ..einsum import Access, Call, Cascade
+from ._spec import ArchError, parse_quantity
+
+__all__ = ["Binding", "load_binding", "BINDINGS", "bind_arrays", "is_layout", "is_tensor_product"]
+
+BINDINGS = ("fusemax", "arch", "cascade", "flat", "unfused")
+
+_DEFAULTS = {
+    "fusemax": dict(rule="tile", mapping="tiled", schedule="overlap",
+                    description="+Binding (FuseMax): softmax tiles on the 2D array, corrections on the 1D array, arrays interleaved"),
+    "arch": dict(rule="tile", mapping="tiled", schedule="sequential", drain=True,
+                 description="+Architecture: FuseMax placement, one tile at a time with the 2D drain exposed"),
+    "cascade": dict(rule="product", mapping="tiled", schedule="overlap",
+                    description="+Cascade: the 1-pass cascade with tensor products on 2D and the softmax on 1D"),
+    "flat": dict(rule="product", mapping="flat", schedule="overlap",
+                 description="FLAT: fused logit/attend tiles, softmax on the 1D array"),
+    "unfused": dict(rule="product", mapping="unfused", schedule="phases",
+                    description="unfused: each tensor product and the softmax as separate phases through DRAM"),
+}
+
+_SPATIAL_TILED = {"2d": {"rows": ["M0"], "cols": ["P", "R", "G", "H", "B"]}, "1d": {"cols": ["P", "R", "G", "H", "B"]}}
+_SPATIAL_UNFUSED = {"2d": {"rows": ["M", "M0", "A", "D", "S"], "cols": ["P", "T", "R", "G", "H", "B"]},
+                    "1d": {"cols": ["P", "R", "G", "H", "B"]}}
+
+
+@dataclass(frozen=True)
+class Binding:
+    """How a cascade runs on an architecture.
+
+    ``arrays`` maps Einsum labels to arrays (``None``: free, e.g. a re-layout). ``spatial`` maps
+    each array dimension to candidate ranks (the first one an Einsum has is spread over that
+    dimension). ``schedule`` is ``overlap`` (arrays run concurrently: latency is the busiest
+    array), ``sequential`` (no overlap between Einsums), ``stages`` (sum over stages of the
+    busiest array in the stage) or ``phases`` (separate phases through DRAM).
+    """
+
+    name: str
+    rule: str = "tile"
+    mapping: str = "tiled"
+    schedule: str = "overlap"
+    description: str = ""
+    explicit: tuple = ()                       # (label, array) overrides
+    spatial: tuple = ()                        # ((array, ((dim, (ranks...)), ...)), ...)
+    einsum_spatial: tuple = ()                 # (label, ((dim, rank), ...)) overrides (FLAT)
+    stages: tuple = ()                         # (((array, (labels...)), ...), drain label or None)
+    drain: bool = False                        # sequential schedule: expose the 2D drain of row reductions
+    issue: tuple = ()                          # (array, "sequential"|"pipelined") overrides
+    tiling_capacity: float | None = None       # bytes the tiled mapping may use (default: whole buffer)
+    source: str = field(default="", compare=False)
+
+    def spatial_for(self, array: str) -> dict[str, tuple[str, ...]]:
+        for a, dims in self.spatial:
+            if a == array:
+                return {d: tuple(rs) for d, rs in dims}
+        return {}
+
+    def issue_for(self, array: str, default: str) -> str:
+        return dict(self.issue).get(array, default)
+
+
+def is_layout(e) -> bool:
+    """A pure re-layout (``BK[e,m1,m0] = K[e, m1*M0+m0]``): data movement, no arithmetic."""
+    return isinstance(e.expr, Access) and not e.reduce
+
+
+def _product_accesses(expr):
+    if isinstance(expr, Access):
+        return [expr]
+    if isinstance(expr, Call) and expr.op == "*":
+        a = _product_accesses(expr.args[0])
+        b = _product_accesses(expr.args[1])
+        if a is not None and b is not None:
+            return a + b
+    if isinstance(expr, Call) and not expr.accesses():
+        return []
+    return None
+
+
+def is_tensor_product(e) -> bool:
+    """A sum over a rank of a product of at least two tensors (GEMM-like: QK, AV, SLNV)."""
+    acc = _product_accesses(e.expr)
+    return acc is not None and len(acc) >= 2 and bool(e.reduce) and all(op == "+" for _, op in e.reduce)
+
+
+def bind_arrays(cascade: Cascade, binding: Binding, tile_rank: str | None) -> dict[str, str | None]:
+    """Label -> array for every Einsum (``None`` for initializations and re-layouts)."""
+    explicit = dict(binding.explicit)
+    unknown = set(explicit) - set(cascade.labels)
+    if unknown:
+        raise ArchError(f"binding {binding.name} names {', '.join(sorted(unknown))}, which are not Einsums of "
+                        f"{cascade.name} (its Einsums: {', '.join(cascade.labels)})")
+    out: dict[str, str | None] = {}
+    tile_var = tile_rank.lower() if tile_rank else None
+    for i, e in enumerate(cascade.einsums):
+        lab = cascade.label(i)
+        if lab in explicit:
+            out[lab] = explicit[lab]
+        elif cascade.einsum_kind(i) == "init" or is_layout(e):
+            out[lab] = None
+        elif binding.rule == "tile":
+            if tile_var is None:
+                raise ArchError(f"binding {binding.name} puts Einsums over the tile rank on the 2D array, but "
+                                f"{cascade.name} has no rank mapped to the 2D rows; partition the sequence rank "
+                                "(e.g. M into M1 tiles of M0) or use the cascade/flat/unfused bindings")
+            out[lab] = "2d" if tile_var in e.variables() else "1d"
+        elif binding.rule == "product":
+            out[lab] = "2d" if is_tensor_product(e) else "1d"
+        else:
+            raise ArchError(f"binding {binding.name}: unknown rule {binding.rule!r} (use tile, product or explicit)")
+    return out
+
+
+def _library_bindings(cascade: Cascade) -> dict:
+    """The refinements shipped with a built-in cascade (``library/NAME.bindings.yaml``)."""
+    from ..einsum import LIBRARY_DIR
+
+    f = LIBRARY_DIR / f"{cascade.name}.bindings.yaml"
+    if cascade.source is None or not f.exists():
+        return {}
+    if Path(cascade.source.file).resolve().parent != LIBRARY_DIR.resolve():
+        return {}
+    data = yaml.safe_load(f.read_text()) or {}
+    return {k: (v, str(f)) for k, v in data.items()}
+
+
+def _from_dict(name: str, d: dict, where: str) -> Binding:
+    base = dict(_DEFAULTS.get(d.get("base", name), _DEFAULTS["fusemax"]))
+    known = {"base", "rule", "mapping", "schedule", "description", "arrays", "spatial", "stages", "issue",
+             "tiling_capacity", "drain", "einsum_spatial"}
+    bad = set(d) - known
+    if bad:
+        raise ArchError(f"{where}binding {name}: unknown field(s) {', '.join(sorted(bad))}")
+    for k in ("rule", "mapping", "schedule", "description", "drain"):
+        if k in d:
+            base[k] = d[k]
+    if base["mapping"] not in ("tiled", "flat", "unfused"):
+        raise ArchError(f"{where}binding {name}: mapping must be tiled, flat or unfused, not {base['mapping']!r}")
+    if base["schedule"] not in ("overlap", "sequential", "stages", "phases"):
+        raise ArchError(f"{where}binding {name}: schedule must be overlap, sequential, stages or phases")
+    spatial = d.get("spatial") or (_SPATIAL_UNFUSED if base["mapping"] in ("unfused", "flat") else _SPATIAL_TILED)
+    sp = tuple((a, tuple((dim, tuple(rs if isinstance(rs, list) else [rs])) for dim, rs in dims.items()))
+               for a, dims in spatial.items())
+    stages = []
+    for s in d.get("stages", []) or []:
+        if not isinstance(s, dict):
+            raise ArchError(f"{where}binding {name}: each stage maps arrays to Einsum lists, e.g. {{2d: [BQK], 1d: [RD]}}")
+        stages.append((tuple((a, tuple(v)) for a, v in s.items() if a != "drain"), s.get("drain")))
+    if stages and "schedule" not in d:
+        base["schedule"] = "stages"
+    tc = d.get("tiling_capacity")
+    return Binding(
+        name=name, rule=base["rule"], mapping=base["mapping"], schedule=base["schedule"],
+        description=base.get("description", ""), drain=bool(base.get("drain", False)),
+        explicit=tuple((k, v) for k, v in (d.get("arrays") or {}).items()),
+        spatial=sp, stages=tuple(stages),
+        einsum_spatial=tuple((k, tuple(v.items())) for k, v in (d.get("einsum_spatial") or {}).items()),
+        issue=tuple((d.get("issue") or {}).items()),
+        tiling_capacity=None if tc is None else parse_quantity(tc, "tiling_capacity", where), source=where,
+    )
+
+
+def load_binding(name_or_file: str, cascade: Cascade) -> Binding:
+    """A built-in binding (refined for ``cascade`` when the library ships a refinement) or a YAML file.
+
+    Raises
+    ------
+    ArchError
+        Unknown binding name, unreadable file, unknown fields.
+    """
+    p = Path(str(name_or_file))
+    if p.is_file():
+        try:
+            data = yaml.safe_load(p.read_text())
+        except yaml.YAMLError as exc:
+            raise ArchError(f"{p}: invalid YAML: {exc}") from None
+        if not isinstance(data, dict):
+            raise ArchError(f"{p}: a binding file is a YAML mapping")
+        if "rule" not in data and "base" not in data and "mapping" not in data and len(data) == 1:
+            name, data = next(iter(data.items()))
+        else:
+            name = p.stem
+        return _from_dict(name, data, f"{p}: ")
+    name = str(name_or_file)
+    if name not in BINDINGS:
+        raise ArchError(f"no built-in binding named {name!r} and no such file (built-in: {', '.join(BINDINGS)})")
+    lib = _library_bindings(cascade)
+    if name in lib:
+        d, where = lib[name]
+        return _from_dict(name, d, f"{where}: ")
+    return _from_dict(name, {}, "")

@@ -1,0 +1,103 @@
+"""Named designs (the FuseMax evaluation's ablations) and the end-to-end encoder model.
+
+A design is a cascade plus a binding plus an architecture, nothing more:
+
+=========  ================  ===============  ============
+design     cascade           binding          architecture
+=========  ================  ===============  ============
+unfused    attention-3pass   unfused          flat
+flat       attention-3pass   flat             flat
+cascade    attention-1pass   cascade          flat
+arch       attention-1pass   arch             fusemax
+fusemax    attention-1pass   fusemax          fusemax
+=========  ================  ===============  ============
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from ..einsum import Cascade, load_cascade
+from ._binding import Binding, load_binding
+from ._flat import flat_dataflow, flat_spatial
+from ._model import Report, _plan
+from ._model import evaluate as _evaluate
+from ._spec import Architecture, ArchError, load_architecture
+from ._workload import Workload
+
+__all__ = ["DESIGNS", "design", "evaluate", "evaluate_design", "end_to_end"]
+
+DESIGNS = {
+    "unfused": ("attention-3pass", "unfused", "flat"),
+    "flat": ("attention-3pass", "flat", "flat"),
+    "cascade": ("attention-1pass", "cascade", "flat"),
+    "arch": ("attention-1pass", "arch", "fusemax"),
+    "fusemax": ("attention-1pass", "fusemax", "fusemax"),
+}
+DESIGNS["binding"] = DESIGNS["fusemax"]
+
+# the hardware the encoder's linear layers run on next to each attention design
+LINEAR_ARCH = {"unfused": "flat", "flat": "flat", "cascade": "flat", "arch": "fusemax", "fusemax": "fusemax",
+               "binding": "fusemax"}
+
+
+@dataclass(frozen=True)
+class Design:
+    name: str
+    cascade: Cascade
+    binding: Binding
+    arch: Architecture
+
+
+def design(name: str) -> Design:
+    """One of the evaluation's designs by name (see the module docstring)."""
+    if name not in DESIGNS:
+        raise ArchError(f"no design named {name!r} (designs: {', '.join(DESIGNS)})")
+    c, b, a = DESIGNS[name]
+    cascade = load_cascade(c)
+    return Design(name, cascade, load_binding(b, cascade), load_architecture(a))
+
+
+def evaluate(arch: Architecture, cascade: Cascade, binding: Binding, workload: Workload,
+             *, flat: dict | None = None, name: str | None = None) -> Report:
+    """Cost of one design point (see :mod:`einforge.arch._model` for how each number is made).
+
+    For the FLAT mapping the dataflow comes from ``flat`` or from FLAT's table for the workload.
+
+    Examples
+    --------
+    >>> from einforge.arch import load_architecture, load_binding, load_workload
+    >>> from einforge.einsum import load_cascade
+    >>> c = load_cascade("attention-1pass")
+    >>> r = evaluate(load_architecture("fusemax"), c, load_binding("fusemax", c), load_workload("BERT", "64K"))
+    >>> round(r.util_2d, 3), round(r.util_1d, 3)
+    (0.991, 1.0)
+    """
+    if binding.mapping == "flat":
+        flow = flat if flat is not None else flat_dataflow(workload.name, workload.M)
+        if flow is None:
+            raise ArchError(
+                f"no FLAT dataflow for {workload.label}: FLAT's table covers BERT, TrXL, T5 and XLM at 512 to 1M "
+                "tokens; give one with flat=")
+        plan = _plan(cascade, binding, arch)
+        twod = [p.label for p in plan.einsums if p.array == "2d"]
+        if len(twod) != 2:
+            raise ArchError(f"the FLAT dataflow fuses two tensor products around a softmax; {cascade.name} has "
+                            f"{len(twod)} on the 2D array")
+        binding = replace(binding, einsum_spatial=flat_spatial(flow, twod[0], twod[1], cascade))
+        return _evaluate(arch, cascade, binding, workload, flat_dataflow=flow, design=name)
+    return _evaluate(arch, cascade, binding, workload, design=name)
+
+
+def evaluate_design(name: str, workload: Workload) -> Report:
+    d = design(name)
+    return evaluate(d.arch, d.cascade, d.binding, workload, name=f"{name}:{workload.label}")
+
+
+def end_to_end(name: str, workload: Workload) -> tuple[Report, Report]:
+    """(attention, linear layers) of one encoder layer for a design; add them for the whole layer."""
+    att = evaluate_design(name, workload)
+    lin_c = load_cascade("encoder-linear")
+    arch = load_architecture(LINEAR_ARCH[name])
+    lin = evaluate(arch, lin_c, load_binding("unfused", lin_c), workload, name=f"{name}-linear:{workload.label}")
+    return att, lin

@@ -1,0 +1,970 @@
+"""The cost model: (architecture, cascade, binding, workload) -> latency, utilization, traffic,
+energy and area. A pure function of the cascade IR; it never names an Einsum.
+
+How each number is made
+-----------------------
+* **Operations.** Every Einsum's expression is priced on the array it is bound to: each operator
+  takes the first recipe of the operator table whose units the array's PEs have (exp is one action
+  of an exp unit, or 6 MACs); a product summed over a rank is one MAC per point. An array that
+  issues sequentially spends one cycle per action, a pipelined one the most actions of one unit.
+* **Cycles.** Points of the iteration space divided by the PEs the mapping spreads it over: each
+  array dimension takes the first of its candidate ranks the Einsum has (rows: the tile rank M0,
+  columns: queries P); a rank larger than the dimension is folded in time.
+* **Latency.** ``overlap``: the busiest array (the FuseMax epoch pipeline keeps both busy);
+  ``sequential``: one tile at a time, Einsums list-scheduled on their arrays as their inputs become
+  ready, with the drain of a row reduction down the 2D array exposed when the 1D array needs it;
+  ``phases``: each phase alone, its memory and compute overlapped. Latency is at least memory time.
+* **Traffic and buffer accesses** follow the mapping: ``tiled`` (FuseMax: queries resident P1*P0
+  at a time, key/value tiles streamed once per query block), ``flat`` (FLAT's dataflow table) or
+  ``unfused`` (every phase through DRAM).
+* **Energy** is actions times energy per action (``data/energy_45nm.yaml``), broken down by
+  component and Einsum; **area** comes from the architecture's area table.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import networkx as nx
+
+from ..einsum import Cascade, CascadeError, resolve_sizes
+from ..einsum._ir import Access, Call, rank_of
+from ._binding import Binding, bind_arrays, is_layout, is_tensor_product
+from ._spec import Architecture, ArchError
+from ._workload import Workload
+
+__all__ = ["Report", "EinsumCost", "evaluate", "cascade_sizes"]
+
+
+# ------------------------------------------------------------------------------------------------
+# results
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EinsumCost:
+    label: str
+    array: str | None
+    cycles: float
+    busy: float               # cycles x fraction of the array's PEs in use
+    actions: dict
+    energy_pJ: float = 0.0
+
+
+@dataclass(frozen=True)
+class Report:
+    """Everything the cost model says about one design point."""
+
+    design: str
+    latency_s: float
+    compute_s: float
+    memory_s: float
+    traffic_bytes: float
+    util: dict                        # array -> fraction of peak
+    per_einsum: dict                  # label -> EinsumCost
+    energy_pJ: float
+    energy_breakdown_pJ: dict
+    area_um2: float
+    area_breakdown_um2: dict
+    cycles: dict                      # array -> busy cycles (sum over its Einsums)
+    details: dict = field(default_factory=dict)
+
+    @property
+    def util_2d(self) -> float:
+        return self.util.get("2d", 0.0)
+
+    @property
+    def util_1d(self) -> float:
+        return self.util.get("1d", 0.0)
+
+    def einsum_util(self, label: str, array: str | None = None) -> float:
+        c = self.per_einsum[label]
+        if array is not None and c.array != array:
+            return 0.0
+        return c.busy / self.details["latency_cycles"] if self.details["latency_cycles"] else 0.0
+
+    def to_json(self) -> dict:
+        return {
+            "design": self.design,
+            "latency_s": self.latency_s,
+            "energy_pJ": self.energy_pJ,
+            "traffic_bytes": self.traffic_bytes,
+            "util_2d": self.util_2d,
+            "util_1d": self.util_1d,
+            "area_um2": self.area_um2,
+            "compute_s": self.compute_s,
+            "memory_s": self.memory_s,
+            "per_einsum": {
+                k: {"cycles": c.cycles, "array": c.array, "energy_pJ": c.energy_pJ,
+                    "util_2d": self.einsum_util(k, "2d"), "util_1d": self.einsum_util(k, "1d")}
+                for k, c in self.per_einsum.items()
+            },
+            "energy_breakdown_pJ": dict(self.energy_breakdown_pJ),
+            "area_breakdown_um2": dict(self.area_breakdown_um2),
+            "details": {k: v for k, v in self.details.items() if isinstance(v, (int, float, str, bool))},
+        }
+
+
+# ------------------------------------------------------------------------------------------------
+# sizes
+# ------------------------------------------------------------------------------------------------
+
+_BATCH_COVERS = {"B": ("B", "T"), "H": ("H", "G", "R", "A")}
+
+
+def cascade_sizes(cascade: Cascade, workload: Workload, tiles: dict[str, int]) -> tuple[dict[str, int], int]:
+    """Rank sizes of ``cascade`` for ``workload`` (tile ranks fixed by the mapping), and the number
+    of independent instances (batch and heads the cascade does not name)."""
+    ws = workload.rank_sizes()
+    ws["T"] = workload.B * workload.P
+    ws["A"] = workload.H * workload.E
+    names = {r.name: r for r in cascade.ranks}
+    given = {}
+    for r in cascade.ranks:
+        if r.derived:
+            continue
+        if r.name in tiles:
+            given[r.name] = tiles[r.name]
+        elif ws.get(r.name):
+            given[r.name] = int(ws[r.name])
+    # a tile no larger than the rank it tiles
+    for t, n in tiles.items():
+        for r in cascade.ranks:
+            if r.derived and r.size.symbols() == {_parent_of(r), t} and _parent_of(r) in given:
+                given[t] = min(n, given[_parent_of(r)])
+    try:
+        sizes = resolve_sizes(cascade, given)
+    except CascadeError as exc:
+        raise ArchError(f"workload {workload.label} on {cascade.name}: {exc.message}"
+                        + (f" ({exc.hint})" if exc.hint else "")) from None
+    inst = 1
+    for batch, covers in _BATCH_COVERS.items():
+        if not any(c in names for c in covers):
+            inst *= int(ws[batch] or 1)
+    return sizes, inst
+
+
+def _parent_of(r):
+    from ..einsum._ir import BinOp, Sym
+
+    if isinstance(r.size, BinOp) and r.size.op == "/" and isinstance(r.size.left, Sym):
+        return r.size.left.name
+    return None
+
+
+# ------------------------------------------------------------------------------------------------
+# static plan of a cascade on an architecture under a binding (cached)
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _E:
+    label: str
+    index: int
+    array: str | None
+    vars: tuple[str, ...]
+    out_vars: tuple[str, ...]
+    reduced: tuple[str, ...]
+    actions: tuple[tuple[str, float], ...]
+    cpp: float                        # cycles per point
+    spatial: tuple[tuple[str, str, int], ...]   # (dim, var, dim size)
+    accesses: tuple[Access, ...]
+    output: str
+    filters: tuple
+
+
+@dataclass(frozen=True)
+class _Plan:
+    cascade: Cascade
+    einsums: tuple[_E, ...]
+    tile_rank: str | None
+    row_rank: str | None              # the rank spread over the 2D columns / 1D lanes
+    loop_var: str | None
+    iter_bound_rank: str | None
+
+
+def _recipe(op, units, einsum_name, array):
+    for r in op.recipes:
+        if set(r) <= set(units):
+            return r
+    need = " or ".join("+".join(sorted(r)) for r in op.recipes) or "a unit named " + op.name
+    raise ArchError(
+        f"Einsum {einsum_name} uses operator {op.name!r}, which array {array} (units: {', '.join(units)}) "
+        f"cannot compute: it needs {need}; add the unit to the array or bind {einsum_name} to another array")
+
+
+def _actions(cascade: Cascade, e, units, array) -> Counter:
+    ops = cascade.operators
+    counts: Counter = Counter()
+    fused = (isinstance(e.expr, Call) and e.expr.op == "*" and any(op == "+" for _, op in e.reduce)
+             and "mac" in units)
+
+    def walk(x, top):
+        if isinstance(x, Call):
+            if top and fused:
+                counts["mac"] += 1
+            else:
+                for u, n in _recipe(ops[x.op], units, e.name, array).items():
+                    counts[u] += n
+            for a in x.args:
+                walk(a, False)
+
+    walk(e.expr, True)
+    for op in dict.fromkeys(o for _, o in e.reduce):
+        if op == "+" and fused:
+            continue
+        for u, n in _recipe(ops[op], units, e.name, array).items():
+            counts[u] += n
+    return counts
+
+
+@lru_cache(maxsize=256)
+def _plan(cascade: Cascade, binding: Binding, arch: Architecture) -> _Plan:
+    rank_names = {r.name for r in cascade.ranks if not r.param}
+    tile_rank = next((r for r in binding.spatial_for("2d").get("rows", ()) if r in rank_names), None) \
+        if binding.mapping == "tiled" else None
+    arrays = bind_arrays(cascade, binding, tile_rank)
+    row_rank = next((r for r in binding.spatial_for("1d").get("cols", binding.spatial_for("2d").get("cols", ()))
+                     if r in rank_names), None)
+    loop_var = None
+    iter_rank = None
+    if cascade.iterative_ranks:
+        iter_rank, it = next(iter(cascade.iterative_ranks.items()))
+        loop_var = it.var
+    elif tile_rank is not None:
+        for r in cascade.ranks:
+            if r.derived and _parent_of(r) and tile_rank in r.size.symbols() and r.name != tile_rank:
+                loop_var = r.name.lower()
+    overrides = dict(binding.einsum_spatial)
+    plans = []
+    for i, e in enumerate(cascade.einsums):
+        lab = cascade.label(i)
+        arr = arrays[lab]
+        vs = tuple(e.variables())
+        if arr is None:
+            plans.append(_E(lab, i, None, vs, tuple(e.output_variables()), tuple(v for v, _ in e.reduce), (),
+                            0.0, (), tuple(e.expr.accesses()), e.name, e.filters))
+            continue
+        a = arch.array(arr)
+        acts = _actions(cascade, e, a.units, arr)
+        issue = binding.issue_for(arr, a.issue)
+        cpp = float(sum(acts.values())) if issue == "sequential" else float(max(acts.values(), default=0))
+        spatial = []
+        used = set()
+        outs = set(e.output_variables())
+        if lab in overrides:
+            for dim, rk in overrides[lab]:
+                v = rk.lower()
+                if v in vs:
+                    spatial.append((dim, v, dict(a.dims)[dim]))
+        else:
+            for dim, size in a.dims:
+                cands = [r.lower() for r in binding.spatial_for(arr).get(dim, ())]
+                pick = next((v for v in cands if v in outs and v not in used), None)
+                if pick is None:
+                    pick = next((v for v in cands if v in vs and v not in used), None)
+                if pick is not None:
+                    used.add(pick)
+                    spatial.append((dim, pick, size))
+        plans.append(_E(lab, i, arr, vs, tuple(e.output_variables()), tuple(v for v, _ in e.reduce),
+                        tuple(sorted(acts.items())), cpp, tuple(spatial), tuple(e.expr.accesses()), e.name,
+                        e.filters))
+    return _Plan(cascade, tuple(plans), tile_rank, row_rank, loop_var, iter_rank)
+
+
+# ------------------------------------------------------------------------------------------------
+# per-size quantities
+# ------------------------------------------------------------------------------------------------
+
+
+class _Ctx:
+    """Sizes bound to a plan: points, cycles, tensor sizes and operand reads."""
+
+    def __init__(self, plan: _Plan, arch: Architecture, sizes: dict[str, int], inst: int):
+        self.plan, self.arch, self.sizes, self.inst = plan, arch, sizes, inst
+        c = plan.cascade
+        self.c = c
+        self.vsize = {r.name.lower(): sizes[r.name] for r in c.ranks if not r.param}
+        for rk, it in c.iterative_ranks.items():
+            self.vsize[it.var] = int(it.bound.evaluate(sizes))
+        self.density = {p.label: _filter_density(p.filters, self.vsize, sizes) for p in plan.einsums}
+
+    def points(self, p: _E) -> float:
+        return self.inst * math.prod(self.vsize[v] for v in p.vars) * self.density[p.label]
+
+    def cycles(self, p: _E) -> tuple[float, float]:
+        """(cycles, busy PE-cycles as a fraction of the array) of one Einsum."""
+        if p.array is None:
+            return 0.0, 0.0
+        sp = {v: n for _, v, n in p.spatial}
+        steps = self.inst * self.density[p.label]
+        for v in p.vars:
+            steps *= math.ceil(self.vsize[v] / sp[v]) if v in sp else self.vsize[v]
+        a = self.arch.array(p.array)
+        frac = 1.0
+        dims_used = {d for d, _, _ in p.spatial}
+        for d, v, n in p.spatial:
+            frac *= min(self.vsize[v], n) / n
+        for d, n in a.dims:
+            if d not in dims_used:
+                frac *= 1.0 / n
+        cyc = p.cpp * steps
+        return cyc, cyc * frac
+
+    def tensor_size(self, name: str) -> float:
+        info = self.c.tensors[name]
+        n = self.inst
+        for k, r in enumerate(info.ranks):
+            n *= (self.vsize[r.lower()] if k == info.iterative else self.sizes[r])
+        return float(n)
+
+    def iterate_size(self, name: str) -> float:
+        """Words of one tensor over all iterations except its initial iterate."""
+        info = self.c.tensors[name]
+        n = self.inst
+        for k, r in enumerate(info.ranks):
+            n *= self.vsize[r.lower()] if k == info.iterative else self.sizes[r]
+        return float(n)
+
+    def reads(self, p: _E, a: Access, outer: set[str]) -> float:
+        """Words an Einsum reads of one operand: spatial multicast, stationary reuse in the PE."""
+        av = set()
+        for ix in a.indices:
+            av |= ix.variables()
+        sp = {v: n for _, v, n in p.spatial}
+        inner = [v for v in p.vars if v not in sp and v not in outer]
+        n = self.inst * self.density[p.label]
+        for v in p.vars:
+            if v in outer:
+                n *= self.vsize[v]
+            elif v in sp:
+                n *= self.vsize[v] if v in av else math.ceil(self.vsize[v] / sp[v])
+        if av & set(inner):
+            n *= math.prod(self.vsize[v] for v in inner)
+        return n
+
+
+def _filter_density(filters, vsize, sizes) -> float:
+    """Fraction of the iteration space that passes the filters (exact for small spaces, sampled
+    on a regular grid of at most 64 points per variable otherwise)."""
+    if not filters:
+        return 1.0
+    import numpy as np
+
+    vs = sorted({v for f in filters for v in f.variables()})
+    grids = []
+    for k, v in enumerate(vs):
+        n = vsize[v]
+        pts = np.arange(n) if n <= 64 else np.unique(np.linspace(0, n - 1, 64).round().astype(int))
+        shape = [1] * len(vs)
+        shape[k] = len(pts)
+        grids.append(pts.reshape(shape))
+    env = dict(sizes)
+    env.update(dict(zip(vs, grids)))
+    mask = True
+    for f in filters:
+        mask = mask & f.evaluate(env)
+    mask = np.broadcast_to(mask, tuple(g.size for g in grids))
+    return float(mask.mean())
+
+
+# ------------------------------------------------------------------------------------------------
+# schedules
+# ------------------------------------------------------------------------------------------------
+
+
+def _loop_members(plan: _Plan) -> set[str]:
+    c = plan.cascade
+    if plan.loop_var is None:
+        return {p.label for p in plan.einsums if p.array}
+    return {p.label for p in plan.einsums if p.array and plan.loop_var in p.vars}
+
+
+def _drains(plan: _Plan) -> dict[tuple[str, str], int]:
+    """2D row reductions whose result the 1D array needs before the 2D array can go on: the drain
+    down the array's rows is exposed on that edge (edge -> rows)."""
+    out = {}
+    if plan.tile_rank is None:
+        return out
+    tv = plan.tile_rank.lower()
+    by = {p.label: p for p in plan.einsums}
+    g = plan.cascade.dag()
+    for p in plan.einsums:
+        if p.array != "2d" or tv not in p.reduced:
+            continue
+        rows = next((n for d, v, n in p.spatial if d == "rows"), 1)
+        for s in g.successors(p.label):
+            if s in by and by[s].array == "1d" and any(
+                    by.get(d) is not None and by[d].array == "2d" for d in nx.descendants(g, s)
+                    if plan.loop_var in by[d].vars):
+                out[(p.label, s)] = rows
+    return out
+
+
+def _sequential_time(plan: _Plan, cyc: dict[str, float], steps: int) -> float:
+    """One tile at a time: list-schedule a tile's Einsums on their arrays; Einsums outside the
+    tile loop fill idle time of their array."""
+    members = _loop_members(plan)
+    by = {p.label: p for p in plan.einsums}
+    g = plan.cascade.dag()
+    drains = _drains(plan)
+    per = {lab: cyc[lab] / steps for lab in members}
+    free = {}
+    finish = {}
+    order = [lab for lab in plan.cascade.labels if lab in members]
+    for lab in order:
+        arr = by[lab].array
+        ready = 0.0
+        for u in g.predecessors(lab):
+            if u in finish:
+                ready = max(ready, finish[u] + drains.get((u, lab), 0))
+        start = max(ready, free.get(arr, 0.0))
+        finish[lab] = start + per[lab]
+        free[arr] = finish[lab]
+    makespan = max(finish.values(), default=0.0)
+    load = Counter()
+    for p in plan.einsums:
+        if p.array:
+            load[p.array] += cyc[p.label] / steps
+    return max([makespan] + list(load.values())) * steps
+
+
+# ------------------------------------------------------------------------------------------------
+# mappings: traffic and buffer accesses
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Access:
+    traffic_words: float = 0.0
+    l3_reads: float = 0.0
+    l3_writes: float = 0.0
+    shared_rf_reads: float = 0.0
+    shared_rf_writes: float = 0.0
+    pe_rf: Counter = field(default_factory=Counter)     # (array, "read"|"write") -> accesses
+    per_einsum: Counter = field(default_factory=Counter)  # (label, component) -> accesses
+    details: dict = field(default_factory=dict)
+    phases: list = field(default_factory=list)          # unfused: (labels, traffic words)
+
+
+def _aliases(plan: _Plan) -> dict[str, str]:
+    """Re-layout outputs and the input they copy (BK -> K)."""
+    out = {}
+    for p in plan.einsums:
+        e = plan.cascade.einsums[p.index]
+        if p.array is None and is_layout(e):
+            src = e.expr.tensor
+            out[p.output] = out.get(src, src)
+    return out
+
+
+def _consumers(plan: _Plan) -> dict[str, list[_E]]:
+    out: dict[str, list[_E]] = {}
+    for p in plan.einsums:
+        if p.array is None:
+            continue
+        for a in dict.fromkeys(a.tensor for a in p.accesses):
+            out.setdefault(a, []).append(p)
+    return out
+
+
+def _one_d_sequence(plan: _Plan, members=None) -> list[str]:
+    return [p.label for p in plan.einsums if p.array == "1d" and (members is None or p.label in members)]
+
+
+def _tiled(ctx: _Ctx, plan: _Plan, binding: Binding) -> _Access:
+    c, arch = plan.cascade, ctx.arch
+    s = arch.word_bytes
+    acc = _Access()
+    alias = _aliases(plan)
+    cons = _consumers(plan)
+    by = {p.label: p for p in plan.einsums}
+    row_v = plan.row_rank.lower() if plan.row_rank else None
+    tile_v = plan.tile_rank.lower() if plan.tile_rank else None
+    outer = {plan.loop_var} if plan.loop_var else set()
+    seq1d = _one_d_sequence(plan)
+    oned = arch.array("1d") if any(a.name == "1d" for a in arch.arrays) else None
+
+    def base(t):
+        return alias.get(t, t)
+
+    def has(t, v):
+        return v is not None and v in {r.lower() for r in c.tensors[t].ranks}
+
+    def forwarded(prod: _E, consumer: _E) -> bool:
+        if prod.array != "1d" or consumer.array != "1d":
+            return False
+        k = seq1d.index(prod.label)
+        return k + 1 < len(seq1d) and seq1d[k + 1] == consumer.label
+
+    # where each computed tensor lives
+    place: dict[str, str] = {}
+    producer = {p.output: p for p in plan.einsums if p.array}
+    for t, info in c.tensors.items():
+        if info.is_input or t in alias:
+            continue
+        p = producer.get(t)
+        if p is None:
+            continue
+        users = cons.get(t, [])
+        if t in c.outputs and not users:
+            place[t] = "dram"
+        elif info.iterative is not None:
+            place[t] = "l3"
+        elif all(u.array == p.array for u in users):
+            if p.array == "1d":
+                if len(users) == 1 and forwarded(p, users[0]):
+                    place[t] = "forward"
+                elif _lane_words(ctx, p, t) <= (oned.rf_depth if oned else 0):
+                    place[t] = "pe_rf"
+                else:
+                    place[t] = "l3"
+            else:
+                place[t] = "pe_rf"
+        elif has(t, tile_v):
+            place[t] = "l3"
+        else:
+            place[t] = "shared_rf" if oned is not None and oned.shared_rf else "l3"
+
+    # resident words: per query row (P1*P0 rows resident) and per key/value tile
+    row_words = 0.0
+    tile_words = 0.0
+    n_rows = ctx.inst * (ctx.sizes[plan.row_rank] if plan.row_rank else 1)
+    steps_outer = math.prod(ctx.vsize[v] for v in outer) if outer else 1
+    seen = set()
+    for p in plan.einsums:
+        if p.array is None or (outer and not (outer & set(p.vars))):
+            continue
+        for a in p.accesses:
+            t = base(a.tensor)
+            if t in seen:
+                continue
+            info = c.tensors[t]
+            if info.is_input:
+                seen.add(t)
+                if has(t, row_v):
+                    row_words += ctx.tensor_size(t) / n_rows
+                else:
+                    tile_words += ctx.tensor_size(t) / (ctx.inst * steps_outer)
+    for t, where in place.items():
+        if where != "l3" or not has(t, row_v):
+            continue
+        info = c.tensors[t]
+        words = ctx.tensor_size(t) / n_rows
+        if info.iterative is not None:
+            words /= ctx.vsize[c.tensors[t].ranks[info.iterative].lower()] + 1
+        elif outer and has(t, next(iter(outer))):
+            words /= steps_outer
+        row_words += words
+    capacity = binding.tiling_capacity or arch.buffer.capacity
+    p0 = next((n for d, v, n in _spatial_of(plan, "2d") if v == row_v), None) or \
+        (arch.array("1d").cols if oned else 1)
+    p_total = ctx.sizes[plan.row_rank] if plan.row_rank else 1
+    blocks = max(1, math.ceil(p_total / p0))
+    avail = capacity - s * tile_words
+    per_block = s * row_words * min(p0, p_total)
+    if avail <= 0 or per_block <= 0 or avail < per_block:
+        raise ArchError(
+            f"{c.name} does not fit the {capacity / 2**20:g} MiB buffer of {arch.name}: one block of "
+            f"{min(p0, p_total)} query rows needs {(s * tile_words + per_block) / 2**20:.3g} MiB")
+    cap_p1 = int(avail // per_block)
+    p1 = max(d for d in range(1, blocks + 1) if blocks % d == 0 and d <= cap_p1)
+    p2 = blocks // p1
+    acc.details.update(P0=p0, P1=p1, P2=p2, row_words=row_words, tile_words=tile_words)
+
+    # DRAM traffic and buffer fills
+    for t in c.inputs:
+        words = ctx.tensor_size(t.name) * (1 if has(t.name, row_v) else p2)
+        acc.traffic_words += words
+        acc.l3_writes += words
+    for o in c.outputs:
+        acc.traffic_words += ctx.tensor_size(o)
+
+    # reads, writes and register-file traffic of every Einsum
+    prev_read = set()
+    for p in plan.einsums:
+        if p.array is None:
+            continue
+        for a in dict.fromkeys(p.accesses):
+            t = base(a.tensor)
+            info = c.tensors[t]
+            if info.is_input:
+                n = ctx.reads(p, a, outer)
+                acc.l3_reads += n
+                acc.per_einsum[(p.label, "global_buffer_read")] += n
+                continue
+            prod = producer.get(t)
+            kind = c.access_kind(a)
+            if info.iterative is not None:
+                if kind == "prev":
+                    if t not in prev_read:       # one read of the previous iterate per step
+                        prev_read.add(t)
+                        n = ctx.iterate_size(t)
+                        acc.l3_reads += n
+                        acc.per_einsum[(p.label, "global_buffer_read")] += n
+                elif kind == "next":
+                    upd = next((x for x in plan.einsums if x.output == t and x.array), None)
+                    if upd is not None and upd.array != p.array:
+                        n = ctx.reads(p, a, outer)
+                        _cross(acc, oned, p, n, read=True)
+                elif kind == "final":
+                    n = ctx.reads(p, a, outer)
+                    acc.l3_reads += n
+                    acc.per_einsum[(p.label, "global_buffer_read")] += n
+                continue
+            where = place.get(t)
+            n = ctx.reads(p, a, outer)
+            if where == "l3":
+                if prod is not None and forwarded(prod, p):
+                    continue
+                acc.l3_reads += n
+                acc.per_einsum[(p.label, "global_buffer_read")] += n
+            elif where == "shared_rf":
+                acc.shared_rf_reads += n
+                acc.per_einsum[(p.label, "shared_rf")] += n
+            elif where == "pe_rf":
+                acc.pe_rf[(p.array, "read")] += n
+                acc.per_einsum[(p.label, f"pe_rf_{p.array}")] += n
+        # writes of the output
+        t = p.output
+        info = c.tensors[t]
+        where = place.get(t)
+        if info.iterative is not None:
+            n = ctx.iterate_size(t) * _out_fraction(ctx, p)
+            acc.l3_writes += n
+            acc.per_einsum[(p.label, "global_buffer_write")] += n
+        elif where == "l3":
+            n = ctx.tensor_size(t)
+            acc.l3_writes += n
+            acc.per_einsum[(p.label, "global_buffer_write")] += n
+        elif where == "shared_rf":
+            n = ctx.tensor_size(t)
+            acc.shared_rf_writes += n
+            acc.per_einsum[(p.label, "shared_rf")] += n
+        elif where == "pe_rf":
+            n = ctx.tensor_size(t)
+            acc.pe_rf[(p.array, "write")] += n
+            acc.per_einsum[(p.label, f"pe_rf_{p.array}")] += n
+    return acc
+
+
+def _out_fraction(ctx, p):
+    return ctx.density[p.label] if p.filters else 1.0
+
+
+def _cross(acc, oned, p, n, read):
+    if oned is not None and oned.shared_rf:
+        if read:
+            acc.shared_rf_reads += n
+        else:
+            acc.shared_rf_writes += n
+        acc.per_einsum[(p.label, "shared_rf")] += n
+    else:
+        if read:
+            acc.l3_reads += n
+            acc.per_einsum[(p.label, "global_buffer_read")] += n
+        else:
+            acc.l3_writes += n
+            acc.per_einsum[(p.label, "global_buffer_write")] += n
+
+
+def _lane_words(ctx, p, t) -> float:
+    """Words of ``t`` one 1D lane holds for one step of the Einsum's outer loop."""
+    lanes = math.prod(ctx.vsize[v] for _, v, _ in p.spatial) or 1
+    outer = ctx.vsize[ctx.plan.loop_var] if ctx.plan.loop_var and ctx.plan.loop_var in p.vars else 1
+    return ctx.tensor_size(t) / (ctx.inst * lanes * outer)
+
+
+def _spatial_of(plan, array):
+    for p in plan.einsums:
+        if p.array == array and p.spatial:
+            return p.spatial
+    return ()
+
+
+def _phases(plan: _Plan) -> list[list[_E]]:
+    out: list[list[_E]] = []
+    for p in plan.einsums:
+        if p.array is None:
+            continue
+        if out and out[-1][0].array == p.array == "1d":
+            out[-1].append(p)
+        else:
+            out.append([p])
+    return out
+
+
+def _unfused(ctx: _Ctx, plan: _Plan) -> _Access:
+    c = plan.cascade
+    acc = _Access()
+    alias = _aliases(plan)
+    cons = _consumers(plan)
+
+    def base(t):
+        return alias.get(t, t)
+
+    for phase in _phases(plan):
+        labels = {p.label for p in phase}
+        made = {p.output for p in phase}
+        ins = []
+        for p in phase:
+            for a in p.accesses:
+                t = base(a.tensor)
+                if t not in made and t not in ins:
+                    ins.append(t)
+        outs = [t for t in made if t in c.outputs or any(u.label not in labels for u in cons.get(t, []))]
+        words = sum(ctx.tensor_size(t) for t in ins) + sum(ctx.tensor_size(t) for t in outs)
+        acc.traffic_words += words
+        acc.phases.append((tuple(sorted(labels)), words))
+        if phase[0].array == "2d":
+            (p,) = phase
+            for a in dict.fromkeys(p.accesses):
+                t = base(a.tensor)
+                n = ctx.reads(p, a, set())
+                if n > ctx.tensor_size(t) * 1.000001:      # reused: staged in the buffer
+                    acc.l3_writes += ctx.tensor_size(t)
+                    acc.l3_reads += n
+                    acc.per_einsum[(p.label, "global_buffer_read")] += n
+                    acc.per_einsum[(p.label, "global_buffer_write")] += ctx.tensor_size(t)
+            # a reduction spread over more rows than the array has leaves partial sums in the buffer
+            folds = 1
+            for d, v, n in p.spatial:
+                if v in p.reduced:
+                    folds *= math.ceil(ctx.vsize[v] / n)
+            if folds > 1:
+                o = ctx.tensor_size(p.output)
+                acc.l3_writes += o * folds
+                acc.l3_reads += o * (folds - 1)
+                acc.per_einsum[(p.label, "global_buffer_write")] += o * folds
+                acc.per_einsum[(p.label, "global_buffer_read")] += o * (folds - 1)
+        else:
+            seq = [p.label for p in phase]
+            by = {p.label: p for p in phase}
+            for p in phase:
+                for a in dict.fromkeys(p.accesses):
+                    t = base(a.tensor)
+                    prod = next((x for x in phase if x.output == t), None)
+                    if prod is not None and seq.index(prod.label) + 1 == seq.index(p.label):
+                        continue  # streamed from the previous Einsum of the chain
+                    if prod is not None:
+                        users = [u for u in cons.get(t, []) if u.label in labels]
+                        if len(users) == 1 and seq.index(prod.label) + 1 == seq.index(users[0].label):
+                            continue
+                    n = ctx.reads(p, a, set())
+                    acc.l3_reads += n
+                    acc.per_einsum[(p.label, "global_buffer_read")] += n
+                users = cons.get(p.output, [])
+                k = seq.index(p.label)
+                only_next = (len(users) == 1 and users[0].label in by and k + 1 < len(seq)
+                             and seq[k + 1] == users[0].label)
+                if not only_next:
+                    n = ctx.tensor_size(p.output)
+                    acc.l3_writes += n
+                    acc.per_einsum[(p.label, "global_buffer_write")] += n
+    return acc
+
+
+def _flat(ctx: _Ctx, plan: _Plan, flow: dict) -> _Access:
+    """FLAT's dataflow (research notes 4.3): two tensor products with a softmax between them,
+    their operands on or off chip, stationarity and row granularity as FLAT's search chose."""
+    c = plan.cascade
+    acc = _Access()
+    twod = [p for p in plan.einsums if p.array == "2d"]
+    if len(twod) != 2:
+        raise ArchError(f"the FLAT dataflow fuses two tensor products around a softmax; {c.name} has "
+                        f"{len(twod)} Einsums on the 2D array")
+    logit, attend = twod
+    row = plan.row_rank.lower()
+    alias = _aliases(plan)
+
+    def operand(p, with_row):
+        for a in p.accesses:
+            t = alias.get(a.tensor, a.tensor)
+            if (row in {r.lower() for r in c.tensors[t].ranks}) == with_row:
+                return t
+        raise ArchError(f"FLAT dataflow: cannot tell the operands of {p.label} apart by the rank {plan.row_rank}")
+
+    q, k = operand(logit, True), operand(logit, False)
+    a_t, v = operand(attend, True), operand(attend, False)
+    qk, av = logit.output, attend.output
+    size = ctx.tensor_size
+    ps = float(flow["ps"])
+    pe = ctx.arch.array("2d").cols
+    m_name = next(r for r in c.tensors[k].ranks if r.lower() in logit.out_vars)
+    M = ctx.sizes[m_name]
+    P = ctx.sizes[plan.row_rank]
+    p1 = flow["P1"] if flow["granularity"] == "row" else P
+    on = flow["on"]
+    q_stream = size(q) * M / pe
+    k_stream = size(k) * (P / pe if flow["qk"] == "output" else P / p1)
+    v_stream = size(v) * (P / pe if flow["av"] == "output" else P / p1)
+    t = 0.0
+    t += size(q) * (1 - ps) + ps * q_stream if on["Q"] else q_stream
+    t += size(k) * (1 - ps) + ps * k_stream if on["K"] else k_stream
+    t += ps * size(qk) if on["QK"] else size(qk)
+    t += ps * size(a_t) if on["A"] else size(a_t)
+    t += size(v) * (1 - ps) + ps * v_stream if on["V"] else v_stream
+    if on["AV"]:
+        if flow["av"] == "output":
+            upd, rmw = size(av), 0.0
+        else:
+            upd, rmw = size(av) * M / pe, size(av) * (M / pe - 1)
+        t += size(av) * (1 - ps) + ps * (upd + rmw)
+    else:
+        t += size(av)
+    t += 5 * size(qk) * ps if (on["QK"] and on["A"]) else 2 * size(qk)
+    acc.traffic_words = t
+    # buffer accesses: the softmax chain as in the unfused model, plus the on-chip operands
+    chain = _unfused(ctx, _Plan(c, tuple(p for p in plan.einsums if p.array != "2d"), None,
+                                plan.row_rank, None, None))
+    acc.l3_reads = chain.l3_reads
+    acc.l3_writes = chain.l3_writes
+    acc.per_einsum.update(chain.per_einsum)
+    if on["Q"]:
+        acc.l3_reads += q_stream
+        acc.l3_writes += size(q)
+    if on["QK"]:
+        acc.l3_writes += size(qk)
+    if on["A"]:
+        acc.l3_reads += size(a_t)
+    if on["V"]:
+        acc.l3_reads += v_stream
+        acc.l3_writes += size(v)
+    if on["AV"]:
+        if flow["av"] == "output":
+            acc.l3_writes += size(av)
+        else:
+            acc.l3_writes += size(av) * M / pe
+            acc.l3_reads += size(av) * (M / pe - 1)
+    acc.details.update(P1=p1, proportion_spilled=ps)
+    return acc
+
+
+# ------------------------------------------------------------------------------------------------
+# entry point
+# ------------------------------------------------------------------------------------------------
+
+
+def evaluate(arch: Architecture, cascade: Cascade, binding: Binding, workload: Workload,
+             *, flat_dataflow: dict | None = None, design: str | None = None) -> Report:
+    """Cost of running ``cascade`` for ``workload`` on ``arch`` as ``binding`` says.
+
+    Raises
+    ------
+    ArchError
+        A size the workload does not give, an operator an array cannot compute, a mapping that
+        does not fit the buffer.
+    """
+    plan = _plan(cascade, binding, arch)
+    tiles = {}
+    if plan.tile_rank is not None:
+        tiles[plan.tile_rank] = arch.array("2d").rows
+    sizes, inst = cascade_sizes(cascade, workload, tiles)
+    ctx = _Ctx(plan, arch, sizes, inst)
+    cyc, busy = {}, {}
+    for p in plan.einsums:
+        cyc[p.label], busy[p.label] = ctx.cycles(p)
+    load = Counter()
+    for p in plan.einsums:
+        if p.array:
+            load[p.array] += cyc[p.label]
+
+    if binding.mapping == "tiled":
+        acc = _tiled(ctx, plan, binding)
+    elif binding.mapping == "unfused":
+        acc = _unfused(ctx, plan)
+    else:
+        if flat_dataflow is None:
+            raise ArchError("the FLAT mapping needs a dataflow (from flat_dataflow() or a search)")
+        acc = _flat(ctx, plan, flat_dataflow)
+    s = arch.word_bytes
+    traffic = acc.traffic_words * s
+    mem_cycles = traffic / arch.dram_bandwidth * arch.clock_hz
+
+    if binding.schedule == "phases":
+        total = 0.0
+        comp = 0.0
+        phase_words = dict(acc.phases)
+        for phase in _phases(plan):
+            labels = tuple(sorted(p.label for p in phase))
+            pc = sum(cyc[p.label] for p in phase)
+            pm = phase_words.get(labels, 0.0) * s / arch.dram_bandwidth * arch.clock_hz
+            total += max(pc, pm)
+            comp += pc
+        latency_cycles = total
+        compute_cycles = comp
+    else:
+        if binding.schedule == "sequential":
+            steps = ctx.vsize.get(plan.loop_var, 1) if plan.loop_var else 1
+            steps *= inst * max(1, math.ceil(sizes[plan.row_rank] / (acc.details.get("P0") or 1))) \
+                if plan.row_rank else inst
+            compute_cycles = _sequential_time(plan, cyc, steps)
+        else:
+            compute_cycles = max(load.values(), default=0.0)
+        latency_cycles = max(compute_cycles, mem_cycles)
+
+    util = {a.name: (sum(busy[p.label] for p in plan.einsums if p.array == a.name) / latency_cycles
+                     if latency_cycles else 0.0) for a in arch.arrays}
+
+    # energy
+    et = arch.energy
+    comp_energy = Counter()
+    per_e_energy = Counter()
+    actions_all = {}
+    for p in plan.einsums:
+        if p.array is None:
+            continue
+        pts = ctx.points(p)
+        acts = {u: n * pts for u, n in p.actions}
+        actions_all[p.label] = acts
+        for u, n in acts.items():
+            e = n * et.unit(u)
+            comp_energy[u] += e
+            per_e_energy[p.label] += e
+    rd, wr = et.buffer_per_word(arch.buffer.capacity)
+    breakdown = {f"compute_{u}": v for u, v in sorted(comp_energy.items())}
+    breakdown["dram"] = traffic * et.dram_per_byte
+    breakdown["global_buffer"] = acc.l3_reads * rd + acc.l3_writes * wr
+    oned = next((a for a in arch.arrays if a.name == "1d"), None)
+    if acc.shared_rf_reads or acc.shared_rf_writes:
+        r1, w1 = et.rf_access(oned.shared_rf if oned is not None and oned.shared_rf <= 64 else 32)
+        breakdown["shared_rf_1d"] = acc.shared_rf_reads * r1 + acc.shared_rf_writes * w1
+    for (arr, kind), n in sorted(acc.pe_rf.items()):
+        r, w = et.rf_access(arch.array(arr).rf_depth)
+        breakdown[f"pe_rf_{arr}"] = breakdown.get(f"pe_rf_{arr}", 0.0) + n * (r if kind == "read" else w)
+    for (lab, comp), n in acc.per_einsum.items():
+        if comp == "global_buffer_read":
+            per_e_energy[lab] += n * rd
+        elif comp == "global_buffer_write":
+            per_e_energy[lab] += n * wr
+        elif comp.startswith("pe_rf_"):
+            r, _ = et.rf_access(arch.array(comp[6:]).rf_depth)
+            per_e_energy[lab] += n * r
+        elif comp == "shared_rf":
+            r1, _ = et.rf_access(32)
+            per_e_energy[lab] += n * r1
+    energy = sum(breakdown.values())
+    pe_rf = sum(v for k, v in breakdown.items() if k.startswith("pe_rf_"))
+
+    per = {}
+    for p in plan.einsums:
+        per[p.label] = EinsumCost(p.label, p.array, cyc[p.label], busy[p.label], actions_all.get(p.label, {}),
+                                  per_e_energy.get(p.label, 0.0))
+    area = arch.area_breakdown()
+    f = arch.clock_hz
+    details = dict(acc.details)
+    details.update(latency_cycles=latency_cycles, compute_cycles=compute_cycles, memory_cycles=mem_cycles,
+                   instances=inst, energy_without_pe_rf_pJ=energy - pe_rf,
+                   l3_reads_words=acc.l3_reads, l3_writes_words=acc.l3_writes,
+                   shared_rf_reads=acc.shared_rf_reads, shared_rf_writes=acc.shared_rf_writes)
+    for k, v in sizes.items():
+        details[f"size_{k}"] = v
+    return Report(
+        design=design or f"{cascade.name}/{binding.name}@{arch.name}:{workload.label}",
+        latency_s=latency_cycles / f, compute_s=compute_cycles / f, memory_s=mem_cycles / f,
+        traffic_bytes=traffic, util=util, per_einsum=per, energy_pJ=energy, energy_breakdown_pJ=breakdown,
+        area_um2=sum(area.values()), area_breakdown_um2=area, cycles=dict(load), details=details,
+    )
