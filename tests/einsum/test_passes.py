@@ -50,8 +50,9 @@ EXPECTED = {
     "attention-linear": {"M": 1},
     # hedgehog: 1 over M; the feature rank D takes 3 (max, normalizer, use), register-sized
     "attention-hedgehog": {"M": 1, "D": 3},
-    # GEMMs: nothing reduced is consumed along the rank it reduces -> 1 everywhere
-    "encoder-linear": {"T": 1, "D": 1, "A": 1, "S": 1},
+    # GEMMs over tokens T: 1 pass. Over the model width D: H1 sums Z over d, and H2 writes along d
+    # again from that summary -> 2 passes over D (fresh data: nothing is re-read, no footprint)
+    "encoder-linear": {"T": 1, "D": 2, "A": 1, "S": 1},
     # softmax alone with the online normalizer: the division must wait for the final denominator -> 2
     "softmax-online": {"M": 2, "M1": 2, "M0": 2},
 }
