@@ -18,3 +18,9 @@ __all__ = [
     "EinsumCost", "Report", "cascade_sizes", "flat_dataflow",
     "design", "DESIGNS", "evaluate_design", "evaluate", "end_to_end",
 ]
+from ._sweep import SweepSpec, load_sweep, pareto_front, pareto_sweep, run_sweep, scaled_fusemax, write_table
+
+__all__ += ["SweepSpec", "load_sweep", "pareto_front", "pareto_sweep", "run_sweep", "scaled_fusemax", "write_table"]
+from ._figures import ATTENTION_DESIGNS, MODELS, SEQS, evaluation_table, figures
+
+__all__ += ["ATTENTION_DESIGNS", "MODELS", "SEQS", "evaluation_table", "figures"]

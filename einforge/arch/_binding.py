@@ -18,6 +18,7 @@ YAML file with the same fields.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import yaml
@@ -143,6 +144,11 @@ def _library_bindings(cascade: Cascade) -> dict:
         return {}
     if Path(cascade.source.file).resolve().parent != LIBRARY_DIR.resolve():
         return {}
+    return _read_bindings(f, f.stat().st_mtime_ns)
+
+
+@lru_cache(maxsize=32)
+def _read_bindings(f: Path, mtime: int) -> dict:
     data = yaml.safe_load(f.read_text()) or {}
     return {k: (v, str(f)) for k, v in data.items()}
 

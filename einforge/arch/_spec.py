@@ -191,7 +191,9 @@ class Architecture:
         out = {}
         for a in self.arrays:
             pe = sum(self.area.unit(u) for u in a.units) + self.area.rf_area(a.rf_depth)
-            out[f"array_{a.name}"] = a.pes * pe + a.pes * self.area.link + self.area.rf_area(a.shared_rf)
+            out[f"array_{a.name}"] = a.pes * pe + a.cols * self.area.link
+            if a.shared_rf:
+                out[f"shared_rf_{a.name}"] = self.area.rf_area(a.shared_rf)
         out["global_buffer"] = self.area.buffer_area(self.buffer.capacity, self.buffer.width_bits)
         return out
 
@@ -294,9 +296,17 @@ def architecture_from_dict(d: dict, base: Path = DATA_DIR, where: str = "") -> A
 
 def architectures() -> dict[str, Path]:
     """Built-in architecture names and their files."""
-    return {p.stem: p for p in sorted(DATA_DIR.glob("*.yaml"))
-            if p.stem not in ("energy_45nm", "area_45nm", "workloads", "sweep_example")
-            and "arrays" in (yaml.safe_load(p.read_text()) or {})}
+    return dict(_architectures(tuple((p, p.stat().st_mtime_ns) for p in sorted(DATA_DIR.glob("*.yaml")))))
+
+
+@lru_cache(maxsize=4)
+def _architectures(files) -> tuple:
+    return tuple((p.stem, p) for p, _ in files if "arrays" in (yaml.safe_load(p.read_text()) or {}))
+
+
+@lru_cache(maxsize=32)
+def _load_builtin(f: Path, mtime: int) -> Architecture:
+    return architecture_from_dict(_load_yaml(f, "architecture"), f.parent, f"{f}: ")
 
 
 def load_architecture(name_or_file: str | Path) -> Architecture:
@@ -314,6 +324,6 @@ def load_architecture(name_or_file: str | Path) -> Architecture:
     builtin = architectures()
     if str(name_or_file) in builtin:
         f = builtin[str(name_or_file)]
-        return architecture_from_dict(_load_yaml(f, "architecture"), f.parent, f"{f}: ")
+        return _load_builtin(f, f.stat().st_mtime_ns)
     raise ArchError(f"no built-in architecture named {name_or_file!r} and no such file "
                     f"(built-in: {', '.join(builtin)})")

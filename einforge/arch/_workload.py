@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from pathlib import Path
 
 import yaml
@@ -101,6 +102,15 @@ def _from_dict(name: str, d: dict, where: str) -> Workload:
 
 def workloads(path: Path = DATA_DIR / "workloads.yaml") -> dict[str, Workload]:
     """The built-in workloads (BERT, TrXL, T5, XLM) or those of a YAML file."""
+    path = Path(path)
+    try:
+        return dict(_workloads(path, path.stat().st_mtime_ns))
+    except FileNotFoundError:
+        raise ArchError(f"cannot read workloads {path}: no such file") from None
+
+
+@lru_cache(maxsize=16)
+def _workloads(path: Path, mtime: int) -> tuple:
     try:
         data = yaml.safe_load(Path(path).read_text())
     except FileNotFoundError:
@@ -109,7 +119,7 @@ def workloads(path: Path = DATA_DIR / "workloads.yaml") -> dict[str, Workload]:
         raise ArchError(f"{path}: invalid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise ArchError(f"{path}: a workload file maps names to rank sizes")
-    return {k: _from_dict(k, v, f"{path}: ") for k, v in data.items()}
+    return tuple((k, _from_dict(k, v, f"{path}: ")) for k, v in data.items())
 
 
 def load_workload(name_or_file: str, seq: int | str | None = None) -> Workload:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -144,11 +145,11 @@ class LibraryEntry:
     reference: Callable[[Mapping[str, np.ndarray], Mapping[str, int]], dict] | None
 
     def load(self, operators: OperatorTable | None = None) -> Cascade:
-        return parse_cascade(self.file.read_text(), str(self.file), operators)
+        return _parse_file(self.file, self.file.stat().st_mtime_ns, operators)
 
 
 def library() -> dict[str, LibraryEntry]:
-    """All built-in cascades by name, in name order.
+    """All built-in cascades by name, in name order (a file ``NAME.cascade`` holds cascade NAME).
 
     Examples
     --------
@@ -156,11 +157,25 @@ def library() -> dict[str, LibraryEntry]:
     >>> lib["attention-1pass"].load().outputs
     ('AV',)
     """
-    out = {}
-    for f in sorted(LIBRARY_DIR.glob("*.cascade")):
-        c = parse_cascade(f.read_text(), str(f))
-        out[c.name] = LibraryEntry(c.name, f, c.description, _REFERENCES.get(c.name))
-    return out
+    files = tuple((f, f.stat().st_mtime_ns) for f in sorted(LIBRARY_DIR.glob("*.cascade")))
+    return dict(_library(files))
+
+
+@lru_cache(maxsize=4)
+def _library(files) -> tuple:
+    out = []
+    for f, _ in files:
+        c = _parse_file(f, f.stat().st_mtime_ns, None)
+        if c.name != f.stem:
+            raise CascadeError(f"{f}: the library file of cascade {c.name!r} must be named {c.name}.cascade")
+        out.append((c.name, LibraryEntry(c.name, f, c.description, _REFERENCES.get(c.name))))
+    return tuple(out)
+
+
+@lru_cache(maxsize=128)
+def _parse_file(path: Path, mtime: int, operators) -> Cascade:
+    """Parsed cascades are immutable, so a file unchanged since its last parse is not parsed again."""
+    return parse_cascade(path.read_text(), str(path), operators)
 
 
 def load_cascade(name_or_file: str | os.PathLike, operators: OperatorTable | None = None) -> Cascade:
