@@ -326,5 +326,118 @@ def rewrite(cascade_ref, defer, running, tile, out):
         click.echo(text, nl=False)
 
 
+# ------------------------------------------------------------------------------------------------
+# einforge evaluate / sweep / figures
+# ------------------------------------------------------------------------------------------------
+
+_DEFAULT_BINDING = {"fusemax": "fusemax", "flat": "flat"}
+_DEFAULT_CASCADE = {"fusemax": "attention-1pass", "arch": "attention-1pass", "cascade": "attention-1pass",
+                    "flat": "attention-3pass", "unfused": "attention-3pass"}
+
+
+@main.command("evaluate")
+@click.option("--arch", "arch_ref", default="fusemax", show_default=True, help="fusemax, flat or an architecture YAML file")
+@click.option("--cascade", "cascade_ref", default=None, help="cascade name or file (default: the binding's cascade)")
+@click.option("--binding", "binding_ref", default=None,
+              help="fusemax, arch, cascade, flat, unfused or a binding YAML file (default: the architecture's own)")
+@click.option("--model", "model", default="BERT", show_default=True, help="BERT, TrXL, T5, XLM or a workload YAML file")
+@click.option("--seq", default="64K", show_default=True, help="sequence length: 1K, 64K, 1M or an integer")
+@click.option("--end-to-end", "e2e", is_flag=True, help="add the encoder's linear layers")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@handles_errors
+def evaluate_cmd(arch_ref, cascade_ref, binding_ref, model, seq, e2e, as_json):
+    """Latency, utilization, traffic, energy and area of a cascade bound onto an architecture."""
+    from .arch import evaluate, load_architecture, load_binding, load_workload
+    from .einsum import load_cascade
+
+    arch = load_architecture(arch_ref)
+    binding_name = binding_ref or _DEFAULT_BINDING.get(arch.name, "fusemax")
+    c = load_cascade(cascade_ref or _DEFAULT_CASCADE.get(binding_name, "attention-1pass"))
+    b = load_binding(binding_name, c)
+    w = load_workload(model, seq)
+    r = evaluate(arch, c, b, w, name=f"{c.name}/{b.name}@{arch.name}:{w.label}")
+    lin = None
+    if e2e:
+        lc = load_cascade("encoder-linear")
+        lin = evaluate(arch, lc, load_binding("unfused", lc), w, name=f"encoder-linear@{arch.name}:{w.label}")
+    if as_json:
+        out = r.to_json()
+        if lin is not None:
+            out["end_to_end"] = {"latency_s": r.latency_s + lin.latency_s, "energy_pJ": r.energy_pJ + lin.energy_pJ,
+                                 "traffic_bytes": r.traffic_bytes + lin.traffic_bytes, "linear": lin.to_json()}
+        emit_json(out)
+        return
+    console.print(f"[bold]{escape(r.design)}[/]  ({b.description})")
+    d = r.details
+    bound = "memory" if r.memory_s >= r.compute_s else "compute"
+    console.print(f"  latency {r.latency_s:.6g} s ({bound}-bound: compute {r.compute_s:.4g} s, memory {r.memory_s:.4g} s)")
+    console.print(f"  utilization: 2D {r.util_2d:.4f}, 1D {r.util_1d:.4f}")
+    console.print(f"  DRAM traffic {r.traffic_bytes:.6g} B" + (f"   P1={d['P1']} P2={d['P2']}" if "P2" in d else ""))
+    console.print(f"  energy {r.energy_pJ:.6g} pJ   area {r.area_um2:.6g} um2")
+    t = Table(title="per Einsum")
+    for col in ("Einsum", "array", "cycles", "2D util", "1D util", "energy pJ", "share"):
+        t.add_column(col, justify="left" if col in ("Einsum", "array") else "right")
+    for lab, ec in r.per_einsum.items():
+        if ec.array is None:
+            continue
+        t.add_row(lab, ec.array, f"{ec.cycles:.4g}", f"{r.einsum_util(lab, '2d'):.4f}", f"{r.einsum_util(lab, '1d'):.4f}",
+                  f"{ec.energy_pJ:.4g}", f"{ec.energy_pJ / r.energy_pJ:.1%}")
+    console.print(t)
+    t = Table(title="energy by component")
+    t.add_column("component")
+    t.add_column("pJ", justify="right")
+    t.add_column("share", justify="right")
+    for k, v in sorted(r.energy_breakdown_pJ.items(), key=lambda kv: -kv[1]):
+        t.add_row(k, f"{v:.4g}", f"{v / r.energy_pJ:.1%}")
+    console.print(t)
+    if lin is not None:
+        console.print(f"  end to end (+ linear layers): latency {r.latency_s + lin.latency_s:.6g} s, "
+                      f"energy {r.energy_pJ + lin.energy_pJ:.6g} pJ")
+
+
+@main.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", "out", type=click.Path(dir_okay=False), required=True, help="results CSV")
+@click.option("--json", "as_json", is_flag=True, help="print a JSON summary")
+@handles_errors
+def sweep(spec, out, as_json):
+    """Evaluate the cross product of a sweep spec (architecture parameters x workloads x lengths)."""
+    from rich.progress import Progress
+
+    from .arch import load_sweep, run_sweep, write_table
+
+    s = load_sweep(spec)
+    with Progress(console=err_console, transient=True, disable=as_json) as prog:
+        task = prog.add_task("evaluating", total=s.size)
+        rows = run_sweep(s, progress=lambda: prog.advance(task))
+    files = write_table(rows, out)
+    front = [r for r in rows if r["pareto_latency_area"]]
+    if as_json:
+        emit_json({"points": len(rows), "failed": sum(1 for r in rows if r["error"]),
+                   "pareto_latency_area": len(front), "files": [str(f) for f in files]})
+        return
+    console.print(f"{len(rows)} points, {sum(1 for r in rows if r['error'])} that do not fit; "
+                  f"{len(front)} on the latency/area Pareto front; wrote {', '.join(str(f) for f in files)}")
+    t = Table(title="latency/area Pareto front")
+    for col in ("workload", "seq", "array", "buffer", "latency s", "area um2", "energy pJ"):
+        t.add_column(col)
+    for r in front:
+        t.add_row(r["workload"], r["seq"], f"{r['rows']}x{r['cols']}", f"{r['buffer_bytes'] / 2**20:g} MiB",
+                  f"{r['latency_s']:.4g}", f"{r['area_um2']:.4g}", f"{r['energy_pJ']:.4g}")
+    console.print(t)
+
+
+@main.command("figures")
+@click.option("-o", "--output", "out", type=click.Path(file_okay=False), required=True, help="output directory")
+@handles_errors
+def figures_cmd(out):
+    """Regenerate the FuseMax paper's Figures 6-12 (PNG, PDF and CSV)."""
+    from .arch import figures
+
+    t0 = time.perf_counter()
+    files = figures(out)
+    console.print(f"wrote {len(files)} files to {out} in {time.perf_counter() - t0:.1f} s")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
