@@ -203,6 +203,8 @@ def _actions(cascade: Cascade, e, units, array) -> Counter:
              and "mac" in units)
 
     def walk(x, top):
+        if isinstance(x, Call) and not x.accesses():
+            return  # a constant such as 1/sqrt(E), folded before the run
         if isinstance(x, Call):
             if top and fused:
                 counts["mac"] += 1
@@ -221,8 +223,22 @@ def _actions(cascade: Cascade, e, units, array) -> Counter:
     return counts
 
 
-@lru_cache(maxsize=256)
 def _plan(cascade: Cascade, binding: Binding, arch: Architecture) -> _Plan:
+    """Only the arrays matter to the plan: buffers, bandwidths and clocks share it."""
+    return _plan_for(cascade, binding, tuple(arch.arrays))
+
+
+@lru_cache(maxsize=512)
+def _plan_for(cascade: Cascade, binding: Binding, arrays: tuple) -> _Plan:
+    by_name = {a.name: a for a in arrays}
+
+    class arch:  # the slice of the architecture a plan reads
+        @staticmethod
+        def array(name):
+            if name not in by_name:
+                raise ArchError(f"binding {binding.name} uses array {name!r}, which the architecture lacks")
+            return by_name[name]
+
     rank_names = {r.name for r in cascade.ranks if not r.param}
     tile_rank = next((r for r in binding.spatial_for("2d").get("rows", ()) if r in rank_names), None) \
         if binding.mapping == "tiled" else None
@@ -290,7 +306,8 @@ class _Ctx:
         self.vsize = {r.name.lower(): sizes[r.name] for r in c.ranks if not r.param}
         for rk, it in c.iterative_ranks.items():
             self.vsize[it.var] = int(it.bound.evaluate(sizes))
-        self.density = {p.label: _filter_density(p.filters, self.vsize, sizes) for p in plan.einsums}
+        self.density = {p.label: _filter_density(p.filters, self.vsize, sizes) if p.array else 1.0
+                        for p in plan.einsums}
 
     def points(self, p: _E) -> float:
         return self.inst * math.prod(self.vsize[v] for v in p.vars) * self.density[p.label]
@@ -529,11 +546,25 @@ def _tiled(ctx: _Ctx, plan: _Plan, binding: Binding) -> _Access:
         else:
             place[t] = "shared_rf" if oned is not None and oned.shared_rf else "l3"
 
-    # resident words: per query row (P1*P0 rows resident) and per key/value tile
+    # rows: the query-like ranks only the row inputs have (P, and R for grouped queries), spread
+    # over the columns P0 at a time, P1 blocks resident; ranks the row and tile inputs share (B, G)
+    # are independent outer loops; the rest of a tile input is one key/value tile per step
+    row_inputs = [t.name for t in c.inputs if has(t.name, row_v)]
+    tile_inputs = [t.name for t in c.inputs if not has(t.name, row_v)]
+    reduced = {v for p in plan.einsums for v in p.reduced}
+    rset = set()
+    for t in row_inputs:
+        rset |= {r for r in c.tensors[t].ranks if r.lower() not in reduced}
+    tset = set()
+    for t in tile_inputs:
+        tset |= set(c.tensors[t].ranks)
+    row_ranks = [r for r in rset if r not in tset]
+    outer_ranks = [r for r in rset if r in tset]
+    n_outer = ctx.inst * math.prod(ctx.sizes[r] for r in outer_ranks)
+    rows_total = math.prod(ctx.sizes[r] for r in row_ranks) if row_ranks else 1
+    steps_outer = math.prod(ctx.vsize[v] for v in outer) if outer else 1
     row_words = 0.0
     tile_words = 0.0
-    n_rows = ctx.inst * (ctx.sizes[plan.row_rank] if plan.row_rank else 1)
-    steps_outer = math.prod(ctx.vsize[v] for v in outer) if outer else 1
     seen = set()
     for p in plan.einsums:
         if p.array is None or (outer and not (outer & set(p.vars))):
@@ -546,14 +577,14 @@ def _tiled(ctx: _Ctx, plan: _Plan, binding: Binding) -> _Access:
             if info.is_input:
                 seen.add(t)
                 if has(t, row_v):
-                    row_words += ctx.tensor_size(t) / n_rows
+                    row_words += ctx.tensor_size(t) / (n_outer * rows_total)
                 else:
-                    tile_words += ctx.tensor_size(t) / (ctx.inst * steps_outer)
+                    tile_words += ctx.tensor_size(t) / (n_outer * steps_outer)
     for t, where in place.items():
         if where != "l3" or not has(t, row_v):
             continue
         info = c.tensors[t]
-        words = ctx.tensor_size(t) / n_rows
+        words = ctx.tensor_size(t) / (n_outer * rows_total)
         if info.iterative is not None:
             words /= ctx.vsize[c.tensors[t].ranks[info.iterative].lower()] + 1
         elif outer and has(t, next(iter(outer))):
@@ -562,18 +593,18 @@ def _tiled(ctx: _Ctx, plan: _Plan, binding: Binding) -> _Access:
     capacity = binding.tiling_capacity or arch.buffer.capacity
     p0 = next((n for d, v, n in _spatial_of(plan, "2d") if v == row_v), None) or \
         (arch.array("1d").cols if oned else 1)
-    p_total = ctx.sizes[plan.row_rank] if plan.row_rank else 1
-    blocks = max(1, math.ceil(p_total / p0))
+    blocks = max(1, math.ceil(rows_total / p0))
     avail = capacity - s * tile_words
-    per_block = s * row_words * min(p0, p_total)
+    per_block = s * row_words * min(p0, rows_total)
     if avail <= 0 or per_block <= 0 or avail < per_block:
         raise ArchError(
             f"{c.name} does not fit the {capacity / 2**20:g} MiB buffer of {arch.name}: one block of "
-            f"{min(p0, p_total)} query rows needs {(s * tile_words + per_block) / 2**20:.3g} MiB")
+            f"{min(p0, rows_total)} query rows needs {(s * tile_words + per_block) / 2**20:.3g} MiB")
     cap_p1 = int(avail // per_block)
     p1 = max(d for d in range(1, blocks + 1) if blocks % d == 0 and d <= cap_p1)
     p2 = blocks // p1
-    acc.details.update(P0=p0, P1=p1, P2=p2, row_words=row_words, tile_words=tile_words)
+    acc.details.update(P0=p0, P1=p1, P2=p2, row_words=row_words, tile_words=tile_words,
+                       row_ranks=",".join(sorted(row_ranks)))
 
     # DRAM traffic and buffer fills
     for t in c.inputs:

@@ -91,6 +91,14 @@ class Cascade:
     def __post_init__(self):
         _finish(self, None)
 
+    def __hash__(self) -> int:
+        # cascades key caches (cost-model plans); hash the IR once
+        h = self.__dict__.get("_hash")
+        if h is None:
+            h = hash((self.name, self.ranks, self.inputs, self.einsums, self.stop, self.outputs, self.description))
+            object.__setattr__(self, "_hash", h)
+        return h
+
     # -- derived views -------------------------------------------------------------------------
     @property
     def tensors(self) -> dict[str, TensorInfo]:

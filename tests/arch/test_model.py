@@ -1,0 +1,199 @@
+"""The cost model's behaviour: operator pricing from the architecture, any cascade, errors."""
+
+import json
+import math
+
+import pytest
+from click.testing import CliRunner
+
+from einforge.arch import (
+    ArchError, Binding, evaluate, load_architecture, load_binding, load_sweep, load_workload, pareto_front,
+    run_sweep, write_table,
+)
+from einforge.cli import main
+from einforge.einsum import load_cascade, parse_cascade
+
+FUSEMAX = load_architecture("fusemax")
+FLAT = load_architecture("flat")
+
+
+def run(arch, cascade, binding, model="BERT", seq="16K"):
+    c = load_cascade(cascade) if isinstance(cascade, str) else cascade
+    return evaluate(arch, c, load_binding(binding, c), load_workload(model, seq))
+
+
+def test_operator_costs_come_from_the_architecture():
+    # exp with its subtraction: 6 MACs + 1 add on FuseMax PEs; one exp-unit action + 1 add on FLAT's 1D PEs
+    fm = run(FUSEMAX, "attention-1pass", "fusemax")
+    assert fm.per_einsum["SLN"].actions.keys() == {"mac", "add"}
+    pts = fm.per_einsum["SLD"].actions["add"]            # SLD: one add per point of the same space
+    assert fm.per_einsum["SLN"].actions["mac"] == 6 * pts and fm.per_einsum["SLN"].actions["add"] == pts
+    cas = run(FLAT, "attention-1pass", "cascade")
+    assert cas.per_einsum["SLN"].actions == {"exp": pts, "add": pts}
+    # the same Einsum costs 7 cycles per point on FuseMax's 2D array, 2 on FLAT's sequential 1D lanes
+    assert fm.per_einsum["SLN"].cycles == 7 * fm.per_einsum["SLD"].cycles
+    assert cas.per_einsum["SLN"].cycles == 2 * cas.per_einsum["SLD"].cycles
+    # a product summed over a rank is one MAC per point
+    assert set(fm.per_einsum["BQK"].actions) == {"mac"}
+
+
+def test_fusemax_balance_equation():
+    """research notes 4.5: per tile, 2D = E+F+9 cycles, 1D = 2F+10+F/M1."""
+    w = load_workload("BERT", "16K")
+    r = run(FUSEMAX, "attention-1pass", "fusemax")
+    x = w.B * w.H * w.M * w.P / 256 ** 2
+    m1 = w.M // 256
+    assert math.isclose(r.cycles["2d"], x * (w.E + w.F + 9))
+    assert math.isclose(r.cycles["1d"], x * (2 * w.F + 10 + w.F / m1))
+    assert math.isclose(r.util_2d, (w.E + w.F + 9) / (2 * w.F + 10 + w.F / m1))
+
+
+def test_any_cascade_evaluates_without_new_code():
+    # the cost model never names an Einsum: new cascades run as they are
+    for name in ("attention-causal", "attention-cross", "attention-gqa", "attention-window", "attention-fa1"):
+        r = run(FUSEMAX, name, "fusemax", seq="4K")
+        assert r.latency_s > 0 and 0 < r.util_2d <= 1 and 0 < r.util_1d <= 1.000001
+    for name in ("attention-sigmoid", "attention-linear", "attention-mha", "attention-3pass"):
+        r = run(FUSEMAX, name, "unfused", seq="4K")
+        assert r.latency_s > 0 and r.energy_pJ > 0
+
+
+def test_causal_filter_halves_the_tile_work():
+    full = run(FUSEMAX, "attention-1pass", "fusemax", seq="64K")
+    causal = run(FUSEMAX, "attention-causal", "fusemax", seq="64K")
+    ratio = causal.per_einsum["BQK"].cycles / full.per_einsum["BQK"].cycles
+    assert 0.49 < ratio < 0.52
+    # the per-query corrections on the 1D array do not shrink: the 1D array stays the bottleneck
+    assert causal.per_einsum["PRM"].cycles == full.per_einsum["PRM"].cycles
+
+
+def test_gqa_shares_key_value_tiles_across_query_heads():
+    # at 4K every query row of a head group fits the buffer: one K/V tile serves R heads
+    w = load_workload("BERT", "4K")
+    c = load_cascade("attention-gqa")
+    b = load_binding("fusemax", c)
+    mha = evaluate(FUSEMAX, c, b, w)                               # G = H: one query head per group
+    gqa = evaluate(FUSEMAX, c, b, w.__class__(**{**w.__dict__, "G": 3}))
+    assert gqa.details["size_R"] == 4 and mha.details["size_R"] == 1
+    q_and_out = 2 * 2 * w.B * w.H * w.P * w.E                      # Q read, AV written: the same
+    kv = lambda r: r.traffic_bytes - q_and_out                     # noqa: E731
+    assert kv(gqa) == pytest.approx(kv(mha) / 4)
+    assert math.isclose(gqa.latency_s, mha.latency_s, rel_tol=1e-9)   # same work
+
+
+def test_operator_the_array_lacks_is_rejected():
+    c = parse_cascade("ranks M P M0\ninput S[m,p]\nB[m1,m0,p] = S[m1*M0+m0,p]\nT[m1,m0,p] = tanh(B[m1,m0,p])\n"
+                      "Z[m1,p] = T[m1,m0,p]\n")
+    no_exp = FUSEMAX.with_array("2d", units=("mac", "add"))
+    with pytest.raises(ArchError, match=r"Einsum T uses operator 'tanh', which array 2d \(units: mac, add\) cannot"):
+        evaluate(no_exp, c, load_binding("fusemax", c), load_workload("BERT", "4K"))
+
+
+def test_buffer_too_small_is_rejected():
+    small = FUSEMAX.with_buffer(capacity=64 << 10)
+    with pytest.raises(ArchError, match="does not fit the 0.0625 MiB buffer"):
+        run(small, "attention-1pass", "fusemax")
+
+
+def test_workload_must_size_every_rank():
+    c = parse_cascade("ranks M P Q9\ninput S[m,p] X[q9]\nZ[p] = S[m,p] * X[q9]\n")
+    with pytest.raises(ArchError, match="rank Q9 has no size"):
+        evaluate(FUSEMAX, c, load_binding("unfused", c), load_workload("BERT", "4K"))
+
+
+def test_tile_binding_needs_a_tile_rank():
+    with pytest.raises(ArchError, match="no rank mapped to the 2D rows"):
+        run(FUSEMAX, "attention-3pass", "fusemax")
+
+
+def test_bad_files_name_the_file(tmp_path):
+    f = tmp_path / "arch.yaml"
+    f.write_text("name: x\nclock: 1GHz\nword_bits: 16\ndram: {bandwidth: 1GB/s}\nglobal_buffer: {capacity: 1MiB}\n"
+                 "arrays:\n  2d: {rows: 4, cols: 4, units: [mac, warp]}\n")
+    with pytest.raises(ArchError, match=r"arch.yaml: arrays.2d: unknown unit 'warp'"):
+        load_architecture(f)
+    f.write_text("name: [unclosed\n")
+    with pytest.raises(ArchError, match=r"arch.yaml:2:1: invalid YAML"):
+        load_architecture(f)
+    with pytest.raises(ArchError, match="no built-in architecture named 'tpu'"):
+        load_architecture("tpu")
+    with pytest.raises(ArchError, match="no built-in workload"):
+        load_workload("GPT5")
+    with pytest.raises(ArchError, match="not a count"):
+        load_workload("BERT", "lots")
+
+
+def test_user_architecture_and_binding_files(tmp_path):
+    a = tmp_path / "small.yaml"
+    a.write_text("name: small\nclock: 1GHz\nword_bits: 16\ndram: {bandwidth: 100GB/s}\n"
+                 "global_buffer: {capacity: 4MiB, width_bits: 1024}\n"
+                 "arrays:\n  2d: {rows: 64, cols: 64, units: [mac, add, max], rf_depth: 8}\n"
+                 "  1d: {lanes: 64, units: [mac, add, max, div], rf_depth: 16}\n")
+    arch = load_architecture(a)
+    b = tmp_path / "mine.yaml"
+    b.write_text("base: fusemax\ndescription: mine\n")
+    c = load_cascade("attention-1pass")
+    r = evaluate(arch, c, load_binding(str(b), c), load_workload("T5", "4K"))
+    assert r.details["size_M0"] == 64 and r.util_1d == pytest.approx(1.0)
+    b.write_text("base: fusemax\nwarp: 9\n")
+    with pytest.raises(ArchError, match="unknown field"):
+        load_binding(str(b), c)
+
+
+def test_pareto_front_and_sweep(tmp_path):
+    assert pareto_front([(1, 1), (1, 1), (2, 0.5), (0.5, 3)]) == [True, False, True, True]
+    spec = tmp_path / "s.yaml"
+    spec.write_text("workloads: [BERT]\nseq: [16K]\ngrid:\n  array: [64x64, 256x256]\n  buffer: [64KiB, 16MiB]\n")
+    rows = run_sweep(load_sweep(spec))
+    assert len(rows) == 4
+    assert sum(1 for r in rows if r["error"]) == 1        # 256x256 does not fit 64 KiB
+    ok = [r for r in rows if not r["error"]]
+    assert any(r["pareto_latency_area"] for r in ok)
+    fast = min(ok, key=lambda r: r["latency_s"])
+    assert fast["pareto_latency_area"] and fast["rows"] == 256
+    out = write_table(rows, tmp_path / "r.csv")
+    assert out[0].read_text().startswith("workload,seq,rows,cols")
+    spec.write_text("workloads: [BERT]\ngrid: {array: [big]}\n")
+    with pytest.raises(ArchError, match="s.yaml: grid.array: 'big' is not RxC"):
+        load_sweep(spec)
+
+
+def test_evaluate_json_contract():
+    r = CliRunner().invoke(main, ["evaluate", "--arch", "fusemax", "--model", "BERT", "--seq", "64K", "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    for k in ("latency_s", "energy_pJ", "traffic_bytes", "util_2d", "util_1d", "area_um2", "per_einsum",
+              "energy_breakdown_pJ"):
+        assert k in out
+    assert set(out["per_einsum"]["BQK"]) >= {"cycles", "util_2d", "util_1d", "energy_pJ", "array"}
+    assert out["per_einsum"]["BQK"]["array"] == "2d" and out["per_einsum"]["RM"]["array"] == "1d"
+    r = CliRunner().invoke(main, ["evaluate", "--arch", "flat", "--binding", "cascade", "--seq", "1M", "--json"])
+    assert json.loads(r.output)["util_1d"] == pytest.approx(1.0)
+    r = CliRunner().invoke(main, ["evaluate", "--binding", "warp"])
+    assert r.exit_code == 2 and "no built-in binding named 'warp'" in r.output
+
+
+def test_sweep_and_figures_commands(tmp_path):
+    spec = tmp_path / "s.yaml"
+    spec.write_text("workloads: [T5]\nseq: [4K]\ngrid:\n  array: [32x32, 64x64]\n")
+    r = CliRunner().invoke(main, ["sweep", str(spec), "-o", str(tmp_path / "r.csv"), "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["points"] == 2
+    r = CliRunner().invoke(main, ["figures", "-o", str(tmp_path / "figs")])
+    assert r.exit_code == 0, r.output
+    names = {p.name for p in (tmp_path / "figs").iterdir()}
+    for k in ("fig6_utilization", "fig7_einsum_utilization", "fig8_attention_speedup", "fig9_attention_energy",
+              "fig10_e2e_speedup", "fig11_e2e_energy", "fig12_pareto"):
+        assert {f"{k}.png", f"{k}.pdf", f"{k}.csv"} <= names
+
+
+def test_binding_rules_place_einsums_by_the_ir():
+    c = load_cascade("attention-1pass")
+    from einforge.arch import bind_arrays
+
+    fm = bind_arrays(c, load_binding("fusemax", c), "M0")
+    assert {k for k, v in fm.items() if v == "2d"} == {"BQK", "LM", "SLN", "SLD", "SLNV"}
+    assert fm["BK"] is None and fm["RM.init"] is None
+    cas = bind_arrays(c, load_binding("cascade", c), "M0")
+    assert {k for k, v in cas.items() if v == "2d"} == {"BQK", "SLNV"}
+    assert isinstance(load_binding("fusemax", c), Binding)
