@@ -31,3 +31,6 @@ __all__ += ["check_equivalent", "defer_division", "running_max"]
 from ._plot import plot_cascade
 
 __all__ += ["plot_cascade"]
+from ._fixed import FixedPoint
+
+__all__ += ["FixedPoint"]
