@@ -329,6 +329,11 @@ class _Ctx:
             if d not in dims_used:
                 frac *= 1.0 / n
         cyc = p.cpp * steps
+        if a.fill_drain and p.spatial:
+            # every tile pays the skew: operands enter one row/column late per hop, results leave
+            inner = math.prod(self.vsize[v] for v in p.vars if v not in sp and v in p.reduced)
+            tiles = steps / inner
+            cyc += tiles * (a.rows + a.cols - 2)
         return cyc, cyc * frac
 
     def tensor_size(self, name: str) -> float:

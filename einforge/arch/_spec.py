@@ -60,6 +60,7 @@ class PEArray:
     rf_depth: int = 0
     issue: str = "sequential"     # sequential: one action per cycle; pipelined: units in parallel
     shared_rf: int = 0            # words of a register file shared by the array (FuseMax's 1D RF)
+    fill_drain: bool = False      # charge the skew fill and drain (rows + cols - 2) of every tile
 
     @property
     def pes(self) -> int:
@@ -264,7 +265,8 @@ def _array_from(name: str, d: dict, where: str) -> PEArray:
     issue = d.get("issue", "sequential")
     if issue not in ("sequential", "pipelined"):
         raise ArchError(f"{where}arrays.{name}: issue must be sequential or pipelined, not {issue!r}")
-    return PEArray(name, rows, cols, units, int(d.get("rf_depth", 0)), issue, int(d.get("shared_rf", 0)))
+    return PEArray(name, rows, cols, units, int(d.get("rf_depth", 0)), issue, int(d.get("shared_rf", 0)),
+                   bool(d.get("fill_drain", False)))
 
 
 def architecture_from_dict(d: dict, base: Path = DATA_DIR, where: str = "") -> Architecture:

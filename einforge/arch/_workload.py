@@ -60,6 +60,7 @@ class Workload:
     P: int = 0
     G: int = 0          # key/value heads for grouped-query attention; 0 means G = H
     description: str = ""
+    extra: tuple = ()   # (rank, size) pairs for ranks a transformer shape does not name
 
     def with_seq(self, seq: int, query_len: int | None = None) -> Workload:
         """Self-attention (M = P = seq), or cross attention/decode with ``query_len`` queries."""
@@ -73,8 +74,10 @@ class Workload:
         """Sizes by rank name, including R = H / G (query heads per key/value head)."""
         if self.groups and self.H % self.groups:
             raise ArchError(f"workload {self.name}: H={self.H} heads cannot share G={self.groups} key/value heads")
-        return {"B": self.B, "H": self.H, "G": self.groups, "R": self.H // self.groups, "E": self.E,
-                "F": self.F, "D": self.D, "S": self.S, "M": self.M, "P": self.P}
+        out = {"B": self.B, "H": self.H, "G": self.groups, "R": self.H // self.groups, "E": self.E,
+               "F": self.F, "D": self.D, "S": self.S, "M": self.M, "P": self.P}
+        out.update(dict(self.extra))
+        return out
 
     @property
     def label(self) -> str:

@@ -1,0 +1,35 @@
+"""The cost model's view of a generated design: the same array, mapping and sizes."""
+
+from __future__ import annotations
+
+from ..arch import Binding, load_architecture
+from ..arch._workload import Workload
+from ..einsum._ir import rank_of
+
+__all__ = ["rtl_architecture", "rtl_binding", "rtl_workload"]
+
+
+def rtl_architecture(design):
+    """The generated arrays as an architecture: R x C MAC PEs (and C 1D lanes), one action per
+    cycle, skew fill and drain charged per tile, memory never the bottleneck."""
+    r, c = design.array
+    a = load_architecture("fusemax")
+    units2d = design.manifest.get("units_2d", ["mac", "add", "max"])
+    a = a.with_array("2d", rows=r, cols=c, units=tuple(units2d), fill_drain=design.manifest.get("fill_drain", True))
+    a = a.with_array("1d", cols=c, fill_drain=False)
+    from dataclasses import replace
+
+    return replace(a, name=f"rtl-{r}x{c}", clock_hz=1.0, dram_bandwidth=1e30)
+
+
+def rtl_binding(design) -> Binding:
+    m = design.manifest["mapping"]
+    if design.manifest.get("binding") is not None:
+        return design.manifest["binding"]
+    return Binding(name="rtl", rule="product", mapping="unfused", schedule="overlap",
+                   spatial=(("2d", (("rows", (m["rows"],)), ("cols", (m["cols"],)))), ("1d", (("cols", (m["cols"],)),))))
+
+
+def rtl_workload(design) -> Workload:
+    sizes = {k: v for k, v in design.sizes.items() if not design.cascade.rank(k).derived}
+    return Workload(name="rtl", B=1, H=1, extra=tuple(sizes.items()))

