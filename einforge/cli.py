@@ -439,5 +439,129 @@ def figures_cmd(out):
     console.print(f"wrote {len(files)} files to {out} in {time.perf_counter() - t0:.1f} s")
 
 
+# ------------------------------------------------------------------------------------------------
+# einforge rtl ...
+# ------------------------------------------------------------------------------------------------
+
+
+def _parse_array(text: str) -> tuple[int, int]:
+    try:
+        r, c = (int(x) for x in text.lower().split("x"))
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not an array shape such as 4x4") from None
+    return r, c
+
+
+def _lowered(cascade_ref, array, sizes, size, int_bits, frac_bits, binding):
+    from .einsum import FixedPoint, load_cascade
+    from .rtl import lower
+
+    c = load_cascade(cascade_ref)
+    try:
+        numbers = FixedPoint(int_bits, frac_bits)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return lower(c, binding, _parse_array(array), numbers, parse_sizes(list(size) + list(sizes)))
+
+
+rtl_options = [
+    click.argument("cascade_ref", metavar="NAME|FILE"),
+    click.argument("sizes", nargs=-1, metavar="[R=N]..."),
+    click.option("--array", default="4x4", show_default=True, help="2D array shape RxC"),
+    size_option,
+    click.option("--int-bits", default=8, show_default=True, help="integer bits of the fixed-point format (sign included)"),
+    click.option("--frac-bits", default=8, show_default=True, help="fraction bits of the fixed-point format"),
+    click.option("--binding", default=None, help="binding for cascades with several Einsums (fusemax or arch)"),
+]
+
+
+def _rtl_opts(fn):
+    for opt in reversed(rtl_options):
+        fn = opt(fn)
+    return fn
+
+
+@main.group()
+def rtl():
+    """Generate, synthesize and verify RTL for a cascade."""
+
+
+@rtl.command("generate")
+@_rtl_opts
+@click.option("-o", "--output", "out", type=click.Path(file_okay=False), required=True, help="output directory")
+@click.option("--json", "as_json", is_flag=True, help="print the manifest as JSON")
+@handles_errors
+def rtl_generate(cascade_ref, sizes, array, size, int_bits, frac_bits, binding, out, as_json):
+    """Write the design's Verilog and a JSON manifest (ports, parameters, sizes, expected cycles)."""
+    from .rtl import write_design
+
+    d = _lowered(cascade_ref, array, sizes, size, int_bits, frac_bits, binding)
+    files = write_design(d, out)
+    if as_json:
+        emit_json({"files": {k: str(v) for k, v in files.items()},
+                   **{k: v for k, v in d.manifest.items() if k != "binding"}})
+        return
+    m = d.manifest
+    console.print(f"[bold]{d.name}[/]: {m['datapath']} on {m['array'][0]}x{m['array'][1]}, {m['numbers']['format']}")
+    console.print(f"  wrote {files['verilog']} and {files['manifest']}")
+    console.print(f"  expected cycles: RTL {m['rtl_cycles']}, cost model {m['model_cycles']:.0f}")
+
+
+@rtl.command("synth")
+@_rtl_opts
+@click.option("--mode", type=click.Choice(["full", "coarse"]), default="full", show_default=True,
+              help="coarse: word-level cells without techmapping (fast for big arrays)")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@handles_errors
+def rtl_synth(cascade_ref, sizes, array, size, int_bits, frac_bits, binding, mode, as_json):
+    """Synthesize the design with Yosys and report cells by type."""
+    import tempfile
+
+    from .rtl import synthesize, write_design
+
+    d = _lowered(cascade_ref, array, sizes, size, int_bits, frac_bits, binding)
+    with tempfile.TemporaryDirectory() as tmp:
+        files = write_design(d, tmp)
+        stats = synthesize(files["verilog"], d.name, mode=mode)
+    if as_json:
+        emit_json({"design": d.name, **stats})
+        return
+    console.print(f"[bold]{d.name}[/] ({mode}): {stats['cells']} cells")
+    t = Table()
+    t.add_column("cell")
+    t.add_column("count", justify="right")
+    for k, v in stats["cells_by_type"].items():
+        t.add_row(escape(k), str(v))
+    console.print(t)
+
+
+@rtl.command("test")
+@_rtl_opts
+@click.option("--sim", type=click.Choice(["icarus", "verilator"]), default="icarus", show_default=True)
+@click.option("--seed", default=0, show_default=True, help="seed of the random operands")
+@click.option("--stimulus", type=click.Choice(["random", "zeros", "extremes", "alternating", "ones"]),
+              default="random", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@handles_errors
+def rtl_test(cascade_ref, sizes, array, size, int_bits, frac_bits, binding, sim, seed, stimulus, as_json):
+    """Simulate the design with cocotb against the fixed-point golden model."""
+    from .sim import simulate
+
+    d = _lowered(cascade_ref, array, sizes, size, int_bits, frac_bits, binding)
+    r = simulate(d, sim=sim, seed=seed, kind=stimulus)
+    if as_json:
+        emit_json(r.to_json())
+    else:
+        verdict = "[green]passed[/]" if r.passed else "[red]FAILED[/]"
+        console.print(f"[bold]{d.name}[/] on {sim}: {verdict}, bit-exact: {r.bit_exact}")
+        console.print(f"  cycles: RTL {r.cycles}, cost model {r.model_cycles:.0f} "
+                      f"({(r.cycles - r.model_cycles) / r.model_cycles:+.2%})")
+        console.print(f"  max |error| against float64: {r.max_abs_error_vs_float:.4g}   ({r.seconds:.1f} s)")
+        if r.details.get("mismatches"):
+            console.print(f"  first mismatches (beat, lane, got, expected): {r.details['mismatches'][:5]}")
+    if not r.passed:
+        sys.exit(1)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

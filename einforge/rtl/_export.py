@@ -81,12 +81,14 @@ def synthesize(verilog_path: str | Path, top: str, *, mode: str = "full", timeou
     if not verilog_path.exists():
         raise RTLError(f"cannot synthesize {verilog_path}: no such file")
     with tempfile.TemporaryDirectory() as tmp:
+        # YoWASP's sandbox sees the working directory only: run there with relative names
+        shutil.copy(verilog_path, Path(tmp) / "design.v")
         stat = Path(tmp) / "stat.json"
         run = "" if mode == "full" else " -run begin:fine"
-        script = (f"read_verilog {verilog_path.resolve()}; synth -flatten -top {top}{run}; "
-                  f"tee -q -o {stat} stat -json")
+        script = f"read_verilog design.v; synth -flatten -top {top}{run}; tee -q -o stat.json stat -json"
         try:
-            proc = subprocess.run(_yosys() + ["-q", "-p", script], capture_output=True, text=True, timeout=timeout)
+            proc = subprocess.run(_yosys() + ["-q", "-p", script], capture_output=True, text=True, timeout=timeout,
+                                  cwd=tmp)
         except subprocess.TimeoutExpired:
             raise RTLError(f"yosys took longer than {timeout:.0f} s; try mode='coarse'") from None
         if proc.returncode != 0 or not stat.exists():

@@ -88,18 +88,21 @@ def gemm_roles(cascade: Cascade) -> GemmRoles:
         raise RTLError(f"{cascade.name}: the GEMM array computes one tensor-product Einsum; this cascade has "
                        f"{len(work)} ({names}). Lower it with the attention datapath or split it")
     _, e = work[0]
-    try:
-        acts = _actions(cascade, e, ("mac",), "2d")
-    except Exception as exc:  # an operator the MAC PEs lack
-        msg = str(exc).split(";")[0]
-        raise RTLError(f"{msg}; the GEMM PE template has only a MAC unit") from None
+    if not (isinstance(e.expr, Call) and e.expr.op == "*" and len(e.expr.args) == 2
+            and all(isinstance(x, Access) for x in e.expr.args)):
+        try:
+            _actions(cascade, e, ("mac",), "2d")
+        except Exception as exc:  # an operator the MAC PEs lack
+            msg = str(exc).split(";")[0]
+            raise RTLError(f"{msg}; the GEMM PE template has only a MAC unit") from None
+        raise RTLError(f"Einsum {e.name} must be a product of two tensors summed over one rank, A[...] * B[...]; "
+                       "the GEMM PE template computes sum(A*B)")
+    acts = _actions(cascade, e, ("mac",), "2d")
     if set(acts) != {"mac"} or acts["mac"] != 1:
         raise RTLError(f"Einsum {e.name} is not one multiply-accumulate per point (it needs "
                        f"{dict(acts)}); the GEMM PE template computes sum(A*B)")
     if e.filters:
         raise RTLError(f"Einsum {e.name} has a filter ({e.filters[0].text()}); the GEMM array has no masking")
-    if not (isinstance(e.expr, Call) and e.expr.op == "*" and all(isinstance(x, Access) for x in e.expr.args)):
-        raise RTLError(f"Einsum {e.name} must be a product of two tensors, A[...] * B[...]")
     a, b = e.expr.args
     va, vb = _plain(a, "operand", e), _plain(b, "operand", e)
     vo = _plain(e.output, "output", e)
@@ -111,6 +114,9 @@ def gemm_roles(cascade: Cascade) -> GemmRoles:
     if k not in va or k not in vb:
         raise RTLError(f"Einsum {e.name}: the reduced rank {k!r} must index both operands")
     batch = tuple(v for v in vo if v in va and v in vb)
+    first = next((v for v in vo if v not in batch), None)
+    if first is not None and first in vb:      # the operand of the first output rank feeds the rows
+        a, b, va, vb = b, a, vb, va
     rows = [v for v in vo if v in va and v not in vb]
     cols = [v for v in vo if v in vb and v not in va]
     if len(rows) != 1 or len(cols) != 1 or len(vo) != len(batch) + 2:
@@ -137,6 +143,8 @@ def lower(cascade: Cascade, binding=None, array: tuple[int, int] = (4, 4), numbe
     r, c = array
     if r < 1 or c < 1:
         raise RTLError(f"array {r}x{c}: rows and columns must be positive")
+    if not cascade.iterative_ranks:
+        gemm_roles(cascade)   # structural problems first, before any size is needed
     try:
         sz = resolve_sizes(cascade, sizes or {})
     except Exception as exc:
