@@ -317,10 +317,10 @@ class _Ctx:
         if p.array is None:
             return 0.0, 0.0
         sp = {v: n for _, v, n in p.spatial}
-        steps = self.inst * self.density[p.label]
+        a = self.arch.array(p.array)
+        steps = self.inst * (self.density[p.label] if a.skips_filtered else 1.0)
         for v in p.vars:
             steps *= math.ceil(self.vsize[v] / sp[v]) if v in sp else self.vsize[v]
-        a = self.arch.array(p.array)
         frac = 1.0
         dims_used = {d for d, _, _ in p.spatial}
         for d, v, n in p.spatial:
@@ -426,27 +426,54 @@ def _drains(plan: _Plan) -> dict[tuple[str, str], int]:
     return out
 
 
-def _sequential_time(plan: _Plan, cyc: dict[str, float], steps: int) -> float:
-    """One tile at a time: list-schedule a tile's Einsums on their arrays; Einsums outside the
-    tile loop fill idle time of their array."""
+def tile_schedule(plan: _Plan, per: dict[str, float], exposed_drains: bool) -> tuple[dict[str, float], float]:
+    """List-schedule one tile: each Einsum of the tile loop starts when its array is free and its
+    inputs are ready. Returns (start cycle of each Einsum, makespan).
+
+    Readiness: normally the cycle after the producer's last instruction. A reduction over the 2D
+    array's rows reaches the 1D array ``rows`` cycles after it is issued: with
+    ``exposed_drains`` every such edge waits for it (item by item when producer and consumer
+    stream the same number of items), otherwise only the edges of ``_drains`` do (the row
+    reduction the 2D array waits for through the 1D array). The RTL's static schedule is this one.
+    """
     members = _loop_members(plan)
     by = {p.label: p for p in plan.einsums}
     g = plan.cascade.dag()
-    drains = _drains(plan)
-    per = {lab: cyc[lab] / steps for lab in members}
-    free = {}
-    finish = {}
-    order = [lab for lab in plan.cascade.labels if lab in members]
-    for lab in order:
-        arr = by[lab].array
+    feedback = _drains(plan)
+    tv = plan.tile_rank.lower() if plan.tile_rank else None
+    start: dict[str, float] = {}
+    finish: dict[str, float] = {}
+    free: dict[str, float] = {}
+    for lab in (x for x in plan.cascade.labels if x in members):
+        p = by[lab]
         ready = 0.0
         for u in g.predecessors(lab):
-            if u in finish:
-                ready = max(ready, finish[u] + drains.get((u, lab), 0))
-        start = max(ready, free.get(arr, 0.0))
-        finish[lab] = start + per[lab]
-        free[arr] = finish[lab]
-    makespan = max(finish.values(), default=0.0)
+            if u not in finish:
+                continue
+            up = by[u]
+            rows = next((n for d, v, n in up.spatial if d == "rows"), 1)
+            crosses = up.array == "2d" and p.array == "1d" and tv is not None and tv in up.reduced
+            if crosses and exposed_drains:
+                streaming = per[u] == per[lab]
+                ready = max(ready, start[u] + rows if streaming else finish[u] - 1 + rows)
+            elif (u, lab) in feedback:
+                ready = max(ready, finish[u] + feedback[(u, lab)])
+            else:
+                ready = max(ready, finish[u])
+        start[lab] = max(ready, free.get(p.array, 0.0))
+        finish[lab] = start[lab] + per[lab]
+        free[p.array] = finish[lab]
+    return start, max(finish.values(), default=0.0)
+
+
+def _sequential_time(plan: _Plan, cyc: dict[str, float], steps: int, exposed_drains: bool = False) -> float:
+    """One tile at a time. Einsums outside the tile loop fill idle time of their array, or, when
+    drains are exposed (hardware without cross-tile overlap), run after the loop."""
+    members = _loop_members(plan)
+    per = {lab: cyc[lab] / steps for lab in members}
+    _, makespan = tile_schedule(plan, per, exposed_drains)
+    if exposed_drains:
+        return makespan * steps + sum(cyc[p.label] for p in plan.einsums if p.array and p.label not in members)
     load = Counter()
     for p in plan.einsums:
         if p.array:
@@ -937,7 +964,7 @@ def evaluate(arch: Architecture, cascade: Cascade, binding: Binding, workload: W
             steps = ctx.vsize.get(plan.loop_var, 1) if plan.loop_var else 1
             steps *= inst * max(1, math.ceil(sizes[plan.row_rank] / (acc.details.get("P0") or 1))) \
                 if plan.row_rank else inst
-            compute_cycles = _sequential_time(plan, cyc, steps)
+            compute_cycles = _sequential_time(plan, cyc, steps, arch.array("2d").row_drain)
         else:
             compute_cycles = max(load.values(), default=0.0)
         latency_cycles = max(compute_cycles, mem_cycles)

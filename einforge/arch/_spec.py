@@ -61,6 +61,9 @@ class PEArray:
     issue: str = "sequential"     # sequential: one action per cycle; pipelined: units in parallel
     shared_rf: int = 0            # words of a register file shared by the array (FuseMax's 1D RF)
     fill_drain: bool = False      # charge the skew fill and drain (rows + cols - 2) of every tile
+    skips_filtered: bool = True   # points a filter removes cost no cycles (else they run, masked)
+    row_drain: bool = False       # row reductions reach the 1D array `rows` cycles after issue, and a
+                                  # sequential schedule waits for every one of them (no cross-tile overlap)
 
     @property
     def pes(self) -> int:
@@ -266,7 +269,8 @@ def _array_from(name: str, d: dict, where: str) -> PEArray:
     if issue not in ("sequential", "pipelined"):
         raise ArchError(f"{where}arrays.{name}: issue must be sequential or pipelined, not {issue!r}")
     return PEArray(name, rows, cols, units, int(d.get("rf_depth", 0)), issue, int(d.get("shared_rf", 0)),
-                   bool(d.get("fill_drain", False)))
+                   bool(d.get("fill_drain", False)), bool(d.get("skips_filtered", True)),
+                   bool(d.get("row_drain", False)))
 
 
 def architecture_from_dict(d: dict, base: Path = DATA_DIR, where: str = "") -> Architecture:

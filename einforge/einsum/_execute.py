@@ -377,12 +377,15 @@ class _Runner:
         return g, p
 
     def _fast(self, e, free, out_vars, env, shape, fmask):
-        """Sum of products through ``np.einsum`` when every operand exists everywhere."""
+        """Sum of products through ``np.einsum``: empty operand values are zeroed so that they
+        add nothing (exactly, also in fixed point), and the result exists where some point of the
+        sum had every operand present and passed the filters."""
         factors = _product_factors(e.expr)
         letters = {v: string.ascii_letters[k] for k, v in enumerate(free)}
-        operands, subs = [], []
+        operands, subs, masks = [], [], []
         scale = []
         nd = len(free)
+        floating = self.ns.dtype == np.float64
         for f in factors:
             if isinstance(f, Const):
                 scale.append(self.ns.const(f.value))
@@ -391,33 +394,41 @@ class _Runner:
                 scale.append(self.ns.const(self.env[f.name]))
                 continue
             g, p = self._gather(f, env, nd)
-            if p is not None:
-                return None
             used = [k for k in range(nd) if free[k] in f.variables()]
             g = g.reshape((1,) * nd) if g.ndim == 0 and nd else g
             sq = np.squeeze(g, axis=tuple(k for k in range(nd) if k not in used)) if nd else g
-            if fmask is not None and not np.all(np.isfinite(self.ns.to_float(sq))):
-                return None
+            sub = "".join(letters[free[k]] for k in used)
+            if floating and (fmask is not None or p is not None) and not np.all(np.isfinite(sq)):
+                return None   # inf * 0 would poison the sum: take the general path
+            if p is not None:
+                pm = np.broadcast_to(p, g.shape) if np.ndim(p) else np.full(g.shape, bool(p))
+                pm = np.squeeze(pm, axis=tuple(k for k in range(nd) if k not in used)) if nd else pm
+                sq = np.where(pm, sq, self.ns.const(0.0))
+                masks.append((pm, sub))
             operands.append(sq)
-            subs.append("".join(letters[free[k]] for k in used))
+            subs.append(sub)
         if fmask is not None:
             fused = [k for k in range(nd) if any(free[k] in f.variables() for f in e.filters)]
             m_small = np.asarray(fmask)[tuple(slice(None) if k in fused else 0 for k in range(nd))]
             operands.append(self.ns.from_float(m_small.astype(np.float64)))
             subs.append("".join(letters[free[k]] for k in fused))
+            masks.append((m_small, subs[-1]))
         out_sub = "".join(letters[v] for v in out_vars)
         covered = set("".join(subs))
-        if not set(out_sub) <= covered:
-            return None
-        if not operands:
+        if not set(out_sub) <= covered or not operands:
             return None
         value = self.ns.contract(",".join(subs) + "->" + out_sub, *operands)
-        for s in scale:
-            value = self.ns.map(self.ops["*"], value, s)
+        for sc in scale:
+            value = self.ns.map(self.ops["*"], value, sc)
         present = None
-        if fmask is not None:
-            red_axes = tuple(k for k, v in enumerate(free) if v not in out_vars)
-            present = fmask.any(axis=red_axes) if red_axes else fmask
+        if masks:
+            seen = set("".join(s_ for _, s_ in masks))
+            part = "".join(ch for ch in out_sub if ch in seen)
+            count = np.einsum(",".join(s_ for _, s_ in masks) + "->" + part, *[m.astype(np.float64) for m, _ in masks])
+            present = (count > 0).reshape([count.shape[part.index(ch)] if ch in part else 1 for ch in out_sub])
+            present = np.broadcast_to(present, np.shape(value))
+            if present.all():
+                present = None
         return np.asarray(value), present
 
     def _expr(self, x, env, shape):
