@@ -13,6 +13,8 @@ def rtl_architecture(design):
     """The generated arrays as an architecture: R x C MAC PEs (and C 1D lanes), one action per
     cycle, skew fill and drain charged per tile, memory never the bottleneck."""
     r, c = design.array
+    if design.manifest.get("datapath", "").startswith("attention engine"):
+        return engine_architecture(r, c)
     a = load_architecture("fusemax")
     units2d = design.manifest.get("units_2d", ["mac", "add", "max"])
     a = a.with_array("2d", rows=r, cols=c, units=tuple(units2d), fill_drain=design.manifest.get("fill_drain", True))
@@ -33,3 +35,17 @@ def rtl_binding(design) -> Binding:
 def rtl_workload(design) -> Workload:
     sizes = {k: v for k, v in design.sizes.items() if not design.cascade.rank(k).derived}
     return Workload(name="rtl", B=1, H=1, extra=tuple(sizes.items()))
+
+
+def engine_architecture(rows: int, cols: int):
+    """The attention engine as the cost model sees it: R x C PEs with mac, add and max, C lanes with a
+    divider too, one action per cycle, row reductions arriving ``rows`` cycles late, filtered points
+    computed (masked) rather than skipped, memory never the bottleneck."""
+    from dataclasses import replace
+
+    a = load_architecture("fusemax")
+    a = a.with_array("2d", rows=rows, cols=cols, units=("mac", "add", "max"), issue="sequential",
+                     row_drain=True, skips_filtered=False, fill_drain=False)
+    a = a.with_array("1d", cols=cols, units=("mac", "add", "max", "div"), issue="sequential",
+                     skips_filtered=False)
+    return replace(a, name=f"engine-{rows}x{cols}", clock_hz=1.0, dram_bandwidth=1e30)

@@ -1,0 +1,129 @@
+"""Lowering a tile-bound cascade (1-pass attention and its variants) onto the attention engine."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+
+from ._errors import RTLError
+from ._lower import Design, _ports, _verilog_name
+
+__all__ = ["lower_attention"]
+
+
+def lower_attention(cascade, binding, array, numbers, sizes) -> Design:
+    from ..arch import load_binding
+    from ._engine import AttentionEngine
+    from ._program import compile_program
+
+    R, C = array
+    if binding is None or isinstance(binding, str):
+        name = binding or "arch"
+        if name not in ("arch", "fusemax"):
+            raise RTLError(f"the attention engine implements the FuseMax placement; binding {name!r} is not supported "
+                           "(use arch or fusemax)")
+        binding = load_binding("arch", cascade)
+    # the tile rank spans the array's rows
+    from ..einsum import resolve_sizes
+
+    tile = next((r for r in binding.spatial_for("2d").get("rows", ()) if r in {x.name for x in cascade.ranks}), None)
+    if tile is None:
+        raise RTLError(f"{cascade.name} has no tile rank for the 2D rows (M0)")
+    given = {k: v for k, v in sizes.items() if not cascade.rank(k).derived}
+    if given.get(tile) != R:
+        given[tile] = R
+    try:
+        sizes = resolve_sizes(cascade, given)
+    except Exception as exc:
+        raise RTLError(f"{cascade.name} on {R}x{C}: {exc}") from None
+    prog = compile_program(cascade, binding, (R, C), numbers, sizes)
+    top = AttentionEngine(prog)
+    top._MustUse__silence = True
+    tens = cascade.tensors
+    lane_rank = next(r for r in (x.name for x in cascade.ranks) if r.lower() == prog.lane_var)
+
+    def pack(raw):
+        words = []
+        for name, kind, X, T, base in prog.loads:
+            info = tens[name]
+            arr = np.asarray(raw[name])
+            dist_rank, temporal = prog.load_ranks[name]
+            order = [info.ranks.index(dist_rank)] + [info.ranks.index(r) for r in temporal]
+            flat = np.transpose(arr, order).reshape(X, T)
+            words.extend(int(v) for v in flat.ravel())
+        return words
+
+    (oname, obase, obeats), = prog.outputs
+    oinfo = tens[oname]
+    o_lane = [k for k, r in enumerate(oinfo.ranks) if r == lane_rank][0]
+    o_other = [k for k in range(len(oinfo.ranks)) if k != o_lane]
+    P = sizes[lane_rank]
+
+    def to_beats(arr, present=None):
+        arr = np.transpose(np.asarray(arr), o_other + [o_lane]).reshape(obeats, P)
+        pres = None if present is None else np.transpose(present, o_other + [o_lane]).reshape(obeats, P)
+        beats = []
+        for pt in range(prog.query_tiles):
+            for k in range(obeats):
+                beat = []
+                for j in range(C):
+                    pp = pt * C + j
+                    ok = pp < P and (pres is None or pres[k, pp])
+                    beat.append(int(arr[k, pp]) if ok else None)
+                beats.append(beat)
+        return beats
+
+    def unpack(beats):
+        out = np.zeros((obeats, P), dtype=np.int64)
+        it = iter(beats)
+        for pt in range(prog.query_tiles):
+            for k in range(obeats):
+                beat = next(it)
+                for j in range(C):
+                    if pt * C + j < P:
+                        out[k, pt * C + j] = beat[j]
+        shape = [oinfo_size(oinfo, sizes, k) for k in o_other] + [P]
+        arr = out.reshape(shape)
+        inv = np.argsort(o_other + [o_lane])
+        return {oname: np.transpose(arr, inv)}
+
+    def expect(golden):
+        return to_beats(golden[oname], golden.get(oname + "?"))
+
+    name = _verilog_name(cascade.name)
+    words = sum(X * T for _, _, X, T, _ in prog.loads)
+    steady = prog.busy_2d / prog.makespan if prog.makespan else 0.0
+    manifest = {
+        "design": name, "cascade": cascade.name, "datapath": "attention engine (2D + 1D arrays, one tile at a time)",
+        "array": [R, C], "binding": None,
+        "numbers": {"format": numbers.describe(), "width": numbers.width, "frac_bits": numbers.frac_bits,
+                    "accumulator_bits": top.AW, "rounding": "half up", "saturation": True},
+        "sizes": {k: int(v) for k, v in sizes.items()},
+        "mapping": {"rows": tile, "cols": lane_rank, "tiles": prog.loop_steps, "query_tiles": prog.query_tiles},
+        "program": {"tile_cycles": prog.makespan, "epilogue_cycles": len(prog.epilogue),
+                    "pe_registers": prog.pe_regs, "lane_registers": prog.lane_regs,
+                    "schedule": prog.starts, "busy_2d_per_tile": prog.busy_2d},
+        "ports": _ports(top),
+        "input_stream": "; then ".join(f"{n} by {k} ({X} x {T} words)" for n, k, X, T, _ in prog.loads),
+        "output_stream": f"{oname}: per block of {C} queries, {obeats} beats of {C} lanes",
+        "input_words": words,
+        "output_beats": obeats * prog.query_tiles,
+        "rtl_cycles": prog.query_tiles * (prog.loop_steps * prog.makespan + len(prog.epilogue)),
+        "steady_state_util_2d": steady,
+        "units_2d": ["mac", "add", "max"],
+        "fill_drain": False,
+    }
+    d = Design(top, name, cascade, numbers, sizes, (R, C), manifest, pack, unpack, expect)
+    d.manifest["binding"] = binding
+    from ._lower import model_cycles
+
+    d.manifest["model_cycles"] = model_cycles(d)
+    d.manifest["binding"] = None
+    d.program = prog
+    return d
+
+
+def oinfo_size(info, sizes, k):
+    return sizes[info.ranks[k]]

@@ -53,7 +53,7 @@ def golden(design: Design, raw_inputs: dict) -> dict:
     """The executor with the design's fixed-point numbers: the bits the RTL must produce."""
     q = design.numbers
     floats = {k: q.to_float(v) for k, v in raw_inputs.items()}
-    return evaluate(design.cascade, floats, design.sizes, q)
+    return evaluate(design.cascade, floats, design.sizes, q, with_presence=True)
 
 
 def stimuli(design: Design, seed: int = 0, kind: str = "random") -> dict:

@@ -1,0 +1,473 @@
+"""Compiling a tile-bound cascade into the static program of the attention engine.
+
+The engine (see ``_engine.py``) is a 2D array of R x C PEs and a 1D array of C lanes that run
+*instructions*: every PE of the 2D array runs the same instruction (row ``i`` of the array ``i``
+cycles after row 0), every lane of the 1D array the same one. This module turns the cascade IR into
+those instructions, with no knowledge of attention:
+
+* the binding puts every Einsum over the tile rank (M0, the array's rows) on the 2D array and the
+  rest on the 1D array (the same rule as the cost model);
+* 2D tile tensors (indexed by the tile rank and the query rank) live in PE registers, 1D tensors
+  in lane registers (iterative ones in two banks: previous and current iterate), inputs in row
+  buffers (those over the tiled rank) and column buffers (those over the query rank);
+* an Einsum becomes one instruction per point of its temporal (non-spatial) space and per action
+  of its operators: a MAC per product summed in time, an ALU operation per operator, six MAC steps
+  per exp, and a reduction instruction when it reduces the tile rank down the array's columns;
+* the Einsums of one tile are placed by the cost model's list scheduler (``tile_schedule``), so
+  the hardware's timing and the model's prediction are the same schedule.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+
+from ..einsum import Access, Call, Cascade, Const, FixedPoint, SizeRef
+from ..einsum._ir import BinOp, Sym, Var
+from ._errors import RTLError
+
+__all__ = ["Operand", "Instr", "Program", "compile_program", "OPS"]
+
+# operation codes shared by the compiler, the hardware and the manifest
+OPS = {"nop": 0, "mac": 1, "add": 2, "sub": 3, "mul": 4, "max": 5, "min": 6, "neg": 7,
+       "exp0": 8, "exps": 9, "expl": 10, "rmax": 11, "radd": 12, "rmac": 13, "div": 14}
+SRC = {"none": 0, "reg": 1, "row": 2, "col": 3, "lane": 4, "const": 5}
+MODE = {"plain": 0, "prev": 1, "cur": 2}
+UNION = {"add", "max", "min"}
+
+
+@dataclass(frozen=True)
+class Operand:
+    src: str = "none"
+    index: int = 0           # register, lane register, or static buffer address
+    stride: int = 0          # buffer address added per tile (rows: per m1; columns: per query tile)
+    mode: str = "plain"      # lane registers of iterative tensors: previous or current bank
+    bank: int = 0            # registers per bank of an iterative tensor
+    value: int = 0           # constant (raw fixed point)
+
+
+@dataclass(frozen=True)
+class Instr:
+    op: str
+    a: Operand = Operand()
+    b: Operand = Operand()
+    dst: int = 0
+    dst_mode: str = "plain"
+    dst_bank: int = 0
+    first: bool = False      # MAC: start a new sum
+    last: bool = False       # MAC: write the rounded sum to dst
+    filt: bool = False       # apply the Einsum's filter to the result's presence
+    imm: int = 0             # exp step coefficient
+    einsum: str = ""
+
+
+@dataclass
+class Program:
+    rows: int
+    cols: int
+    numbers: FixedPoint
+    sizes: dict
+    loop_steps: int                     # tiles of the iterative rank
+    query_tiles: int
+    row_depth: int
+    col_depth: int
+    pe_regs: int
+    lane_regs: int
+    timeline: list                      # per cycle of a tile: (2D instr or None, 1D instr or None)
+    epilogue: list                      # 1D instructions after the tile loop
+    loads: list                         # (tensor, 'row'|'col', extent X, temporal T, base)
+    outputs: list                       # (tensor, lane register base, beats)
+    filters: dict                       # einsum -> (Compare..., var roles)
+    starts: dict
+    makespan: int
+    busy_2d: int
+    labels: dict = field(default_factory=dict)
+    lane_var: str = "p"
+    tile_var: str = "m0"
+    loop_var: str = "m1"
+    banked: dict = field(default_factory=dict)   # lane tensor -> (base, size)
+    load_ranks: dict = field(default_factory=dict)  # input -> (distributed rank, temporal ranks in order)
+
+
+def _plain_vars(a: Access) -> list[str] | None:
+    out = []
+    for ix in a.indices:
+        if not isinstance(ix, Var):
+            return None
+        out.append(ix.name)
+    return out
+
+
+def compile_program(cascade: Cascade, binding, array: tuple[int, int], numbers: FixedPoint, sizes: dict) -> Program:
+    """Compile ``cascade`` for an ``R x C`` attention engine; raises :class:`RTLError` naming the
+    Einsum and the construct the engine cannot run."""
+    from ..arch._model import _aliases, _loop_members, _plan, tile_schedule
+    from ._arch import engine_architecture
+
+    R, C = array
+    q = numbers
+    arch = engine_architecture(R, C)
+    plan = _plan(cascade, binding, arch)
+    if plan.tile_rank is None:
+        raise RTLError(f"{cascade.name}: the attention engine needs a tile rank on the 2D rows (M0)")
+    if plan.row_rank is None:
+        raise RTLError(f"{cascade.name}: the attention engine needs a query rank on the columns (P)")
+    if not cascade.iterative_ranks or plan.loop_var is None:
+        raise RTLError(f"{cascade.name}: the attention engine runs a loop over an iterative rank of tiles")
+    tv, lv, mv = plan.tile_rank.lower(), plan.row_rank.lower(), plan.loop_var
+    if sizes[plan.tile_rank] != R:
+        raise RTLError(f"the tile rank {plan.tile_rank} is {sizes[plan.tile_rank]}, but the array has {R} rows; "
+                       f"give --size {plan.tile_rank}={R}")
+    alias = _aliases(plan)
+    members = _loop_members(plan)
+    by = {p.label: p for p in plan.einsums}
+    vsize = {r.name.lower(): sizes[r.name] for r in cascade.ranks if not r.param}
+    for rk, it in cascade.iterative_ranks.items():
+        vsize[it.var] = int(it.bound.evaluate(sizes))
+    M1 = vsize[mv]
+    P = sizes[plan.row_rank]
+    ptiles = math.ceil(P / C)
+    parent = next((r.size.left.name for r in cascade.ranks
+                   if r.derived and isinstance(r.size, BinOp) and r.size.op == "/" and isinstance(r.size.right, Sym)
+                   and r.size.right.name == plan.tile_rank and isinstance(r.size.left, Sym)), None)
+
+    # ---------------- inputs: row buffers (over the tiled rank) and column buffers (queries) -------
+    loads = []
+    load_ranks: dict[str, tuple[str, list]] = {}
+    regions: dict[str, tuple[str, int, int, list]] = {}     # input -> (kind, base, temporal size, temporal ranks)
+    row_depth = col_depth = 0
+    for t in cascade.inputs:
+        ranks = list(t.ranks)
+        temporal = [r for r in ranks if r not in (parent, plan.row_rank)]
+        tsize = math.prod(sizes[r] for r in temporal) if temporal else 1
+        if parent in ranks and plan.row_rank not in ranks:
+            loads.append((t.name, "row", sizes[parent], tsize, row_depth))
+            load_ranks[t.name] = (parent, temporal)
+            regions[t.name] = ("row", row_depth, tsize, temporal)
+            row_depth += M1 * tsize
+        elif plan.row_rank in ranks and parent not in ranks:
+            loads.append((t.name, "col", P, tsize, col_depth))
+            load_ranks[t.name] = (plan.row_rank, temporal)
+            regions[t.name] = ("col", col_depth, tsize, temporal)
+            col_depth += ptiles * tsize
+        else:
+            raise RTLError(f"input {t.name}[{','.join(ranks)}] must carry either the tiled rank {parent} or the "
+                           f"query rank {plan.row_rank}, not both or neither")
+
+    # ---------------- storage of computed tensors ---------------------------------------------------
+    pe_reg: dict[str, tuple[int, list]] = {}
+    lane_reg: dict[str, tuple[int, list, bool]] = {}
+    n_pe = n_lane = 0
+
+    def temporal_of(t):
+        info = cascade.tensors[t]
+        return [r for k, r in enumerate(info.ranks)
+                if r.lower() not in (tv, lv, mv) and k != info.iterative]
+
+    for p in plan.einsums:
+        if p.array is None or p.output in alias:
+            continue
+        t = p.output
+        info = cascade.tensors[t]
+        tmp = temporal_of(t)
+        n = math.prod(sizes[r] for r in tmp) if tmp else 1
+        has_tile = tv in {r.lower() for r in info.ranks}
+        if lv not in {r.lower() for r in info.ranks}:
+            raise RTLError(f"Einsum {p.label}: its output {t} has no query rank {plan.row_rank}; the engine keeps "
+                           "results per query (one column / lane each)")
+        if has_tile:
+            if p.array != "2d":
+                raise RTLError(f"Einsum {p.label} produces a tile tensor on the 1D array")
+            if t not in pe_reg:
+                pe_reg[t] = (n_pe, tmp)
+                n_pe += n
+        elif t not in lane_reg:
+            banked = info.iterative is not None
+            lane_reg[t] = (n_lane, tmp, banked)
+            n_lane += n * (2 if banked else 1)
+    for t, info in cascade.tensors.items():
+        if info.iterative is not None and t not in lane_reg and not info.is_input:
+            raise RTLError(f"iterative tensor {t} must live in the 1D lanes")
+
+    temps_pe = [n_pe]       # next free temporary, grows as needed
+    temps_lane = [n_lane]
+    max_pe = [n_pe]
+    max_lane = [n_lane]
+
+    def toff(ranks, env, t):
+        off = 0
+        for r in ranks:
+            off = off * sizes[r] + env[r.lower()]
+        return off
+
+    # ---------------- operands ---------------------------------------------------------------------
+    def operand(a: Access, env: dict, einsum: str, array: str) -> Operand:
+        t = alias.get(a.tensor, a.tensor)
+        info = cascade.tensors[t]
+        if info.is_input:
+            kind, base, tsize, temporal = regions[t]
+            src_access = a
+            if a.tensor in alias:       # the re-layout: substitute its variables into the input's indices
+                lay = next(e for e in cascade.einsums if e.name == a.tensor)
+                sub = {ix.name: a.indices[k] for k, ix in enumerate(lay.output.indices)}
+                src_access = Access(t, tuple(_subst(ix, sub) for ix in lay.expr.indices))
+            envi = {}
+            for r, ix in zip(info.ranks, src_access.indices):
+                if r in temporal:
+                    envi[r.lower()] = _eval_static(ix, env, sizes, einsum)
+                elif r == parent:
+                    if not _is_tile_index(ix, mv, tv, plan.tile_rank):
+                        raise RTLError(f"Einsum {einsum}: {t} must be read at {mv}*{plan.tile_rank}+{tv} "
+                                       f"(one tile per step), not {ix.text()}")
+                elif not (isinstance(ix, Var) and ix.name == lv):
+                    raise RTLError(f"Einsum {einsum}: {t} must be read at the query {lv}, not {ix.text()}")
+            off = toff(temporal, envi, t)
+            if kind == "row":
+                if array != "2d":
+                    raise RTLError(f"Einsum {einsum}: {t} is spread over the 2D rows; the 1D array cannot read it")
+                return Operand("row", base + off, stride=tsize)
+            return Operand("col", base + off, stride=tsize)
+        vs = _plain_vars(a)
+        if t in pe_reg:
+            if vs is None or tv not in vs or lv not in vs:
+                raise RTLError(f"Einsum {einsum}: read {a.text()} at the tile ({tv}) and query ({lv}) it was made at")
+            base, tmp = pe_reg[t]
+            return Operand("reg", base + toff(tmp, {r.lower(): env[r.lower()] for r in tmp}, t))
+        if t in lane_reg:
+            base, tmp, banked = lane_reg[t]
+            mode = "plain"
+            if banked:
+                kind = cascade.access_kind(a)
+                mode = {"prev": "prev", "next": "cur", "final": "prev"}.get(kind)
+                if mode is None:
+                    raise RTLError(f"Einsum {einsum}: {a.text()} reads an iterate the engine does not keep")
+            envt = {}
+            for r, ix in zip(info.ranks, a.indices):
+                if r in tmp:
+                    envt[r.lower()] = _eval_static(ix, env, sizes, einsum)
+            nb = math.prod(sizes[r] for r in tmp) if (tmp and banked) else (1 if banked else 0)
+            return Operand("lane", base + toff(tmp, envt, t), mode=mode, bank=nb)
+        raise RTLError(f"Einsum {einsum}: {t} is not available to the engine here")
+
+    def const(v: float) -> Operand:
+        return Operand("const", value=int(q.const(v)))
+
+    # ---------------- expressions -> instructions --------------------------------------------------
+    def compile_expr(x, env, array, einsum, out, dst=None, dst_mode="plain", filt=False):
+        """Instructions computing ``x``; returns the operand holding it."""
+        if isinstance(x, Access):
+            return operand(x, env, einsum, array)
+        if isinstance(x, Const):
+            return const(x.value)
+        if isinstance(x, SizeRef):
+            return const(sizes[x.name])
+        if not isinstance(x, Call):
+            raise RTLError(f"Einsum {einsum}: cannot compile {x!r}")
+        if not x.accesses():                    # a constant subexpression, folded now
+            return const(float(_fold(x, sizes, cascade)))
+        args = [compile_expr(a, env, array, einsum, out) for a in x.args]
+        if dst is None:
+            dst = _temp(array)
+        op = x.op
+        if op == "exp":
+            (a,) = args
+            k = q.exp_constants()
+            out.append(Instr("exp0", a, dst=dst, dst_mode=dst_mode, einsum=einsum))
+            for c in k["coeffs"][1:-1]:
+                out.append(Instr("exps", imm=c, dst=dst, dst_mode=dst_mode, einsum=einsum))
+            out.append(Instr("expl", imm=k["coeffs"][-1], dst=dst, dst_mode=dst_mode, filt=filt, einsum=einsum))
+        elif op in ("+", "-", "*", "max", "min", "/"):
+            if op == "/" and array == "2d":
+                raise RTLError(f"Einsum {einsum} uses operator '/', which the 2D PEs (units: mac, add, max) lack; "
+                               "bind the division to the 1D array (it has a divider)")
+            if len(args) != 2:
+                raise RTLError(f"Einsum {einsum}: {op} of {len(args)} operands")
+            name = {"+": "add", "-": "sub", "*": "mul", "max": "max", "min": "min", "/": "div"}[op]
+            out.append(Instr(name, args[0], args[1], dst=dst, dst_mode=dst_mode, filt=filt, einsum=einsum))
+        elif op == "neg":
+            out.append(Instr("neg", args[0], dst=dst, dst_mode=dst_mode, filt=filt, einsum=einsum))
+        else:
+            raise RTLError(f"Einsum {einsum} uses operator {op!r}, which the engine's PEs cannot compute "
+                           "(they have mac, add, max, and a divider on the 1D lanes)")
+        return Operand("reg" if array == "2d" else "lane", dst, mode=dst_mode)
+
+    def _temp(array):
+        if array == "2d":
+            k = temps_pe[0]
+            temps_pe[0] += 1
+            max_pe[0] = max(max_pe[0], temps_pe[0])
+            return k
+        k = temps_lane[0]
+        temps_lane[0] += 1
+        max_lane[0] = max(max_lane[0], temps_lane[0])
+        return k
+
+    def envs(ranks):
+        names = [r.lower() for r in ranks]
+        for combo in itertools.product(*[range(vsize[v]) for v in names]):
+            yield dict(zip(names, combo))
+
+    def dest(t, env):
+        if t in pe_reg:
+            base, tmp = pe_reg[t]
+            return base + toff(tmp, env, t), "plain"
+        base, tmp, banked = lane_reg[t]
+        return base + toff(tmp, env, t), ("cur" if banked else "plain")
+
+    def bank_of(t):
+        if t in lane_reg and lane_reg[t][2]:
+            tmp = lane_reg[t][1]
+            return math.prod(sizes[r] for r in tmp) if tmp else 1
+        return 0
+
+    def compile_einsum(p) -> list[Instr]:
+        e = cascade.einsums[p.index]
+        temps_pe[0], temps_lane[0] = n_pe, n_lane
+        instrs: list[Instr] = []
+        filt = bool(e.filters)
+        if filt and p.array != "2d":
+            raise RTLError(f"Einsum {p.label}: filters are evaluated by the 2D PEs only")
+        out_tmp = temporal_of(e.name)
+        red = [(v, op) for v, op in e.reduce]
+        tile_red = [(v, op) for v, op in red if v == tv]
+        time_red = [(v, op) for v, op in red if v != tv]
+        for v, _ in time_red:
+            if v in (lv, mv):
+                raise RTLError(f"Einsum {p.label} reduces {v!r}, which the engine keeps in space or in the loop")
+        if p.array == "1d" and red:
+            raise RTLError(f"Einsum {p.label}: the 1D lanes do not reduce ({', '.join(v for v, _ in red)})")
+        for env in envs(out_tmp):
+            d, dmode = dest(e.name, env)
+            if tile_red:
+                if time_red:
+                    raise RTLError(f"Einsum {p.label} reduces the tile rank and {time_red[0][0]!r} at once")
+                op = tile_red[0][1]
+                x = e.expr
+                if op == "+" and isinstance(x, Call) and x.op == "*" and len(x.args) == 2 and all(
+                        isinstance(a, Access) for a in x.args):
+                    a = operand(x.args[0], env, p.label, "2d")
+                    b = operand(x.args[1], env, p.label, "2d")
+                    instrs.append(Instr("rmac", a, b, dst=d, dst_mode=dmode, filt=filt, einsum=p.label))
+                elif op in ("+", "max"):
+                    a = compile_expr(x, env, "2d", p.label, instrs)
+                    instrs.append(Instr("radd" if op == "+" else "rmax", a, dst=d, dst_mode=dmode, filt=filt,
+                                        einsum=p.label))
+                else:
+                    raise RTLError(f"Einsum {p.label} reduces the tile rank with {op!r}; the columns add or take maxima")
+            elif time_red:
+                if len(time_red) != 1 or time_red[0][1] != "+" or not (
+                        isinstance(e.expr, Call) and e.expr.op == "*" and len(e.expr.args) == 2
+                        and all(isinstance(a, Access) for a in e.expr.args)):
+                    raise RTLError(f"Einsum {p.label}: a sum in time must be a product of two tensors (a MAC)")
+                v = time_red[0][0]
+                n = vsize[v]
+                for k in range(n):
+                    env2 = dict(env, **{v: k})
+                    a = operand(e.expr.args[0], env2, p.label, p.array)
+                    b = operand(e.expr.args[1], env2, p.label, p.array)
+                    instrs.append(Instr("mac", a, b, dst=d, dst_mode=dmode, first=k == 0, last=k == n - 1,
+                                        filt=filt, einsum=p.label))
+            elif isinstance(e.expr, Call) and e.expr.accesses():
+                compile_expr(e.expr, env, p.array, p.label, instrs, dst=d, dst_mode=dmode, filt=filt)
+            else:
+                # a copy (AV = RO[f,M1,p]): add an absent operand, which keeps value and presence
+                res = compile_expr(e.expr, env, p.array, p.label, instrs)
+                instrs.append(Instr("add", res, Operand("none"), dst=d, dst_mode=dmode, filt=filt, einsum=p.label))
+        nb = bank_of(e.name)
+        return [Instr(i.op, i.a, i.b, i.dst, i.dst_mode, nb if i.dst_mode == "cur" else 0, i.first, i.last,
+                      i.filt, i.imm, i.einsum) for i in instrs]
+
+    # ---------------- the tile loop and the epilogue -----------------------------------------------
+    per = {}
+    blocks = {}
+    for p in plan.einsums:
+        if p.array is None:
+            continue
+        e = cascade.einsums[p.index]
+        if p.label in members:
+            blocks[p.label] = compile_einsum(p)
+            per[p.label] = len(blocks[p.label])
+        elif mv in e.variables():
+            raise RTLError(f"Einsum {p.label} runs over the tiles but outside the loop")
+    starts, makespan = tile_schedule(plan, per, True)
+    makespan = int(makespan)
+    timeline = [[None, None] for _ in range(makespan)]
+    busy = 0
+    for lab, instrs in blocks.items():
+        slot = 0 if by[lab].array == "2d" else 1
+        for k, ins in enumerate(instrs):
+            cyc = int(starts[lab]) + k
+            if timeline[cyc][slot] is not None:
+                raise RTLError(f"internal: schedule conflict at cycle {cyc} ({lab})")
+            timeline[cyc][slot] = ins
+            busy += slot == 0
+    epilogue = []
+    outputs = []
+    for p in plan.einsums:
+        if p.array is None or p.label in members:
+            continue
+        if p.array != "1d":
+            raise RTLError(f"Einsum {p.label} runs on the 2D array after the tile loop; only the 1D lanes finish up")
+        epilogue.extend(compile_einsum(p))
+    for o in cascade.outputs:
+        if o not in lane_reg:
+            raise RTLError(f"output {o} must be a per-query result of the 1D lanes")
+        base, tmp, banked = lane_reg[o]
+        if banked:
+            raise RTLError(f"output {o} is iterative; write its final iterate to a plain tensor")
+        outputs.append((o, base, math.prod(sizes[r] for r in tmp) if tmp else 1))
+
+    filters = {}
+    for p in plan.einsums:
+        e = cascade.einsums[p.index]
+        if e.filters and p.array == "2d":
+            for f in e.filters:
+                for v in f.variables():
+                    if v not in (tv, lv, mv):
+                        raise RTLError(f"Einsum {p.label}: the filter {f.text()} uses {v!r}; the PEs evaluate filters "
+                                       f"over {tv}, {lv} and {mv} only")
+            filters[p.label] = e.filters
+    return Program(
+        rows=R, cols=C, numbers=q, sizes=dict(sizes), loop_steps=M1, query_tiles=ptiles,
+        row_depth=max(1, row_depth), col_depth=max(1, col_depth), pe_regs=max(1, max_pe[0]),
+        lane_regs=max(1, max_lane[0]), timeline=[tuple(x) for x in timeline], epilogue=epilogue,
+        loads=loads, outputs=outputs, filters=filters, starts={k: int(v) for k, v in starts.items()},
+        makespan=makespan, busy_2d=busy, lane_var=lv, tile_var=tv, loop_var=mv,
+        banked={t: (b, math.prod(sizes[r] for r in tmp) if tmp else 1) for t, (b, tmp, bk) in lane_reg.items() if bk},
+        load_ranks=load_ranks,
+    )
+
+
+def _subst(ix, sub):
+    if isinstance(ix, Var):
+        return sub.get(ix.name, ix)
+    if isinstance(ix, BinOp):
+        return BinOp(ix.op, _subst(ix.left, sub), _subst(ix.right, sub))
+    return ix
+
+
+def _is_tile_index(ix, mv, tv, tile_rank) -> bool:
+    return (isinstance(ix, BinOp) and ix.op == "+" and isinstance(ix.left, BinOp) and ix.left.op == "*"
+            and isinstance(ix.left.left, Var) and ix.left.left.name == mv and isinstance(ix.left.right, Sym)
+            and ix.left.right.name == tile_rank and isinstance(ix.right, Var) and ix.right.name == tv)
+
+
+def _eval_static(ix, env, sizes, einsum):
+    try:
+        return int(ix.evaluate({**sizes, **env}))
+    except Exception:
+        raise RTLError(f"Einsum {einsum}: index {ix.text()} must be known at compile time") from None
+
+
+def _fold(x, sizes, cascade):
+    import numpy as np
+
+    if isinstance(x, Const):
+        return x.value
+    if isinstance(x, SizeRef):
+        return float(sizes[x.name])
+    op = cascade.operators[x.op]
+    with np.errstate(all="ignore"):
+        return float(op.fn(*[np.float64(_fold(a, sizes, cascade)) for a in x.args]))
+
