@@ -31,6 +31,10 @@ def lower_attention(cascade, binding, array, numbers, sizes) -> Design:
     tile = next((r for r in binding.spatial_for("2d").get("rows", ()) if r in {x.name for x in cascade.ranks}), None)
     if tile is None:
         raise RTLError(f"{cascade.name} has no tile rank for the 2D rows (M0)")
+    names = {x.name for x in cascade.ranks}
+    unknown = sorted(set(sizes) - names)
+    if unknown:
+        raise RTLError(f"unknown rank {unknown[0]} in sizes (the ranks of {cascade.name}: {', '.join(names)})")
     given = {k: v for k, v in sizes.items() if not cascade.rank(k).derived}
     if given.get(tile) != R:
         given[tile] = R

@@ -143,16 +143,15 @@ def lower(cascade: Cascade, binding=None, array: tuple[int, int] = (4, 4), numbe
     r, c = array
     if r < 1 or c < 1:
         raise RTLError(f"array {r}x{c}: rows and columns must be positive")
-    if not cascade.iterative_ranks:
-        gemm_roles(cascade)   # structural problems first, before any size is needed
+    if cascade.iterative_ranks:
+        from ._attention import lower_attention
+
+        return lower_attention(cascade, binding, (r, c), numbers, dict(sizes or {}))
+    gemm_roles(cascade)   # structural problems first, before any size is needed
     try:
         sz = resolve_sizes(cascade, sizes or {})
     except Exception as exc:
         raise RTLError(str(exc)) from None
-    if cascade.iterative_ranks:
-        from ._attention import lower_attention
-
-        return lower_attention(cascade, binding, (r, c), numbers, sz)
     return _lower_gemm(cascade, (r, c), numbers, sz)
 
 

@@ -108,7 +108,12 @@ def compile_program(cascade: Cascade, binding, array: tuple[int, int], numbers: 
     R, C = array
     q = numbers
     arch = engine_architecture(R, C)
-    plan = _plan(cascade, binding, arch)
+    from ..arch import ArchError
+
+    try:
+        plan = _plan(cascade, binding, arch)
+    except ArchError as exc:
+        raise RTLError(str(exc)) from None
     if plan.tile_rank is None:
         raise RTLError(f"{cascade.name}: the attention engine needs a tile rank on the 2D rows (M0)")
     if plan.row_rank is None:

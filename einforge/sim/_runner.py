@@ -183,6 +183,8 @@ def simulate(design: Design, raw_inputs: dict | None = None, *, sim: str = "icar
     return SimResult(design.name, sim, passed, bit_exact, rep["cycles"], design.manifest.get("model_cycles", 0.0),
                      err, time.perf_counter() - t0,
                      {"first_input_to_last_output": rep["first_input_to_last_output"],
+                      "util_2d": (rep["busy_2d"] / rep["cycles"]) if rep.get("busy_2d") is not None and rep["cycles"]
+                      else None,
                       "mismatches": rep["mismatches"], "received": rep["received"],
                       "expected_beats": rep["expected_beats"], "rtl_cycles_expected": design.manifest.get("rtl_cycles")})
 

@@ -94,6 +94,7 @@ async def stream_matches_golden(dut):
         "mismatches": mismatches[:50],
         "mismatch_count": len(mismatches),
         "cycles": int(dut.cycles.value),
+        "busy_2d": int(dut.busy_2d.value) if hasattr(dut, "busy_2d") else None,
         "first_input_to_last_output": None if state["first_in"] is None or state["last_out"] is None
         else state["last_out"] - state["first_in"] + 1,
         "done": bool(dut.done.value),

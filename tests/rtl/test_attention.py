@@ -1,0 +1,54 @@
+"""Compiling cascades for the attention engine."""
+
+import pytest
+
+from einforge.einsum import FixedPoint, library, parse_cascade
+from einforge.rtl import RTLError, lower, synthesize, write_design
+
+LIB = library()
+
+
+def test_schedule_and_manifest():
+    d = lower(LIB["attention-1pass"].load(), "arch", (4, 4), FixedPoint(8, 8), {"M": 16, "P": 8, "E": 4, "F": 4})
+    prog = d.program
+    s = prog.starts
+    # the local max leaves the 2D array after 4 rows; the running max follows; the softmax tile
+    # waits for it; the 1D lanes consume SLD and SLNV as they arrive
+    assert s["LM"] == 4 and s["RM"] == s["LM"] + 4 and s["SLN"] == s["RM"] + 1
+    assert s["RD"] >= s["SLD"] + 4 and s["RNV"] >= s["SLNV"] + 4
+    m = d.manifest
+    assert m["mapping"] == {"rows": "M0", "cols": "P", "tiles": 4, "query_tiles": 2}
+    assert m["rtl_cycles"] == 2 * (4 * prog.makespan + 4) == m["model_cycles"]
+    assert m["sizes"]["M0"] == 4                                  # the tile follows the array's rows
+
+
+def test_more_rows_than_the_tile_is_set_for():
+    d = lower(LIB["attention-1pass"].load(), "arch", (2, 2), FixedPoint(8, 8), {"M": 6, "P": 4, "E": 2, "F": 2})
+    assert d.sizes["M0"] == 2 and d.sizes["M1"] == 3
+
+
+def test_partition_that_does_not_divide():
+    with pytest.raises(RTLError, match="does not divide"):
+        lower(LIB["attention-1pass"].load(), "arch", (4, 4), FixedPoint(8, 8), {"M": 18, "P": 4, "E": 2, "F": 2})
+
+
+def test_unsupported_constructs_are_named():
+    with pytest.raises(RTLError, match="FuseMax placement"):
+        lower(LIB["attention-1pass"].load(), "flat", (2, 2), FixedPoint(8, 8), {"M": 4, "P": 2, "E": 2, "F": 2})
+    # a division on the 2D array: the PEs have no divider
+    text = LIB["attention-1pass"].file.read_text().replace(
+        "SLN[m1,m0,p]     = exp(BQK[m1,m0,p] - RM[m1+1,p])", "SLN[m1,m0,p]     = BQK[m1,m0,p] / RM[m1+1,p]")
+    with pytest.raises(RTLError, match="Einsum SLN uses operator '/'"):
+        lower(parse_cascade(text), "arch", (2, 2), FixedPoint(8, 8), {"M": 4, "P": 2, "E": 2, "F": 2})
+    text = LIB["attention-1pass"].file.read_text().replace(
+        "SLN[m1,m0,p]     = exp(BQK[m1,m0,p] - RM[m1+1,p])", "SLN[m1,m0,p]     = tanh(BQK[m1,m0,p] - RM[m1+1,p])")
+    with pytest.raises(RTLError, match="Einsum SLN uses operator 'tanh'"):
+        lower(parse_cascade(text), "arch", (2, 2), FixedPoint(8, 8), {"M": 4, "P": 2, "E": 2, "F": 2})
+
+
+def test_generate_and_coarse_synthesis(tmp_path):
+    d = lower(LIB["attention-1pass"].load(), "arch", (2, 2), FixedPoint(8, 8), {"M": 4, "P": 2, "E": 2, "F": 2})
+    files = write_design(d, tmp_path)
+    assert files["verilog"].read_text().count("module ") >= 1
+    stats = synthesize(files["verilog"], d.name, mode="coarse")
+    assert stats["cells"] > 100
