@@ -1,0 +1,36 @@
+"""The examples run as written."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from einforge.cli import main
+from einforge.sim import simulators
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+@pytest.mark.skipif(not simulators()["icarus"], reason="Icarus Verilog is not installed")
+def test_walkthrough(tmp_path):
+    out = subprocess.run([sys.executable, str(EXAMPLES / "walkthrough.py"), "--array", "2x2", "--out", str(tmp_path)],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    assert "5. cocotb on Icarus: passed, bit-exact True" in text
+    assert "(+0.0%)" in text
+    assert (tmp_path / "attention_1pass.v").exists()
+
+
+def test_sweep_example(tmp_path):
+    r = CliRunner().invoke(main, ["sweep", str(EXAMPLES / "sweep.yaml"), "-o", str(tmp_path / "r.csv"), "--json"])
+    assert r.exit_code == 0, r.output
+    assert '"points": 48' in r.output
+
+
+@pytest.mark.skipif(not simulators()["icarus"], reason="Icarus Verilog is not installed")
+def test_gemm_example():
+    r = CliRunner().invoke(main, ["rtl", "test", str(EXAMPLES / "gemm.cascade"), "--array", "4x4", "--json"])
+    assert r.exit_code == 0, r.output
