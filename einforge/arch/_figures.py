@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from ._designs import end_to_end, evaluate_design
+from ._designs import end_to_end
 from ._sweep import pareto_sweep
 from ._workload import load_workload, seq_label
 

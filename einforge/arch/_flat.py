@@ -8,7 +8,6 @@ not cover are searched over the same space with einforge's own FLAT model.
 from __future__ import annotations
 
 import csv
-from dataclasses import replace
 from functools import lru_cache
 
 from ._spec import DATA_DIR, ArchError

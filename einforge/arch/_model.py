@@ -31,8 +31,8 @@ from functools import lru_cache
 import networkx as nx
 
 from ..einsum import Cascade, CascadeError, resolve_sizes
-from ..einsum._ir import Access, Call, rank_of
-from ._binding import Binding, bind_arrays, is_layout, is_tensor_product
+from ..einsum._ir import Access, Call
+from ._binding import Binding, bind_arrays, is_layout
 from ._spec import Architecture, ArchError
 from ._workload import Workload
 
@@ -399,7 +399,6 @@ def _filter_density(filters, vsize, sizes) -> float:
 
 
 def _loop_members(plan: _Plan) -> set[str]:
-    c = plan.cascade
     if plan.loop_var is None:
         return {p.label for p in plan.einsums if p.array}
     return {p.label for p in plan.einsums if p.array and plan.loop_var in p.vars}
@@ -530,7 +529,6 @@ def _tiled(ctx: _Ctx, plan: _Plan, binding: Binding) -> _Access:
     acc = _Access()
     alias = _aliases(plan)
     cons = _consumers(plan)
-    by = {p.label: p for p in plan.einsums}
     row_v = plan.row_rank.lower() if plan.row_rank else None
     tile_v = plan.tile_rank.lower() if plan.tile_rank else None
     outer = {plan.loop_var} if plan.loop_var else set()

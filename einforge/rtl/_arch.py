@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from ..arch import Binding, load_architecture
 from ..arch._workload import Workload
-from ..einsum._ir import rank_of
 
 __all__ = ["rtl_architecture", "rtl_binding", "rtl_workload"]
 

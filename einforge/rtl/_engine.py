@@ -164,7 +164,6 @@ class AttentionEngine(wiring.Component):
         p = self.prog
         R, C, W, F, AW = p.rows, p.cols, self.W, self.F, self.AW
         L, LE = p.makespan, max(1, len(p.epilogue))
-        q = p.numbers
 
         # ---------------- buffers --------------------------------------------------------------------
         rowmem = [memory.Memory(shape=signed(W), depth=p.row_depth, init=[]) for _ in range(R)]

@@ -165,7 +165,6 @@ def _lower_gemm(cascade, array, numbers, sz) -> Design:
     K, M, N = size[roles.k], size[roles.m], size[roles.n]
     top = SystolicGemm(R, C, bt, K, M, N, numbers.width, numbers.frac_bits)
     top._MustUse__silence = True   # a design may be lowered only for its manifest or cycle count
-    tens = cascade.tensors
     einsum = cascade.einsums[[e.name for e in cascade.einsums].index(roles.einsum)]
     a_vars = [ix.name for ix in next(x for x in einsum.expr.args if x.tensor == roles.a).indices]
     b_vars = [ix.name for ix in next(x for x in einsum.expr.args if x.tensor == roles.b).indices]
