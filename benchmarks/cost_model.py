@@ -10,7 +10,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from einforge.arch import design, end_to_end, evaluate, figures, load_sweep, load_workload, run_sweep
+from einforge.arch import design, evaluate, figures, headline_ratios, load_sweep, load_workload, run_sweep
 
 SPEC = """
 cascade: attention-1pass
@@ -50,20 +50,10 @@ def main():
         dt = time.perf_counter() - t0
         print(f"sweep of {len(rows)} points:             {dt:.2f} s    (target < 10 s)")
 
-    speed, energy, e2e_speed, e2e_energy = [], [], [], []
-    for m in ("BERT", "TrXL", "T5", "XLM"):
-        for seq in ("1K", "4K", "16K", "64K", "256K", "1M"):
-            w = load_workload(m, seq)
-            fa, fl = end_to_end("fusemax", w)
-            la, ll = end_to_end("flat", w)
-            speed.append(la.latency_s / fa.latency_s)
-            energy.append(fa.energy_pJ / la.energy_pJ)
-            e2e_speed.append((la.latency_s + ll.latency_s) / (fa.latency_s + fl.latency_s))
-            e2e_energy.append((fa.energy_pJ + fl.energy_pJ) / (la.energy_pJ + ll.energy_pJ))
-    mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
-    print(f"FuseMax vs FLAT, attention:  {mean(speed):.2f}x faster, {mean(energy):.1%} of the energy "
-          "(paper 6.7x, 79%)")
-    print(f"FuseMax vs FLAT, end to end: {mean(e2e_speed):.2f}x faster, {mean(e2e_energy):.1%} of the energy "
+    h = headline_ratios()
+    print(f"FuseMax vs FLAT, attention:  {h['attention_speedup']:.2f}x faster, {h['attention_energy']:.1%} of the "
+          "energy (paper 6.7x, 79%)")
+    print(f"FuseMax vs FLAT, end to end: {h['e2e_speedup']:.2f}x faster, {h['e2e_energy']:.1%} of the energy "
           "(paper 5.3x, 83%)")
 
 

@@ -21,6 +21,6 @@ __all__ = [
 from ._sweep import SweepSpec, load_sweep, pareto_front, pareto_sweep, run_sweep, scaled_fusemax, write_table
 
 __all__ += ["SweepSpec", "load_sweep", "pareto_front", "pareto_sweep", "run_sweep", "scaled_fusemax", "write_table"]
-from ._figures import ATTENTION_DESIGNS, MODELS, SEQS, evaluation_table, figures
+from ._figures import ATTENTION_DESIGNS, MODELS, SEQS, evaluation_table, figures, headline_ratios
 
-__all__ += ["ATTENTION_DESIGNS", "MODELS", "SEQS", "evaluation_table", "figures"]
+__all__ += ["ATTENTION_DESIGNS", "MODELS", "SEQS", "evaluation_table", "figures", "headline_ratios"]

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import yaml
 
-from ..einsum import Access, Call, Cascade
+from ..einsum import Access, Cascade
+from ..einsum._execute import product_factors
 from ._spec import ArchError, parse_quantity
 
 __all__ = ["Binding", "load_binding", "BINDINGS", "bind_arrays", "is_layout", "is_tensor_product"]
@@ -88,22 +89,10 @@ def is_layout(e) -> bool:
     return isinstance(e.expr, Access) and not e.reduce
 
 
-def _product_accesses(expr):
-    if isinstance(expr, Access):
-        return [expr]
-    if isinstance(expr, Call) and expr.op == "*":
-        a = _product_accesses(expr.args[0])
-        b = _product_accesses(expr.args[1])
-        if a is not None and b is not None:
-            return a + b
-    if isinstance(expr, Call) and not expr.accesses():
-        return []
-    return None
-
-
 def is_tensor_product(e) -> bool:
     """A sum over a rank of a product of at least two tensors (GEMM-like: QK, AV, SLNV)."""
-    acc = _product_accesses(e.expr)
+    factors = product_factors(e.expr)
+    acc = None if factors is None else [f for f in factors if isinstance(f, Access)]
     return acc is not None and len(acc) >= 2 and bool(e.reduce) and all(op == "+" for _, op in e.reduce)
 
 

@@ -9,7 +9,7 @@ from ._designs import end_to_end
 from ._sweep import pareto_sweep
 from ._workload import load_workload, seq_label
 
-__all__ = ["figures", "evaluation_table", "MODELS", "SEQS", "ATTENTION_DESIGNS"]
+__all__ = ["figures", "evaluation_table", "headline_ratios", "MODELS", "SEQS", "ATTENTION_DESIGNS"]
 
 MODELS = ("BERT", "TrXL", "T5", "XLM")
 SEQS = tuple(1 << k for k in (10, 12, 14, 16, 18, 20))
@@ -35,6 +35,27 @@ def evaluation_table(models=MODELS, seqs=SEQS) -> list[dict]:
                     row[f"util_2d_{col}"] = sum(att.einsum_util(lab, "2d") for lab in labels if lab in att.per_einsum)
                 rows.append(row)
     return rows
+
+
+def headline_ratios(models=MODELS, seqs=SEQS) -> dict[str, float]:
+    """The paper's headline numbers, FuseMax against FLAT, as arithmetic means over models and
+    lengths: attention speedup and energy ratio, and the same end to end (with the linear layers)."""
+    speed, energy, e2e_speed, e2e_energy = [], [], [], []
+    for m in models:
+        for s in seqs:
+            w = load_workload(m, s)
+            fa, fl = end_to_end("fusemax", w)
+            la, ll = end_to_end("flat", w)
+            speed.append(la.latency_s / fa.latency_s)
+            energy.append(fa.energy_pJ / la.energy_pJ)
+            e2e_speed.append((la.latency_s + ll.latency_s) / (fa.latency_s + fl.latency_s))
+            e2e_energy.append((fa.energy_pJ + fl.energy_pJ) / (la.energy_pJ + ll.energy_pJ))
+
+    def mean(xs):
+        return sum(xs) / len(xs)
+
+    return {"attention_speedup": mean(speed), "attention_energy": mean(energy),
+            "e2e_speedup": mean(e2e_speed), "e2e_energy": mean(e2e_energy)}
 
 
 def _write_csv(path: Path, rows: list[dict]):

@@ -253,13 +253,15 @@ def _schedule(cascade: Cascade) -> list[tuple[list[int], str | None]]:
     return plan
 
 
-def _product_factors(expr):
-    """Accesses and constants of a pure product, or None."""
+def product_factors(expr):
+    """The factors of a pure product (accesses, and constants such as ``1/sqrt(E)``), or None."""
     if isinstance(expr, (Access, Const, SizeRef)):
         return [expr]
+    if isinstance(expr, Call) and not expr.accesses():
+        return [expr]
     if isinstance(expr, Call) and expr.op == "*":
-        a = _product_factors(expr.args[0])
-        b = _product_factors(expr.args[1])
+        a = product_factors(expr.args[0])
+        b = product_factors(expr.args[1])
         if a is not None and b is not None:
             return a + b
     return None
@@ -317,7 +319,7 @@ class _Runner:
         return env
 
     def _fast_ok(self, e: Einsum) -> bool:
-        return _product_factors(e.expr) is not None and all(op == "+" for _, op in e.reduce)
+        return product_factors(e.expr) is not None and all(op == "+" for _, op in e.reduce)
 
     def _run(self, e: Einsum, free, out_vars, red, fixed, ranges, carried_red):
         env = self._grids(free, ranges, fixed)
@@ -380,7 +382,7 @@ class _Runner:
         """Sum of products through ``np.einsum``: empty operand values are zeroed so that they
         add nothing (exactly, also in fixed point), and the result exists where some point of the
         sum had every operand present and passed the filters."""
-        factors = _product_factors(e.expr)
+        factors = product_factors(e.expr)
         letters = {v: string.ascii_letters[k] for k, v in enumerate(free)}
         operands, subs, masks = [], [], []
         scale = []
@@ -392,6 +394,9 @@ class _Runner:
                 continue
             if isinstance(f, SizeRef):
                 scale.append(self.ns.const(self.env[f.name]))
+                continue
+            if isinstance(f, Call):
+                scale.append(self._expr(f, env, shape)[0])
                 continue
             g, p = self._gather(f, env, nd)
             used = [k for k in range(nd) if free[k] in f.variables()]
