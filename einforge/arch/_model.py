@@ -465,6 +465,135 @@ def tile_schedule(plan: _Plan, per: dict[str, float], exposed_drains: bool) -> t
     return start, max(finish.values(), default=0.0)
 
 
+@dataclass(frozen=True)
+class ModuloSchedule:
+    """A software-pipelined tile loop: a new tile starts every ``ii`` cycles; ``starts`` are
+    offsets from the start of a tile (they may exceed ``ii``: the Einsum then runs while later
+    tiles have begun), ``depth`` the number of tiles in flight."""
+
+    ii: int
+    starts: dict
+    depth: int
+
+
+def modulo_schedule(plan: _Plan, per: dict[str, float]) -> ModuloSchedule:
+    """Interleave consecutive tiles on hardware whose row reductions drain ``rows`` cycles late.
+
+    Each Einsum of the tile loop is a contiguous block of instructions on its array; tiles start
+    every ``ii`` cycles, so the blocks of one tile must not collide, modulo ``ii``, with those of
+    the others. ``ii`` grows from the busiest array's load until every Einsum fits after its inputs
+    (as in :func:`tile_schedule`) and no value is overwritten by a later tile before its last
+    reader in this one, nor read before the earlier tile wrote it (loop-carried iterates: the
+    previous iterate lives in one bank, the current one in the other).
+    """
+    members = [lab for lab in plan.cascade.labels if lab in _loop_members(plan)]
+    by = {p.label: p for p in plan.einsums}
+    g = plan.cascade.dag()
+    c = plan.cascade
+    tv = plan.tile_rank.lower() if plan.tile_rank else None
+    load = Counter()
+    for lab in members:
+        load[by[lab].array] += per[lab]
+    _, flat = tile_schedule(plan, per, True)
+    writers = {by[lab].output: lab for lab in members}
+
+    def wlat(lab):
+        p = by[lab]
+        if p.array == "2d" and tv is not None and tv in p.reduced:
+            return next((n for d, v, n in p.spatial if d == "rows"), 1) - 1
+        return 0
+
+    def readers():
+        for lab in members:
+            for a in by[lab].accesses:
+                w = writers.get(a.tensor)
+                if w is not None:
+                    yield lab, w, c.access_kind(a)
+
+    pairs = list(readers())
+    preds = {lab: [u for u in g.predecessors(lab) if u in by and u in members] for lab in members}
+
+    def place(order, ii):
+        table = {arr: [False] * ii for arr in load}
+        start: dict[str, int] = {}
+        for lab in order:
+            p = by[lab]
+            ready = 0
+            for u in preds[lab]:
+                up = by[u]
+                rows = next((n for d, v, n in up.spatial if d == "rows"), 1)
+                fin = start[u] + per[u]
+                if up.array == "2d" and p.array == "1d" and tv is not None and tv in up.reduced:
+                    ready = max(ready, start[u] + rows if per[u] == per[lab] else fin - 1 + rows)
+                else:
+                    ready = max(ready, fin)
+            t = int(ready)
+            while any(table[p.array][(t + k) % ii] for k in range(int(per[lab]))):
+                t += 1
+                if t > ready + ii:
+                    return None
+            for k in range(int(per[lab])):
+                table[p.array][(t + k) % ii] = True
+            start[lab] = t
+        return start
+
+    def legal(start, ii):
+        for x, w, kind in pairs:
+            sx, sw, lx, lw = start[x], start[w], int(per[x]), int(per[w])
+            streaming = lx == lw
+            first_w, last_w = sw + wlat(w), sw + lw - 1 + wlat(w)
+            last_r = sx + lx - 1
+            if kind == "prev":
+                # written by the previous tile before this tile reads it ...
+                if (first_w - ii >= sx) if streaming else (last_w - ii >= sx):
+                    return False
+                # ... and not overwritten (the same bank, two tiles later) before the last read
+                if first_w + ii <= last_r and not (streaming and first_w + ii > sx):
+                    return False
+            elif kind in ("next", "plain"):
+                # the next tile overwrites it: after this tile's last read
+                if (first_w + ii <= sx) if streaming else (first_w + ii <= last_r):
+                    return False
+        return True
+
+    def orders(count=64):
+        """Topological orders of the tile's Einsums: the cascade's own, then seeded shuffles."""
+        import random
+
+        yield members
+        rnd = random.Random(0)
+        for _ in range(count):
+            done, out = set(), []
+            pending = list(members)
+            while pending:
+                avail = [x for x in pending if all(u in done for u in preds[x])]
+                x = rnd.choice(avail)
+                out.append(x)
+                done.add(x)
+                pending.remove(x)
+            yield out
+
+    for ii in range(max(1, int(max(load.values(), default=1))), int(flat) + 1):
+        for order in orders():
+            start = place(order, ii)
+            if start is not None and legal(start, ii):
+                depth = max((start[lab] + int(per[lab]) - 1 + wlat(lab)) // ii + 1 for lab in members)
+                return ModuloSchedule(ii, start, depth)
+    starts, makespan = tile_schedule(plan, per, True)
+    return ModuloSchedule(int(makespan), {k: int(v) for k, v in starts.items()}, 1)
+
+
+def _pipelined_time(plan: _Plan, cyc: dict[str, float], steps: int, blocks: int) -> float:
+    """Tiles interleaved by :func:`modulo_schedule`: each block of queries fills and drains the
+    pipeline; Einsums after the tile loop follow it."""
+    members = _loop_members(plan)
+    per = {lab: cyc[lab] / steps for lab in members}
+    ms = modulo_schedule(plan, per)
+    tiles = steps // blocks
+    return blocks * (tiles + ms.depth - 1) * ms.ii + sum(
+        cyc[p.label] for p in plan.einsums if p.array and p.label not in members)
+
+
 def _sequential_time(plan: _Plan, cyc: dict[str, float], steps: int, exposed_drains: bool = False) -> float:
     """One tile at a time. Einsums outside the tile loop fill idle time of their array, or, when
     drains are exposed (hardware without cross-tile overlap), run after the loop."""
@@ -963,6 +1092,11 @@ def evaluate(arch: Architecture, cascade: Cascade, binding: Binding, workload: W
             steps *= inst * max(1, math.ceil(sizes[plan.row_rank] / (acc.details.get("P0") or 1))) \
                 if plan.row_rank else inst
             compute_cycles = _sequential_time(plan, cyc, steps, arch.array("2d").row_drain)
+        elif arch.array("2d").row_drain and plan.loop_var:
+            tiles = ctx.vsize.get(plan.loop_var, 1)
+            blocks = inst * max(1, math.ceil(sizes[plan.row_rank] / (acc.details.get("P0") or 1))) \
+                if plan.row_rank else inst
+            compute_cycles = _pipelined_time(plan, cyc, tiles * blocks, blocks)
         else:
             compute_cycles = max(load.values(), default=0.0)
         latency_cycles = max(compute_cycles, mem_cycles)

@@ -12,7 +12,7 @@ def rtl_architecture(design):
     """The generated arrays as an architecture: R x C MAC PEs (and C 1D lanes), one action per
     cycle, skew fill and drain charged per tile, memory never the bottleneck."""
     r, c = design.array
-    if design.manifest.get("datapath", "").startswith("attention engine"):
+    if design.manifest.get("datapath", "").startswith("attention engine"):  # noqa: SIM102
         return engine_architecture(r, c)
     a = load_architecture("fusemax")
     units2d = design.manifest.get("units_2d", ["mac", "add", "max"])

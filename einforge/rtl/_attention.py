@@ -18,11 +18,11 @@ def lower_attention(cascade, binding, array, numbers, sizes) -> Design:
 
     R, C = array
     if binding is None or isinstance(binding, str):
-        name = binding or "arch"
+        name = binding or "fusemax"
         if name not in ("arch", "fusemax"):
             raise RTLError(f"the attention engine implements the FuseMax placement; binding {name!r} is not supported "
-                           "(use arch or fusemax)")
-        binding = load_binding("arch", cascade)
+                           "(use arch: one tile at a time, or fusemax: tiles interleaved)")
+        binding = load_binding(name, cascade)
     # the tile rank spans the array's rows
     from ..einsum import resolve_sizes
 
@@ -98,13 +98,17 @@ def lower_attention(cascade, binding, array, numbers, sizes) -> Design:
     words = sum(X * T for _, _, X, T, _ in prog.loads)
     steady = prog.busy_2d / prog.makespan if prog.makespan else 0.0
     manifest = {
-        "design": name, "cascade": cascade.name, "datapath": "attention engine (2D + 1D arrays, one tile at a time)",
+        "design": name, "cascade": cascade.name,
+        "datapath": "attention engine (2D + 1D arrays, " + (
+            f"tiles interleaved, a new one every {prog.makespan} cycles, {prog.depth} in flight)"
+            if prog.depth > 1 else "one tile at a time)"),
         "array": [R, C], "binding": None,
         "numbers": {"format": numbers.describe(), "width": numbers.width, "frac_bits": numbers.frac_bits,
                     "accumulator_bits": top.AW, "rounding": "half up", "saturation": True},
         "sizes": {k: int(v) for k, v in sizes.items()},
         "mapping": {"rows": tile, "cols": lane_rank, "tiles": prog.loop_steps, "query_tiles": prog.query_tiles},
-        "program": {"tile_cycles": prog.makespan, "epilogue_cycles": len(prog.epilogue),
+        "program": {"initiation_interval": prog.makespan, "tiles_in_flight": prog.depth,
+                    "epilogue_cycles": len(prog.epilogue),
                     "pe_registers": prog.pe_regs, "lane_registers": prog.lane_regs,
                     "schedule": prog.starts, "busy_2d_per_tile": prog.busy_2d},
         "ports": _ports(top),
@@ -112,7 +116,7 @@ def lower_attention(cascade, binding, array, numbers, sizes) -> Design:
         "output_stream": f"{oname}: per block of {C} queries, {obeats} beats of {C} lanes",
         "input_words": words,
         "output_beats": obeats * prog.query_tiles,
-        "rtl_cycles": prog.query_tiles * (prog.loop_steps * prog.makespan + len(prog.epilogue)),
+        "rtl_cycles": prog.query_tiles * ((prog.loop_steps + prog.depth - 1) * prog.makespan + len(prog.epilogue)),
         "steady_state_util_2d": steady,
         "units_2d": ["mac", "add", "max"],
         "fill_drain": False,

@@ -45,7 +45,7 @@ class _Fields:
     """Per-cycle instruction fields: Consts looked up in a ROM by an index signal."""
 
     NAMES = ("op", "a_src", "a_idx", "a_stride", "a_mode", "a_bank", "a_val", "b_src", "b_idx", "b_stride",
-             "b_mode", "b_bank", "b_val", "dst", "dst_mode", "dst_bank", "first", "last", "filt", "imm")
+             "b_mode", "b_bank", "b_val", "dst", "dst_mode", "dst_bank", "first", "last", "filt", "imm", "stage")
 
     @staticmethod
     def encode(ins: Instr | None) -> dict:
@@ -57,7 +57,7 @@ class _Fields:
             "b_src": SRC[ins.b.src], "b_idx": ins.b.index, "b_stride": ins.b.stride, "b_mode": MODE[ins.b.mode],
             "b_bank": ins.b.bank, "b_val": ins.b.value, "dst": ins.dst, "dst_mode": MODE[ins.dst_mode],
             "dst_bank": ins.dst_bank, "first": int(ins.first), "last": int(ins.last), "filt": int(ins.filt),
-            "imm": ins.imm,
+            "imm": ins.imm, "stage": ins.stage,
         }
 
 
@@ -218,17 +218,15 @@ class AttentionEngine(wiring.Component):
         # ---------------- controller -----------------------------------------------------------------
         tcyc = Signal(range(L + 1))
         ecyc = Signal(range(LE + 1))
-        m1 = Signal(range(p.loop_steps + 1))
+        M1 = p.loop_steps
+        last_it = M1 + p.depth - 2
+        it = Signal(range(last_it + 2))       # tiles started in this block of queries
         ptile = Signal(range(p.query_tiles + 1))
-        phase = Signal()
         out_busy = Signal()
         running = Signal()
         m.d.comb += running.eq((state == 1) | ((state == 2) & ~out_busy))
         issue2 = Signal()
-        issue1 = Signal()
-        m.d.comb += [issue2.eq(state == 1), issue1.eq(running)]
-        first_tile = Signal()
-        m.d.comb += first_tile.eq((m1 == 0) & (state == 1))
+        m.d.comb += issue2.eq(state == 1)
 
         f2 = {k: _rom(m, f"i2_{k}", [_Fields.encode(t[0])[k] for t in p.timeline], tcyc,
                       signed(W + 2) if k in ("a_val", "b_val", "imm") else range(max(2, self._max(p, k) + 1)))
@@ -243,22 +241,36 @@ class AttentionEngine(wiring.Component):
         f1 = {k: Signal.like(f1t[k], name=f"i1_{k}") for k in _Fields.NAMES}
         for k in _Fields.NAMES:
             m.d.comb += f1[k].eq(Mux(state == 1, f1t[k], Mux(running, f1e[k], 0)))
+        # the tile each instruction works on: `stage` tiles behind the newest one
+        n2 = Signal(signed(it.shape().width + 2), name="tile2")
+        n1 = Signal(signed(it.shape().width + 2), name="tile1")
+        m.d.comb += [n2.eq(it - f2["stage"]), n1.eq(Mux(state == 1, it - f1t["stage"], M1))]
+        v2 = Signal()
+        v1 = Signal()
+        m.d.comb += [v2.eq((n2 >= 0) & (n2 < M1)), v1.eq(Mux(state == 1, (n1 >= 0) & (n1 < M1), running))]
         op2 = Signal.like(f2["op"])
-        m.d.comb += op2.eq(Mux(issue2, f2["op"], 0))
+        op1 = Signal.like(f1["op"])
+        m.d.comb += [op2.eq(Mux(issue2 & v2, f2["op"], 0)), op1.eq(Mux(v1, f1["op"], 0))]
+        phase2, phase1 = n2[0], n1[0]
+        first2 = Signal()
+        first1 = Signal()
+        m.d.comb += [first2.eq(n2 == 0), first1.eq((n1 == 0) & (state == 1))]
 
         with m.If(state == 1):
             with m.If(tcyc == L - 1):
-                m.d.sync += [tcyc.eq(0), phase.eq(~phase)]
-                with m.If(m1 == p.loop_steps - 1):
-                    m.d.sync += [m1.eq(0), state.eq(2), ecyc.eq(0)]
+                m.d.sync += tcyc.eq(0)
+                with m.If(it == last_it):
+                    m.d.sync += [it.eq(0), state.eq(2), ecyc.eq(0)]
                 with m.Else():
-                    m.d.sync += m1.eq(m1 + 1)
+                    m.d.sync += it.eq(it + 1)
             with m.Else():
                 m.d.sync += tcyc.eq(tcyc + 1)
+        with m.If(op2 != 0):
+            m.d.sync += self.busy_2d.eq(self.busy_2d + 1)
         out_start = Signal()
         with m.If((state == 2) & ~out_busy):
             with m.If(ecyc == LE - 1):
-                m.d.sync += [ecyc.eq(0), phase.eq(0), out_start.eq(1)]
+                m.d.sync += [ecyc.eq(0), out_start.eq(1)]
                 with m.If(ptile == p.query_tiles - 1):
                     m.d.sync += state.eq(3)
                 with m.Else():
@@ -269,34 +281,33 @@ class AttentionEngine(wiring.Component):
             m.d.sync += out_start.eq(0)
         with m.If(running):
             m.d.sync += self.cycles.eq(self.cycles + 1)
-        with m.If(issue2 & (op2 != 0)):
-            m.d.sync += self.busy_2d.eq(self.busy_2d + 1)
+
 
         # ---------------- lanes: register files ------------------------------------------------------
         NL = p.lane_regs
         lane_v = [[Signal(signed(W), name=f"l{j}_r{k}") for k in range(NL)] for j in range(C)]
         lane_p = [[Signal(name=f"l{j}_v{k}") for k in range(NL)] for j in range(C)]
 
-        def phys(idx, mode, bank, epi):
-            # previous iterate: bank `phase`; current: the other one
+        def phys(idx, mode, bank, phase):
+            # previous iterate of tile n: bank n mod 2; current: the other one
             sel = Mux(mode == MODE["prev"], phase, ~phase)
             return Mux((mode != MODE["plain"]) & sel, idx + bank, idx)
 
-        def lane_read(j, idx, mode, bank, name):
+        def lane_read(j, idx, mode, bank, name, phase, first):
             pi = Signal(range(NL + 1), name=f"{name}_pi")
-            m.d.comb += pi.eq(phys(idx, mode, bank, None))
+            m.d.comb += pi.eq(phys(idx, mode, bank, phase))
             v = Signal(signed(W), name=f"{name}_v")
             ok = Signal(name=f"{name}_ok")
             m.d.comb += [v.eq(Array(lane_v[j])[pi]), ok.eq(Array(lane_p[j])[pi])]
             # the previous iterate of the first tile is the (empty) initialization
             okf = Signal(name=f"{name}_okf")
-            m.d.comb += okf.eq(ok & ~((mode == MODE["prev"]) & first_tile))
+            m.d.comb += okf.eq(ok & ~((mode == MODE["prev"]) & first))
             return v, okf
 
         def operand_1d(j, side, flds, name):
             src, idx, mode, bank, val = (flds[f"{side}_src"], flds[f"{side}_idx"], flds[f"{side}_mode"],
                                          flds[f"{side}_bank"], flds[f"{side}_val"])
-            lv, lok = lane_read(j, idx, mode, bank, f"{name}_{side}")
+            lv, lok = lane_read(j, idx, mode, bank, f"{name}_{side}", phase1, first1)
             port = col_1a[j] if side == "a" else col_1b[j]
             m.d.comb += port.addr.eq(idx + ptile * flds[f"{side}_stride"])
             v = Signal(signed(W), name=f"{name}_{side}v")
@@ -317,19 +328,24 @@ class AttentionEngine(wiring.Component):
         s0 = {k: Signal.like(f2[k], name=f"s0_{k}") for k in stage_fields}
         for k in stage_fields:
             m.d.comb += s0[k].eq(f2[k] if k != "op" else op2)
+        m1 = Signal(range(M1 + 1), name="tile2u")
+        m.d.comb += m1.eq(n2)
         s0["a_addr"] = Signal(range(p.row_depth + p.col_depth + 2), name="s0_a_addr")
         s0["b_addr"] = Signal(range(p.row_depth + p.col_depth + 2), name="s0_b_addr")
         m.d.comb += [s0["a_addr"].eq(f2["a_idx"] + m1 * f2["a_stride"]),
                      s0["b_addr"].eq(f2["b_idx"] + m1 * f2["b_stride"])]
-        s0["m1"] = Signal(range(p.loop_steps + 1), name="s0_m1")
+        s0["m1"] = Signal(range(M1 + 1), name="s0_m1")
         s0["ptile"] = Signal(range(p.query_tiles + 1), name="s0_ptile")
-        m.d.comb += [s0["m1"].eq(m1), s0["ptile"].eq(ptile)]
+        s0["dst_phys"] = Signal(range(p.lane_regs + 1), name="s0_dst_phys")
+        m.d.comb += [s0["m1"].eq(m1), s0["ptile"].eq(ptile),
+                     s0["dst_phys"].eq(phys(f2["dst"], f2["dst_mode"], f2["dst_bank"], phase2))]
         # column operands of the 2D instruction, read at issue and carried down with it
         for j in range(C):
             for side, port in (("a", col_ra[j]), ("b", col_rb[j])):
                 v = Signal(signed(W), name=f"s0_{side}col{j}")
                 ok = Signal(name=f"s0_{side}colok{j}")
-                lv, lok = lane_read(j, f2[f"{side}_idx"], f2[f"{side}_mode"], f2[f"{side}_bank"], f"c2d{j}{side}")
+                lv, lok = lane_read(j, f2[f"{side}_idx"], f2[f"{side}_mode"], f2[f"{side}_bank"], f"c2d{j}{side}",
+                                    phase2, first2)
                 m.d.comb += port.addr.eq(f2[f"{side}_idx"] + ptile * f2[f"{side}_stride"])
                 with m.Switch(f2[f"{side}_src"]):
                     with m.Case(SRC["lane"]):
@@ -432,12 +448,12 @@ class AttentionEngine(wiring.Component):
             b, vb = operand_1d(j, "b", f1, nm)
             exp_state = (Signal(signed(W), name=f"{nm}_en"), Signal(signed(W + 1), name=f"{nm}_ef"),
                          Signal(signed(2 * W + 8), name=f"{nm}_ep"), Signal(name=f"{nm}_ev"))
-            res, rv = self._alu(m, f1["op"], a, va, b, vb, f1["imm"], exp_state, nm, divider=True)
+            res, rv = self._alu(m, op1, a, va, b, vb, f1["imm"], exp_state, nm, divider=True)
             wr = Signal(name=f"{nm}_wr")
-            m.d.comb += wr.eq(f1["op"].matches(OPS["add"], OPS["sub"], OPS["mul"], OPS["max"], OPS["min"],
-                                               OPS["neg"], OPS["expl"], OPS["div"]))
+            m.d.comb += wr.eq(op1.matches(OPS["add"], OPS["sub"], OPS["mul"], OPS["max"], OPS["min"],
+                                          OPS["neg"], OPS["expl"], OPS["div"]))
             wdst = Signal(range(NL + 1), name=f"{nm}_wdst")
-            m.d.comb += wdst.eq(phys(f1["dst"], f1["dst_mode"], f1["dst_bank"], None))
+            m.d.comb += wdst.eq(phys(f1["dst"], f1["dst_mode"], f1["dst_bank"], phase1))
             # reduction arriving from the bottom of column j
             bv, bok = bottom[j]
             conv = Signal(signed(W), name=f"{nm}_conv")
@@ -447,7 +463,7 @@ class AttentionEngine(wiring.Component):
                 with m.Default():
                     m.d.comb += conv.eq(_sat(m, bv, W, f"{nm}_cadd"))
             rdst = Signal(range(NL + 1), name=f"{nm}_rdst")
-            m.d.comb += rdst.eq(phys(sb["dst"], sb["dst_mode"], sb["dst_bank"], None))
+            m.d.comb += rdst.eq(sb["dst_phys"])
             for k in range(NL):
                 with m.If(wr & (wdst == k) & running):
                     m.d.sync += [lane_v[j][k].eq(res), lane_p[j][k].eq(rv)]

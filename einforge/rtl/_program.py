@@ -60,6 +60,7 @@ class Instr:
     filt: bool = False       # apply the Einsum's filter to the result's presence
     imm: int = 0             # exp step coefficient
     einsum: str = ""
+    stage: int = 0           # software pipelining: the tile this instruction works on, counted back
 
 
 @dataclass
@@ -74,14 +75,15 @@ class Program:
     col_depth: int
     pe_regs: int
     lane_regs: int
-    timeline: list                      # per cycle of a tile: (2D instr or None, 1D instr or None)
+    timeline: list                      # per cycle of the initiation interval: (2D instr or None, 1D instr or None)
     epilogue: list                      # 1D instructions after the tile loop
     loads: list                         # (tensor, 'row'|'col', extent X, temporal T, base)
     outputs: list                       # (tensor, lane register base, beats)
     filters: dict                       # einsum -> (Compare..., var roles)
     starts: dict
-    makespan: int
+    makespan: int                       # the initiation interval: a tile starts every `makespan` cycles
     busy_2d: int
+    depth: int = 1                      # tiles in flight (1: one tile at a time)
     labels: dict = field(default_factory=dict)
     lane_var: str = "p"
     tile_var: str = "m0"
@@ -102,7 +104,7 @@ def _plain_vars(a: Access) -> list[str] | None:
 def compile_program(cascade: Cascade, binding, array: tuple[int, int], numbers: FixedPoint, sizes: dict) -> Program:
     """Compile ``cascade`` for an ``R x C`` attention engine; raises :class:`RTLError` naming the
     Einsum and the construct the engine cannot run."""
-    from ..arch._model import _aliases, _loop_members, _plan, tile_schedule
+    from ..arch._model import _aliases, _loop_members, _plan, modulo_schedule, tile_schedule
     from ._arch import engine_architecture
 
     R, C = array
@@ -395,17 +397,23 @@ def compile_program(cascade: Cascade, binding, array: tuple[int, int], numbers: 
             per[p.label] = len(blocks[p.label])
         elif mv in e.variables():
             raise RTLError(f"Einsum {p.label} runs over the tiles but outside the loop")
-    starts, makespan = tile_schedule(plan, per, True)
-    makespan = int(makespan)
+    if binding.schedule == "overlap":
+        ms = modulo_schedule(plan, per)
+        starts, makespan, depth = ms.starts, ms.ii, ms.depth
+    else:
+        starts, makespan = tile_schedule(plan, per, True)
+        makespan, depth = int(makespan), 1
     timeline = [[None, None] for _ in range(makespan)]
     busy = 0
     for lab, instrs in blocks.items():
         slot = 0 if by[lab].array == "2d" else 1
         for k, ins in enumerate(instrs):
             cyc = int(starts[lab]) + k
-            if timeline[cyc][slot] is not None:
-                raise RTLError(f"internal: schedule conflict at cycle {cyc} ({lab})")
-            timeline[cyc][slot] = ins
+            at = cyc % makespan
+            if timeline[at][slot] is not None:
+                raise RTLError(f"internal: schedule conflict at cycle {at} ({lab})")
+            timeline[at][slot] = Instr(ins.op, ins.a, ins.b, ins.dst, ins.dst_mode, ins.dst_bank, ins.first,
+                                       ins.last, ins.filt, ins.imm, ins.einsum, cyc // makespan)
             busy += slot == 0
     epilogue = []
     outputs = []
@@ -438,7 +446,7 @@ def compile_program(cascade: Cascade, binding, array: tuple[int, int], numbers: 
         row_depth=max(1, row_depth), col_depth=max(1, col_depth), pe_regs=max(1, max_pe[0]),
         lane_regs=max(1, max_lane[0]), timeline=[tuple(x) for x in timeline], epilogue=epilogue,
         loads=loads, outputs=outputs, filters=filters, starts={k: int(v) for k, v in starts.items()},
-        makespan=makespan, busy_2d=busy, lane_var=lv, tile_var=tv, loop_var=mv,
+        makespan=makespan, busy_2d=busy, depth=depth, lane_var=lv, tile_var=tv, loop_var=mv,
         banked={t: (b, math.prod(sizes[r] for r in tmp) if tmp else 1) for t, (b, tmp, bk) in lane_reg.items() if bk},
         load_ranks=load_ranks,
     )

@@ -15,9 +15,9 @@ needs_icarus = pytest.mark.skipif(not simulators()["icarus"], reason="Icarus Ver
 LIB = library()
 
 
-def design(name="attention-1pass", array=(4, 4), numbers=FixedPoint(8, 8), **sizes):
+def design(name="attention-1pass", array=(4, 4), numbers=FixedPoint(8, 8), binding="arch", **sizes):
     sz = {"M": 16, "P": 8, "E": 4, "F": 4, **sizes}
-    return lower(LIB[name].load(), "arch", array, numbers, sz)
+    return lower(LIB[name].load(), binding, array, numbers, sz)
 
 
 def raw(d, q=None, k=None, v=None):
@@ -73,6 +73,29 @@ def test_corners_bit_exact(kind):
 
 
 @needs_icarus
+@pytest.mark.parametrize("array,sizes", [((4, 4), {"M": 32, "P": 8, "E": 4, "F": 4}),
+                                         ((2, 4), {"M": 12, "P": 10, "E": 3, "F": 5})])
+def test_interleaved_binding_is_bit_exact_and_faster(array, sizes):
+    seq = design(array=array, **sizes)
+    inter = design(array=array, binding="fusemax", **sizes)
+    assert inter.program.depth == 2 and inter.program.makespan < seq.program.makespan
+    r = simulate(inter, seed=12)
+    assert r.passed and r.cycles == r.model_cycles == inter.manifest["rtl_cycles"]
+    rs = simulate(seq, seed=12)
+    assert rs.passed and r.cycles < rs.cycles
+    assert r.details["util_2d"] > rs.details["util_2d"]
+
+
+@needs_icarus
+def test_interleaved_causal_and_corners():
+    d = design("attention-causal", binding="fusemax", P=16)
+    assert simulate(d, seed=8).passed
+    for kind in ("very_negative", "max_magnitude"):
+        r = simulate(d, _corner(d, kind, np.random.default_rng(4)), seed=4)
+        assert r.passed, (kind, r.details["mismatches"])
+
+
+@needs_icarus
 def test_backpressure_does_not_change_results():
     d = design(P=12)
     r = simulate(d, seed=5, input_gaps=0.3, output_gaps=0.6)
@@ -100,7 +123,7 @@ def test_measured_2d_utilization_matches_the_schedule():
 
 @pytest.mark.skipif(not simulators()["verilator"], reason="Verilator is not installed")
 def test_verilator_runs_an_8x8_attention():
-    d = lower(LIB["attention-1pass"].load(), "arch", (8, 8), FixedPoint(8, 8), {"M": 64, "P": 16, "E": 8, "F": 8})
+    d = lower(LIB["attention-1pass"].load(), "fusemax", (8, 8), FixedPoint(8, 8), {"M": 64, "P": 16, "E": 8, "F": 8})
     r = simulate(d, sim="verilator", seed=2)
     assert r.passed and r.cycles == r.model_cycles
 
