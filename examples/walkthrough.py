@@ -50,11 +50,16 @@ def main(argv=None):
           f"{fm.energy_pJ / 1e12:.3g} J;  FLAT (3-pass, unmasked): {fl.latency_s:.3g} s")
 
     r, c = (int(v) for v in args.array.split("x"))
-    d = lower(cascade, "arch", (r, c), FixedPoint(8, 8), {"M": 8 * r, "P": 2 * c, "E": 8, "F": 8})
+    sizes = {"M": 8 * r, "P": 2 * c, "E": 8, "F": 8}
+    d = lower(cascade, "fusemax", (r, c), FixedPoint(8, 8), sizes)          # tiles interleaved
+    one_at_a_time = lower(cascade, "arch", (r, c), FixedPoint(8, 8), sizes).manifest["model_cycles"]
     outdir = args.out or tempfile.mkdtemp(prefix="einforge-walkthrough-")
     files = write_design(d, outdir)
+    prog = d.manifest["program"]
     print(f"4. RTL for {r}x{c} ({d.manifest['numbers']['format']}): {files['verilog']} "
-          f"({sum(1 for _ in open(files['verilog']))} lines of Verilog)")
+          f"({sum(1 for _ in open(files['verilog']))} lines of Verilog); a tile every "
+          f"{prog['initiation_interval']} cycles, {prog['tiles_in_flight']} in flight "
+          f"(one tile at a time: {one_at_a_time:.0f} cycles in all)")
 
     if not simulators()["icarus"]:
         print("5. skipped: Icarus Verilog is not installed (./setup.sh installs it)")
