@@ -483,8 +483,9 @@ def modulo_schedule(plan: _Plan, per: dict[str, float]) -> ModuloSchedule:
     every ``ii`` cycles, so the blocks of one tile must not collide, modulo ``ii``, with those of
     the others. ``ii`` grows from the busiest array's load until every Einsum fits after its inputs
     (as in :func:`tile_schedule`) and no value is overwritten by a later tile before its last
-    reader in this one, nor read before the earlier tile wrote it (loop-carried iterates: the
-    previous iterate lives in one bank, the current one in the other).
+    reader in this one, nor read before the earlier tile wrote it. Every value of a tile lives in
+    one of two register copies chosen by the tile's parity (so does each iterate: the previous
+    one in one bank, the current one in the other).
     """
     members = [lab for lab in plan.cascade.labels if lab in _loop_members(plan)]
     by = {p.label: p for p in plan.einsums}
@@ -513,12 +514,12 @@ def modulo_schedule(plan: _Plan, per: dict[str, float]) -> ModuloSchedule:
     pairs = list(readers())
     preds = {lab: [u for u in g.predecessors(lab) if u in by and u in members] for lab in members}
 
-    def place(order, ii):
+    def place(order, ii, floor):
         table = {arr: [False] * ii for arr in load}
         start: dict[str, int] = {}
         for lab in order:
             p = by[lab]
-            ready = 0
+            ready = floor.get(lab, 0)
             for u in preds[lab]:
                 up = by[u]
                 rows = next((n for d, v, n in up.spatial if d == "rows"), 1)
@@ -537,7 +538,9 @@ def modulo_schedule(plan: _Plan, per: dict[str, float]) -> ModuloSchedule:
             start[lab] = t
         return start
 
-    def legal(start, ii):
+    def violations(start, ii):
+        """(reader, earliest legal start) for every broken loop-carried or overwrite constraint."""
+        out = []
         for x, w, kind in pairs:
             sx, sw, lx, lw = start[x], start[w], int(per[x]), int(per[w])
             streaming = lx == lw
@@ -545,16 +548,18 @@ def modulo_schedule(plan: _Plan, per: dict[str, float]) -> ModuloSchedule:
             last_r = sx + lx - 1
             if kind == "prev":
                 # written by the previous tile before this tile reads it ...
-                if (first_w - ii >= sx) if streaming else (last_w - ii >= sx):
-                    return False
+                need = (first_w - ii + 1) if streaming else (last_w - ii + 1)
+                if sx < need:
+                    out.append((x, need))
                 # ... and not overwritten (the same bank, two tiles later) before the last read
-                if first_w + ii <= last_r and not (streaming and first_w + ii > sx):
-                    return False
+                if first_w + 2 * ii <= (sx if streaming else last_r):
+                    out.append((x, None))
             elif kind in ("next", "plain"):
-                # the next tile overwrites it: after this tile's last read
-                if (first_w + ii <= sx) if streaming else (first_w + ii <= last_r):
-                    return False
-        return True
+                # values of a tile live in one of two register copies (by the tile's parity): the
+                # tile after next overwrites them, after this tile's last read
+                if first_w + 2 * ii <= (sx if streaming else last_r):
+                    out.append((x, None))
+        return out
 
     def orders(count=64):
         """Topological orders of the tile's Einsums: the cascade's own, then seeded shuffles."""
@@ -575,10 +580,19 @@ def modulo_schedule(plan: _Plan, per: dict[str, float]) -> ModuloSchedule:
 
     for ii in range(max(1, int(max(load.values(), default=1))), int(flat) + 1):
         for order in orders():
-            start = place(order, ii)
-            if start is not None and legal(start, ii):
-                depth = max((start[lab] + int(per[lab]) - 1 + wlat(lab)) // ii + 1 for lab in members)
-                return ModuloSchedule(ii, start, depth)
+            floor: dict[str, int] = {}
+            for _ in range(8):             # repair: start late readers of a loop-carried value later
+                start = place(order, ii, floor)
+                if start is None:
+                    break
+                bad = violations(start, ii)
+                if not bad:
+                    depth = max((start[lab] + int(per[lab]) - 1 + wlat(lab)) // ii + 1 for lab in members)
+                    return ModuloSchedule(ii, start, depth)
+                if any(need is None for _, need in bad):
+                    break
+                for x, need in bad:
+                    floor[x] = max(floor.get(x, 0), need)
     starts, makespan = tile_schedule(plan, per, True)
     return ModuloSchedule(int(makespan), {k: int(v) for k, v in starts.items()}, 1)
 

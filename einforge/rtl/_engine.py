@@ -289,8 +289,9 @@ class AttentionEngine(wiring.Component):
         lane_p = [[Signal(name=f"l{j}_v{k}") for k in range(NL)] for j in range(C)]
 
         def phys(idx, mode, bank, phase):
-            # previous iterate of tile n: bank n mod 2; current: the other one
-            sel = Mux(mode == MODE["prev"], phase, ~phase)
+            # previous iterate of tile n: bank n mod 2; current: the other one; a tile's own
+            # values (rot): the copy of its parity
+            sel = Mux((mode == MODE["prev"]) | (mode == MODE["rot"]), phase, ~phase)
             return Mux((mode != MODE["plain"]) & sel, idx + bank, idx)
 
         def lane_read(j, idx, mode, bank, name, phase, first):
@@ -322,8 +323,8 @@ class AttentionEngine(wiring.Component):
             return v, ok
 
         # ---------------- 2D instruction pipeline (stage i drives row i) ----------------------------
-        stage_fields = ("op", "a_src", "a_idx", "b_src", "b_idx", "dst", "dst_mode", "dst_bank", "first", "last",
-                        "filt", "imm", "a_val", "b_val")
+        stage_fields = ("op", "a_src", "a_idx", "a_mode", "a_bank", "b_src", "b_idx", "b_mode", "b_bank", "dst",
+                        "dst_mode", "dst_bank", "first", "last", "filt", "imm", "a_val", "b_val")
         stages = []
         s0 = {k: Signal.like(f2[k], name=f"s0_{k}") for k in stage_fields}
         for k in stage_fields:
@@ -379,10 +380,16 @@ class AttentionEngine(wiring.Component):
                 if j == 0:
                     m.d.comb += [row_a.addr.eq(st["a_addr"]), row_b.addr.eq(st["b_addr"])]
 
+                parity = st["m1"][0]
+
+                def pe_phys(idx, mode, bank):
+                    return Mux((mode == MODE["rot"]) & parity, idx + bank, idx)
+
                 def opnd(side):
                     v = Signal(signed(W), name=f"{nm}_{side}")
                     ok = Signal(name=f"{nm}_{side}ok")
-                    idx = st[f"{side}_idx"]
+                    idx = Signal(range(NR + 1), name=f"{nm}_{side}pi")
+                    m.d.comb += idx.eq(pe_phys(st[f"{side}_idx"], st[f"{side}_mode"], st[f"{side}_bank"]))
                     with m.Switch(st[f"{side}_src"]):
                         with m.Case(SRC["reg"]):
                             m.d.comb += [v.eq(Array(regs_v)[idx]), ok.eq(Array(regs_p)[idx])]
@@ -414,10 +421,12 @@ class AttentionEngine(wiring.Component):
                 mac_out = _sat(m, _round_shift(acc_n, F), W, f"{nm}_macout")
                 with m.If(st["op"] == OPS["mac"]):
                     m.d.sync += [acc.eq(acc_n), accv.eq(accv_n)]
+                dst = Signal(range(NR + 1), name=f"{nm}_dst")
+                m.d.comb += dst.eq(pe_phys(st["dst"], st["dst_mode"], st["dst_bank"]))
                 for k in range(NR):
-                    with m.If((st["dst"] == k) & wr):
+                    with m.If((dst == k) & wr):
                         m.d.sync += [regs_v[k].eq(res), regs_p[k].eq(rv & pred)]
-                    with m.If((st["dst"] == k) & (st["op"] == OPS["mac"]) & st["last"]):
+                    with m.If((dst == k) & (st["op"] == OPS["mac"]) & st["last"]):
                         m.d.sync += [regs_v[k].eq(mac_out), regs_p[k].eq(accv_n)]
                 # reduction down the column
                 rin = red[i - 1][j] if i > 0 else (Const(0, signed(AW)), Const(0, 1))

@@ -33,7 +33,7 @@ __all__ = ["Operand", "Instr", "Program", "compile_program", "OPS"]
 OPS = {"nop": 0, "mac": 1, "add": 2, "sub": 3, "mul": 4, "max": 5, "min": 6, "neg": 7,
        "exp0": 8, "exps": 9, "expl": 10, "rmax": 11, "radd": 12, "rmac": 13, "div": 14}
 SRC = {"none": 0, "reg": 1, "row": 2, "col": 3, "lane": 4, "const": 5}
-MODE = {"plain": 0, "prev": 1, "cur": 2}
+MODE = {"plain": 0, "prev": 1, "cur": 2, "rot": 3}
 UNION = {"add", "max", "min"}
 
 
@@ -42,7 +42,7 @@ class Operand:
     src: str = "none"
     index: int = 0           # register, lane register, or static buffer address
     stride: int = 0          # buffer address added per tile (rows: per m1; columns: per query tile)
-    mode: str = "plain"      # lane registers of iterative tensors: previous or current bank
+    mode: str = "plain"      # iterative tensors: previous or current bank; "rot": the copy of the tile's parity
     bank: int = 0            # registers per bank of an iterative tensor
     value: int = 0           # constant (raw fixed point)
 
@@ -166,6 +166,10 @@ def compile_program(cascade: Cascade, binding, array: tuple[int, int], numbers: 
     pe_reg: dict[str, tuple[int, list]] = {}
     lane_reg: dict[str, tuple[int, list, bool]] = {}
     n_pe = n_lane = 0
+    # when tiles interleave, every value of a tile lives in one of two copies chosen by the tile's
+    # parity, so that the next tile can start before this one has read it (the scheduler assumes so)
+    interleaved = binding.schedule == "overlap"
+    rotating: set[str] = set()
 
     def temporal_of(t):
         info = cascade.tensors[t]
@@ -183,16 +187,19 @@ def compile_program(cascade: Cascade, binding, array: tuple[int, int], numbers: 
         if lv not in {r.lower() for r in info.ranks}:
             raise RTLError(f"Einsum {p.label}: its output {t} has no query rank {plan.row_rank}; the engine keeps "
                            "results per query (one column / lane each)")
+        rot = interleaved and info.iterative is None and p.label in members
+        if rot:
+            rotating.add(t)
         if has_tile:
             if p.array != "2d":
                 raise RTLError(f"Einsum {p.label} produces a tile tensor on the 1D array")
             if t not in pe_reg:
                 pe_reg[t] = (n_pe, tmp)
-                n_pe += n
+                n_pe += n * (2 if rot else 1)
         elif t not in lane_reg:
             banked = info.iterative is not None
             lane_reg[t] = (n_lane, tmp, banked)
-            n_lane += n * (2 if banked else 1)
+            n_lane += n * (2 if banked or rot else 1)
     for t, info in cascade.tensors.items():
         if info.iterative is not None and t not in lane_reg and not info.is_input:
             raise RTLError(f"iterative tensor {t} must live in the 1D lanes")
@@ -201,6 +208,9 @@ def compile_program(cascade: Cascade, binding, array: tuple[int, int], numbers: 
     temps_lane = [n_lane]
     max_pe = [n_pe]
     max_lane = [n_lane]
+
+    def size_of(tmp):
+        return math.prod(sizes[r] for r in tmp) if tmp else 1
 
     def toff(ranks, env, t):
         off = 0
@@ -240,6 +250,9 @@ def compile_program(cascade: Cascade, binding, array: tuple[int, int], numbers: 
             if vs is None or tv not in vs or lv not in vs:
                 raise RTLError(f"Einsum {einsum}: read {a.text()} at the tile ({tv}) and query ({lv}) it was made at")
             base, tmp = pe_reg[t]
+            if t in rotating:
+                return Operand("reg", base + toff(tmp, {r.lower(): env[r.lower()] for r in tmp}, t), mode="rot",
+                               bank=size_of(tmp))
             return Operand("reg", base + toff(tmp, {r.lower(): env[r.lower()] for r in tmp}, t))
         if t in lane_reg:
             base, tmp, banked = lane_reg[t]
@@ -253,7 +266,11 @@ def compile_program(cascade: Cascade, binding, array: tuple[int, int], numbers: 
             for r, ix in zip(info.ranks, a.indices):
                 if r in tmp:
                     envt[r.lower()] = _eval_static(ix, env, sizes, einsum)
-            nb = math.prod(sizes[r] for r in tmp) if (tmp and banked) else (1 if banked else 0)
+            if t in rotating:
+                if array == "1d" and einsum not in members:
+                    raise RTLError(f"Einsum {einsum} reads {t} after the tile loop; keep it in an iterative tensor")
+                mode = "rot"
+            nb = size_of(tmp) if (banked or t in rotating) else 0
             return Operand("lane", base + toff(tmp, envt, t), mode=mode, bank=nb)
         raise RTLError(f"Einsum {einsum}: {t} is not available to the engine here")
 
@@ -318,14 +335,15 @@ def compile_program(cascade: Cascade, binding, array: tuple[int, int], numbers: 
     def dest(t, env):
         if t in pe_reg:
             base, tmp = pe_reg[t]
-            return base + toff(tmp, env, t), "plain"
+            return base + toff(tmp, env, t), ("rot" if t in rotating else "plain")
         base, tmp, banked = lane_reg[t]
-        return base + toff(tmp, env, t), ("cur" if banked else "plain")
+        return base + toff(tmp, env, t), ("cur" if banked else ("rot" if t in rotating else "plain"))
 
     def bank_of(t):
-        if t in lane_reg and lane_reg[t][2]:
-            tmp = lane_reg[t][1]
-            return math.prod(sizes[r] for r in tmp) if tmp else 1
+        if t in lane_reg and (lane_reg[t][2] or t in rotating):
+            return size_of(lane_reg[t][1])
+        if t in pe_reg and t in rotating:
+            return size_of(pe_reg[t][1])
         return 0
 
     def compile_einsum(p) -> list[Instr]:
@@ -382,8 +400,8 @@ def compile_program(cascade: Cascade, binding, array: tuple[int, int], numbers: 
                 res = compile_expr(e.expr, env, p.array, p.label, instrs)
                 instrs.append(Instr("add", res, Operand("none"), dst=d, dst_mode=dmode, filt=filt, einsum=p.label))
         nb = bank_of(e.name)
-        return [Instr(i.op, i.a, i.b, i.dst, i.dst_mode, nb if i.dst_mode == "cur" else 0, i.first, i.last,
-                      i.filt, i.imm, i.einsum) for i in instrs]
+        return [Instr(i.op, i.a, i.b, i.dst, i.dst_mode, nb if i.dst_mode in ("cur", "rot") else 0, i.first,
+                      i.last, i.filt, i.imm, i.einsum) for i in instrs]
 
     # ---------------- the tile loop and the epilogue -----------------------------------------------
     per = {}

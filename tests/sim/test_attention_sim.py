@@ -78,7 +78,7 @@ def test_corners_bit_exact(kind):
 def test_interleaved_binding_is_bit_exact_and_faster(array, sizes):
     seq = design(array=array, **sizes)
     inter = design(array=array, binding="fusemax", **sizes)
-    assert inter.program.depth == 2 and inter.program.makespan < seq.program.makespan
+    assert inter.program.depth >= 2 and inter.program.makespan < seq.program.makespan
     r = simulate(inter, seed=12)
     assert r.passed and r.cycles == r.model_cycles == inter.manifest["rtl_cycles"]
     rs = simulate(seq, seed=12)
