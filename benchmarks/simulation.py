@@ -27,13 +27,11 @@ def main():
         d = lower(parse_cascade(GEMM.format(k=k, m=4 * r, n=4 * c)), array=(r, c))
         for sim in sims:
             measure(f"GEMM {r}x{c} K={k} M={4*r} N={4*c}", d, sim)
-    try:
-        att = lower(load_cascade("attention-1pass"), "fusemax", (8, 8), sizes={"M": 64, "P": 16, "E": 8, "F": 8})
-    except Exception as exc:  # the attention datapath may not be available
-        print(f"attention-1pass 8x8: not lowered ({exc})")
-        return
-    for sim in sims:
-        measure("attention-1pass 8x8 M=64 P=16", att, sim)
+    for binding in ("arch", "fusemax"):
+        att = lower(load_cascade("attention-1pass"), binding, (8, 8), sizes={"M": 256, "P": 16, "E": 8, "F": 8})
+        prog = att.manifest["program"]
+        for sim in sims:
+            measure(f"attention-1pass 8x8 M=256 {binding} (II {prog['initiation_interval']})", att, sim)
 
 
 if __name__ == "__main__":
