@@ -17,8 +17,10 @@ def measure(label, design, sim):
     r = simulate(design, sim=sim, seed=0)
     dt = time.perf_counter() - t0
     total = r.details["first_input_to_last_output"] or r.cycles
-    print(f"{label:34s} {sim:9s} passed={r.passed!s:5s} compute cycles {r.cycles:7d} (model {r.model_cycles:7.0f}), "
-          f"{total:7d} cycles in all, {dt:6.1f} s wall incl. build -> {total / dt:9.0f} cycles/s")
+    run = r.details.get("run_seconds") or dt
+    print(f"{label:40s} {sim:9s} passed={r.passed!s:5s} cycles {r.cycles:6d} (model {r.model_cycles:6.0f}), "
+          f"{total:6d} simulated; build {r.details.get('build_seconds', 0):5.1f} s, run {run:5.1f} s "
+          f"-> {total / run:8.0f} cycles/s")
 
 
 def main():

@@ -135,6 +135,7 @@ def simulate(design: Design, raw_inputs: dict | None = None, *, sim: str = "icar
 
     t0 = time.perf_counter()
     raw = raw_inputs if raw_inputs is not None else stimuli(design, seed, kind)
+    timing: dict = {}
     gold = golden(design, raw)
     expected = design.expected_beats(gold)
     words = design.pack(raw)
@@ -156,15 +157,19 @@ def simulate(design: Design, raw_inputs: dict | None = None, *, sim: str = "icar
             runner = get_runner(sim)
             build_args = ["-Wno-fatal", "-Wno-WIDTH"] if sim == "verilator" else []
             try:
+                tb = time.perf_counter()
                 runner.build(sources=[vfile], hdl_toplevel=design.name, build_dir=bdir / f"build_{sim}",
                              timescale=("1ns", "1ps"), build_args=build_args, always=True, waves=waves,
                              log_file=bdir / "build.log")
+                tr = time.perf_counter()
                 runner.test(test_module="stream_tb", hdl_toplevel=design.name, test_dir=TESTBENCHES,
                             build_dir=bdir / f"build_{sim}", results_xml=str(bdir / "results.xml"),
                             extra_env={"EINFORGE_STIMULUS": str(sfile), "EINFORGE_RESULT": str(rfile),
                                        "PYTHONPATH": os.pathsep.join([str(TESTBENCHES)] + sys.path)},
                             waves=waves, log_file=bdir / "sim.log")
+                timing = {"build_seconds": tr - tb, "run_seconds": time.perf_counter() - tr}
             except SystemExit:
+                timing = {}
                 pass
             except Exception as exc:
                 log = bdir / "build.log"
@@ -186,7 +191,8 @@ def simulate(design: Design, raw_inputs: dict | None = None, *, sim: str = "icar
                       "util_2d": (rep["busy_2d"] / rep["cycles"]) if rep.get("busy_2d") is not None and rep["cycles"]
                       else None,
                       "mismatches": rep["mismatches"], "received": rep["received"],
-                      "expected_beats": rep["expected_beats"], "rtl_cycles_expected": design.manifest.get("rtl_cycles")})
+                      "expected_beats": rep["expected_beats"], "rtl_cycles_expected": design.manifest.get("rtl_cycles"),
+                      **timing})
 
 
 def _float_error(design: Design, raw: dict, got: dict) -> float:
