@@ -9,14 +9,39 @@ from ._designs import end_to_end
 from ._sweep import pareto_sweep
 from ._workload import load_workload, seq_label
 
-__all__ = ["figures", "evaluation_table", "headline_ratios", "MODELS", "SEQS", "ATTENTION_DESIGNS"]
+__all__ = ["figures", "evaluation_table", "headline_ratios", "einsum_roles", "ROLES", "MODELS", "SEQS",
+           "ATTENTION_DESIGNS"]
 
 MODELS = ("BERT", "TrXL", "T5", "XLM")
 SEQS = tuple(1 << k for k in (10, 12, 14, 16, 18, 20))
 ATTENTION_DESIGNS = ("unfused", "flat", "cascade", "arch", "fusemax")
 _LABEL = {"unfused": "Unfused", "flat": "FLAT", "cascade": "+Cascade", "arch": "+Architecture", "fusemax": "+Binding"}
-# per-Einsum columns of Fig. 7: the attention library's Einsums grouped as the paper draws them
-_FIG7 = {"QK": ("QK", "BQK"), "LM": ("LM",), "SLN": ("SLN",), "SLD": ("SLD",), "SLNV/AV": ("SLNV", "AV")}
+# Fig. 7 stacks each design's 2D-array Einsums by their role, read off the IR (no Einsum names here)
+ROLES = ("first tensor product", "max over the tile", "exponential", "sum over the tile", "second tensor product")
+
+
+def einsum_roles(cascade) -> dict[str, str]:
+    """Role of every Einsum of an attention cascade, for grouping per-Einsum figures: the tensor
+    products in order, the max and sum reductions, and element-wise Einsums with an exponential."""
+    from ..einsum._ir import Call
+    from ._binding import is_tensor_product
+
+    def has_exp(x):
+        return isinstance(x, Call) and (x.op == "exp" or any(has_exp(a) for a in x.args))
+
+    out, products = {}, 0
+    for i, e in enumerate(cascade.einsums):
+        lab = cascade.label(i)
+        if is_tensor_product(e):
+            out[lab] = ROLES[0] if products == 0 else ROLES[4]
+            products += 1
+        elif any(op == "max" for _, op in e.reduce):
+            out[lab] = ROLES[1]
+        elif has_exp(e.expr) and not e.reduce:
+            out[lab] = ROLES[2]
+        elif e.reduce:
+            out[lab] = ROLES[3]
+    return out
 
 
 def evaluation_table(models=MODELS, seqs=SEQS) -> list[dict]:
@@ -31,10 +56,17 @@ def evaluation_table(models=MODELS, seqs=SEQS) -> list[dict]:
                        "energy_pJ": att.energy_pJ, "traffic_bytes": att.traffic_bytes, "util_2d": att.util_2d,
                        "util_1d": att.util_1d, "e2e_latency_s": att.latency_s + lin.latency_s,
                        "e2e_energy_pJ": att.energy_pJ + lin.energy_pJ}
-                for col, labels in _FIG7.items():
-                    row[f"util_2d_{col}"] = sum(att.einsum_util(lab, "2d") for lab in labels if lab in att.per_einsum)
+                roles = einsum_roles(_design_cascade(d))
+                for role in ROLES:
+                    row[f"util_2d_{role}"] = sum(att.einsum_util(lab, "2d") for lab, r in roles.items() if r == role)
                 rows.append(row)
     return rows
+
+
+def _design_cascade(name):
+    from ._designs import design
+
+    return design(name).cascade
 
 
 def headline_ratios(models=MODELS, seqs=SEQS) -> dict[str, float]:
@@ -115,7 +147,7 @@ def figures(out: str | Path, models=MODELS, seqs=SEQS) -> list[Path]:
     # Fig. 7: BERT 2D utilization by Einsum
     f7 = [d for d in ("flat", "cascade", "arch", "fusemax")]
     fig, ax = plt.subplots(figsize=(12, 4))
-    cols = list(_FIG7)
+    cols = list(ROLES)
     xs, ticks = [], []
     pos = 0
     f7rows = []
