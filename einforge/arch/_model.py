@@ -451,7 +451,7 @@ def tile_schedule(plan: _Plan, per: dict[str, float], exposed_drains: bool) -> t
                 continue
             up = by[u]
             rows = next((n for d, v, n in up.spatial if d == "rows"), 1)
-            crosses = up.array == "2d" and p.array == "1d" and tv is not None and tv in up.reduced
+            crosses = up.array == "2d" and tv is not None and tv in up.reduced   # through the lanes
             if crosses and exposed_drains:
                 streaming = per[u] == per[lab]
                 ready = max(ready, start[u] + rows if streaming else finish[u] - 1 + rows)
@@ -524,7 +524,7 @@ def modulo_schedule(plan: _Plan, per: dict[str, float]) -> ModuloSchedule:
                 up = by[u]
                 rows = next((n for d, v, n in up.spatial if d == "rows"), 1)
                 fin = start[u] + per[u]
-                if up.array == "2d" and p.array == "1d" and tv is not None and tv in up.reduced:
+                if up.array == "2d" and tv is not None and tv in up.reduced:
                     ready = max(ready, start[u] + rows if per[u] == per[lab] else fin - 1 + rows)
                 else:
                     ready = max(ready, fin)

@@ -218,13 +218,15 @@ class AttentionEngine(wiring.Component):
         # ---------------- controller -----------------------------------------------------------------
         tcyc = Signal(range(L + 1))
         ecyc = Signal(range(LE + 1))
+        out_start = Signal()
         M1 = p.loop_steps
         last_it = M1 + p.depth - 2
         it = Signal(range(last_it + 2))       # tiles started in this block of queries
         ptile = Signal(range(p.query_tiles + 1))
         out_busy = Signal()
         running = Signal()
-        m.d.comb += running.eq((state == 1) | ((state == 2) & ~out_busy))
+        has_epi = len(p.epilogue) > 0
+        m.d.comb += running.eq((state == 1) | ((state == 2) & ~out_busy & has_epi))
         issue2 = Signal()
         m.d.comb += issue2.eq(state == 1)
 
@@ -261,14 +263,21 @@ class AttentionEngine(wiring.Component):
                 m.d.sync += tcyc.eq(0)
                 with m.If(it == last_it):
                     m.d.sync += [it.eq(0), state.eq(2), ecyc.eq(0)]
+                    if not has_epi:       # the outputs are final iterates: stream them now
+                        m.d.sync += out_start.eq(1)
                 with m.Else():
                     m.d.sync += it.eq(it + 1)
             with m.Else():
                 m.d.sync += tcyc.eq(tcyc + 1)
         with m.If(op2 != 0):
             m.d.sync += self.busy_2d.eq(self.busy_2d + 1)
-        out_start = Signal()
-        with m.If((state == 2) & ~out_busy):
+        with m.If((state == 2) & ~out_busy & ~out_start & (not has_epi)):
+            # the next block of queries overwrites the state being streamed: wait for the stream
+            with m.If(ptile == p.query_tiles - 1):
+                m.d.sync += state.eq(3)
+            with m.Else():
+                m.d.sync += [ptile.eq(ptile + 1), state.eq(1)]
+        with m.If((state == 2) & ~out_busy & has_epi):
             with m.If(ecyc == LE - 1):
                 m.d.sync += [ecyc.eq(0), out_start.eq(1)]
                 with m.If(ptile == p.query_tiles - 1):

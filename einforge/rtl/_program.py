@@ -442,12 +442,25 @@ def compile_program(cascade: Cascade, binding, array: tuple[int, int], numbers: 
             raise RTLError(f"Einsum {p.label} runs on the 2D array after the tile loop; only the 1D lanes finish up")
         epilogue.extend(compile_einsum(p))
     for o in cascade.outputs:
+        if o in alias:
+            # a copy of a final iterate (AV = RO[f,M1,p]): stream the bank that holds it
+            lay = next(e for e in cascade.einsums if e.name == o)
+            src = lay.expr.tensor
+            if src not in lane_reg or not lane_reg[src][2] or cascade.access_kind(lay.expr) != "final" or [
+                    ix.text() for k, ix in enumerate(lay.expr.indices) if k != cascade.tensors[src].iterative] != [
+                    ix.text() for ix in lay.output.indices]:
+                raise RTLError(f"output {o} copies {lay.expr.text()}; the engine streams per-query lane results or "
+                               "the final iterate of one, in the same order")
+            base, tmp, _ = lane_reg[src]
+            n = size_of(tmp)
+            outputs.append((o, base + (M1 % 2) * n, n))
+            continue
         if o not in lane_reg:
             raise RTLError(f"output {o} must be a per-query result of the 1D lanes")
         base, tmp, banked = lane_reg[o]
         if banked:
             raise RTLError(f"output {o} is iterative; write its final iterate to a plain tensor")
-        outputs.append((o, base, math.prod(sizes[r] for r in tmp) if tmp else 1))
+        outputs.append((o, base, size_of(tmp)))
 
     filters = {}
     for p in plan.einsums:

@@ -112,6 +112,15 @@ def test_filtered_cascades_lower_without_new_datapath(name, extra):
 
 
 @needs_icarus
+@pytest.mark.parametrize("binding", ["arch", "fusemax"])
+def test_flashattention1_lowers_too(binding):
+    # FA-1: a division every tile on the 1D lanes, and the output is the final iterate itself
+    d = design("attention-fa1", binding=binding, M=16, P=8)
+    r = simulate(d, seed=9, output_gaps=0.5)
+    assert r.passed and r.cycles == r.model_cycles
+
+
+@needs_icarus
 def test_measured_2d_utilization_matches_the_schedule():
     d = design(M=32, P=4, E=8, F=8)
     r = simulate(d, seed=1)
