@@ -40,6 +40,8 @@ class Operator:
     recipes : tuple of mappings
         Alternative decompositions into hardware primitive units, best first, e.g. exp is one
         ``exp`` unit action or 6 ``mac`` actions (FuseMax's Taylor series).
+    rtl : str or None
+        The attention engine's instruction that computes it (``add``, ``div``, ``exp``...).
     """
 
     name: str
@@ -49,6 +51,7 @@ class Operator:
     identity: float | None = None
     recipes: tuple = ()
     doc: str = ""
+    rtl: str | None = None   # the attention engine's instruction for it (None: no datapath yet)
 
     @property
     def can_reduce(self) -> bool:
@@ -82,15 +85,15 @@ def _elu(x):
 
 
 _BUILTINS = (
-    Operator("+", 2, np.add, UNION, 0.0, ({"add": 1},), "addition; reduces with identity 0"),
-    Operator("-", 2, np.subtract, INTERSECT, None, ({"add": 1},), "subtraction"),
-    Operator("*", 2, np.multiply, INTERSECT, 1.0, ({"mul": 1}, {"mac": 1}), "multiplication"),
-    Operator("/", 2, np.divide, INTERSECT, None, ({"div": 1},), "division"),
-    Operator("neg", 1, np.negative, INTERSECT, None, ({"add": 1},), "negation"),
-    Operator("max", -1, _np_max, UNION, -np.inf, ({"max": 1},), "maximum; reduces with identity -inf"),
-    Operator("min", -1, _np_min, UNION, np.inf, ({"max": 1},), "minimum; reduces with identity +inf"),
+    Operator("+", 2, np.add, UNION, 0.0, ({"add": 1},), "addition; reduces with identity 0", "add"),
+    Operator("-", 2, np.subtract, INTERSECT, None, ({"add": 1},), "subtraction", "sub"),
+    Operator("*", 2, np.multiply, INTERSECT, 1.0, ({"mul": 1}, {"mac": 1}), "multiplication", "mul"),
+    Operator("/", 2, np.divide, INTERSECT, None, ({"div": 1},), "division", "div"),
+    Operator("neg", 1, np.negative, INTERSECT, None, ({"add": 1},), "negation", "neg"),
+    Operator("max", -1, _np_max, UNION, -np.inf, ({"max": 1},), "maximum; reduces with identity -inf", "max"),
+    Operator("min", -1, _np_min, UNION, np.inf, ({"max": 1},), "minimum; reduces with identity +inf", "min"),
     Operator("exp", 1, np.exp, INTERSECT, None, ({"exp": 1}, {"mac": 6}),
-             "e**x (FuseMax PEs: 6 MACs of a Taylor series)"),
+             "e**x (FuseMax PEs: 6 MACs of a Taylor series)", "exp"),
     Operator("log", 1, np.log, INTERSECT, None, ({"log": 1}, {"mac": 8}), "natural logarithm"),
     Operator("sqrt", 1, np.sqrt, INTERSECT, None, ({"sqrt": 1}, {"div": 1, "mac": 4}), "square root"),
     Operator("recip", 1, np.reciprocal, INTERSECT, None, ({"div": 1}, {"mac": 6}), "1/x"),

@@ -293,27 +293,26 @@ def compile_program(cascade: Cascade, binding, array: tuple[int, int], numbers: 
         args = [compile_expr(a, env, array, einsum, out) for a in x.args]
         if dst is None:
             dst = _temp(array)
-        op = x.op
-        if op == "exp":
+        instr = cascade.operators[x.op].rtl
+        if instr is None:
+            raise RTLError(f"Einsum {einsum} uses operator {x.op!r}, which the engine's PEs cannot compute "
+                           "(they have mac, add, max, and a divider on the 1D lanes)")
+        if instr == "div" and array == "2d":
+            raise RTLError(f"Einsum {einsum} uses operator '/', which the 2D PEs (units: mac, add, max) lack; "
+                           "bind the division to the 1D array (it has a divider)")
+        if instr == "exp":
             (a,) = args
             k = q.exp_constants()
             out.append(Instr("exp0", a, dst=dst, dst_mode=dst_mode, einsum=einsum))
             for c in k["coeffs"][1:-1]:
                 out.append(Instr("exps", imm=c, dst=dst, dst_mode=dst_mode, einsum=einsum))
             out.append(Instr("expl", imm=k["coeffs"][-1], dst=dst, dst_mode=dst_mode, filt=filt, einsum=einsum))
-        elif op in ("+", "-", "*", "max", "min", "/"):
-            if op == "/" and array == "2d":
-                raise RTLError(f"Einsum {einsum} uses operator '/', which the 2D PEs (units: mac, add, max) lack; "
-                               "bind the division to the 1D array (it has a divider)")
-            if len(args) != 2:
-                raise RTLError(f"Einsum {einsum}: {op} of {len(args)} operands")
-            name = {"+": "add", "-": "sub", "*": "mul", "max": "max", "min": "min", "/": "div"}[op]
-            out.append(Instr(name, args[0], args[1], dst=dst, dst_mode=dst_mode, filt=filt, einsum=einsum))
-        elif op == "neg":
+        elif instr == "neg":
             out.append(Instr("neg", args[0], dst=dst, dst_mode=dst_mode, filt=filt, einsum=einsum))
         else:
-            raise RTLError(f"Einsum {einsum} uses operator {op!r}, which the engine's PEs cannot compute "
-                           "(they have mac, add, max, and a divider on the 1D lanes)")
+            if len(args) != 2:
+                raise RTLError(f"Einsum {einsum}: {x.op} of {len(args)} operands; the engine's ALU takes two")
+            out.append(Instr(instr, args[0], args[1], dst=dst, dst_mode=dst_mode, filt=filt, einsum=einsum))
         return Operand("reg" if array == "2d" else "lane", dst, mode=dst_mode)
 
     def _temp(array):
