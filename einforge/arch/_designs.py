@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 
 from ..einsum import Cascade, load_cascade
 from ._binding import Binding, load_binding
-from ._flat import flat_dataflow, flat_spatial
+from ._flat import flat_dataflow, flat_spatial, search_flat_dataflow
 from ._model import Report, _plan
 from ._model import evaluate as _evaluate
 from ._spec import Architecture, ArchError, load_architecture
@@ -74,18 +74,24 @@ def evaluate(arch: Architecture, cascade: Cascade, binding: Binding, workload: W
     (0.991, 1.0)
     """
     if binding.mapping == "flat":
-        flow = flat if flat is not None else flat_dataflow(workload.name, workload.M)
-        if flow is None:
-            raise ArchError(
-                f"no FLAT dataflow for {workload.label}: FLAT's table covers BERT, TrXL, T5 and XLM at 512 to 1M "
-                "tokens; give one with flat=")
         plan = _plan(cascade, binding, arch)
         twod = [p.label for p in plan.einsums if p.array == "2d"]
         if len(twod) != 2:
             raise ArchError(f"the FLAT dataflow fuses two tensor products around a softmax; {cascade.name} has "
                             f"{len(twod)} on the 2D array")
-        binding = replace(binding, einsum_spatial=flat_spatial(flow, twod[0], twod[1], cascade))
-        return _evaluate(arch, cascade, binding, workload, flat_dataflow=flow, design=name)
+
+        def run(flow):
+            b = replace(binding, einsum_spatial=flat_spatial(flow, twod[0], twod[1], cascade))
+            return _evaluate(arch, cascade, b, workload, flat_dataflow=flow, design=name)
+
+        flow = flat if flat is not None else flat_dataflow(workload.name, workload.M)
+        if flow is None or arch.buffer.capacity != 32 << 20 or arch.array("2d").rows != 256:
+            # FLAT's own choices cover its cloud accelerator only; elsewhere, search its space
+            flow = flat if flat is not None else search_flat_dataflow(
+                run, workload, arch.buffer.capacity, arch.word_bytes, arch.array("2d").rows)
+        r = run(flow)
+        r.details["flat_dataflow"] = "searched" if flow.get("searched") else "FLAT's table"
+        return r
     return _evaluate(arch, cascade, binding, workload, design=name)
 
 

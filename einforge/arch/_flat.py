@@ -58,3 +58,39 @@ def flat_spatial(flow: dict, logit: str, attend: str, cascade) -> tuple:
             raise ArchError(f"FLAT dataflow: {lab} has no two ranks to spread over the array")
         out.append((lab, (("cols", rs[0]), ("rows", rs[1]))))
     return tuple(out)
+
+
+def search_flat_dataflow(evaluate_flow, workload, capacity_bytes: float, word_bytes: int, rows: int) -> dict:
+    """FLAT's choice for a shape its table lacks: the fastest (then lowest-traffic) dataflow over
+    FLAT's space: head or row granularity (P1 = P, or 256, 512, ... rows), output- or
+    weight-stationary logit and attend products, and each of Q, QK/A (together), V and AV on or
+    off chip. The share that spills is the part of one group's on-chip footprint (one head, P1
+    query rows: Q P1*E, QK and A 2*P1*M, V M*F, AV P1*F words) that the buffer cannot hold.
+
+    ``evaluate_flow(flow)`` returns the model's report for a candidate.
+    """
+    E, F, M, P = workload.E, workload.F, workload.M, workload.P
+    avail = capacity_bytes / word_bytes
+    p1s = [("head", P)]
+    k = rows
+    while k < P:
+        p1s.append(("row", k))
+        k *= 2
+    best = None
+    for gran, p1 in p1s:
+        for qk in ("output", "weight"):
+            for av in ("output", "weight"):
+                for q_on in (False, True):
+                    for qka_on in (False, True):
+                        for v_on in (False, True):
+                            for av_on in (False, True):
+                                words = (p1 * E * q_on + 2 * p1 * M * qka_on + M * F * v_on + p1 * F * av_on)
+                                ps = 0.0 if words == 0 else max(0.0, 1.0 - avail / words)
+                                flow = {"on": {"Q": q_on, "K": False, "QK": qka_on, "A": qka_on, "V": v_on,
+                                               "AV": av_on},
+                                        "qk": qk, "av": av, "granularity": gran, "P1": p1, "ps": ps}
+                                r = evaluate_flow(flow)
+                                key = (r.latency_s, r.traffic_bytes)
+                                if best is None or key < best[0]:
+                                    best = (key, flow)
+    return dict(best[1], searched=True)

@@ -1043,7 +1043,9 @@ def _flat(ctx: _Ctx, plan: _Plan, flow: dict) -> _Access:
         else:
             acc.l3_writes += size(av) * M / pe
             acc.l3_reads += size(av) * (M / pe - 1)
-    acc.details.update(P1=p1, proportion_spilled=ps)
+    acc.details.update(P1=p1, proportion_spilled=ps, granularity=flow["granularity"],
+                       on_chip=",".join(k for k, v in on.items() if v) or "none",
+                       stationarity=f"{flow['qk']}/{flow['av']}")
     return acc
 
 

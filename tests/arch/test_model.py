@@ -197,3 +197,24 @@ def test_binding_rules_place_einsums_by_the_ir():
     cas = bind_arrays(c, load_binding("cascade", c), "M0")
     assert {k for k, v in cas.items() if v == "2d"} == {"BQK", "SLNV"}
     assert isinstance(load_binding("fusemax", c), Binding)
+
+
+def test_flat_dataflow_search_for_shapes_outside_flats_table():
+    from einforge.arch import design
+
+    d = design("flat")
+    r = evaluate(d.arch, d.cascade, d.binding, load_workload("BERT", "3000"))
+    assert r.details["flat_dataflow"] == "searched" and r.latency_s > 0
+    table = evaluate(d.arch, d.cascade, d.binding, load_workload("BERT", "1K"))
+    assert table.details["flat_dataflow"] == "FLAT's table"
+    # forcing the search on FLAT's own accelerator: short sequences keep the QK/A rows on chip, a
+    # million keys cannot (as FLAT's table says), and the search is never slower than the table
+    almost = d.arch.with_buffer(capacity=(32 << 20) - 2)
+    for seq, on_chip in (("1K", True), ("1M", False)):
+        w = load_workload("BERT", seq)
+        s = evaluate(almost, d.cascade, d.binding, w)
+        t = evaluate(d.arch, d.cascade, d.binding, w)
+        assert s.details["flat_dataflow"] == "searched"
+        assert ("QK" in s.details["on_chip"].split(",")) == on_chip
+        assert ("QK" in t.details["on_chip"].split(",")) == on_chip
+        assert s.latency_s <= t.latency_s * 1.000001
