@@ -374,6 +374,9 @@ def evaluate_cmd(arch_ref, cascade_ref, binding_ref, model, seq, e2e, as_json):
     console.print(f"  utilization: 2D {r.util_2d:.4f}, 1D {r.util_1d:.4f}")
     console.print(f"  DRAM traffic {r.traffic_bytes:.6g} B" + (f"   P1={d['P1']} P2={d['P2']}" if "P2" in d else ""))
     console.print(f"  energy {r.energy_pJ:.6g} pJ   area {r.area_um2:.6g} um2")
+    if "flat_dataflow" in d:
+        console.print(f"  FLAT dataflow ({d['flat_dataflow']}): {d['granularity']} granularity, P1={d['P1']}, "
+                      f"{d['stationarity']} stationary, on chip: {d['on_chip']}, spilled {d['proportion_spilled']:.3g}")
     t = Table(title="per Einsum")
     for col in ("Einsum", "array", "cycles", "2D util", "1D util", "energy pJ", "share"):
         t.add_column(col, justify="left" if col in ("Einsum", "array") else "right")
