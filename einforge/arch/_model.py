@@ -487,6 +487,12 @@ def modulo_schedule(plan: _Plan, per: dict[str, float]) -> ModuloSchedule:
     one of two register copies chosen by the tile's parity (so does each iterate: the previous
     one in one bank, the current one in the other).
     """
+    return _modulo_schedule(plan, tuple(sorted(per.items())))
+
+
+@lru_cache(maxsize=256)
+def _modulo_schedule(plan: _Plan, per_items: tuple) -> ModuloSchedule:
+    per = dict(per_items)
     members = [lab for lab in plan.cascade.labels if lab in _loop_members(plan)]
     by = {p.label: p for p in plan.einsums}
     g = plan.cascade.dag()
@@ -561,7 +567,7 @@ def modulo_schedule(plan: _Plan, per: dict[str, float]) -> ModuloSchedule:
                     out.append((x, None))
         return out
 
-    def orders(count=64):
+    def orders(count=256):
         """Topological orders of the tile's Einsums: the cascade's own, then seeded shuffles."""
         import random
 
