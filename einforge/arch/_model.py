@@ -337,18 +337,11 @@ class _Ctx:
         return cyc, cyc * frac
 
     def tensor_size(self, name: str) -> float:
+        """Words of a tensor; an iterative one counted over its iterations (not the initial one)."""
         info = self.c.tensors[name]
         n = self.inst
         for k, r in enumerate(info.ranks):
             n *= (self.vsize[r.lower()] if k == info.iterative else self.sizes[r])
-        return float(n)
-
-    def iterate_size(self, name: str) -> float:
-        """Words of one tensor over all iterations except its initial iterate."""
-        info = self.c.tensors[name]
-        n = self.inst
-        for k, r in enumerate(info.ranks):
-            n *= self.vsize[r.lower()] if k == info.iterative else self.sizes[r]
         return float(n)
 
     def reads(self, p: _E, a: Access, outer: set[str]) -> float:
@@ -812,7 +805,7 @@ def _tiled(ctx: _Ctx, plan: _Plan, binding: Binding) -> _Access:
                 if kind == "prev":
                     if t not in prev_read:       # one read of the previous iterate per step
                         prev_read.add(t)
-                        n = ctx.iterate_size(t)
+                        n = ctx.tensor_size(t)
                         acc.l3_reads += n
                         acc.per_einsum[(p.label, "global_buffer_read")] += n
                 elif kind == "next":
@@ -843,7 +836,7 @@ def _tiled(ctx: _Ctx, plan: _Plan, binding: Binding) -> _Access:
         info = c.tensors[t]
         where = place.get(t)
         if info.iterative is not None:
-            n = ctx.iterate_size(t) * _out_fraction(ctx, p)
+            n = ctx.tensor_size(t) * _out_fraction(ctx, p)
             acc.l3_writes += n
             acc.per_einsum[(p.label, "global_buffer_write")] += n
         elif where == "l3":
