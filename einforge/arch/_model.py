@@ -758,7 +758,7 @@ def _tiled(ctx: _Ctx, plan: _Plan, binding: Binding) -> _Access:
         info = c.tensors[t]
         words = ctx.tensor_size(t) / (n_outer * rows_total)
         if info.iterative is not None:
-            words /= ctx.vsize[c.tensors[t].ranks[info.iterative].lower()] + 1
+            words /= ctx.vsize[c.tensors[t].ranks[info.iterative].lower()]   # one iterate resident
         elif outer and has(t, next(iter(outer))):
             words /= steps_outer
         row_words += words
