@@ -7,7 +7,7 @@ __all__ = ["cascade_text"]
 
 def cascade_text(c) -> str:
     lines = []
-    if c.name and c.name != "cascade":
+    if (c.name and c.name != "cascade") or c.description:   # "cascade" is the default name
         head = f"cascade {c.name}"
         if c.description:
             head += f' "{c.description}"'
