@@ -166,8 +166,22 @@ class FixedPoint(NumberSystem):
             return np.maximum(a[0], 0)
         if name == "abs":
             return self.sat(np.abs(a[0]))
+        if op.expand is not None:      # the hardware form, built from operators defined above
+            return self._eval_form(op.expand(*[_Raw(k) for k in range(len(a))]), a)
         with np.errstate(all="ignore"):
             return self.from_float(op.fn(*[self.to_float(y) for y in a]))
+
+    def _eval_form(self, x, args):
+        from ._ir import Call, Const
+        from ._ops import DEFAULT_OPERATORS
+
+        if isinstance(x, _Raw):
+            return args[x.k]
+        if isinstance(x, Const):
+            return np.int64(self.const(x.value))
+        if isinstance(x, Call):
+            return self.map(DEFAULT_OPERATORS[x.op], *[self._eval_form(y, args) for y in x.args])
+        raise TypeError(x)
 
     def reduce(self, op: Operator, x, axis, where=None):
         x = np.asarray(x, np.int64)
@@ -210,6 +224,16 @@ class FixedPoint(NumberSystem):
     def accumulator_bits(self, terms: int, factors: int = 2) -> int:
         """Bits a MAC accumulator needs so that ``terms`` full products never overflow."""
         return factors * self.width + max(1, math.ceil(math.log2(max(2, terms)))) + 1
+
+
+@dataclass(frozen=True)
+class _Raw:
+    """An operand placeholder in an operator's hardware form."""
+
+    k: int
+
+    def accesses(self):
+        return [self]
 
 
 def _rshift_round_vec(x, s):

@@ -10,7 +10,7 @@ the RTL lowering picks PE templates by the same units. Adding an operator is one
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -42,6 +42,10 @@ class Operator:
         ``exp`` unit action or 6 ``mac`` actions (FuseMax's Taylor series).
     rtl : str or None
         The attention engine's instruction that computes it (``add``, ``div``, ``exp``...).
+    expand : callable or None
+        How hardware computes it from other operators: a function from operand expressions to an
+        expression (sigmoid is ``1 / (1 + exp(-x))``). Fixed-point arithmetic and the RTL use it, so
+        they agree bit for bit; float64 keeps ``fn``.
     """
 
     name: str
@@ -52,6 +56,7 @@ class Operator:
     recipes: tuple = ()
     doc: str = ""
     rtl: str | None = None   # the attention engine's instruction for it (None: no datapath yet)
+    expand: Callable | None = field(default=None, compare=False)   # hardware form from other operators
 
     @property
     def can_reduce(self) -> bool:
@@ -100,7 +105,7 @@ _BUILTINS = (
     Operator("tanh", 1, np.tanh, INTERSECT, None, ({"tanh": 1}, {"exp": 1, "add": 2, "div": 1}, {"mac": 8, "add": 2, "div": 1}),
              "hyperbolic tangent"),
     Operator("sigmoid", 1, _sigmoid, INTERSECT, None,
-             ({"sigmoid": 1}, {"exp": 1, "add": 1, "div": 1}, {"mac": 6, "add": 1, "div": 1}),
+             ({"sigmoid": 1}, {"exp": 1, "add": 2, "div": 1}, {"mac": 6, "add": 2, "div": 1}),
              "logistic function 1/(1+e**-x)"),
     Operator("relu", 1, lambda x: np.maximum(x, 0.0), INTERSECT, None, ({"max": 1},), "max(x, 0)"),
     Operator("elu", 1, _elu, INTERSECT, None, ({"exp": 1, "max": 1}, {"mac": 6, "max": 1}),
@@ -158,4 +163,11 @@ class OperatorTable(Mapping):
         return [op.name for op in self.ops if op.can_reduce]
 
 
+def _sigmoid_form(x):
+    from ._ir import Call, Const
+
+    return Call("/", (Const(1.0), Call("+", (Const(1.0), Call("exp", (Call("neg", (x,)),))))))
+
+
+_BUILTINS = tuple(replace(op, expand=_sigmoid_form) if op.name == "sigmoid" else op for op in _BUILTINS)
 DEFAULT_OPERATORS = OperatorTable(_BUILTINS)
