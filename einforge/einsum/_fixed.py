@@ -14,11 +14,15 @@ is defined on the raw integers the way the RTL computes it, so the reference exe
   divisor gives the largest magnitude with the dividend's sign;
 * ``exp``: ``2**(x*log2(e))`` split into an integer shift and a fraction ``f`` in [0, 1);
   ``2**f`` is a degree-5 polynomial evaluated by Horner's rule. With the multiplication by
-  log2(e) that is 6 MAC steps, each rounded as a MAC unit rounds (FuseMax's exp).
+  log2(e) that is 6 MAC steps, each rounded as a MAC unit rounds (FuseMax's exp). Accurate to
+  a few LSBs (tests/einsum/test_fixed.py derives the bound) while ``x*log2(e)`` fits the format;
+  large arguments saturate;
+* operators with a hardware form in the operator table (``sigmoid``) are computed from it, step by
+  step, as the RTL computes them.
 
 Rounding is half up (add half an LSB, shift right arithmetically). Constants are quantized the
 same way (``-inf`` becomes the most negative value). Operators with no hardware definition here
-(``log``, ``sqrt``, user functions) are computed in float64 and quantized, which is documented as
+(``log``, ``sqrt``, ``tanh``, user functions) are computed in float64 and quantized, which is documented as
 not bit-exact to any RTL.
 """
 
@@ -132,7 +136,9 @@ class FixedPoint(NumberSystem):
         for c in k["coeffs"][1:]:                                          # MACs 2-6: Horner
             p = _rshift_round(p * f + (c << self.frac_bits), self.frac_bits)
         # scale by 2**n: left shifts saturate, right shifts round
-        out = np.where(n >= 0, self.sat(p << np.clip(n, 0, 62)),
+        # p >= 1.0, so any left shift past the word width saturates; clamping the shift there (as
+        # the hardware does) also keeps the int64 product from wrapping
+        out = np.where(n >= 0, self.sat(p << np.clip(n, 0, self.width + 1)),
                        _rshift_round_vec(p, np.clip(-n, 0, 62)))
         return self.sat(out)
 

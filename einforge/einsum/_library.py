@@ -123,6 +123,7 @@ _REFERENCES: dict[str, Callable] = {
     "attention-mha": _attention_mha,
     "attention-decode": _attention_decode,
     "attention-sigmoid": _attention_sigmoid,
+    "attention-sigmoid-tiled": _attention_sigmoid,
     "attention-linear": _attention_linear,
     "attention-hedgehog": _attention_hedgehog,
     "softmax-online": _softmax_only,

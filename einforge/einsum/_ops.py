@@ -105,7 +105,7 @@ _BUILTINS = (
     Operator("tanh", 1, np.tanh, INTERSECT, None, ({"tanh": 1}, {"exp": 1, "add": 2, "div": 1}, {"mac": 8, "add": 2, "div": 1}),
              "hyperbolic tangent"),
     Operator("sigmoid", 1, _sigmoid, INTERSECT, None,
-             ({"sigmoid": 1}, {"exp": 1, "add": 2, "div": 1}, {"mac": 6, "add": 2, "div": 1}),
+             ({"sigmoid": 1}, {"exp": 2, "add": 3, "max": 2, "div": 1}, {"mac": 12, "add": 3, "max": 2, "div": 1}),
              "logistic function 1/(1+e**-x)"),
     Operator("relu", 1, lambda x: np.maximum(x, 0.0), INTERSECT, None, ({"max": 1},), "max(x, 0)"),
     Operator("elu", 1, _elu, INTERSECT, None, ({"exp": 1, "max": 1}, {"mac": 6, "max": 1}),
@@ -164,9 +164,15 @@ class OperatorTable(Mapping):
 
 
 def _sigmoid_form(x):
+    """exp(x - max(x, 0)) / (1 + exp(min(x, -x))): both exponents are <= 0, so nothing saturates in
+    any fixed-point format (the textbook 1/(1+exp(-x)) returns 1/max instead of ~0 once exp(-x)
+    saturates, a bias that sigmoid attention sums over every key). The numerator carries x's
+    presence into the intersecting division, so an absent x gives an absent result as ``fn`` does."""
     from ._ir import Call, Const
 
-    return Call("/", (Const(1.0), Call("+", (Const(1.0), Call("exp", (Call("neg", (x,)),))))))
+    num = Call("exp", (Call("-", (x, Call("max", (x, Const(0.0))))),))
+    den = Call("+", (Const(1.0), Call("exp", (Call("min", (x, Call("neg", (x,)))),))))
+    return Call("/", (num, den))
 
 
 _BUILTINS = tuple(replace(op, expand=_sigmoid_form) if op.name == "sigmoid" else op for op in _BUILTINS)

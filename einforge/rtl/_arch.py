@@ -13,7 +13,7 @@ def rtl_architecture(design):
     cycle, skew fill and drain charged per tile, memory never the bottleneck."""
     r, c = design.array
     if design.manifest.get("datapath", "").startswith("attention engine"):  # noqa: SIM102
-        return engine_architecture(r, c)
+        return engine_architecture(r, c, divider_2d="div" in design.manifest.get("units_2d", ()))
     a = load_architecture("fusemax")
     units2d = design.manifest.get("units_2d", ["mac", "add", "max"])
     a = a.with_array("2d", rows=r, cols=c, units=tuple(units2d), fill_drain=design.manifest.get("fill_drain", True))
@@ -36,14 +36,16 @@ def rtl_workload(design) -> Workload:
     return Workload(name="rtl", B=1, H=1, extra=tuple(sizes.items()))
 
 
-def engine_architecture(rows: int, cols: int):
-    """The attention engine as the cost model sees it: R x C PEs with mac, add and max, C lanes with a
-    divider too, one action per cycle, row reductions arriving ``rows`` cycles late, filtered points
-    computed (masked) rather than skipped, memory never the bottleneck."""
+def engine_architecture(rows: int, cols: int, divider_2d: bool = False):
+    """The attention engine as the cost model sees it: R x C PEs with mac, add and max (and a divider
+    when the cascade divides on the 2D array), C lanes with a divider, one action per cycle, row
+    reductions arriving ``rows`` cycles late, filtered points computed (masked) rather than skipped,
+    memory never the bottleneck."""
     from dataclasses import replace
 
     a = load_architecture("fusemax")
-    a = a.with_array("2d", rows=rows, cols=cols, units=("mac", "add", "max"), issue="sequential",
+    units_2d = ("mac", "add", "max", "div") if divider_2d else ("mac", "add", "max")
+    a = a.with_array("2d", rows=rows, cols=cols, units=units_2d, issue="sequential",
                      row_drain=True, skips_filtered=False, fill_drain=False)
     a = a.with_array("1d", cols=cols, units=("mac", "add", "max", "div"), issue="sequential",
                      skips_filtered=False)

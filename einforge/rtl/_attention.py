@@ -118,7 +118,7 @@ def lower_attention(cascade, binding, array, numbers, sizes) -> Design:
         "output_beats": obeats * prog.query_tiles,
         "rtl_cycles": prog.query_tiles * ((prog.loop_steps + prog.depth - 1) * prog.makespan + len(prog.epilogue)),
         "steady_state_util_2d": steady,
-        "units_2d": ["mac", "add", "max"],
+        "units_2d": ["mac", "add", "max"] + (["div"] if prog.divider_2d else []),
         "fill_drain": False,
     }
     d = Design(top, name, cascade, numbers, sizes, (R, C), manifest, pack, unpack, expect)

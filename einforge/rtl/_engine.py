@@ -414,10 +414,10 @@ class AttentionEngine(wiring.Component):
                 b, vb = opnd("b")
                 pred = Signal(name=f"{nm}_pred")
                 m.d.comb += pred.eq(self._filter(st, i, j) | ~st["filt"])
-                res, rv = self._alu(m, st["op"], a, va, b, vb, st["imm"], exp_state, nm, divider=False)
+                res, rv = self._alu(m, st["op"], a, va, b, vb, st["imm"], exp_state, nm, divider=p.divider_2d)
                 wr = Signal(name=f"{nm}_wr")
-                m.d.comb += wr.eq(st["op"].matches(OPS["add"], OPS["sub"], OPS["mul"], OPS["max"], OPS["min"],
-                                                    OPS["neg"], OPS["expl"]))
+                writes = [OPS[k] for k in ("add", "sub", "mul", "max", "min", "neg", "expl")]
+                m.d.comb += wr.eq(st["op"].matches(*writes, *([OPS["div"]] if p.divider_2d else [])))
                 # MAC: exact products in the accumulator, rounded once into the destination
                 prod = Signal(signed(2 * W), name=f"{nm}_mprod")
                 m.d.comb += prod.eq(a * b)

@@ -89,7 +89,18 @@ class Program:
     tile_var: str = "m0"
     loop_var: str = "m1"
     banked: dict = field(default_factory=dict)   # lane tensor -> (base, size)
+    divider_2d: bool = False            # the PEs carry a divider (the cascade divides on the 2D array)
     load_ranks: dict = field(default_factory=dict)  # input -> (distributed rank, temporal ranks in order)
+
+
+@dataclass(frozen=True)
+class _Computed:
+    """An operand already computed, standing in an operator's hardware form (computed once)."""
+
+    operand: Operand
+
+    def accesses(self):
+        return [self]
 
 
 def _plain_vars(a: Access) -> list[str] | None:
@@ -109,13 +120,20 @@ def compile_program(cascade: Cascade, binding, array: tuple[int, int], numbers: 
 
     R, C = array
     q = numbers
-    arch = engine_architecture(R, C)
     from ..arch import ArchError
 
+    # PEs get a divider only when an Einsum bound to the 2D array cannot be computed without one
+    divider_2d = False
     try:
+        arch = engine_architecture(R, C)
         plan = _plan(cascade, binding, arch)
     except ArchError as exc:
-        raise RTLError(str(exc)) from None
+        try:
+            arch = engine_architecture(R, C, divider_2d=True)
+            plan = _plan(cascade, binding, arch)
+            divider_2d = True
+        except ArchError:
+            raise RTLError(str(exc)) from None
     if plan.tile_rank is None:
         raise RTLError(f"{cascade.name}: the attention engine needs a tile rank on the 2D rows (M0)")
     if plan.row_rank is None:
@@ -282,6 +300,8 @@ def compile_program(cascade: Cascade, binding, array: tuple[int, int], numbers: 
         """Instructions computing ``x``; returns the operand holding it."""
         if isinstance(x, Access):
             return operand(x, env, einsum, array)
+        if isinstance(x, _Computed):
+            return x.operand
         if isinstance(x, Const):
             return const(x.value)
         if isinstance(x, SizeRef):
@@ -290,14 +310,19 @@ def compile_program(cascade: Cascade, binding, array: tuple[int, int], numbers: 
             raise RTLError(f"Einsum {einsum}: cannot compile {x!r}")
         if not x.accesses():                    # a constant subexpression, folded now
             return const(float(_fold(x, sizes, cascade)))
+        op = cascade.operators[x.op]
         args = [compile_expr(a, env, array, einsum, out) for a in x.args]
+        if op.rtl is None and op.expand is not None:       # built from the engine's own instructions
+            form = op.expand(*[_Computed(a) for a in args])
+            return compile_expr(form, env, array, einsum, out, dst, dst_mode, filt)
         if dst is None:
             dst = _temp(array)
-        instr = cascade.operators[x.op].rtl
+        instr = op.rtl
         if instr is None:
             raise RTLError(f"Einsum {einsum} uses operator {x.op!r}, which the engine's PEs cannot compute "
-                           "(they have mac, add, max, and a divider on the 1D lanes)")
-        if instr == "div" and array == "2d":
+                           "(it has no instruction for it and no hardware form built from add, sub, mul, max, min, neg, "
+                           "exp and div; give the operator an rtl instruction or an expand form in the operator table)")
+        if instr == "div" and array == "2d" and not divider_2d:
             raise RTLError(f"Einsum {einsum} uses operator '/', which the 2D PEs (units: mac, add, max) lack; "
                            "bind the division to the 1D array (it has a divider)")
         if instr == "exp":
@@ -478,7 +503,7 @@ def compile_program(cascade: Cascade, binding, array: tuple[int, int], numbers: 
         loads=loads, outputs=outputs, filters=filters, starts={k: int(v) for k, v in starts.items()},
         makespan=makespan, busy_2d=busy, depth=depth, lane_var=lv, tile_var=tv, loop_var=mv,
         banked={t: (b, math.prod(sizes[r] for r in tmp) if tmp else 1) for t, (b, tmp, bk) in lane_reg.items() if bk},
-        load_ranks=load_ranks,
+        load_ranks=load_ranks, divider_2d=divider_2d,
     )
 
 

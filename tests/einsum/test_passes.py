@@ -46,6 +46,8 @@ EXPECTED = {
     "attention-decode": {"M": 1, "M1": 1, "M0": 2},
     # sigmoid: no reduction over M is consumed along M -> 1
     "attention-sigmoid": {"M": 1},
+    # tiled sigmoid: S is element-wise, SV sums each tile once, RNV is loop-carried -> 1 everywhere
+    "attention-sigmoid-tiled": {"M": 1, "M1": 1, "M0": 1},
     # linear: KV and Z (M-summaries) are read by Einsums over P, not M -> 1
     "attention-linear": {"M": 1},
     # hedgehog: 1 over M; the feature rank D takes 3 (max, normalizer, use), register-sized

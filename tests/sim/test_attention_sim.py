@@ -144,3 +144,30 @@ def test_rtl_test_command_for_attention():
     assert r.exit_code == 0, r.output
     out = json.loads(r.output)
     assert out["passed"] and out["bit_exact"] and out["cycles"] == out["model_cycles"]
+
+
+@needs_icarus
+@pytest.mark.parametrize("binding", ["arch", "fusemax"])
+def test_sigmoid_attention_on_pes_with_dividers(binding):
+    d = design("attention-sigmoid-tiled", binding=binding)
+    assert "div" in d.manifest["units_2d"]
+    r = simulate(d, seed=4)
+    assert r.passed and r.bit_exact
+    assert r.cycles == r.model_cycles == d.manifest["rtl_cycles"]
+    # each sigmoid is within ~3 LSB of the exact value (tests/einsum/test_fixed.py), each tile's sum
+    # is rounded once (half an LSB) and products are exact in the accumulator: with |V| < 4 and 16
+    # keys in 4 tiles the output is within (3 * 4 * 16 + 4 * 0.5) LSB, far looser than what we see
+    assert r.max_abs_error_vs_float < 200 / 256
+
+
+@needs_icarus
+def test_causal_sigmoid_attention_keeps_masked_scores_absent():
+    # the hardware form of sigmoid mixes union (max, min, +) and intersection operators; a masked
+    # score must still contribute nothing, as the golden model's intersecting sigmoid says
+    text = LIB["attention-sigmoid-tiled"].file.read_text().replace(
+        "BQK[m1,m0,p]     =", "BQK[m1,m0,p: m1*M0+m0 <= p] =")
+    from einforge.einsum import parse_cascade
+
+    d = lower(parse_cascade(text), "fusemax", (4, 4), FixedPoint(8, 8), {"M": 16, "P": 16, "E": 4, "F": 4})
+    r = simulate(d, seed=6)
+    assert r.passed and r.bit_exact and r.cycles == r.model_cycles
