@@ -478,7 +478,9 @@ def modulo_schedule(plan: _Plan, per: dict[str, float]) -> ModuloSchedule:
     (as in :func:`tile_schedule`) and no value is overwritten by a later tile before its last
     reader in this one, nor read before the earlier tile wrote it. Every value of a tile lives in
     one of two register copies chosen by the tile's parity (so does each iterate: the previous
-    one in one bank, the current one in the other).
+    one in one bank, the current one in the other). For each ``ii`` a bounded depth-first search
+    places the Einsums (complete for tile loops of attention's size); seeded random orders with
+    repair are the fallback when it runs out of budget.
     """
     return _modulo_schedule(plan, tuple(sorted(per.items())))
 
@@ -537,28 +539,84 @@ def _modulo_schedule(plan: _Plan, per_items: tuple) -> ModuloSchedule:
             start[lab] = t
         return start
 
+    def broken(x, w, kind, start, ii):
+        """None if the pair is fine, else the reader's earliest legal start (False: none exists)."""
+        sx, sw, lx, lw = start[x], start[w], int(per[x]), int(per[w])
+        streaming = lx == lw
+        first_w, last_w = sw + wlat(w), sw + lw - 1 + wlat(w)
+        last_r = sx + lx - 1
+        if kind == "prev":
+            # written by the previous tile before this tile reads it ...
+            need = (first_w - ii + 1) if streaming else (last_w - ii + 1)
+            if sx < need:
+                return need
+        if kind in ("prev", "next", "plain"):
+            # ... and not overwritten before the last read: values of a tile live in one of two
+            # register copies (by the tile's parity), which the tile after next overwrites
+            if first_w + 2 * ii <= (sx if streaming else last_r):
+                return False
+        return None
+
     def violations(start, ii):
-        """(reader, earliest legal start) for every broken loop-carried or overwrite constraint."""
+        """(reader, earliest legal start or None) for every broken constraint."""
         out = []
         for x, w, kind in pairs:
-            sx, sw, lx, lw = start[x], start[w], int(per[x]), int(per[w])
-            streaming = lx == lw
-            first_w, last_w = sw + wlat(w), sw + lw - 1 + wlat(w)
-            last_r = sx + lx - 1
-            if kind == "prev":
-                # written by the previous tile before this tile reads it ...
-                need = (first_w - ii + 1) if streaming else (last_w - ii + 1)
-                if sx < need:
-                    out.append((x, need))
-                # ... and not overwritten (the same bank, two tiles later) before the last read
-                if first_w + 2 * ii <= (sx if streaming else last_r):
-                    out.append((x, None))
-            elif kind in ("next", "plain"):
-                # values of a tile live in one of two register copies (by the tile's parity): the
-                # tile after next overwrites them, after this tile's last read
-                if first_w + 2 * ii <= (sx if streaming else last_r):
-                    out.append((x, None))
+            need = broken(x, w, kind, start, ii)
+            if need is not None:
+                out.append((x, None if need is False else need))
         return out
+
+    touching: dict[str, list] = {lab: [] for lab in members}
+    for pr in pairs:
+        touching[pr[0]].append(pr)
+        if pr[1] != pr[0]:
+            touching[pr[1]].append(pr)
+
+    def ready_time(lab, start):
+        ready = 0
+        for u in preds[lab]:
+            up = by[u]
+            rows = next((n for d, v, n in up.spatial if d == "rows"), 1)
+            fin = start[u] + per[u]
+            if up.array == "2d" and tv is not None and tv in up.reduced:
+                ready = max(ready, start[u] + rows if per[u] == per[lab] else fin - 1 + rows)
+            else:
+                ready = max(ready, fin)
+        return int(ready)
+
+    def search(ii, budget=4000):
+        """Depth-first placement in the cascade's order, each Einsum at the first free slots from
+        its ready time on, backtracking on a conflict: complete up to ``budget`` placements."""
+        table = {arr: [False] * ii for arr in load}
+        start: dict[str, int] = {}
+        count = [0]
+
+        def rec(i):
+            if i == len(members):
+                return True
+            lab = members[i]
+            arr, n = by[lab].array, int(per[lab])
+            ready = ready_time(lab, start)
+            for t in range(ready, ready + (ii if n else 1)):
+                slots = [(t + k) % ii for k in range(n)]
+                if any(table[arr][k] for k in slots):
+                    continue
+                count[0] += 1
+                if count[0] > budget:
+                    return False
+                start[lab] = t
+                if all(x not in start or w not in start or broken(x, w, kind, start, ii) is None
+                       for x, w, kind in touching[lab]):
+                    for k in slots:
+                        table[arr][k] = True
+                    if rec(i + 1):
+                        return True
+                    for k in slots:
+                        table[arr][k] = False
+                del start[lab]
+            return False
+
+        return dict(start) if rec(0) else None
 
     def orders(count=256):
         """Topological orders of the tile's Einsums: the cascade's own, then seeded shuffles."""
@@ -578,6 +636,10 @@ def _modulo_schedule(plan: _Plan, per_items: tuple) -> ModuloSchedule:
             yield out
 
     for ii in range(max(1, int(max(load.values(), default=1))), int(flat) + 1):
+        start = search(ii)
+        if start is not None:
+            depth = max((start[lab] + int(per[lab]) - 1 + wlat(lab)) // ii + 1 for lab in members)
+            return ModuloSchedule(ii, start, depth)
         for order in orders():
             floor: dict[str, int] = {}
             for _ in range(8):             # repair: start late readers of a loop-carried value later

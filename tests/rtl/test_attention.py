@@ -80,3 +80,15 @@ def test_generate_and_coarse_synthesis(tmp_path):
     assert files["verilog"].read_text().count("module ") >= 1
     stats = synthesize(files["verilog"], d.name, mode="coarse")
     assert stats["cells"] > 100
+
+
+@pytest.mark.parametrize("name", ["attention-1pass", "attention-causal", "attention-fa1"])
+@pytest.mark.parametrize("array,e", [((4, 4), 4), ((4, 4), 8), ((4, 4), 16), ((8, 8), 16)])
+def test_interleaved_tiles_start_at_the_resource_bound(name, array, e):
+    # no recurrence of these cascades is longer than a tile's work on the busier array, so the
+    # modulo schedule's initiation interval is that array's instruction count per tile
+    R, C = array
+    d = lower(LIB[name].load(), "fusemax", array, FixedPoint(8, 8), {"M": 4 * R, "P": C, "E": e, "F": e})
+    tl = d.program.timeline
+    bound = max(sum(a is not None for a, _ in tl), sum(b is not None for _, b in tl))
+    assert d.program.makespan == bound
