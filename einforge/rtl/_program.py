@@ -240,13 +240,13 @@ def compile_program(cascade: Cascade, binding, array: tuple[int, int], numbers: 
     def operand(a: Access, env: dict, einsum: str, array: str) -> Operand:
         t = alias.get(a.tensor, a.tensor)
         info = cascade.tensors[t]
+        while a.tensor in alias:        # a copy or re-layout: read its source, variables substituted
+            lay = next(e for e in cascade.einsums if e.name == a.tensor)
+            sub = {ix.name: a.indices[k] for k, ix in enumerate(lay.output.indices)}
+            a = Access(lay.expr.tensor, tuple(_subst(ix, sub) for ix in lay.expr.indices))
         if info.is_input:
             kind, base, tsize, temporal = regions[t]
             src_access = a
-            if a.tensor in alias:       # the re-layout: substitute its variables into the input's indices
-                lay = next(e for e in cascade.einsums if e.name == a.tensor)
-                sub = {ix.name: a.indices[k] for k, ix in enumerate(lay.output.indices)}
-                src_access = Access(t, tuple(_subst(ix, sub) for ix in lay.expr.indices))
             envi = {}
             for r, ix in zip(info.ranks, src_access.indices):
                 if r in temporal:

@@ -171,3 +171,17 @@ def test_causal_sigmoid_attention_keeps_masked_scores_absent():
     d = lower(parse_cascade(text), "fusemax", (4, 4), FixedPoint(8, 8), {"M": 16, "P": 16, "E": 4, "F": 4})
     r = simulate(d, seed=6)
     assert r.passed and r.bit_exact and r.cycles == r.model_cycles
+
+
+@needs_icarus
+@pytest.mark.parametrize("binding", ["arch", "fusemax"])
+def test_textbook_attention_rewritten_to_one_pass_lowers(binding):
+    # the paper's 3-pass cascade, made 1-pass by the rewrites; its results reach the output through
+    # copies of the final iterates (SD = RD[M1], SNV = RNV[M1]), which the engine reads in place
+    from einforge.einsum import defer_division, running_max
+
+    one = running_max(defer_division(LIB["attention-3pass"].load()), "M", tile_size=4)
+    d = lower(one, binding, (4, 4), FixedPoint(8, 8), {"M": 16, "P": 8, "E": 4, "F": 4})
+    r = simulate(d, seed=8)
+    assert r.passed and r.bit_exact and r.cycles == r.model_cycles
+    assert r.max_abs_error_vs_float < 8 / 256
