@@ -135,9 +135,22 @@ def defer_division(cascade: Cascade, *, check: bool = True) -> Cascade:
         raise CascadeError(
             f"no division to defer in {cascade.name}", None,
             "deferral needs an Einsum X = N / S whose only reader sums X times other factors over a rank S lacks")
+    c = replace(c, name=_renamed(cascade.name, "deferred"),
+                description=_redescribed(cascade.description, "divisions deferred"))
     if check:
         check_equivalent(cascade, c)
     return c
+
+
+def _renamed(name: str, what: str) -> str:
+    """The rewritten cascade's name: a different algorithm must not pass for the original."""
+    return name if name.endswith("-" + what) else f"{name}-{what}"
+
+
+def _redescribed(description: str, what: str) -> str:
+    if description.endswith(")") and "(rewritten: " in description:
+        return f"{description[:-1]}; {what})"
+    return f"{description} (rewritten: {what})" if description else f"rewritten: {what}"
 
 
 def _defer_one(c: Cascade) -> Cascade | None:
@@ -371,9 +384,9 @@ def running_max(cascade: Cascade, rank: str, *, tile_size: int | None = None, ch
         tile_size = gcd(decl.size.value, 8) if isinstance(decl.size, Num) else 8
     ranks = tuple(c.ranks) + (RankDecl(t0, Num(tile_size)),)
     new = Cascade(
-        name=c.name, ranks=ranks, inputs=c.inputs, einsums=tuple(inits + body),
+        name=_renamed(c.name, "running-max"), ranks=ranks, inputs=c.inputs, einsums=tuple(inits + body),
         stop=c.stop + (Compare(Var(v1), ">=", Sym(t1)),), outputs=c.outputs,
-        description=c.description, operators=c.operators,
+        description=_redescribed(c.description, f"running max over tiles of {rank}"), operators=c.operators,
     )
     if check:
         check_equivalent(cascade, new)

@@ -138,6 +138,9 @@ def test_rewrites_3pass_to_2pass_to_1pass():
     a = analyze(c1)
     assert a.passes["M"] == 1 and a.passes["M1"] == 1 and a.passes["M0"] == 2
     assert "M1" in c1.iterative_ranks
+    # a rewritten cascade says so: it is no longer the 3-pass algorithm
+    assert (c2.name, c1.name) == ("attention-3pass-deferred", "attention-3pass-deferred-running-max")
+    assert "running max over tiles of M" in c1.description
     # computes the same as Cascade 4 and as the hand-written Cascade 5
     assert check_equivalent(c3, c1, {"M": 24, "M0": 4}) <= 1e-9
     assert check_equivalent(LIB["attention-1pass"].load(), c1, {"M": 24, "M0": 4, "E": 3, "F": 2, "P": 5}) <= 1e-9
