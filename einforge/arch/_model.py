@@ -30,7 +30,7 @@ from functools import lru_cache
 
 import networkx as nx
 
-from ..einsum import Cascade, CascadeError, resolve_sizes
+from ..einsum import Cascade, CascadeError, presence_filters, resolve_sizes
 from ..einsum._ir import Access, Call
 from ._binding import Binding, bind_arrays, is_layout
 from ._spec import Architecture, ArchError
@@ -255,6 +255,7 @@ def _plan_for(cascade: Cascade, binding: Binding, arrays: tuple) -> _Plan:
             if r.derived and _parent_of(r) and tile_rank in r.size.symbols() and r.name != tile_rank:
                 loop_var = r.name.lower()
     overrides = dict(binding.einsum_spatial)
+    present = presence_filters(cascade)      # filters that travel with the data count as the Einsum's own
     plans = []
     for i, e in enumerate(cascade.einsums):
         lab = cascade.label(i)
@@ -262,7 +263,7 @@ def _plan_for(cascade: Cascade, binding: Binding, arrays: tuple) -> _Plan:
         vs = tuple(e.variables())
         if arr is None:
             plans.append(_E(lab, i, None, vs, tuple(e.output_variables()), tuple(v for v, _ in e.reduce), (),
-                            0.0, (), tuple(e.expr.accesses()), e.name, e.filters))
+                            0.0, (), tuple(e.expr.accesses()), e.name, present[lab]))
             continue
         a = arch.array(arr)
         acts = _actions(cascade, e, a.units, arr)
@@ -287,7 +288,7 @@ def _plan_for(cascade: Cascade, binding: Binding, arrays: tuple) -> _Plan:
                     spatial.append((dim, pick, size))
         plans.append(_E(lab, i, arr, vs, tuple(e.output_variables()), tuple(v for v, _ in e.reduce),
                         tuple(sorted(acts.items())), cpp, tuple(spatial), tuple(e.expr.accesses()), e.name,
-                        e.filters))
+                        present[lab]))
     return _Plan(cascade, tuple(plans), tile_rank, row_rank, loop_var, iter_rank)
 
 
@@ -830,10 +831,16 @@ def _tiled(ctx: _Ctx, plan: _Plan, binding: Binding) -> _Access:
     blocks = max(1, math.ceil(rows_total / p0))
     avail = capacity - s * tile_words
     per_block = s * row_words * min(p0, rows_total)
-    if avail <= 0 or per_block <= 0 or avail < per_block:
+    if per_block <= 0:
+        raise ArchError(
+            f"{c.name} has no query-like rank (one only its row inputs carry) to keep resident in blocks "
+            f"while tiles stream past; use --binding unfused")
+    if avail <= 0 or avail < per_block:
         raise ArchError(
             f"{c.name} does not fit the {capacity / 2**20:g} MiB buffer of {arch.name}: one block of "
-            f"{min(p0, rows_total)} query rows needs {(s * tile_words + per_block) / 2**20:.3g} MiB")
+            f"{min(p0, rows_total)} query rows needs {(s * tile_words + per_block) / 2**20:.3g} MiB; use a "
+            f"bigger buffer, a cascade that tiles the key rank (one pass keeps no whole rows), or --binding "
+            f"unfused (intermediates spill to DRAM)")
     cap_p1 = int(avail // per_block)
     p1 = max(d for d in range(1, blocks + 1) if blocks % d == 0 and d <= cap_p1)
     p2 = blocks // p1
@@ -1058,7 +1065,11 @@ def _flat(ctx: _Ctx, plan: _Plan, flow: dict) -> _Access:
     size = ctx.tensor_size
     ps = float(flow["ps"])
     pe = ctx.arch.array("2d").cols
-    m_name = next(r for r in c.tensors[k].ranks if r.lower() in logit.out_vars)
+    m_name = next((r for r in c.tensors[k].ranks if r.lower() in logit.out_vars), None)
+    if m_name is None:
+        raise ArchError(f"the FLAT dataflow computes whole rows of logits; {c.name} tiles the key rank of "
+                        f"{logit.label} (its output ranks: {', '.join(logit.out_vars)}). Evaluate an untiled "
+                        f"cascade (attention-3pass) with the flat binding, or this one with fusemax/arch/cascade")
     M = ctx.sizes[m_name]
     P = ctx.sizes[plan.row_rank]
     p1 = flow["P1"] if flow["granularity"] == "row" else P

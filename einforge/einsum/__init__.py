@@ -34,3 +34,6 @@ __all__ += ["plot_cascade"]
 from ._fixed import FixedPoint
 
 __all__ += ["FixedPoint"]
+from ._presence import presence_filters
+
+__all__ += ["presence_filters"]

@@ -61,8 +61,11 @@ def test_any_cascade_evaluates_without_new_code():
 def test_causal_filter_halves_the_tile_work():
     full = run(FUSEMAX, "attention-1pass", "fusemax", seq="64K")
     causal = run(FUSEMAX, "attention-causal", "fusemax", seq="64K")
-    ratio = causal.per_einsum["BQK"].cycles / full.per_einsum["BQK"].cycles
-    assert 0.49 < ratio < 0.52
+    # the filter travels with the data: the exp, the tile sums and the tile product with V read only
+    # the logits it kept, so they shrink as the logits do
+    for lab in ("BQK", "SLN", "SLD", "SLNV"):
+        ratio = causal.per_einsum[lab].cycles / full.per_einsum[lab].cycles
+        assert 0.49 < ratio < 0.52, lab
     # the per-query corrections on the 1D array do not shrink: the 1D array stays the bottleneck
     assert causal.per_einsum["PRM"].cycles == full.per_einsum["PRM"].cycles
 
