@@ -516,21 +516,25 @@ def _modulo_schedule(plan: _Plan, per_items: tuple) -> ModuloSchedule:
     pairs = list(readers())
     preds = {lab: [u for u in g.predecessors(lab) if u in by and u in members] for lab in members}
 
+    def ready_time(lab, start):
+        ready = 0
+        for u in preds[lab]:
+            up = by[u]
+            rows = next((n for d, v, n in up.spatial if d == "rows"), 1)
+            fin = start[u] + per[u]
+            if up.array == "2d" and tv is not None and tv in up.reduced:
+                ready = max(ready, start[u] + rows if per[u] == per[lab] else fin - 1 + rows)
+            else:
+                ready = max(ready, fin)
+        return int(ready)
+
     def place(order, ii, floor):
         table = {arr: [False] * ii for arr in load}
         start: dict[str, int] = {}
         for lab in order:
             p = by[lab]
-            ready = floor.get(lab, 0)
-            for u in preds[lab]:
-                up = by[u]
-                rows = next((n for d, v, n in up.spatial if d == "rows"), 1)
-                fin = start[u] + per[u]
-                if up.array == "2d" and tv is not None and tv in up.reduced:
-                    ready = max(ready, start[u] + rows if per[u] == per[lab] else fin - 1 + rows)
-                else:
-                    ready = max(ready, fin)
-            t = int(ready)
+            ready = max(floor.get(lab, 0), ready_time(lab, start))
+            t = ready
             while any(table[p.array][(t + k) % ii] for k in range(int(per[lab]))):
                 t += 1
                 if t > ready + ii:
@@ -572,18 +576,6 @@ def _modulo_schedule(plan: _Plan, per_items: tuple) -> ModuloSchedule:
         touching[pr[0]].append(pr)
         if pr[1] != pr[0]:
             touching[pr[1]].append(pr)
-
-    def ready_time(lab, start):
-        ready = 0
-        for u in preds[lab]:
-            up = by[u]
-            rows = next((n for d, v, n in up.spatial if d == "rows"), 1)
-            fin = start[u] + per[u]
-            if up.array == "2d" and tv is not None and tv in up.reduced:
-                ready = max(ready, start[u] + rows if per[u] == per[lab] else fin - 1 + rows)
-            else:
-                ready = max(ready, fin)
-        return int(ready)
 
     def search(ii, budget=4000):
         """Depth-first placement in the cascade's order, each Einsum at the first free slots from
