@@ -32,11 +32,11 @@ __all__ = ["Binding", "load_binding", "BINDINGS", "bind_arrays", "is_layout", "i
 BINDINGS = ("fusemax", "arch", "cascade", "flat", "unfused")
 
 _DEFAULTS = {
-    "fusemax": dict(rule="tile", mapping="tiled", schedule="overlap",
+    "fusemax": dict(rule="tile", mapping="tiled", schedule="overlap", skip_empty_tiles=True,
                     description="+Binding (FuseMax): softmax tiles on the 2D array, corrections on the 1D array, arrays interleaved"),
-    "arch": dict(rule="tile", mapping="tiled", schedule="sequential", drain=True,
+    "arch": dict(rule="tile", mapping="tiled", schedule="sequential", drain=True, skip_empty_tiles=True,
                  description="+Architecture: FuseMax placement, one tile at a time with the 2D drain exposed"),
-    "cascade": dict(rule="product", mapping="tiled", schedule="overlap",
+    "cascade": dict(rule="product", mapping="tiled", schedule="overlap", skip_empty_tiles=True,
                     description="+Cascade: the 1-pass cascade with tensor products on 2D and the softmax on 1D"),
     "flat": dict(rule="product", mapping="flat", schedule="overlap",
                  description="FLAT: fused logit/attend tiles, softmax on the 1D array"),
@@ -58,6 +58,9 @@ class Binding:
     dimension). ``schedule`` is ``overlap`` (arrays run concurrently: latency is the busiest
     array), ``sequential`` (no overlap between Einsums), ``stages`` (sum over stages of the
     busiest array in the stage) or ``phases`` (separate phases through DRAM).
+    ``skip_empty_tiles``: the controller skips a step of the tile loop for a block of queries when
+    every Einsum over the tile is empty there (a causal mask's upper tiles, a KV cache's unused
+    part), as FlashAttention-2 does; the iterates then stay as they are.
     """
 
     name: str
@@ -72,6 +75,7 @@ class Binding:
     drain: bool = False                        # sequential schedule: expose the 2D drain of row reductions
     issue: tuple = ()                          # (array, "sequential"|"pipelined") overrides
     tiling_capacity: float | None = None       # bytes the tiled mapping may use (default: whole buffer)
+    skip_empty_tiles: bool = False
     source: str = field(default="", compare=False)
 
     def spatial_for(self, array: str) -> dict[str, tuple[str, ...]]:
@@ -145,11 +149,11 @@ def _read_bindings(f: Path, mtime: int) -> dict:
 def _from_dict(name: str, d: dict, where: str) -> Binding:
     base = dict(_DEFAULTS.get(d.get("base", name), _DEFAULTS["fusemax"]))
     known = {"base", "rule", "mapping", "schedule", "description", "arrays", "spatial", "stages", "issue",
-             "tiling_capacity", "drain", "einsum_spatial"}
+             "tiling_capacity", "drain", "einsum_spatial", "skip_empty_tiles"}
     bad = set(d) - known
     if bad:
         raise ArchError(f"{where}binding {name}: unknown field(s) {', '.join(sorted(bad))}")
-    for k in ("rule", "mapping", "schedule", "description", "drain"):
+    for k in ("rule", "mapping", "schedule", "description", "drain", "skip_empty_tiles"):
         if k in d:
             base[k] = d[k]
     if base["mapping"] not in ("tiled", "flat", "unfused"):
@@ -170,6 +174,7 @@ def _from_dict(name: str, d: dict, where: str) -> Binding:
     return Binding(
         name=name, rule=base["rule"], mapping=base["mapping"], schedule=base["schedule"],
         description=base.get("description", ""), drain=bool(base.get("drain", False)),
+        skip_empty_tiles=bool(base.get("skip_empty_tiles", False)),
         explicit=tuple((k, v) for k, v in (d.get("arrays") or {}).items()),
         spatial=sp, stages=tuple(stages),
         einsum_spatial=tuple((k, tuple(v.items())) for k, v in (d.get("einsum_spatial") or {}).items()),

@@ -300,7 +300,8 @@ def _plan_for(cascade: Cascade, binding: Binding, arrays: tuple) -> _Plan:
 class _Ctx:
     """Sizes bound to a plan: points, cycles, tensor sizes and operand reads."""
 
-    def __init__(self, plan: _Plan, arch: Architecture, sizes: dict[str, int], inst: int):
+    def __init__(self, plan: _Plan, arch: Architecture, sizes: dict[str, int], inst: int,
+                 skip_empty_tiles: bool = False):
         self.plan, self.arch, self.sizes, self.inst = plan, arch, sizes, inst
         c = plan.cascade
         self.c = c
@@ -309,9 +310,16 @@ class _Ctx:
             self.vsize[it.var] = int(it.bound.evaluate(sizes))
         self.density = {p.label: _filter_density(p.filters, self.vsize, sizes) if p.array else 1.0
                         for p in plan.einsums}
+        # the fraction of tile-loop steps the controller visits; an Einsum of the loop works only
+        # there (one with filters already counts only its present points)
+        self.visits = _tile_visits(plan, self.vsize, sizes) if skip_empty_tiles else 1.0
+        members = _loop_members(plan) if self.visits < 1.0 else set()
+        self.visit = {p.label: self.visits if p.label in members else 1.0 for p in plan.einsums}
+        self.present = {p.label: self.density[p.label] if p.filters else self.visit[p.label]
+                        for p in plan.einsums}
 
     def points(self, p: _E) -> float:
-        return self.inst * math.prod(self.vsize[v] for v in p.vars) * self.density[p.label]
+        return self.inst * math.prod(self.vsize[v] for v in p.vars) * self.present[p.label]
 
     def cycles(self, p: _E) -> tuple[float, float]:
         """(cycles, busy PE-cycles as a fraction of the array) of one Einsum."""
@@ -319,7 +327,7 @@ class _Ctx:
             return 0.0, 0.0
         sp = {v: n for _, v, n in p.spatial}
         a = self.arch.array(p.array)
-        steps = self.inst * (self.density[p.label] if a.skips_filtered else 1.0)
+        steps = self.inst * (self.density[p.label] if a.skips_filtered and p.filters else self.visit[p.label])
         for v in p.vars:
             steps *= math.ceil(self.vsize[v] / sp[v]) if v in sp else self.vsize[v]
         frac = 1.0
@@ -352,7 +360,7 @@ class _Ctx:
             av |= ix.variables()
         sp = {v: n for _, v, n in p.spatial}
         inner = [v for v in p.vars if v not in sp and v not in outer]
-        n = self.inst * self.density[p.label]
+        n = self.inst * self.present[p.label]
         for v in p.vars:
             if v in outer:
                 n *= self.vsize[v]
@@ -385,6 +393,59 @@ def _filter_density(filters, vsize, sizes) -> float:
         mask = mask & f.evaluate(env)
     mask = np.broadcast_to(mask, tuple(g.size for g in grids))
     return float(mask.mean())
+
+
+def _tile_visits(plan: _Plan, vsize: dict, sizes: dict) -> float:
+    """Fraction of (tile step, block of queries) pairs in which some Einsum over the tile has a
+    present point; 1 unless every such Einsum carries filters.
+
+    Samples at most 256 tile steps and 256 query blocks; within a block every filter's affine
+    difference ``left - right`` takes its extremes at the corners of the box of its other
+    variables, which decides each comparison exactly. A step counts as visited when each of some
+    Einsum's comparisons can hold in it (exact for one comparison per rank pair, conservative
+    otherwise: a step is never skipped that holds a point).
+    """
+    import itertools
+
+    import numpy as np
+
+    if plan.tile_rank is None or plan.loop_var is None:
+        return 1.0
+    tv, lv = plan.tile_rank.lower(), plan.loop_var
+    rv = plan.row_rank.lower() if plan.row_rank else None
+    over_tile = [p for p in plan.einsums if p.array and tv in p.vars and lv in p.vars]
+    if not over_tile or any(not p.filters for p in over_tile):
+        return 1.0
+    p0 = next((n for d, v, n in _spatial_of(plan, "2d") if v == rv), 1) if rv else 1
+
+    def samples(n):
+        return np.arange(n) if n <= 256 else np.unique(np.linspace(0, n - 1, 256).round().astype(int))
+
+    steps = samples(vsize[lv]).reshape(-1, 1)
+    nblk = math.ceil(vsize[rv] / p0) if rv else 1
+    blocks = samples(nblk).reshape(1, -1)
+    visited = np.zeros((steps.size, blocks.size), bool)
+    for p in over_tile:
+        present = np.ones_like(visited)
+        for f in p.filters:
+            box = sorted(f.variables() - {lv})
+            ranges = []
+            for v in box:
+                if v == rv:
+                    ranges.append((blocks * p0, np.minimum(blocks * p0 + p0, vsize[rv]) - 1))
+                else:
+                    ranges.append((0, vsize[v] - 1))
+            ds = []
+            for corner in itertools.product(*ranges):
+                env = dict(sizes)
+                env[lv] = steps
+                env.update(zip(box, corner))
+                ds.append(np.broadcast_to(f.left.evaluate(env) - f.right.evaluate(env), visited.shape))
+            lo, hi = np.min(ds, axis=0), np.max(ds, axis=0)
+            present &= {"<=": lo <= 0, "<": lo < 0, ">=": hi >= 0, ">": hi > 0,
+                        "==": (lo <= 0) & (hi >= 0), "!=": ~((lo == 0) & (hi == 0))}[f.op]
+        visited |= present
+    return float(visited.mean())
 
 
 # ------------------------------------------------------------------------------------------------
@@ -657,7 +718,7 @@ def _pipelined_time(plan: _Plan, cyc: dict[str, float], steps: int, blocks: int)
     members = _loop_members(plan)
     per = {lab: cyc[lab] / steps for lab in members}
     ms = modulo_schedule(plan, per)
-    tiles = steps // blocks
+    tiles = steps / blocks          # tile steps visited per block (fewer when empty ones are skipped)
     return blocks * (tiles + ms.depth - 1) * ms.ii + sum(
         cyc[p.label] for p in plan.einsums if p.array and p.label not in members)
 
@@ -916,7 +977,7 @@ def _tiled(ctx: _Ctx, plan: _Plan, binding: Binding) -> _Access:
 
 
 def _out_fraction(ctx, p):
-    return ctx.density[p.label] if p.filters else 1.0
+    return ctx.present[p.label]
 
 
 def _cross(acc, oned, p, n, read):
@@ -1133,7 +1194,7 @@ def evaluate(arch: Architecture, cascade: Cascade, binding: Binding, workload: W
     if plan.tile_rank is not None:
         tiles[plan.tile_rank] = arch.array("2d").rows
     sizes, inst = cascade_sizes(cascade, workload, tiles)
-    ctx = _Ctx(plan, arch, sizes, inst)
+    ctx = _Ctx(plan, arch, sizes, inst, binding.skip_empty_tiles and binding.mapping == "tiled")
     cyc, busy = {}, {}
     for p in plan.einsums:
         cyc[p.label], busy[p.label] = ctx.cycles(p)
@@ -1171,9 +1232,9 @@ def evaluate(arch: Architecture, cascade: Cascade, binding: Binding, workload: W
             steps = ctx.vsize.get(plan.loop_var, 1) if plan.loop_var else 1
             steps *= inst * max(1, math.ceil(sizes[plan.row_rank] / (acc.details.get("P0") or 1))) \
                 if plan.row_rank else inst
-            compute_cycles = _sequential_time(plan, cyc, steps, arch.array("2d").row_drain)
+            compute_cycles = _sequential_time(plan, cyc, steps * ctx.visits, arch.array("2d").row_drain)
         elif arch.array("2d").row_drain and plan.loop_var:
-            tiles = ctx.vsize.get(plan.loop_var, 1)
+            tiles = ctx.vsize.get(plan.loop_var, 1) * ctx.visits
             blocks = inst * max(1, math.ceil(sizes[plan.row_rank] / (acc.details.get("P0") or 1))) \
                 if plan.row_rank else inst
             compute_cycles = _pipelined_time(plan, cyc, tiles * blocks, blocks)

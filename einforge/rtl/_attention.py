@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 
 import numpy as np
 
@@ -23,6 +24,9 @@ def lower_attention(cascade, binding, array, numbers, sizes) -> Design:
             raise RTLError(f"the attention engine implements the FuseMax placement; binding {name!r} is not supported "
                            "(use arch: one tile at a time, or fusemax: tiles interleaved)")
         binding = load_binding(name, cascade)
+    # the engine's controller visits every tile (masked points are computed, not skipped), and the
+    # cost model must predict the hardware that is built
+    binding = replace(binding, skip_empty_tiles=False)
     # the tile rank spans the array's rows
     from ..einsum import resolve_sizes
 

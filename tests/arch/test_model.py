@@ -1,5 +1,6 @@
 """The cost model's behaviour: operator pricing from the architecture, any cascade, errors."""
 
+import dataclasses
 import json
 import math
 
@@ -66,8 +67,17 @@ def test_causal_filter_halves_the_tile_work():
     for lab in ("BQK", "SLN", "SLD", "SLNV"):
         ratio = causal.per_einsum[lab].cycles / full.per_einsum[lab].cycles
         assert 0.49 < ratio < 0.52, lab
-    # the per-query corrections on the 1D array do not shrink: the 1D array stays the bottleneck
-    assert causal.per_einsum["PRM"].cycles == full.per_einsum["PRM"].cycles
+    # the controller skips the tiles above the diagonal: of 256 x 256 (key tile, query block) pairs
+    # of 256 each, 256 * 257 / 2 hold a point, so the per-query 1D corrections and the latency
+    # follow (the 1D array stays the bottleneck)
+    visited = 256 * 257 / 2 / 256**2
+    assert causal.per_einsum["PRM"].cycles == pytest.approx(full.per_einsum["PRM"].cycles * visited, rel=1e-9)
+    assert causal.latency_s == pytest.approx(full.latency_s * visited, rel=0.01)
+    # a controller that visits every tile saves only the 2D work
+    b = dataclasses.replace(load_binding("fusemax", load_cascade("attention-causal")), skip_empty_tiles=False)
+    every = evaluate(FUSEMAX, load_cascade("attention-causal"), b, load_workload("BERT", "64K"))
+    assert every.per_einsum["PRM"].cycles == full.per_einsum["PRM"].cycles
+    assert every.latency_s == pytest.approx(full.latency_s, rel=1e-9)
 
 
 def test_gqa_shares_key_value_tiles_across_query_heads():
