@@ -396,36 +396,61 @@ def _filter_density(filters, vsize, sizes) -> float:
 
 
 def _tile_visits(plan: _Plan, vsize: dict, sizes: dict) -> float:
-    """Fraction of (tile step, block of queries) pairs in which some Einsum over the tile has a
-    present point; 1 unless every such Einsum carries filters.
+    """Fraction of (tile step, block of queries) pairs the controller visits (see
+    :func:`visited_tiles`), from at most 256 sampled steps and blocks; a block with no point
+    still runs one step, to produce its (empty) outputs."""
+    import numpy as np
 
-    Samples at most 256 tile steps and 256 query blocks; within a block every filter's affine
-    difference ``left - right`` takes its extremes at the corners of the box of its other
-    variables, which decides each comparison exactly. A step counts as visited when each of some
-    Einsum's comparisons can hold in it (exact for one comparison per rank pair, conservative
-    otherwise: a step is never skipped that holds a point).
+    if _over_tile(plan) is None:
+        return 1.0
+
+    def samples(n):
+        return np.arange(n) if n <= 256 else np.unique(np.linspace(0, n - 1, 256).round().astype(int))
+
+    rv = plan.row_rank.lower() if plan.row_rank else None
+    nblk = math.ceil(vsize[rv] / _row_block(plan)) if rv else 1
+    seen = visited_tiles(plan, vsize, sizes, samples(vsize[plan.loop_var]), samples(nblk))
+    return float(np.maximum(seen.mean(axis=0), 1.0 / vsize[plan.loop_var]).mean())
+
+
+def _over_tile(plan: _Plan):
+    """The loop's Einsums over the tile, if every one carries filters (else no step is ever empty)."""
+    if plan.tile_rank is None or plan.loop_var is None:
+        return None
+    tv, lv = plan.tile_rank.lower(), plan.loop_var
+    over = [p for p in plan.einsums if p.array and tv in p.vars and lv in p.vars]
+    return over if over and all(p.filters for p in over) else None
+
+
+def _row_block(plan: _Plan) -> int:
+    rv = plan.row_rank.lower() if plan.row_rank else None
+    return next((n for d, v, n in _spatial_of(plan, "2d") if v == rv), 1) if rv else 1
+
+
+def visited_tiles(plan: _Plan, vsize: dict, sizes: dict, steps, blocks):
+    """Which (tile step, block of queries) pairs hold a present point of some Einsum over the tile:
+    a boolean array over ``steps`` x ``blocks`` (index arrays).
+
+    Within a block, every filter's affine difference ``left - right`` takes its extremes at the
+    corners of the box of its other variables, which decides each comparison exactly; a step
+    counts as visited when each of some Einsum's comparisons can hold in it (exact for one
+    comparison per pair of ranks, conservative otherwise: a step that holds a point is never
+    skipped).
     """
     import itertools
 
     import numpy as np
 
-    if plan.tile_rank is None or plan.loop_var is None:
-        return 1.0
-    tv, lv = plan.tile_rank.lower(), plan.loop_var
+    steps = np.asarray(steps).reshape(-1, 1)
+    blocks = np.asarray(blocks).reshape(1, -1)
+    over = _over_tile(plan)
+    if over is None:
+        return np.ones((steps.size, blocks.size), bool)
+    lv = plan.loop_var
     rv = plan.row_rank.lower() if plan.row_rank else None
-    over_tile = [p for p in plan.einsums if p.array and tv in p.vars and lv in p.vars]
-    if not over_tile or any(not p.filters for p in over_tile):
-        return 1.0
-    p0 = next((n for d, v, n in _spatial_of(plan, "2d") if v == rv), 1) if rv else 1
-
-    def samples(n):
-        return np.arange(n) if n <= 256 else np.unique(np.linspace(0, n - 1, 256).round().astype(int))
-
-    steps = samples(vsize[lv]).reshape(-1, 1)
-    nblk = math.ceil(vsize[rv] / p0) if rv else 1
-    blocks = samples(nblk).reshape(1, -1)
+    p0 = _row_block(plan)
     visited = np.zeros((steps.size, blocks.size), bool)
-    for p in over_tile:
+    for p in over:
         present = np.ones_like(visited)
         for f in p.filters:
             box = sorted(f.variables() - {lv})
@@ -445,7 +470,7 @@ def _tile_visits(plan: _Plan, vsize: dict, sizes: dict) -> float:
             present &= {"<=": lo <= 0, "<": lo < 0, ">=": hi >= 0, ">": hi > 0,
                         "==": (lo <= 0) & (hi >= 0), "!=": ~((lo == 0) & (hi == 0))}[f.op]
         visited |= present
-    return float(visited.mean())
+    return visited
 
 
 # ------------------------------------------------------------------------------------------------

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 
 from ._errors import RTLError
@@ -24,9 +22,6 @@ def lower_attention(cascade, binding, array, numbers, sizes) -> Design:
             raise RTLError(f"the attention engine implements the FuseMax placement; binding {name!r} is not supported "
                            "(use arch: one tile at a time, or fusemax: tiles interleaved)")
         binding = load_binding(name, cascade)
-    # the engine's controller visits every tile (masked points are computed, not skipped), and the
-    # cost model must predict the hardware that is built
-    binding = replace(binding, skip_empty_tiles=False)
     # the tile rank spans the array's rows
     from ..einsum import resolve_sizes
 
@@ -120,7 +115,8 @@ def lower_attention(cascade, binding, array, numbers, sizes) -> Design:
         "output_stream": f"{oname}: per block of {C} queries, {obeats} beats of {C} lanes",
         "input_words": words,
         "output_beats": obeats * prog.query_tiles,
-        "rtl_cycles": prog.query_tiles * ((prog.loop_steps + prog.depth - 1) * prog.makespan + len(prog.epilogue)),
+        "rtl_cycles": sum((n + prog.depth - 1) * prog.makespan + len(prog.epilogue) for _, n in prog.tile_ranges),
+        "tiles_visited": [n for _, n in prog.tile_ranges],
         "steady_state_util_2d": steady,
         "units_2d": ["mac", "add", "max"] + (["div"] if prog.divider_2d else []),
         "fill_drain": False,

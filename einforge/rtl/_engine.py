@@ -220,9 +220,13 @@ class AttentionEngine(wiring.Component):
         ecyc = Signal(range(LE + 1))
         out_start = Signal()
         M1 = p.loop_steps
-        last_it = M1 + p.depth - 2
-        it = Signal(range(last_it + 2))       # tiles started in this block of queries
+        it = Signal(range(M1 + p.depth + 1))    # tiles started in this block of queries
         ptile = Signal(range(p.query_tiles + 1))
+        # the run of tiles this block visits: tile `first + k` is the k-th one started
+        t_first = _rom(m, "tile_first", [a for a, _ in p.tile_ranges], ptile, range(M1 + 1))
+        t_count = _rom(m, "tile_count", [n for _, n in p.tile_ranges], ptile, range(M1 + 1))
+        last_it = Signal(range(M1 + p.depth + 1))
+        m.d.comb += last_it.eq(t_count + p.depth - 2)
         out_busy = Signal()
         running = Signal()
         has_epi = len(p.epilogue) > 0
@@ -246,10 +250,10 @@ class AttentionEngine(wiring.Component):
         # the tile each instruction works on: `stage` tiles behind the newest one
         n2 = Signal(signed(it.shape().width + 2), name="tile2")
         n1 = Signal(signed(it.shape().width + 2), name="tile1")
-        m.d.comb += [n2.eq(it - f2["stage"]), n1.eq(Mux(state == 1, it - f1t["stage"], M1))]
+        m.d.comb += [n2.eq(it - f2["stage"]), n1.eq(Mux(state == 1, it - f1t["stage"], t_count))]
         v2 = Signal()
         v1 = Signal()
-        m.d.comb += [v2.eq((n2 >= 0) & (n2 < M1)), v1.eq(Mux(state == 1, (n1 >= 0) & (n1 < M1), running))]
+        m.d.comb += [v2.eq((n2 >= 0) & (n2 < t_count)), v1.eq(Mux(state == 1, (n1 >= 0) & (n1 < t_count), running))]
         op2 = Signal.like(f2["op"])
         op1 = Signal.like(f1["op"])
         m.d.comb += [op2.eq(Mux(issue2 & v2, f2["op"], 0)), op1.eq(Mux(v1, f1["op"], 0))]
@@ -339,12 +343,14 @@ class AttentionEngine(wiring.Component):
         for k in stage_fields:
             m.d.comb += s0[k].eq(f2[k] if k != "op" else op2)
         m1 = Signal(range(M1 + 1), name="tile2u")
-        m.d.comb += m1.eq(n2)
+        m.d.comb += m1.eq(t_first + n2)          # the tile itself (addresses, filter); n2 counts visits
         s0["a_addr"] = Signal(range(p.row_depth + p.col_depth + 2), name="s0_a_addr")
         s0["b_addr"] = Signal(range(p.row_depth + p.col_depth + 2), name="s0_b_addr")
         m.d.comb += [s0["a_addr"].eq(f2["a_idx"] + m1 * f2["a_stride"]),
                      s0["b_addr"].eq(f2["b_idx"] + m1 * f2["b_stride"])]
         s0["m1"] = Signal(range(M1 + 1), name="s0_m1")
+        s0["visit"] = Signal(range(M1 + 1), name="s0_visit")     # register copies alternate by visit
+        m.d.comb += s0["visit"].eq(n2)
         s0["ptile"] = Signal(range(p.query_tiles + 1), name="s0_ptile")
         s0["dst_phys"] = Signal(range(p.lane_regs + 1), name="s0_dst_phys")
         m.d.comb += [s0["m1"].eq(m1), s0["ptile"].eq(ptile),
@@ -389,7 +395,7 @@ class AttentionEngine(wiring.Component):
                 if j == 0:
                     m.d.comb += [row_a.addr.eq(st["a_addr"]), row_b.addr.eq(st["b_addr"])]
 
-                parity = st["m1"][0]
+                parity = st["visit"][0]
 
                 def pe_phys(idx, mode, bank):
                     return Mux((mode == MODE["rot"]) & parity, idx + bank, idx)
@@ -496,7 +502,7 @@ class AttentionEngine(wiring.Component):
         lanes_out = []
         for j in range(C):
             w = Signal(signed(W), name=f"out{j}")
-            m.d.comb += w.eq(Array(lane_v[j])[obase + obeat])
+            m.d.comb += w.eq(Array(lane_v[j])[obase + obeat + Mux(t_count[0], p.output_bank, 0)])
             lanes_out.append(w)
         m.d.comb += [self.out_data.eq(Cat(*lanes_out)), self.out_valid.eq(out_busy)]
         with m.If(self.out_valid & self.out_ready):

@@ -90,6 +90,8 @@ class Program:
     loop_var: str = "m1"
     banked: dict = field(default_factory=dict)   # lane tensor -> (base, size)
     divider_2d: bool = False            # the PEs carry a divider (the cascade divides on the 2D array)
+    tile_ranges: list = field(default_factory=list)   # per block of queries: (first tile, tiles visited)
+    output_bank: int = 0                # the output is a final iterate: its copy offset after odd tile counts
     load_ranks: dict = field(default_factory=dict)  # input -> (distributed rank, temporal ranks in order)
 
 
@@ -459,6 +461,7 @@ def compile_program(cascade: Cascade, binding, array: tuple[int, int], numbers: 
             busy += slot == 0
     epilogue = []
     outputs = []
+    output_bank = 0
     for p in plan.einsums:
         if p.array is None or p.label in members:
             continue
@@ -477,7 +480,8 @@ def compile_program(cascade: Cascade, binding, array: tuple[int, int], numbers: 
                                "the final iterate of one, in the same order")
             base, tmp, _ = lane_reg[src]
             n = size_of(tmp)
-            outputs.append((o, base + (M1 % 2) * n, n))
+            outputs.append((o, base, n))
+            output_bank = n        # the final iterate sits in the second copy after an odd number of tiles
             continue
         if o not in lane_reg:
             raise RTLError(f"output {o} must be a per-query result of the 1D lanes")
@@ -496,6 +500,24 @@ def compile_program(cascade: Cascade, binding, array: tuple[int, int], numbers: 
                         raise RTLError(f"Einsum {p.label}: the filter {f.text()} uses {v!r}; the PEs evaluate filters "
                                        f"over {tv}, {lv} and {mv} only")
             filters[p.label] = e.filters
+    # the controller visits, for each block of queries, the run of tiles holding a point (all of them
+    # unless the binding skips empty tiles); a block with none still runs one, for its outputs
+    ranges = [(0, M1)] * ptiles
+    if binding.skip_empty_tiles:
+        from ..arch._model import visited_tiles
+
+        seen = visited_tiles(plan, vsize, sizes, range(M1), range(ptiles))
+        ranges = []
+        for b in range(ptiles):
+            idx = [int(k) for k in seen[:, b].nonzero()[0]]
+            if not idx:
+                ranges.append((0, 1))
+            elif idx[-1] - idx[0] + 1 != len(idx):
+                raise RTLError(f"{cascade.name}: the tiles holding points of query block {b} are not one run "
+                               f"({idx}); the engine skips a leading and a trailing run only. Use a binding "
+                               "with skip_empty_tiles: false")
+            else:
+                ranges.append((idx[0], len(idx)))
     return Program(
         rows=R, cols=C, numbers=q, sizes=dict(sizes), loop_steps=M1, query_tiles=ptiles,
         row_depth=max(1, row_depth), col_depth=max(1, col_depth), pe_regs=max(1, max_pe[0]),
@@ -503,7 +525,7 @@ def compile_program(cascade: Cascade, binding, array: tuple[int, int], numbers: 
         loads=loads, outputs=outputs, filters=filters, starts={k: int(v) for k, v in starts.items()},
         makespan=makespan, busy_2d=busy, depth=depth, lane_var=lv, tile_var=tv, loop_var=mv,
         banked={t: (b, math.prod(sizes[r] for r in tmp) if tmp else 1) for t, (b, tmp, bk) in lane_reg.items() if bk},
-        load_ranks=load_ranks, divider_2d=divider_2d,
+        load_ranks=load_ranks, divider_2d=divider_2d, tile_ranges=ranges, output_bank=output_bank,
     )
 
 
