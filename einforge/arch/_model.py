@@ -395,7 +395,7 @@ def _filter_density(filters, vsize, sizes) -> float:
     return float(mask.mean())
 
 
-def _tile_visits(plan: _Plan, vsize: dict, sizes: dict) -> float:
+def _tile_visits(plan: _Plan, vsize: dict, sizes: dict, block: int | None = None) -> float:
     """Fraction of (tile step, block of queries) pairs the controller visits (see
     :func:`visited_tiles`), from at most 256 sampled steps and blocks; a block with no point
     still runs one step, to produce its (empty) outputs."""
@@ -408,8 +408,9 @@ def _tile_visits(plan: _Plan, vsize: dict, sizes: dict) -> float:
         return np.arange(n) if n <= 256 else np.unique(np.linspace(0, n - 1, 256).round().astype(int))
 
     rv = plan.row_rank.lower() if plan.row_rank else None
-    nblk = math.ceil(vsize[rv] / _row_block(plan)) if rv else 1
-    seen = visited_tiles(plan, vsize, sizes, samples(vsize[plan.loop_var]), samples(nblk))
+    block = block or _row_block(plan)
+    nblk = math.ceil(vsize[rv] / block) if rv else 1
+    seen = visited_tiles(plan, vsize, sizes, samples(vsize[plan.loop_var]), samples(nblk), block)
     return float(np.maximum(seen.mean(axis=0), 1.0 / vsize[plan.loop_var]).mean())
 
 
@@ -427,9 +428,10 @@ def _row_block(plan: _Plan) -> int:
     return next((n for d, v, n in _spatial_of(plan, "2d") if v == rv), 1) if rv else 1
 
 
-def visited_tiles(plan: _Plan, vsize: dict, sizes: dict, steps, blocks):
+def visited_tiles(plan: _Plan, vsize: dict, sizes: dict, steps, blocks, block: int | None = None):
     """Which (tile step, block of queries) pairs hold a present point of some Einsum over the tile:
-    a boolean array over ``steps`` x ``blocks`` (index arrays).
+    a boolean array over ``steps`` x ``blocks`` (index arrays); a block is ``block`` queries (by
+    default the array's columns).
 
     Within a block, every filter's affine difference ``left - right`` takes its extremes at the
     corners of the box of its other variables, which decides each comparison exactly; a step
@@ -448,7 +450,7 @@ def visited_tiles(plan: _Plan, vsize: dict, sizes: dict, steps, blocks):
         return np.ones((steps.size, blocks.size), bool)
     lv = plan.loop_var
     rv = plan.row_rank.lower() if plan.row_rank else None
-    p0 = _row_block(plan)
+    p0 = block or _row_block(plan)
     visited = np.zeros((steps.size, blocks.size), bool)
     for p in over:
         present = np.ones_like(visited)
@@ -926,8 +928,11 @@ def _tiled(ctx: _Ctx, plan: _Plan, binding: Binding) -> _Access:
                        row_ranks=",".join(sorted(row_ranks)))
 
     # DRAM traffic and buffer fills
+    # tiles a whole resident group of P1 blocks skips are never fetched
+    fetched = _tile_visits(plan, ctx.vsize, ctx.sizes, p1 * p0) if ctx.visits < 1.0 else 1.0
+    acc.details["tiles_fetched"] = fetched
     for t in c.inputs:
-        words = ctx.tensor_size(t.name) * (1 if has(t.name, row_v) else p2)
+        words = ctx.tensor_size(t.name) * (1 if has(t.name, row_v) else p2 * fetched)
         acc.traffic_words += words
         acc.l3_writes += words
     for o in c.outputs:
@@ -950,9 +955,9 @@ def _tiled(ctx: _Ctx, plan: _Plan, binding: Binding) -> _Access:
             kind = c.access_kind(a)
             if info.iterative is not None:
                 if kind == "prev":
-                    if t not in prev_read:       # one read of the previous iterate per step
+                    if t not in prev_read:       # one read of the previous iterate per visited step
                         prev_read.add(t)
-                        n = ctx.tensor_size(t)
+                        n = ctx.tensor_size(t) * ctx.visits
                         acc.l3_reads += n
                         acc.per_einsum[(p.label, "global_buffer_read")] += n
                 elif kind == "next":

@@ -73,6 +73,12 @@ def test_causal_filter_halves_the_tile_work():
     visited = 256 * 257 / 2 / 256**2
     assert causal.per_einsum["PRM"].cycles == pytest.approx(full.per_einsum["PRM"].cycles * visited, rel=1e-9)
     assert causal.latency_s == pytest.approx(full.latency_s * visited, rel=0.01)
+    # K and V tiles are fetched per group of P1 resident query blocks: group i of P2 needs the first
+    # (i+1)/P2 of the tiles, (P2+1)/(2 P2) of them on average; Q and the output move once
+    p2 = causal.details["P2"]
+    w = load_workload("BERT", "64K")
+    once = w.B * w.H * w.P * (w.E + w.F) * 2
+    assert causal.traffic_bytes - once == pytest.approx((full.traffic_bytes - once) * (p2 + 1) / (2 * p2), rel=1e-9)
     # a controller that visits every tile saves only the 2D work
     b = dataclasses.replace(load_binding("fusemax", load_cascade("attention-causal")), skip_empty_tiles=False)
     every = evaluate(FUSEMAX, load_cascade("attention-causal"), b, load_workload("BERT", "64K"))
