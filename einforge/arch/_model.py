@@ -193,7 +193,8 @@ def _recipe(op, units, einsum_name, array):
     need = " or ".join("+".join(sorted(r)) for r in op.recipes) or "a unit named " + op.name
     raise ArchError(
         f"Einsum {einsum_name} uses operator {op.name!r}, which array {array} (units: {', '.join(units)}) "
-        f"cannot compute: it needs {need}; add the unit to the array or bind {einsum_name} to another array")
+        f"cannot compute: it needs {need}; add the unit to the array or bind {einsum_name} to another array "
+        f"(a binding file's arrays: section, or the cascade binding, which keeps only tensor products on 2D)")
 
 
 def _actions(cascade: Cascade, e, units, array) -> Counter:
