@@ -415,6 +415,18 @@ def _tile_visits(plan: _Plan, vsize: dict, sizes: dict, block: int | None = None
     return float(np.maximum(seen.mean(axis=0), 1.0 / vsize[plan.loop_var]).mean())
 
 
+def instance_ranks(plan: _Plan) -> list[str]:
+    """Variables of independent instances (batch, heads): ranks every Einsum of the tile loop
+    carries in its output, other than the tile, query and loop ranks. Each instance runs the tile
+    loop on its own, like the workload's B x H instances."""
+    members = [p for p in plan.einsums if p.label in _loop_members(plan)]
+    if not members or plan.loop_var is None:
+        return []
+    common = set.intersection(*(set(p.out_vars) for p in members))
+    skip = {plan.loop_var} | {r.lower() for r in (plan.tile_rank, plan.row_rank) if r}
+    return [v for v in members[0].out_vars if v in common and v not in skip]
+
+
 def _over_tile(plan: _Plan):
     """The loop's Einsums over the tile, if every one carries filters (else no step is ever empty)."""
     if plan.tile_rank is None or plan.loop_var is None:
@@ -1261,13 +1273,15 @@ def evaluate(arch: Architecture, cascade: Cascade, binding: Binding, workload: W
     else:
         if binding.schedule == "sequential":
             steps = ctx.vsize.get(plan.loop_var, 1) if plan.loop_var else 1
-            steps *= inst * max(1, math.ceil(sizes[plan.row_rank] / (acc.details.get("P0") or 1))) \
-                if plan.row_rank else inst
+            heads = math.prod(ctx.vsize[v] for v in instance_ranks(plan))
+            steps *= heads * inst * max(1, math.ceil(sizes[plan.row_rank] / (acc.details.get("P0") or 1))) \
+                if plan.row_rank else heads * inst
             compute_cycles = _sequential_time(plan, cyc, steps * ctx.visits, arch.array("2d").row_drain)
         elif arch.array("2d").row_drain and plan.loop_var:
             tiles = ctx.vsize.get(plan.loop_var, 1) * ctx.visits
-            blocks = inst * max(1, math.ceil(sizes[plan.row_rank] / (acc.details.get("P0") or 1))) \
-                if plan.row_rank else inst
+            heads = math.prod(ctx.vsize[v] for v in instance_ranks(plan))
+            blocks = heads * inst * max(1, math.ceil(sizes[plan.row_rank] / (acc.details.get("P0") or 1))) \
+                if plan.row_rank else heads * inst
             compute_cycles = _pipelined_time(plan, cyc, tiles * blocks, blocks)
         else:
             compute_cycles = max(load.values(), default=0.0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ._errors import RTLError
@@ -59,32 +61,38 @@ def lower_attention(cascade, binding, array, numbers, sizes) -> Design:
     (oname, obase, obeats), = prog.outputs
     oinfo = tens[oname]
     o_lane = [k for k, r in enumerate(oinfo.ranks) if r == lane_rank][0]
-    o_other = [k for k in range(len(oinfo.ranks)) if k != o_lane]
+    # instances (batch, heads) outermost, in the controller's order; then each block of queries
+    inst_vars = [v for v, _ in prog.instances]
+    o_inst = [next(k for k, r in enumerate(oinfo.ranks) if r.lower() == v) for v in inst_vars]
+    o_other = o_inst + [k for k in range(len(oinfo.ranks)) if k != o_lane and k not in o_inst]
     P = sizes[lane_rank]
+    n_inst = math.prod(n for _, n in prog.instances)
 
     def to_beats(arr, present=None):
-        arr = np.transpose(np.asarray(arr), o_other + [o_lane]).reshape(obeats, P)
-        pres = None if present is None else np.transpose(present, o_other + [o_lane]).reshape(obeats, P)
+        arr = np.transpose(np.asarray(arr), o_other + [o_lane]).reshape(n_inst, obeats, P)
+        pres = None if present is None else np.transpose(present, o_other + [o_lane]).reshape(n_inst, obeats, P)
         beats = []
-        for pt in range(prog.query_tiles):
-            for k in range(obeats):
-                beat = []
-                for j in range(C):
-                    pp = pt * C + j
-                    ok = pp < P and (pres is None or pres[k, pp])
-                    beat.append(int(arr[k, pp]) if ok else None)
-                beats.append(beat)
+        for h in range(n_inst):
+            for pt in range(prog.query_tiles):
+                for k in range(obeats):
+                    beat = []
+                    for j in range(C):
+                        pp = pt * C + j
+                        ok = pp < P and (pres is None or pres[h, k, pp])
+                        beat.append(int(arr[h, k, pp]) if ok else None)
+                    beats.append(beat)
         return beats
 
     def unpack(beats):
-        out = np.zeros((obeats, P), dtype=np.int64)
+        out = np.zeros((n_inst, obeats, P), dtype=np.int64)
         it = iter(beats)
-        for pt in range(prog.query_tiles):
-            for k in range(obeats):
-                beat = next(it)
-                for j in range(C):
-                    if pt * C + j < P:
-                        out[k, pt * C + j] = beat[j]
+        for h in range(n_inst):
+            for pt in range(prog.query_tiles):
+                for k in range(obeats):
+                    beat = next(it)
+                    for j in range(C):
+                        if pt * C + j < P:
+                            out[h, k, pt * C + j] = beat[j]
         shape = [oinfo_size(oinfo, sizes, k) for k in o_other] + [P]
         arr = out.reshape(shape)
         inv = np.argsort(o_other + [o_lane])
@@ -112,10 +120,13 @@ def lower_attention(cascade, binding, array, numbers, sizes) -> Design:
                     "schedule": prog.starts, "busy_2d_per_tile": prog.busy_2d},
         "ports": _ports(top),
         "input_stream": "; then ".join(f"{n} by {k} ({X} x {T} words)" for n, k, X, T, _ in prog.loads),
-        "output_stream": f"{oname}: per block of {C} queries, {obeats} beats of {C} lanes",
+        "output_stream": (f"{oname}: " + (f"per instance of {', '.join(inst_vars)}, " if inst_vars else "")
+                          + f"per block of {C} queries, {obeats} beats of {C} lanes"),
         "input_words": words,
-        "output_beats": obeats * prog.query_tiles,
-        "rtl_cycles": sum((n + prog.depth - 1) * prog.makespan + len(prog.epilogue) for _, n in prog.tile_ranges),
+        "output_beats": n_inst * obeats * prog.query_tiles,
+        "rtl_cycles": n_inst * sum((n + prog.depth - 1) * prog.makespan + len(prog.epilogue)
+                                   for _, n in prog.tile_ranges),
+        "instances": {v: n for v, n in prog.instances},
         "tiles_visited": [n for _, n in prog.tile_ranges],
         "steady_state_util_2d": steady,
         "units_2d": ["mac", "add", "max"] + (["div"] if prog.divider_2d else []),

@@ -48,10 +48,17 @@ class _Fields:
              "b_mode", "b_bank", "b_val", "dst", "dst_mode", "dst_bank", "first", "last", "filt", "imm", "stage")
 
     @staticmethod
-    def encode(ins: Instr | None) -> dict:
+    def names(nh: int) -> tuple:
+        """The fields of a program with ``nh`` instance ranks (a buffer stride for each, per operand)."""
+        return _Fields.NAMES + tuple(f"{side}_hs{k}" for side in "ab" for k in range(nh))
+
+    @staticmethod
+    def encode(ins: Instr | None, nh: int = 0) -> dict:
+        hs = {f"{side}_hs{k}": (getattr(ins, side).hstride[k] if ins is not None and k < len(getattr(ins, side).hstride)
+                                else 0) for side in "ab" for k in range(nh)}
         if ins is None:
-            return {k: 0 for k in _Fields.NAMES}
-        return {
+            return {**{k: 0 for k in _Fields.NAMES}, **hs}
+        return {**hs, 
             "op": OPS[ins.op], "a_src": SRC[ins.a.src], "a_idx": ins.a.index, "a_stride": ins.a.stride,
             "a_mode": MODE[ins.a.mode], "a_bank": ins.a.bank, "a_val": ins.a.value,
             "b_src": SRC[ins.b.src], "b_idx": ins.b.index, "b_stride": ins.b.stride, "b_mode": MODE[ins.b.mode],
@@ -222,6 +229,28 @@ class AttentionEngine(wiring.Component):
         M1 = p.loop_steps
         it = Signal(range(M1 + p.depth + 1))    # tiles started in this block of queries
         ptile = Signal(range(p.query_tiles + 1))
+        # batch/head instances: an odometer of counters, the tile loop runs once per instance
+        hcnt = [Signal(range(max(2, n)), name=f"inst_{v}") for v, n in p.instances]
+        hlast = Const(1, 1)
+        for c_, (_, n) in zip(hcnt, p.instances):
+            hlast = hlast & (c_ == n - 1)
+
+        def next_instance():
+            carry = Const(1, 1)
+            for c_, (_, n) in reversed(list(zip(hcnt, p.instances))):
+                with m.If(carry):
+                    m.d.sync += c_.eq(Mux(c_ == n - 1, 0, c_ + 1))
+                carry = carry & (c_ == n - 1)
+
+        def hoffset(flds, side, name):
+            """The buffer offset of the current instance for an operand."""
+            off = Signal(range(p.row_depth + p.col_depth + 2), name=name)
+            total = Const(0, 1)
+            for k, c_ in enumerate(hcnt):
+                total = total + c_ * flds[f"{side}_hs{k}"]
+            m.d.comb += off.eq(total)
+            return off
+
         # the run of tiles this block visits: tile `first + k` is the k-th one started
         t_first = _rom(m, "tile_first", [a for a, _ in p.tile_ranges], ptile, range(M1 + 1))
         t_count = _rom(m, "tile_count", [n for _, n in p.tile_ranges], ptile, range(M1 + 1))
@@ -234,18 +263,20 @@ class AttentionEngine(wiring.Component):
         issue2 = Signal()
         m.d.comb += issue2.eq(state == 1)
 
-        f2 = {k: _rom(m, f"i2_{k}", [_Fields.encode(t[0])[k] for t in p.timeline], tcyc,
+        nh = len(p.instances)
+        names = _Fields.names(nh)
+        f2 = {k: _rom(m, f"i2_{k}", [_Fields.encode(t[0], nh)[k] for t in p.timeline], tcyc,
                       signed(W + 2) if k in ("a_val", "b_val", "imm") else range(max(2, self._max(p, k) + 1)))
-              for k in _Fields.NAMES}
+              for k in names}
         seq1 = [t[1] for t in p.timeline]
-        f1t = {k: _rom(m, f"i1t_{k}", [_Fields.encode(ins)[k] for ins in seq1], tcyc,
+        f1t = {k: _rom(m, f"i1t_{k}", [_Fields.encode(ins, nh)[k] for ins in seq1], tcyc,
                        signed(W + 2) if k in ("a_val", "b_val", "imm") else range(max(2, self._max(p, k) + 1)))
-               for k in _Fields.NAMES}
-        f1e = {k: _rom(m, f"i1e_{k}", [_Fields.encode(ins)[k] for ins in p.epilogue], ecyc,
+               for k in names}
+        f1e = {k: _rom(m, f"i1e_{k}", [_Fields.encode(ins, nh)[k] for ins in p.epilogue], ecyc,
                        signed(W + 2) if k in ("a_val", "b_val", "imm") else range(max(2, self._max(p, k) + 1)))
-               for k in _Fields.NAMES}
-        f1 = {k: Signal.like(f1t[k], name=f"i1_{k}") for k in _Fields.NAMES}
-        for k in _Fields.NAMES:
+               for k in names}
+        f1 = {k: Signal.like(f1t[k], name=f"i1_{k}") for k in names}
+        for k in names:
             m.d.comb += f1[k].eq(Mux(state == 1, f1t[k], Mux(running, f1e[k], 0)))
         # the tile each instruction works on: `stage` tiles behind the newest one
         n2 = Signal(signed(it.shape().width + 2), name="tile2")
@@ -275,19 +306,23 @@ class AttentionEngine(wiring.Component):
                 m.d.sync += tcyc.eq(tcyc + 1)
         with m.If(op2 != 0):
             m.d.sync += self.busy_2d.eq(self.busy_2d + 1)
-        with m.If((state == 2) & ~out_busy & ~out_start & (not has_epi)):
-            # the next block of queries overwrites the state being streamed: wait for the stream
+        def next_block():
             with m.If(ptile == p.query_tiles - 1):
-                m.d.sync += state.eq(3)
+                with m.If(hlast):
+                    m.d.sync += state.eq(3)
+                with m.Else():
+                    next_instance()
+                    m.d.sync += [ptile.eq(0), state.eq(1)]
             with m.Else():
                 m.d.sync += [ptile.eq(ptile + 1), state.eq(1)]
+
+        with m.If((state == 2) & ~out_busy & ~out_start & (not has_epi)):
+            # the next block of queries overwrites the state being streamed: wait for the stream
+            next_block()
         with m.If((state == 2) & ~out_busy & has_epi):
             with m.If(ecyc == LE - 1):
                 m.d.sync += [ecyc.eq(0), out_start.eq(1)]
-                with m.If(ptile == p.query_tiles - 1):
-                    m.d.sync += state.eq(3)
-                with m.Else():
-                    m.d.sync += [ptile.eq(ptile + 1), state.eq(1)]
+                next_block()
             with m.Else():
                 m.d.sync += ecyc.eq(ecyc + 1)
         with m.If(out_start):
@@ -323,7 +358,7 @@ class AttentionEngine(wiring.Component):
                                          flds[f"{side}_bank"], flds[f"{side}_val"])
             lv, lok = lane_read(j, idx, mode, bank, f"{name}_{side}", phase1, first1)
             port = col_1a[j] if side == "a" else col_1b[j]
-            m.d.comb += port.addr.eq(idx + ptile * flds[f"{side}_stride"])
+            m.d.comb += port.addr.eq(idx + ptile * flds[f"{side}_stride"] + hoffset(flds, side, f"{name}_{side}ho"))
             v = Signal(signed(W), name=f"{name}_{side}v")
             ok = Signal(name=f"{name}_{side}ok")
             with m.Switch(src):
@@ -346,8 +381,9 @@ class AttentionEngine(wiring.Component):
         m.d.comb += m1.eq(t_first + n2)          # the tile itself (addresses, filter); n2 counts visits
         s0["a_addr"] = Signal(range(p.row_depth + p.col_depth + 2), name="s0_a_addr")
         s0["b_addr"] = Signal(range(p.row_depth + p.col_depth + 2), name="s0_b_addr")
-        m.d.comb += [s0["a_addr"].eq(f2["a_idx"] + m1 * f2["a_stride"]),
-                     s0["b_addr"].eq(f2["b_idx"] + m1 * f2["b_stride"])]
+        h2a, h2b = hoffset(f2, "a", "h2a"), hoffset(f2, "b", "h2b")
+        m.d.comb += [s0["a_addr"].eq(f2["a_idx"] + m1 * f2["a_stride"] + h2a),
+                     s0["b_addr"].eq(f2["b_idx"] + m1 * f2["b_stride"] + h2b)]
         s0["m1"] = Signal(range(M1 + 1), name="s0_m1")
         s0["visit"] = Signal(range(M1 + 1), name="s0_visit")     # register copies alternate by visit
         m.d.comb += s0["visit"].eq(n2)
@@ -362,7 +398,7 @@ class AttentionEngine(wiring.Component):
                 ok = Signal(name=f"s0_{side}colok{j}")
                 lv, lok = lane_read(j, f2[f"{side}_idx"], f2[f"{side}_mode"], f2[f"{side}_bank"], f"c2d{j}{side}",
                                     phase2, first2)
-                m.d.comb += port.addr.eq(f2[f"{side}_idx"] + ptile * f2[f"{side}_stride"])
+                m.d.comb += port.addr.eq(f2[f"{side}_idx"] + ptile * f2[f"{side}_stride"] + (h2a if side == "a" else h2b))
                 with m.Switch(f2[f"{side}_src"]):
                     with m.Case(SRC["lane"]):
                         m.d.comb += [v.eq(lv), ok.eq(lok)]
@@ -516,8 +552,10 @@ class AttentionEngine(wiring.Component):
     # -- helpers ---------------------------------------------------------------------------------
     @staticmethod
     def _max(p: Program, field: str) -> int:
-        vals = [_Fields.encode(t[0])[field] for t in p.timeline] + [_Fields.encode(t[1])[field] for t in p.timeline]
-        vals += [_Fields.encode(i)[field] for i in p.epilogue]
+        nh = len(p.instances)
+        vals = [_Fields.encode(t[0], nh)[field] for t in p.timeline] + [_Fields.encode(t[1], nh)[field]
+                                                                      for t in p.timeline]
+        vals += [_Fields.encode(i, nh)[field] for i in p.epilogue]
         return max([abs(v) for v in vals] + [1])
 
     def _filter(self, st, i, j):

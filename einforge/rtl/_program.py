@@ -45,6 +45,7 @@ class Operand:
     mode: str = "plain"      # iterative tensors: previous or current bank; "rot": the copy of the tile's parity
     bank: int = 0            # registers per bank of an iterative tensor
     value: int = 0           # constant (raw fixed point)
+    hstride: tuple = ()      # buffer address added per step of each instance rank (batch, head)
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,7 @@ class Program:
     divider_2d: bool = False            # the PEs carry a divider (the cascade divides on the 2D array)
     tile_ranges: list = field(default_factory=list)   # per block of queries: (first tile, tiles visited)
     output_bank: int = 0                # the output is a final iterate: its copy offset after odd tile counts
+    instances: list = field(default_factory=list)   # (variable, size) of each instance rank, outermost first
     load_ranks: dict = field(default_factory=dict)  # input -> (distributed rank, temporal ranks in order)
 
 
@@ -117,7 +119,7 @@ def _plain_vars(a: Access) -> list[str] | None:
 def compile_program(cascade: Cascade, binding, array: tuple[int, int], numbers: FixedPoint, sizes: dict) -> Program:
     """Compile ``cascade`` for an ``R x C`` attention engine; raises :class:`RTLError` naming the
     Einsum and the construct the engine cannot run."""
-    from ..arch._model import _aliases, _loop_members, _plan, modulo_schedule, tile_schedule
+    from ..arch._model import _aliases, _loop_members, _plan, instance_ranks, modulo_schedule, tile_schedule
     from ._arch import engine_architecture
 
     R, C = array
@@ -154,6 +156,9 @@ def compile_program(cascade: Cascade, binding, array: tuple[int, int], numbers: 
         vsize[it.var] = int(it.bound.evaluate(sizes))
     M1 = vsize[mv]
     P = sizes[plan.row_rank]
+    # batch and head ranks: the controller runs the whole tile loop once per instance, so registers
+    # hold one instance and buffer addresses step by a stride per instance rank
+    inst = instance_ranks(plan)
     ptiles = math.ceil(P / C)
     parent = next((r.size.left.name for r in cascade.ranks
                    if r.derived and isinstance(r.size, BinOp) and r.size.op == "/" and isinstance(r.size.right, Sym)
@@ -194,7 +199,7 @@ def compile_program(cascade: Cascade, binding, array: tuple[int, int], numbers: 
     def temporal_of(t):
         info = cascade.tensors[t]
         return [r for k, r in enumerate(info.ranks)
-                if r.lower() not in (tv, lv, mv) and k != info.iterative]
+                if r.lower() not in (tv, lv, mv) and r.lower() not in inst and k != info.iterative]
 
     for p in plan.einsums:
         if p.array is None or p.output in alias:
@@ -250,9 +255,11 @@ def compile_program(cascade: Cascade, binding, array: tuple[int, int], numbers: 
             kind, base, tsize, temporal = regions[t]
             src_access = a
             envi = {}
+            base_env = {**env, **{h: 0 for h in inst}}
+            hs = []
             for r, ix in zip(info.ranks, src_access.indices):
                 if r in temporal:
-                    envi[r.lower()] = _eval_static(ix, env, sizes, einsum)
+                    envi[r.lower()] = _eval_static(ix, base_env, sizes, einsum)
                 elif r == parent:
                     if not _is_tile_index(ix, mv, tv, plan.tile_rank):
                         raise RTLError(f"Einsum {einsum}: {t} must be read at {mv}*{plan.tile_rank}+{tv} "
@@ -260,11 +267,15 @@ def compile_program(cascade: Cascade, binding, array: tuple[int, int], numbers: 
                 elif not (isinstance(ix, Var) and ix.name == lv):
                     raise RTLError(f"Einsum {einsum}: {t} must be read at the query {lv}, not {ix.text()}")
             off = toff(temporal, envi, t)
+            for h in inst:          # affine indices: the offset steps by a constant per instance
+                envh = {r.lower(): _eval_static(ix, {**base_env, h: 1}, sizes, einsum)
+                        for r, ix in zip(info.ranks, src_access.indices) if r in temporal}
+                hs.append(toff(temporal, envh, t) - off)
             if kind == "row":
                 if array != "2d":
                     raise RTLError(f"Einsum {einsum}: {t} is spread over the 2D rows; the 1D array cannot read it")
-                return Operand("row", base + off, stride=tsize)
-            return Operand("col", base + off, stride=tsize)
+                return Operand("row", base + off, stride=tsize, hstride=tuple(hs))
+            return Operand("col", base + off, stride=tsize, hstride=tuple(hs))
         vs = _plain_vars(a)
         if t in pe_reg:
             if vs is None or tv not in vs or lv not in vs:
@@ -526,6 +537,7 @@ def compile_program(cascade: Cascade, binding, array: tuple[int, int], numbers: 
         makespan=makespan, busy_2d=busy, depth=depth, lane_var=lv, tile_var=tv, loop_var=mv,
         banked={t: (b, math.prod(sizes[r] for r in tmp) if tmp else 1) for t, (b, tmp, bk) in lane_reg.items() if bk},
         load_ranks=load_ranks, divider_2d=divider_2d, tile_ranges=ranges, output_bank=output_bank,
+        instances=[(h, vsize[h]) for h in inst],
     )
 
 

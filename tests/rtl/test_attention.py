@@ -92,3 +92,16 @@ def test_interleaved_tiles_start_at_the_resource_bound(name, array, e):
     tl = d.program.timeline
     bound = max(sum(a is not None for a, _ in tl), sum(b is not None for _, b in tl))
     assert d.program.makespan == bound
+
+
+@pytest.mark.parametrize("binding", ["arch", "fusemax"])
+def test_batch_and_heads_run_one_instance_at_a_time(binding):
+    # GQA's B x G x R instances each run the 1-pass tile loop: the registers hold one instance, so
+    # the program is the single-head one and the cycles are the instance count times its cycles
+    sizes = {"M": 16, "P": 8, "E": 4, "F": 4}
+    one = lower(LIB["attention-1pass"].load(), binding, (4, 4), FixedPoint(8, 8), sizes)
+    gqa = lower(LIB["attention-gqa"].load(), binding, (4, 4), FixedPoint(8, 8), {**sizes, "B": 2, "G": 2, "R": 3})
+    assert gqa.manifest["instances"] == {"b": 2, "g": 2, "r": 3}
+    assert (gqa.program.pe_regs, gqa.program.lane_regs) == (one.program.pe_regs, one.program.lane_regs)
+    assert gqa.manifest["rtl_cycles"] == 12 * one.manifest["rtl_cycles"]
+    assert gqa.manifest["model_cycles"] == gqa.manifest["rtl_cycles"]
