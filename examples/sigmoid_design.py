@@ -19,7 +19,8 @@ import argparse
 import numpy as np
 
 from einforge.arch import evaluate, load_architecture, load_binding, load_workload
-from einforge.einsum import FixedPoint, evaluate as run_cascade, library, random_inputs, resolve_sizes
+from einforge.einsum import FixedPoint, library, random_inputs, resolve_sizes
+from einforge.einsum import evaluate as run_cascade
 from einforge.rtl import lower
 from einforge.sim import simulate, simulators
 

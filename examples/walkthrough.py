@@ -16,7 +16,8 @@ import tempfile
 import numpy as np
 
 from einforge.arch import design, evaluate, load_architecture, load_binding, load_workload
-from einforge.einsum import FixedPoint, analyze, evaluate as run_cascade, library, random_inputs, resolve_sizes
+from einforge.einsum import FixedPoint, analyze, library, random_inputs, resolve_sizes
+from einforge.einsum import evaluate as run_cascade
 from einforge.rtl import lower, write_design
 from einforge.sim import simulate, simulators
 

@@ -1,14 +1,21 @@
 """Architectures, workloads, bindings and the spatial-array cost model."""
 
+from ._binding import BINDINGS, Binding, bind_arrays, load_binding
+from ._designs import DESIGNS, design, end_to_end, evaluate, evaluate_design
+from ._flat import flat_dataflow
+from ._model import EinsumCost, Report, cascade_sizes
 from ._spec import (
-    Architecture, ArchError, AreaTable, EnergyTable, GlobalBuffer, PEArray, architectures,
-    load_architecture, parse_quantity,
+    ArchError,
+    Architecture,
+    AreaTable,
+    EnergyTable,
+    GlobalBuffer,
+    PEArray,
+    architectures,
+    load_architecture,
+    parse_quantity,
 )
 from ._workload import Workload, load_workload, parse_seq, workloads
-from ._binding import BINDINGS, Binding, bind_arrays, load_binding
-from ._model import EinsumCost, Report, cascade_sizes
-from ._flat import flat_dataflow
-from ._designs import design, DESIGNS, evaluate_design, evaluate, end_to_end
 
 __all__ = [
     "Architecture", "ArchError", "AreaTable", "EnergyTable", "GlobalBuffer", "PEArray", "architectures",

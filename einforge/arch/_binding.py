@@ -10,22 +10,20 @@ A binding is data. The built-in ones are rules over the cascade IR, so they appl
 * ``unfused`` — tensor products on the 2D array, softmax on the 1D array; each phase reads its
   inputs from DRAM and writes its outputs back.
 
-A cascade's file may come with ``NAME.bindings.yaml`` next to it in the library, refining a
-built-in binding for that cascade (an explicit stage list, for instance); users give their own
-YAML file with the same fields.
+A binding is complete in itself: nothing about it depends on where a cascade file sits. Users
+give their own YAML file with the same fields.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 
 import yaml
 
 from ..einsum import Access, Cascade
 from ..einsum._execute import product_factors
-from ._spec import ArchError, parse_quantity
+from ._spec import ArchError
 
 __all__ = ["Binding", "load_binding", "BINDINGS", "bind_arrays", "is_layout", "is_tensor_product"]
 
@@ -36,7 +34,11 @@ _DEFAULTS = {
                     description="+Binding (FuseMax): softmax tiles on the 2D array, corrections on the 1D array, arrays interleaved"),
     "arch": dict(rule="tile", mapping="tiled", schedule="sequential", drain=True, skip_empty_tiles=True,
                  description="+Architecture: FuseMax placement, one tile at a time with the 2D drain exposed"),
+    # +Cascade as the FuseMax evaluation models it on FLAT's hardware: resident query blocks sized for
+    # half of FLAT's 32 MiB buffer (the artifact computes its P1 for 16 MiB), and every action on
+    # FLAT's 1D PEs one cycle, exp with its subtraction two (FuseMax artifact, FlatPEProposal)
     "cascade": dict(rule="product", mapping="tiled", schedule="overlap", skip_empty_tiles=True,
+                    buffer_share=0.5, issue={"1d": "sequential"},
                     description="+Cascade: the 1-pass cascade with tensor products on 2D and the softmax on 1D"),
     "flat": dict(rule="product", mapping="flat", schedule="overlap",
                  description="FLAT: fused logit/attend tiles, softmax on the 1D array"),
@@ -74,7 +76,7 @@ class Binding:
     stages: tuple = ()                         # (((array, (labels...)), ...), drain label or None)
     drain: bool = False                        # sequential schedule: expose the 2D drain of row reductions
     issue: tuple = ()                          # (array, "sequential"|"pipelined") overrides
-    tiling_capacity: float | None = None       # bytes the tiled mapping may use (default: whole buffer)
+    buffer_share: float = 1.0                  # share of the global buffer the tiled mapping may fill
     skip_empty_tiles: bool = False
     source: str = field(default="", compare=False)
 
@@ -128,28 +130,10 @@ def bind_arrays(cascade: Cascade, binding: Binding, tile_rank: str | None) -> di
     return out
 
 
-def _library_bindings(cascade: Cascade) -> dict:
-    """The refinements shipped with a built-in cascade (``library/NAME.bindings.yaml``)."""
-    from ..einsum import LIBRARY_DIR
-
-    f = LIBRARY_DIR / f"{cascade.name}.bindings.yaml"
-    if cascade.source is None or not f.exists():
-        return {}
-    if Path(cascade.source.file).resolve().parent != LIBRARY_DIR.resolve():
-        return {}
-    return _read_bindings(f, f.stat().st_mtime_ns)
-
-
-@lru_cache(maxsize=32)
-def _read_bindings(f: Path, mtime: int) -> dict:
-    data = yaml.safe_load(f.read_text()) or {}
-    return {k: (v, str(f)) for k, v in data.items()}
-
-
 def _from_dict(name: str, d: dict, where: str) -> Binding:
     base = dict(_DEFAULTS.get(d.get("base", name), _DEFAULTS["fusemax"]))
     known = {"base", "rule", "mapping", "schedule", "description", "arrays", "spatial", "stages", "issue",
-             "tiling_capacity", "drain", "einsum_spatial", "skip_empty_tiles"}
+             "buffer_share", "drain", "einsum_spatial", "skip_empty_tiles"}
     bad = set(d) - known
     if bad:
         raise ArchError(f"{where}binding {name}: unknown field(s) {', '.join(sorted(bad))}")
@@ -170,7 +154,9 @@ def _from_dict(name: str, d: dict, where: str) -> Binding:
         stages.append((tuple((a, tuple(v)) for a, v in s.items() if a != "drain"), s.get("drain")))
     if stages and "schedule" not in d:
         base["schedule"] = "stages"
-    tc = d.get("tiling_capacity")
+    share = d.get("buffer_share", base.get("buffer_share", 1.0))
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= 1:
+        raise ArchError(f"{where}binding {name}: buffer_share must be a number in (0, 1], not {share!r}")
     return Binding(
         name=name, rule=base["rule"], mapping=base["mapping"], schedule=base["schedule"],
         description=base.get("description", ""), drain=bool(base.get("drain", False)),
@@ -178,13 +164,13 @@ def _from_dict(name: str, d: dict, where: str) -> Binding:
         explicit=tuple((k, v) for k, v in (d.get("arrays") or {}).items()),
         spatial=sp, stages=tuple(stages),
         einsum_spatial=tuple((k, tuple(v.items())) for k, v in (d.get("einsum_spatial") or {}).items()),
-        issue=tuple((d.get("issue") or {}).items()),
-        tiling_capacity=None if tc is None else parse_quantity(tc, "tiling_capacity", where), source=where,
+        issue=tuple((d.get("issue") or base.get("issue") or {}).items()),
+        buffer_share=float(share), source=where,
     )
 
 
 def load_binding(name_or_file: str, cascade: Cascade) -> Binding:
-    """A built-in binding (refined for ``cascade`` when the library ships a refinement) or a YAML file.
+    """A built-in binding or a YAML file.
 
     Raises
     ------
@@ -207,8 +193,4 @@ def load_binding(name_or_file: str, cascade: Cascade) -> Binding:
     name = str(name_or_file)
     if name not in BINDINGS:
         raise ArchError(f"no built-in binding named {name!r} and no such file (built-in: {', '.join(BINDINGS)})")
-    lib = _library_bindings(cascade)
-    if name in lib:
-        d, where = lib[name]
-        return _from_dict(name, d, f"{where}: ")
     return _from_dict(name, {}, "")

@@ -22,7 +22,7 @@ from ._binding import Binding, load_binding
 from ._flat import flat_dataflow, flat_spatial, search_flat_dataflow
 from ._model import Report, _plan
 from ._model import evaluate as _evaluate
-from ._spec import Architecture, ArchError, load_architecture
+from ._spec import ArchError, Architecture, load_architecture
 from ._workload import Workload
 
 __all__ = ["DESIGNS", "design", "evaluate", "evaluate_design", "end_to_end"]

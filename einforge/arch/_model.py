@@ -33,7 +33,7 @@ import networkx as nx
 from ..einsum import Cascade, CascadeError, presence_filters, resolve_sizes
 from ..einsum._ir import Access, Call
 from ._binding import Binding, bind_arrays, is_layout
-from ._spec import Architecture, ArchError
+from ._spec import ArchError, Architecture
 from ._workload import Workload
 
 __all__ = ["Report", "EinsumCost", "evaluate", "cascade_sizes"]
@@ -918,7 +918,7 @@ def _tiled(ctx: _Ctx, plan: _Plan, binding: Binding) -> _Access:
         elif outer and has(t, next(iter(outer))):
             words /= steps_outer
         row_words += words
-    capacity = binding.tiling_capacity or arch.buffer.capacity
+    capacity = binding.buffer_share * arch.buffer.capacity
     p0 = next((n for d, v, n in _spatial_of(plan, "2d") if v == row_v), None) or \
         (arch.array("1d").cols if oned else 1)
     blocks = max(1, math.ceil(rows_total / p0))

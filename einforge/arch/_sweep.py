@@ -13,7 +13,7 @@ import yaml
 from ..einsum import load_cascade
 from ._binding import load_binding
 from ._designs import evaluate
-from ._spec import Architecture, ArchError, load_architecture, parse_quantity
+from ._spec import ArchError, Architecture, load_architecture, parse_quantity
 from ._workload import load_workload, parse_seq, seq_label
 
 __all__ = ["SweepSpec", "load_sweep", "run_sweep", "pareto_front", "scaled_fusemax", "pareto_sweep",

@@ -1,11 +1,22 @@
 """The Extended Einsum language: cascades, their IR, the reference executor and the attention library."""
 
+from ._cascade import Cascade, IterativeRank, TensorInfo, parse_cascade
 from ._errors import CascadeError, Source, Span
 from ._ir import (
-    Access, BinOp, Call, Compare, Const, Einsum, Num, RankDecl, SizeRef, Sym, TensorDecl, Var,
+    Access,
+    BinOp,
+    Call,
+    Compare,
+    Const,
+    Einsum,
+    Num,
+    RankDecl,
+    SizeRef,
+    Sym,
+    TensorDecl,
+    Var,
 )
 from ._ops import DEFAULT_OPERATORS, Operator, OperatorTable
-from ._cascade import Cascade, IterativeRank, TensorInfo, parse_cascade
 
 __all__ = [
     "CascadeError", "Source", "Span",
@@ -14,8 +25,8 @@ __all__ = [
     "DEFAULT_OPERATORS", "Operator", "OperatorTable",
     "Cascade", "IterativeRank", "TensorInfo", "parse_cascade",
 ]
-from ._numbers import FLOAT64, Float64, NumberSystem
 from ._execute import evaluate, resolve_sizes, tensor_shape
+from ._numbers import FLOAT64, Float64, NumberSystem
 
 __all__ += ["FLOAT64", "Float64", "NumberSystem", "evaluate", "resolve_sizes", "tensor_shape"]
 from ._library import LIBRARY_DIR, LibraryEntry, library, load_cascade, random_inputs

@@ -9,7 +9,6 @@ cascade's outputs. A ``Cascade`` that exists is a valid one.
 from __future__ import annotations
 
 import re
-
 from dataclasses import dataclass, field, fields, replace
 from functools import cached_property
 
@@ -17,8 +16,20 @@ import networkx as nx
 
 from ._errors import CascadeError, Source, Span
 from ._ir import (
-    Access, BinOp, Call, Compare, Const, Einsum, Num, RankDecl, SizeRef, Sym, TensorDecl, Var,
-    rank_of, var_of,
+    Access,
+    BinOp,
+    Call,
+    Compare,
+    Const,
+    Einsum,
+    Num,
+    RankDecl,
+    SizeRef,
+    Sym,
+    TensorDecl,
+    Var,
+    rank_of,
+    var_of,
 )
 from ._ops import DEFAULT_OPERATORS, UNION, OperatorTable
 

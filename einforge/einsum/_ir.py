@@ -109,8 +109,8 @@ class BinOp:
     """Integer arithmetic on index expressions; ``/`` is exact division (sizes must divide)."""
 
     op: str
-    left: "IndexExpr"
-    right: "IndexExpr"
+    left: IndexExpr
+    right: IndexExpr
     span: Span | None = field(default=None, compare=False, repr=False)
 
     def variables(self) -> set[str]:
@@ -255,7 +255,7 @@ class Call:
     """A map operator applied to operands: infix ``+ - * /``, ``neg`` or a named function."""
 
     op: str
-    args: tuple["Expr", ...]
+    args: tuple[Expr, ...]
     span: Span | None = field(default=None, compare=False, repr=False)
 
     def accesses(self):

@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass
 
 from ._errors import CascadeError, Source, Span
-from ._ir import Access, BinOp, Call, Compare, Const, Num, RankDecl, Sym, Var, Einsum
+from ._ir import Access, BinOp, Call, Compare, Const, Einsum, Num, RankDecl, Sym, Var
 
 __all__ = ["tokenize", "parse_statements", "ParsedCascade"]
 

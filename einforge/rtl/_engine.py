@@ -58,7 +58,7 @@ class _Fields:
                                 else 0) for side in "ab" for k in range(nh)}
         if ins is None:
             return {**{k: 0 for k in _Fields.NAMES}, **hs}
-        return {**hs, 
+        return {**hs,
             "op": OPS[ins.op], "a_src": SRC[ins.a.src], "a_idx": ins.a.index, "a_stride": ins.a.stride,
             "a_mode": MODE[ins.a.mode], "a_bank": ins.a.bank, "a_val": ins.a.value,
             "b_src": SRC[ins.b.src], "b_idx": ins.b.index, "b_stride": ins.b.stride, "b_mode": MODE[ins.b.mode],

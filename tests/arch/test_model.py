@@ -8,8 +8,16 @@ import pytest
 from click.testing import CliRunner
 
 from einforge.arch import (
-    ArchError, Binding, evaluate, load_architecture, load_binding, load_sweep, load_workload, pareto_front,
-    run_sweep, write_table,
+    ArchError,
+    Binding,
+    evaluate,
+    load_architecture,
+    load_binding,
+    load_sweep,
+    load_workload,
+    pareto_front,
+    run_sweep,
+    write_table,
 )
 from einforge.cli import main
 from einforge.einsum import load_cascade, parse_cascade

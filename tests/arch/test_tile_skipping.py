@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from einforge.arch import Workload, evaluate, load_architecture, load_binding
-from einforge.einsum import evaluate as run, library, random_inputs, resolve_sizes
+from einforge.einsum import evaluate as run
+from einforge.einsum import library, random_inputs, resolve_sizes
 
 LIB = library()
 SMALL = load_architecture("fusemax").with_array("2d", rows=4, cols=4).with_array("1d", cols=4)

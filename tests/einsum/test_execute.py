@@ -6,7 +6,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from einforge.einsum import (
-    BinOp, CascadeError, Sym, evaluate, library, parse_cascade, random_inputs, resolve_sizes,
+    BinOp,
+    CascadeError,
+    Sym,
+    evaluate,
+    library,
+    parse_cascade,
+    random_inputs,
+    resolve_sizes,
 )
 
 LIB = library()

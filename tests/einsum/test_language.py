@@ -4,8 +4,20 @@ import numpy as np
 import pytest
 
 from einforge.einsum import (
-    Access, Call, Cascade, CascadeError, DEFAULT_OPERATORS, Einsum, RankDecl, TensorDecl, Var,
-    evaluate, library, parse_cascade, parse_teaal, resolve_sizes,
+    DEFAULT_OPERATORS,
+    Access,
+    Call,
+    Cascade,
+    CascadeError,
+    Einsum,
+    RankDecl,
+    TensorDecl,
+    Var,
+    evaluate,
+    library,
+    parse_cascade,
+    parse_teaal,
+    resolve_sizes,
 )
 
 GEMM = """\

@@ -9,7 +9,14 @@ from click.testing import CliRunner
 
 from einforge.cli import main
 from einforge.einsum import (
-    CascadeError, analyze, check_equivalent, defer_division, library, parse_cascade, passes, running_max,
+    CascadeError,
+    analyze,
+    check_equivalent,
+    defer_division,
+    library,
+    parse_cascade,
+    passes,
+    running_max,
 )
 
 LIB = library()
