@@ -51,6 +51,24 @@ def parse_sizes(items) -> dict[str, int]:
     return out
 
 
+def _given_sizes(cascade, size, params) -> dict[str, int]:
+    """--size R=N and --param W=N, checked against the cascade's ranks and parameters."""
+    sizes = parse_sizes(list(size))
+    pars = parse_sizes(list(params))
+    for k in pars:
+        decl = next((r for r in cascade.ranks if r.name == k), None)
+        if decl is None or not decl.param:
+            names = ", ".join(r.name for r in cascade.ranks if r.param) or "none"
+            raise click.BadParameter(f"{k} is not a parameter of {cascade.name} (its parameters: {names})",
+                                     param_hint="--param")
+    for k in sizes:
+        decl = next((r for r in cascade.ranks if r.name == k), None)
+        if decl is None:
+            raise click.BadParameter(f"{k} is not a rank of {cascade.name} (its ranks: "
+                                     f"{', '.join(cascade.rank_names)})", param_hint="--size")
+    return {**sizes, **pars}
+
+
 def _domain_errors():
     errs = [CascadeError]
     for mod, name in (("einforge.arch", "ArchError"), ("einforge.rtl", "RTLError"), ("einforge.sim", "SimError")):
@@ -335,6 +353,21 @@ _DEFAULT_CASCADE = {"fusemax": "attention-1pass", "arch": "attention-1pass", "ca
                     "flat": "attention-3pass", "unfused": "attention-3pass"}
 
 
+def _defaults_used(ctx, names) -> list[str]:
+    """The options of this command the user left at their defaults, as ``--opt value``."""
+    from click.core import ParameterSource
+
+    out = []
+    for n in names:
+        if ctx.get_parameter_source(n) == ParameterSource.DEFAULT and ctx.params.get(n) not in (None, False, ()):
+            out.append(f"--{n.replace('_ref', '').replace('_', '-')} {ctx.params[n]}")
+    return out
+
+
+def _sizes_line(r) -> str:
+    return ", ".join(f"{k}={v} ({r.size_origin.get(k, '')})" for k, v in r.sizes.items())
+
+
 @main.command("evaluate")
 @click.option("--arch", "arch_ref", default="fusemax", show_default=True, help="fusemax, flat or an architecture YAML file")
 @click.option("--cascade", "cascade_ref", default=None, help="cascade name or file (default: the binding's cascade)")
@@ -342,11 +375,17 @@ _DEFAULT_CASCADE = {"fusemax": "attention-1pass", "arch": "attention-1pass", "ca
               help="fusemax, arch, cascade, flat, unfused or a binding YAML file (default: the architecture's own)")
 @click.option("--model", "model", default="BERT", show_default=True, help="BERT, TrXL, T5, XLM or a workload YAML file")
 @click.option("--seq", default="64K", show_default=True, help="sequence length: 1K, 64K, 1M or an integer")
+@size_option
+@click.option("--param", "params", multiple=True, metavar="W=N", help="parameter value, e.g. --param W=512 (repeatable)")
 @click.option("--end-to-end", "e2e", is_flag=True, help="add the encoder's linear layers")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
+@click.pass_context
 @handles_errors
-def evaluate_cmd(arch_ref, cascade_ref, binding_ref, model, seq, e2e, as_json):
-    """Latency, utilization, traffic, energy and area of a cascade bound onto an architecture."""
+def evaluate_cmd(ctx, arch_ref, cascade_ref, binding_ref, model, seq, size, params, e2e, as_json):
+    """Latency, utilization, traffic, energy and area of a cascade bound onto an architecture.
+
+    Ranks take their sizes from the workload through the cascade's `workload` line; --size and
+    --param override them. Every size used, and where it came from, is printed with the result."""
     from .arch import evaluate, load_architecture, load_binding, load_workload
     from .einsum import load_cascade
 
@@ -354,20 +393,31 @@ def evaluate_cmd(arch_ref, cascade_ref, binding_ref, model, seq, e2e, as_json):
     binding_name = binding_ref or _DEFAULT_BINDING.get(arch.name, "fusemax")
     c = load_cascade(cascade_ref or _DEFAULT_CASCADE.get(binding_name, "attention-1pass"))
     b = load_binding(binding_name, c)
-    w = load_workload(model, seq)
+    w = load_workload(model, seq).with_sizes(_given_sizes(c, size, params))
     r = evaluate(arch, c, b, w, name=f"{c.name}/{b.name}@{arch.name}:{w.label}")
+    defaults = _defaults_used(ctx, ["arch_ref", "model", "seq"])
+    if cascade_ref is None:
+        defaults.append(f"--cascade {c.name}")
+    if binding_ref is None:
+        defaults.append(f"--binding {b.name}")
     lin = None
     if e2e:
         lc = load_cascade("encoder-linear")
-        lin = evaluate(arch, lc, load_binding("unfused", lc), w, name=f"encoder-linear@{arch.name}:{w.label}")
+        # the linear layers take the workload as it is (--size names the attention cascade's ranks)
+        lin = evaluate(arch, lc, load_binding("unfused", lc), load_workload(model, seq),
+                       name=f"encoder-linear@{arch.name}:{w.label}")
     if as_json:
         out = r.to_json()
+        out["defaults_used"] = defaults
         if lin is not None:
             out["end_to_end"] = {"latency_s": r.latency_s + lin.latency_s, "energy_pJ": r.energy_pJ + lin.energy_pJ,
                                  "traffic_bytes": r.traffic_bytes + lin.traffic_bytes, "linear": lin.to_json()}
         emit_json(out)
         return
     console.print(f"[bold]{escape(r.design)}[/]  ({b.description})")
+    console.print(f"  sizes: {escape(_sizes_line(r))}; instances {r.instances}")
+    if defaults:
+        console.print(f"  defaults used: {escape(', '.join(defaults))}")
     d = r.details
     bound = "memory" if r.memory_s >= r.compute_s else "compute"
     console.print(f"  latency {r.latency_s:.6g} s ({bound}-bound: compute {r.compute_s:.4g} s, memory {r.memory_s:.4g} s)")

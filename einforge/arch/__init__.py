@@ -3,7 +3,7 @@
 from ._binding import BINDINGS, Binding, bind_arrays, load_binding
 from ._designs import DESIGNS, design, end_to_end, evaluate, evaluate_design
 from ._flat import flat_dataflow
-from ._model import EinsumCost, Report, cascade_sizes
+from ._model import EinsumCost, Report
 from ._spec import (
     ArchError,
     Architecture,
@@ -15,14 +15,14 @@ from ._spec import (
     load_architecture,
     parse_quantity,
 )
-from ._workload import Workload, load_workload, parse_seq, workloads
+from ._workload import BoundSizes, Workload, bind_sizes, load_workload, parse_seq, workloads
 
 __all__ = [
     "Architecture", "ArchError", "AreaTable", "EnergyTable", "GlobalBuffer", "PEArray", "architectures",
     "load_architecture", "parse_quantity",
-    "Workload", "load_workload", "parse_seq", "workloads",
+    "BoundSizes", "Workload", "bind_sizes", "load_workload", "parse_seq", "workloads",
     "BINDINGS", "Binding", "bind_arrays", "load_binding",
-    "EinsumCost", "Report", "cascade_sizes", "flat_dataflow",
+    "EinsumCost", "Report", "flat_dataflow",
     "design", "DESIGNS", "evaluate_design", "evaluate", "end_to_end",
 ]
 from ._sweep import SweepSpec, load_sweep, pareto_front, pareto_sweep, run_sweep, scaled_fusemax, write_table

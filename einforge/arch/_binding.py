@@ -46,9 +46,6 @@ _DEFAULTS = {
                     description="unfused: each tensor product and the softmax as separate phases through DRAM"),
 }
 
-_SPATIAL_TILED = {"2d": {"rows": ["M0"], "cols": ["P", "R", "G", "H", "B"]}, "1d": {"cols": ["P", "R", "G", "H", "B"]}}
-_SPATIAL_UNFUSED = {"2d": {"rows": ["M", "M0", "A", "D", "S"], "cols": ["P", "T", "R", "G", "H", "B"]},
-                    "1d": {"cols": ["P", "R", "G", "H", "B"]}}
 
 
 @dataclass(frozen=True)
@@ -144,7 +141,7 @@ def _from_dict(name: str, d: dict, where: str) -> Binding:
         raise ArchError(f"{where}binding {name}: mapping must be tiled, flat or unfused, not {base['mapping']!r}")
     if base["schedule"] not in ("overlap", "sequential", "stages", "phases"):
         raise ArchError(f"{where}binding {name}: schedule must be overlap, sequential, stages or phases")
-    spatial = d.get("spatial") or (_SPATIAL_UNFUSED if base["mapping"] in ("unfused", "flat") else _SPATIAL_TILED)
+    spatial = d.get("spatial") or {}      # by default the roles of the ranks decide (arch._model)
     sp = tuple((a, tuple((dim, tuple(rs if isinstance(rs, list) else [rs])) for dim, rs in dims.items()))
                for a, dims in spatial.items())
     stages = []

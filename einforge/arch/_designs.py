@@ -84,7 +84,7 @@ def evaluate(arch: Architecture, cascade: Cascade, binding: Binding, workload: W
             b = replace(binding, einsum_spatial=flat_spatial(flow, twod[0], twod[1], cascade))
             return _evaluate(arch, cascade, b, workload, flat_dataflow=flow, design=name)
 
-        flow = flat if flat is not None else flat_dataflow(workload.name, workload.M)
+        flow = flat if flat is not None else flat_dataflow(workload.name, workload.keys)
         if flow is None or arch.buffer.capacity != 32 << 20 or arch.array("2d").rows != 256:
             # FLAT's own choices cover its cloud accelerator only; elsewhere, search its space
             flow = flat if flat is not None else search_flat_dataflow(

@@ -40,8 +40,12 @@ def flat_dataflow(model: str, seq: int, platform: str = "cloud") -> dict | None:
 
 def flat_spatial(flow: dict, logit: str, attend: str, cascade) -> tuple:
     """Per-Einsum spatial ranks implied by the stationarity: the stationary tensor's two ranks."""
+    from ..einsum import roles
+
+    batch = set(roles(cascade).batch)
+
     def ranks_of(t):
-        return tuple(r for r in cascade.tensors[t].ranks if r not in ("B", "H"))
+        return tuple(r for r in cascade.tensors[t].ranks if r not in batch)
 
     e_l = cascade.einsum(logit)
     e_a = cascade.einsum(attend)
@@ -69,7 +73,8 @@ def search_flat_dataflow(evaluate_flow, workload, capacity_bytes: float, word_by
 
     ``evaluate_flow(flow)`` returns the model's report for a candidate.
     """
-    E, F, M, P = workload.E, workload.F, workload.M, workload.P
+    f = workload.fields()
+    E, F, M, P = f["head_dim"], f["value_dim"], f["keys"], f["queries"]
     avail = capacity_bytes / word_bytes
     p1s = [("head", P)]
     k = rows

@@ -30,13 +30,13 @@ from functools import lru_cache
 
 import networkx as nx
 
-from ..einsum import Cascade, CascadeError, presence_filters, resolve_sizes
+from ..einsum import Cascade, presence_filters, roles
 from ..einsum._ir import Access, Call
 from ._binding import Binding, bind_arrays, is_layout
 from ._spec import ArchError, Architecture
-from ._workload import Workload
+from ._workload import Workload, bind_sizes
 
-__all__ = ["Report", "EinsumCost", "evaluate", "cascade_sizes"]
+__all__ = ["Report", "EinsumCost", "evaluate"]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -71,6 +71,9 @@ class Report:
     area_breakdown_um2: dict
     cycles: dict                      # array -> busy cycles (sum over its Einsums)
     details: dict = field(default_factory=dict)
+    sizes: dict = field(default_factory=dict)        # every rank and parameter the point used
+    size_origin: dict = field(default_factory=dict)  # where each size came from (workload, given, mapping, default)
+    instances: int = 1                               # independent copies of the cascade (batch x heads it leaves out)
 
     @property
     def util_2d(self) -> float:
@@ -102,6 +105,8 @@ class Report:
                     "util_2d": self.einsum_util(k, "2d"), "util_1d": self.einsum_util(k, "1d")}
                 for k, c in self.per_einsum.items()
             },
+            "sizes": {k: {"size": v, "from": self.size_origin.get(k, "")} for k, v in self.sizes.items()},
+            "instances": self.instances,
             "energy_breakdown_pJ": dict(self.energy_breakdown_pJ),
             "area_breakdown_um2": dict(self.area_breakdown_um2),
             "details": {k: v for k, v in self.details.items() if isinstance(v, (int, float, str, bool))},
@@ -111,41 +116,6 @@ class Report:
 # ------------------------------------------------------------------------------------------------
 # sizes
 # ------------------------------------------------------------------------------------------------
-
-_BATCH_COVERS = {"B": ("B", "T"), "H": ("H", "G", "R", "A")}
-
-
-def cascade_sizes(cascade: Cascade, workload: Workload, tiles: dict[str, int]) -> tuple[dict[str, int], int]:
-    """Rank sizes of ``cascade`` for ``workload`` (tile ranks fixed by the mapping), and the number
-    of independent instances (batch and heads the cascade does not name)."""
-    ws = workload.rank_sizes()
-    ws["T"] = workload.B * workload.P
-    ws["A"] = workload.H * workload.E
-    names = {r.name: r for r in cascade.ranks}
-    given = {}
-    for r in cascade.ranks:
-        if r.derived:
-            continue
-        if r.name in tiles:
-            given[r.name] = tiles[r.name]
-        elif ws.get(r.name):
-            given[r.name] = int(ws[r.name])
-    # a tile no larger than the rank it tiles
-    for t, n in tiles.items():
-        for r in cascade.ranks:
-            if r.derived and r.size.symbols() == {_parent_of(r), t} and _parent_of(r) in given:
-                given[t] = min(n, given[_parent_of(r)])
-    try:
-        sizes = resolve_sizes(cascade, given)
-    except CascadeError as exc:
-        raise ArchError(f"workload {workload.label} on {cascade.name}: {exc.message}"
-                        + (f" ({exc.hint})" if exc.hint else "")) from None
-    inst = 1
-    for batch, covers in _BATCH_COVERS.items():
-        if not any(c in names for c in covers):
-            inst *= int(ws[batch] or 1)
-    return sizes, inst
-
 
 def _parent_of(r):
     from ..einsum._ir import BinOp, Sym
@@ -224,13 +194,77 @@ def _actions(cascade: Cascade, e, units, array) -> Counter:
     return counts
 
 
-def _plan(cascade: Cascade, binding: Binding, arch: Architecture) -> _Plan:
-    """Only the arrays matter to the plan: buffers, bandwidths and clocks share it."""
-    return _plan_for(cascade, binding, tuple(arch.arrays))
+def _plan(cascade: Cascade, binding: Binding, arch: Architecture, sizes: dict | None = None) -> _Plan:
+    """Only the arrays matter to the plan: buffers, bandwidths and clocks share it. Which rank goes
+    on each array dimension is decided from the ranks' roles and, where several could, their sizes."""
+    rows = next((a.rows for a in arch.arrays if a.rows > 1), 1)
+    return _plan_for(cascade, binding, tuple(arch.arrays), _spatial_candidates(cascade, binding, sizes, rows))
+
+
+def _by_size(ranks, sizes) -> list[str]:
+    """Ranks largest first (declaration order among equals)."""
+    if not sizes:
+        return list(ranks)
+    return sorted(ranks, key=lambda r: -sizes.get(r, 0))
+
+
+def _spatial_candidates(cascade: Cascade, binding: Binding, sizes: dict | None, rows: int = 256) -> tuple:
+    """(tile rank, column rank, {array dim: candidate ranks}) for the binding's mapping.
+
+    A binding file may name candidates itself (``spatial:``); otherwise they follow the roles:
+    the tiled mapping puts the tile on the 2D rows and the largest query-like rank on the columns
+    and lanes (then batch-like ranks); the unfused and FLAT mappings put the largest output rank
+    on the columns and, on the rows, an output rank that fills them or else the largest reduced
+    rank (see :func:`_pick_rows`)."""
+    r = roles(cascade)
+    names = {x.name for x in cascade.ranks if not x.param}
+    if binding.spatial:
+        rows = binding.spatial_for("2d").get("rows", ())
+        cols = binding.spatial_for("1d").get("cols", binding.spatial_for("2d").get("cols", ()))
+        tile = next((x for x in rows if x in names), None) if binding.mapping == "tiled" else None
+        col = next((x for x in cols if x in names), None)
+        return tile, col, tuple((a, dims) for a, dims in binding.spatial)
+    cols = tuple(_by_size(r.query, sizes)) + tuple(_by_size(r.batch, sizes))
+    col = cols[0] if cols else None
+    if binding.mapping == "tiled":
+        tile = r.tile
+        spatial = (("2d", (("rows", (tile,) if tile else ()), ("cols", cols))), ("1d", (("cols", cols),)))
+        return tile, col, spatial
+    # the rows of each 2D product depend on the sizes: decide them here, so plans stay shared
+    rows_of = []
+    size_of = lambda v: (sizes or {}).get(v.upper(), 0)
+    for i, e in enumerate(cascade.einsums):
+        lab = cascade.label(i)
+        if bind_arrays(cascade, binding, None).get(lab) != "2d":
+            continue
+        vs, outs = e.variables(), e.output_variables()
+        lc = [x.lower() for x in cols]
+        pick_c = next((v for v in lc if v in outs), None) or next((v for v in lc if v in vs), None)
+        pick_r = _pick_rows(vs, outs, {pick_c}, size_of, rows)
+        if pick_r is not None:
+            rows_of.append((lab, pick_r.upper()))
+    spatial = (("2d", (("cols", cols),)), ("1d", (("cols", cols),)), ("rows", tuple(rows_of)))
+    return None, col, spatial
+
+
+def _pick_rows(vs, outs, used, size_of, rows) -> str | None:
+    """Rows of an unfused product: an output rank that fills them keeps partial sums in the PEs;
+    otherwise the reduction is spread down the rows (the largest reduced rank), else the largest
+    output rank."""
+    out_c = [v for v in outs if v not in used]
+    red_c = [v for v in vs if v not in outs and v not in used]
+    out_c.sort(key=lambda v: -size_of(v))
+    red_c.sort(key=lambda v: -size_of(v))
+    fill = [v for v in out_c if size_of(v) >= rows]
+    if fill:
+        return fill[0]
+    if red_c:
+        return red_c[0]
+    return out_c[0] if out_c else None
 
 
 @lru_cache(maxsize=512)
-def _plan_for(cascade: Cascade, binding: Binding, arrays: tuple) -> _Plan:
+def _plan_for(cascade: Cascade, binding: Binding, arrays: tuple, choice: tuple) -> _Plan:
     by_name = {a.name: a for a in arrays}
 
     class arch:  # the slice of the architecture a plan reads
@@ -240,12 +274,9 @@ def _plan_for(cascade: Cascade, binding: Binding, arrays: tuple) -> _Plan:
                 raise ArchError(f"binding {binding.name} uses array {name!r}, which the architecture lacks")
             return by_name[name]
 
-    rank_names = {r.name for r in cascade.ranks if not r.param}
-    tile_rank = next((r for r in binding.spatial_for("2d").get("rows", ()) if r in rank_names), None) \
-        if binding.mapping == "tiled" else None
+    tile_rank, row_rank, spatial_cands = choice
+    cands_of = {a: dict(dims) for a, dims in spatial_cands}
     arrays = bind_arrays(cascade, binding, tile_rank)
-    row_rank = next((r for r in binding.spatial_for("1d").get("cols", binding.spatial_for("2d").get("cols", ()))
-                     if r in rank_names), None)
     loop_var = None
     iter_rank = None
     if cascade.iterative_ranks:
@@ -255,6 +286,7 @@ def _plan_for(cascade: Cascade, binding: Binding, arrays: tuple) -> _Plan:
         for r in cascade.ranks:
             if r.derived and _parent_of(r) and tile_rank in r.size.symbols() and r.name != tile_rank:
                 loop_var = r.name.lower()
+    row_pick = {lab: r for lab, r in cands_of.pop("rows", {}).items()} if "rows" in cands_of else {}
     overrides = dict(binding.einsum_spatial)
     present = presence_filters(cascade)      # filters that travel with the data count as the Einsum's own
     plans = []
@@ -279,14 +311,17 @@ def _plan_for(cascade: Cascade, binding: Binding, arrays: tuple) -> _Plan:
                 if v in vs:
                     spatial.append((dim, v, dict(a.dims)[dim]))
         else:
-            for dim, size in a.dims:
-                cands = [r.lower() for r in binding.spatial_for(arr).get(dim, ())]
+            for dim, size in reversed(a.dims):      # columns first: the rows may depend on them
+                cands = [r.lower() for r in cands_of.get(arr, {}).get(dim, ())]
+                if arr == "2d" and dim == "rows" and lab in row_pick:
+                    cands = [row_pick[lab].lower()]
                 pick = next((v for v in cands if v in outs and v not in used), None)
                 if pick is None:
                     pick = next((v for v in cands if v in vs and v not in used), None)
                 if pick is not None:
                     used.add(pick)
                     spatial.append((dim, pick, size))
+            spatial.sort(key=lambda x: [d for d, _ in a.dims].index(x[0]))
         plans.append(_E(lab, i, arr, vs, tuple(e.output_variables()), tuple(v for v, _ in e.reduce),
                         tuple(sorted(acts.items())), cpp, tuple(spatial), tuple(e.expr.accesses()), e.name,
                         present[lab]))
@@ -1222,6 +1257,16 @@ def _flat(ctx: _Ctx, plan: _Plan, flow: dict) -> _Access:
 # ------------------------------------------------------------------------------------------------
 
 
+def _tile_sizes(cascade: Cascade, binding: Binding, arch: Architecture, workload: Workload) -> dict:
+    """The tiled mapping's tile: as many keys as the 2D array has rows (fewer if the sequence is shorter)."""
+    r = roles(cascade)
+    if binding.mapping != "tiled" or r.tile is None or r.tile in dict(workload.sizes):
+        return {}
+    rows = arch.array("2d").rows
+    stream = bind_sizes(cascade, workload, {r.tile: 1}).sizes.get(r.stream, rows)
+    return {r.tile: min(rows, stream)}
+
+
 def evaluate(arch: Architecture, cascade: Cascade, binding: Binding, workload: Workload,
              *, flat_dataflow: dict | None = None, design: str | None = None) -> Report:
     """Cost of running ``cascade`` for ``workload`` on ``arch`` as ``binding`` says.
@@ -1232,11 +1277,9 @@ def evaluate(arch: Architecture, cascade: Cascade, binding: Binding, workload: W
         A size the workload does not give, an operator an array cannot compute, a mapping that
         does not fit the buffer.
     """
-    plan = _plan(cascade, binding, arch)
-    tiles = {}
-    if plan.tile_rank is not None:
-        tiles[plan.tile_rank] = arch.array("2d").rows
-    sizes, inst = cascade_sizes(cascade, workload, tiles)
+    bound = bind_sizes(cascade, workload, _tile_sizes(cascade, binding, arch, workload))
+    sizes, inst = bound.sizes, bound.instances
+    plan = _plan(cascade, binding, arch, sizes)
     ctx = _Ctx(plan, arch, sizes, inst, binding.skip_empty_tiles and binding.mapping == "tiled")
     cyc, busy = {}, {}
     for p in plan.einsums:
@@ -1348,4 +1391,5 @@ def evaluate(arch: Architecture, cascade: Cascade, binding: Binding, workload: W
         latency_s=latency_cycles / f, compute_s=compute_cycles / f, memory_s=mem_cycles / f,
         traffic_bytes=traffic, util=util, per_einsum=per, energy_pJ=energy, energy_breakdown_pJ=breakdown,
         area_um2=sum(area.values()), area_breakdown_um2=area, cycles=dict(load), details=details,
+        sizes=dict(sizes), size_origin=dict(bound.origin), instances=inst,
     )

@@ -76,10 +76,10 @@ def pareto_sweep(models=("BERT", "TrXL", "T5", "XLM"), pes=(16, 32, 64, 128, 256
         w = load_workload(model, seq)
         mult = 1
         for pe in pes:
-            min_tiles = 2 * max(1, pe // w.E)
+            min_tiles = 2 * max(1, pe // w.head_dim)
             min_p1 = max(1, min_tiles // (seq // pe))
             while True:
-                l3 = pe * min_p1 * w.E * 8 * 2 * mult
+                l3 = pe * min_p1 * w.head_dim * 8 * 2 * mult
                 arch = scaled_fusemax(pe, l3, min_tiles, base)
                 r = evaluate(arch, c, b, w)
                 c1 = r.cycles.get("1d", 0.0) / arch.clock_hz

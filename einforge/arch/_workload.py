@@ -1,38 +1,45 @@
-"""Workloads: transformer shapes that bind a cascade's rank sizes."""
+"""Workloads: transformer shapes, and how they give a cascade's ranks their sizes.
+
+A workload names the quantities of a transformer layer in words (``batch``, ``heads``, ``kv_heads``,
+``head_dim``, ``value_dim``, ``model_dim``, ``ffn_dim``, ``keys``, ``queries``). A cascade says which
+of its ranks is which in its ``workload`` line (``workload M=keys P=queries E=head_dim``), so sizes
+never depend on a rank's letter. Explicit sizes (``--size N=4096``) override both; a rank that gets
+no size from either is an error, never a silent default.
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
-import yaml
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
 
+from ..einsum import Cascade, CascadeError, resolve_sizes
+from ..einsum._ir import WORKLOAD_FIELDS
+from ..schema import load_yaml_file, validate
+from ..units import QuantityError, count
 from ._spec import DATA_DIR, ArchError
 
-__all__ = ["Workload", "workloads", "load_workload", "parse_seq"]
-
-_RANKS = ("B", "H", "G", "E", "F", "D", "S", "M", "P")
+__all__ = ["Workload", "workloads", "load_workload", "parse_seq", "seq_label", "BoundSizes", "bind_sizes"]
 
 
 def parse_seq(text) -> int:
-    """``1K`` -> 1024, ``64K`` -> 65536, ``1M`` -> 1048576, ``4096`` -> 4096.
+    """A sequence length: ``1K`` -> 1024, ``64K`` -> 65536, ``1M`` -> 1048576, ``4096`` -> 4096.
 
     Examples
     --------
     >>> parse_seq("64K"), parse_seq("1M"), parse_seq(512)
     (65536, 1048576, 512)
     """
-    if isinstance(text, int):
-        return text
-    t = str(text).strip()
-    mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
     try:
-        if t and t[-1].upper() in mult:
-            return int(t[:-1]) * mult[t[-1].upper()]
-        return int(t)
-    except ValueError:
-        raise ArchError(f"sequence length {text!r} is not a count such as 4096, 64K or 1M") from None
+        n = count(text, "sequence length")
+    except QuantityError as exc:
+        raise ArchError(str(exc)) from None
+    if n <= 0:
+        raise ArchError(f"sequence length must be positive, not {text!r}")
+    return n
 
 
 def seq_label(n: int) -> str:
@@ -46,83 +53,102 @@ def seq_label(n: int) -> str:
 
 @dataclass(frozen=True)
 class Workload:
-    """A transformer layer's shape: batch B, heads H (G key/value groups for GQA), head dimensions
-    E (queries/keys) and F (values), model width D, FFN width S, key length M and query length P."""
+    """A transformer layer's shape, plus sizes given by rank name for what a shape does not name.
+
+    ``kv_heads`` 0 means as many as ``heads``; ``value_dim`` 0 means ``head_dim``. ``sizes`` and
+    ``params`` are (name, value) pairs by the cascade's own rank and parameter names; they win over
+    the cascade's workload line.
+    """
 
     name: str
-    B: int = 1
-    H: int = 1
-    E: int = 64
-    F: int = 64
-    D: int = 0
-    S: int = 0
-    M: int = 0
-    P: int = 0
-    G: int = 0          # key/value heads for grouped-query attention; 0 means G = H
+    batch: int = 1
+    heads: int = 1
+    kv_heads: int = 0
+    head_dim: int = 64
+    value_dim: int = 0
+    model_dim: int = 0
+    ffn_dim: int = 0
+    keys: int = 0
+    queries: int = 0
     description: str = ""
-    extra: tuple = ()   # (rank, size) pairs for ranks a transformer shape does not name
+    sizes: tuple = ()
 
-    def with_seq(self, seq: int, query_len: int | None = None) -> Workload:
-        """Self-attention (M = P = seq), or cross attention/decode with ``query_len`` queries."""
-        return replace(self, M=seq, P=seq if query_len is None else query_len)
+    def with_seq(self, seq: int, queries: int | None = None) -> Workload:
+        """Self-attention (keys = queries = seq), or cross attention/decode with ``queries`` queries."""
+        return replace(self, keys=seq, queries=seq if queries is None else queries)
 
-    @property
-    def groups(self) -> int:
-        return self.G or self.H
+    def with_sizes(self, sizes: dict) -> Workload:
+        """The workload with explicit sizes (by rank or parameter name) added or replaced."""
+        merged = dict(self.sizes)
+        merged.update(sizes)
+        return replace(self, sizes=tuple(sorted(merged.items())))
 
-    def rank_sizes(self) -> dict[str, int]:
-        """Sizes by rank name, including R = H / G (query heads per key/value head)."""
-        if self.groups and self.H % self.groups:
-            raise ArchError(f"workload {self.name}: H={self.H} heads cannot share G={self.groups} key/value heads")
-        out = {"B": self.B, "H": self.H, "G": self.groups, "R": self.H // self.groups, "E": self.E,
-               "F": self.F, "D": self.D, "S": self.S, "M": self.M, "P": self.P}
-        out.update(dict(self.extra))
-        return out
+    def fields(self) -> dict[str, int]:
+        """Every workload field with the defaults filled in (kv_heads, value_dim)."""
+        kv = self.kv_heads or self.heads
+        if kv <= 0 or self.heads % kv:
+            raise ArchError(f"workload {self.name}: {self.heads} heads cannot share {kv} key/value heads evenly")
+        return {"batch": self.batch, "heads": self.heads, "kv_heads": kv, "head_dim": self.head_dim,
+                "value_dim": self.value_dim or self.head_dim, "model_dim": self.model_dim, "ffn_dim": self.ffn_dim,
+                "keys": self.keys, "queries": self.queries}
 
     @property
     def label(self) -> str:
-        return f"{self.name}-{seq_label(self.M)}" if self.M else self.name
+        return f"{self.name}-{seq_label(self.keys)}" if self.keys else self.name
 
 
-def _from_dict(name: str, d: dict, where: str) -> Workload:
-    if not isinstance(d, dict):
-        raise ArchError(f"{where}workload {name} must be a mapping of rank sizes")
-    unknown = set(d) - set(_RANKS) - {"description"}
-    if unknown:
-        raise ArchError(f"{where}workload {name}: unknown field(s) {', '.join(sorted(unknown))}; "
-                        f"use {', '.join(_RANKS)}")
-    vals = {}
-    for k in _RANKS:
-        if k in d:
-            v = d[k]
-            if k in ("M", "P"):
-                v = parse_seq(v)
-            if not isinstance(v, int) or v < 0:
-                raise ArchError(f"{where}workload {name}: {k} must be a non-negative integer, not {v!r}")
-            vals[k] = v
-    return Workload(name=name, description=str(d.get("description", "")), **vals)
+class _WorkloadModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    description: StrictStr = ""
+    batch: StrictInt = Field(1, ge=1)
+    heads: StrictInt = Field(1, ge=1)
+    kv_heads: StrictInt = Field(0, ge=0)
+    head_dim: StrictInt = Field(64, ge=1)
+    value_dim: StrictInt = Field(0, ge=0)
+    model_dim: StrictInt = Field(0, ge=0)
+    ffn_dim: StrictInt = Field(0, ge=0)
+    keys: int | str = 0
+    queries: int | str = 0
+    sizes: dict[str, int | str] = {}
+
+    @field_validator("keys", "queries")
+    @classmethod
+    def _length(cls, v):
+        return count(v, "length")
+
+    @field_validator("sizes")
+    @classmethod
+    def _sizes(cls, v):
+        return {k: count(n, k) for k, n in v.items()}
 
 
-def workloads(path: Path = DATA_DIR / "workloads.yaml") -> dict[str, Workload]:
+class _WorkloadFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    workloads: dict[str, _WorkloadModel]
+
+
+def workloads(path: Path | str = DATA_DIR / "workloads.yaml") -> dict[str, Workload]:
     """The built-in workloads (BERT, TrXL, T5, XLM) or those of a YAML file."""
     path = Path(path)
     try:
-        return dict(_workloads(path, path.stat().st_mtime_ns))
+        mtime = path.stat().st_mtime_ns
     except FileNotFoundError:
         raise ArchError(f"cannot read workloads {path}: no such file") from None
+    return dict(_workloads(path, mtime))
 
 
 @lru_cache(maxsize=16)
 def _workloads(path: Path, mtime: int) -> tuple:
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except FileNotFoundError:
-        raise ArchError(f"cannot read workloads {path}: no such file") from None
-    except yaml.YAMLError as exc:
-        raise ArchError(f"{path}: invalid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ArchError(f"{path}: a workload file maps names to rank sizes")
-    return tuple((k, _from_dict(k, v, f"{path}: ")) for k, v in data.items())
+    data, marks, file = load_yaml_file(path, "workloads", ArchError)
+    m = validate(_WorkloadFile, data, marks, file, ArchError)
+    out = []
+    for name, w in m.workloads.items():
+        d = w.model_dump()
+        sizes = tuple(sorted(d.pop("sizes").items()))
+        out.append((name, Workload(name=name, sizes=sizes, **d)))
+    if not out:
+        raise ArchError(f"{file}: no workloads (write `workloads: {{NAME: {{batch: 1, heads: 8, ...}}}}`)")
+    return tuple(out)
 
 
 def load_workload(name_or_file: str, seq: int | str | None = None) -> Workload:
@@ -140,3 +166,103 @@ def load_workload(name_or_file: str, seq: int | str | None = None) -> Workload:
     if seq is not None:
         w = w.with_seq(parse_seq(seq))
     return w
+
+
+# ------------------------------------------------------------------------------------------------
+# binding a workload to a cascade's ranks
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BoundSizes:
+    """A cascade's sizes for one workload: every rank and parameter, the independent instances the
+    cascade is run for (batch x heads its ranks do not cover), and where each number came from."""
+
+    sizes: dict
+    instances: int
+    origin: dict            # name -> "workload: keys", "--size", "mapping: ...", "derived", "cascade default"
+
+    def describe(self) -> str:
+        parts = [f"{k}={v} ({self.origin.get(k, '?')})" for k, v in self.sizes.items()]
+        return ", ".join(parts) + f"; instances {self.instances}"
+
+
+def bind_sizes(cascade: Cascade, workload: Workload, mapping: dict[str, int] | None = None) -> BoundSizes:
+    """Sizes of ``cascade``'s ranks and parameters for ``workload``.
+
+    Each rank takes, in order: an explicit size of the workload (``--size``); a size the mapping
+    fixes (a tile mapped onto the array's rows, ``mapping``); the cascade's ``workload`` line.
+    Parameters fall back to the cascade's default, reported as such. Instances are the workload's
+    batch x heads divided by what the cascade's ranks cover.
+
+    Raises
+    ------
+    ArchError
+        A rank with no size from any of these, a workload line that does not divide evenly, a size
+        that does not fit its partition.
+
+    Examples
+    --------
+    >>> from einforge.einsum import load_cascade
+    >>> b = bind_sizes(load_cascade("attention-1pass"), load_workload("BERT", "4K"), {"M0": 256})
+    >>> b.sizes["M"], b.sizes["P"], b.sizes["M0"], b.sizes["M1"], b.instances
+    (4096, 4096, 256, 16, 768)
+    """
+    fields = workload.fields()
+    explicit = dict(workload.sizes)
+    decls = {r.name: r for r in cascade.ranks}
+    unknown = sorted(set(explicit) - set(decls))
+    if unknown:
+        raise ArchError(f"{cascade.name} has no rank or parameter {', '.join(unknown)} "
+                        f"(its ranks: {', '.join(cascade.rank_names)})")
+    line = dict(cascade.workload)
+    given: dict[str, int] = {}
+    origin: dict[str, str] = {}
+    for r in cascade.ranks:
+        if r.derived:
+            continue
+        if r.name in explicit:
+            given[r.name], origin[r.name] = int(explicit[r.name]), "given"
+        elif mapping and r.name in mapping:
+            given[r.name], origin[r.name] = int(mapping[r.name]), "mapping"
+        elif r.name in line:
+            v = line[r.name].evaluate(fields)
+            if v != int(v) or v <= 0:
+                raise ArchError(f"workload {workload.label}: {cascade.name}'s {r.name}={line[r.name].text()} is "
+                                f"{v:g}, not a positive whole number")
+            given[r.name], origin[r.name] = int(v), f"workload: {line[r.name].text()}"
+        elif r.param and r.size is not None:
+            given[r.name], origin[r.name] = int(r.size.value), "cascade default"
+    missing = [r.name for r in cascade.ranks if not r.derived and r.name not in given]
+    if missing:
+        roles = ", ".join(missing)
+        raise ArchError(
+            f"{cascade.name}: {'rank' if len(missing) == 1 else 'ranks'} {roles} "
+            f"{'gets' if len(missing) == 1 else 'get'} no size from workload {workload.label}. Give "
+            f"{'it' if len(missing) == 1 else 'them'} one with --size {missing[0]}=N, or say in the cascade which "
+            f"workload field {'it is' if len(missing) == 1 else 'they are'} (e.g. `workload {missing[0]}=keys`; "
+            f"fields: {', '.join(WORKLOAD_FIELDS)})")
+    try:
+        sizes = resolve_sizes(cascade, given)
+    except CascadeError as exc:
+        raise ArchError(f"workload {workload.label} on {cascade.name}: {exc.message}"
+                        + (f" ({exc.hint})" if exc.hint else "")) from None
+    for r in cascade.ranks:
+        if r.derived:
+            origin[r.name] = f"derived: {r.size.text()}"
+    return BoundSizes(sizes, _instances(cascade, fields, workload), origin)
+
+
+def _instances(cascade: Cascade, fields: dict, workload: Workload) -> int:
+    """batch x heads over what the workload line's ranks cover of them (a cascade without a
+    workload line is one instance: nothing attaches it to the workload's batch or heads)."""
+    if not cascade.workload:
+        return 1
+    only = {k: (v if k in ("batch", "heads", "kv_heads") else 1) for k, v in fields.items()}
+    covered = math.prod(expr.evaluate(only) for _, expr in cascade.workload)
+    total = fields["batch"] * fields["heads"]
+    inst = total / covered
+    if inst < 1 or not float(inst).is_integer():
+        raise ArchError(f"{cascade.name}'s ranks cover {covered:g} of workload {workload.label}'s "
+                        f"{total} batch x heads, which does not divide it")
+    return int(inst)

@@ -48,3 +48,6 @@ __all__ += ["FixedPoint"]
 from ._presence import presence_filters
 
 __all__ += ["presence_filters"]
+from ._roles import Roles, roles
+
+__all__ += ["Roles", "roles"]

@@ -16,6 +16,7 @@ import networkx as nx
 
 from ._errors import CascadeError, Source, Span
 from ._ir import (
+    WORKLOAD_FIELDS,
     Access,
     BinOp,
     Call,
@@ -96,6 +97,7 @@ class Cascade:
     stop: tuple[Compare, ...] = ()
     outputs: tuple[str, ...] = ()
     description: str = ""
+    workload: tuple[tuple[str, object], ...] = ()   # (rank, expression over WORKLOAD_FIELDS)
     operators: OperatorTable = field(default=DEFAULT_OPERATORS, compare=False, repr=False)
     source: Source | None = field(default=None, compare=False, repr=False)
 
@@ -106,7 +108,8 @@ class Cascade:
         # cascades key caches (cost-model plans); hash the IR once
         h = self.__dict__.get("_hash")
         if h is None:
-            h = hash((self.name, self.ranks, self.inputs, self.einsums, self.stop, self.outputs, self.description))
+            h = hash((self.name, self.ranks, self.inputs, self.einsums, self.stop, self.outputs, self.description,
+                      self.workload))
             object.__setattr__(self, "_hash", h)
         return h
 
@@ -335,8 +338,11 @@ class _Checker:
 
         outputs = tuple(c.outputs)
         for o in outputs:
-            if o not in self.tensors:
-                raise self.err(f"unknown output tensor {o}", None, f"outputs must be computed tensors: {self._computed_names(einsums)}")
+            if o not in self.tensors or self.tensors[o].is_input:
+                what = f"{o} is an input, not a computed tensor" if o in self.tensors else f"unknown output tensor {o}"
+                raise self.err(what, None, f"outputs must be computed tensors: {self._computed_names(einsums)}")
+        if len(set(outputs)) != len(outputs):
+            raise self.err("an output is listed twice", None, "name each output once in the `output` line")
         if not outputs:
             read = set()
             for e in einsums:
@@ -347,6 +353,7 @@ class _Checker:
 
         ranks = tuple(r for r in self.ranks.values() if not r.param) + tuple(
             r for r in self.ranks.values() if r.param)
+        self._check_workload()
         return {
             "ranks": ranks,
             "einsums": tuple(einsums),
@@ -356,6 +363,22 @@ class _Checker:
             "_kinds": tuple(kinds),
             "_labels": tuple(labels),
         }
+
+    def _check_workload(self):
+        seen = set()
+        for rank, expr in self.c.workload:
+            span = getattr(expr, "span", None)
+            decl = self.ranks.get(rank)
+            if decl is None:
+                raise self.err(f"the workload line binds {rank}, which is not a rank or parameter", span,
+                               f"declare it (`ranks ... {rank}`) or remove it from the workload line")
+            if decl.derived:
+                raise self.err(f"{rank} is derived ({decl.size.text()}); the workload line cannot bind it", span,
+                               f"bind the ranks {rank} is derived from instead")
+            if rank in seen:
+                raise self.err(f"the workload line binds {rank} twice", span)
+            seen.add(rank)
+            _check_workload_expr(self, expr, rank)
 
     def _computed_names(self, einsums):
         return ", ".join(dict.fromkeys(e.name for e in einsums))
@@ -704,6 +727,26 @@ class _Checker:
         return tuple([(v, "+") for v in reduced if v not in names] + explicit)
 
 
+def _check_workload_expr(chk, expr, rank):
+    """A product or quotient of workload fields and whole numbers: ``keys``, ``batch*queries``,
+    ``heads/kv_heads``."""
+    if isinstance(expr, Var):
+        if expr.name not in WORKLOAD_FIELDS:
+            raise chk.err(f"unknown workload field {expr.name!r} for {rank}", expr.span,
+                          f"workload fields: {', '.join(WORKLOAD_FIELDS)}")
+        return
+    if isinstance(expr, Num):
+        if expr.value <= 0:
+            raise chk.err(f"a workload factor must be positive, not {expr.value}", expr.span)
+        return
+    if isinstance(expr, BinOp) and expr.op in ("*", "/"):
+        _check_workload_expr(chk, expr.left, rank)
+        _check_workload_expr(chk, expr.right, rank)
+        return
+    raise chk.err(f"the size of {rank} must be a product or quotient of workload fields, not {expr.text()!r}",
+                  getattr(expr, "span", None), "e.g. `workload T=batch*queries R=heads/kv_heads`")
+
+
 def _group_explicit(reduce):
     """IR reductions -> [(op, [vars])] preserving order (used when building from Python)."""
     groups = []
@@ -771,6 +814,7 @@ def parse_cascade(text: str, file: str = "<string>", operators: OperatorTable | 
     values = dict(
         name=p.name or _stem(file), ranks=ranks, inputs=tuple(inputs), einsums=einsums,
         stop=tuple(p.stop), outputs=outputs, description=p.description,
+        workload=tuple((tok.text, expr) for tok, expr in p.workload),
         operators=operators or DEFAULT_OPERATORS, source=p.source,
     )
     for f in fields(Cascade):

@@ -15,8 +15,25 @@ __all__ = [
     "Var", "Sym", "Num", "BinOp", "IndexExpr", "Compare",
     "Const", "SizeRef", "Access", "Call", "Expr",
     "RankDecl", "TensorDecl", "Einsum",
-    "rank_of", "var_of",
+    "rank_of", "var_of", "WORKLOAD_FIELDS", "MAX_NESTING",
 ]
+
+#: The fields of a transformer workload a cascade's ranks may be bound to (``workload M=keys``).
+WORKLOAD_FIELDS = {
+    "batch": "sequences processed together",
+    "heads": "attention (query) heads",
+    "kv_heads": "key/value heads (grouped-query attention); heads when not set",
+    "head_dim": "query/key head dimension",
+    "value_dim": "value head dimension; head_dim when not set",
+    "model_dim": "model (embedding) width",
+    "ffn_dim": "feed-forward hidden width",
+    "keys": "key/value sequence length",
+    "queries": "query sequence length",
+}
+
+#: Deepest nesting of an expression (parentheses, calls, chained operators); deeper text is
+#: refused with an error instead of exhausting the interpreter's stack.
+MAX_NESTING = 200
 
 
 def rank_of(var: str) -> str:

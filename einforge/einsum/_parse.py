@@ -8,6 +8,7 @@ The grammar, one statement per line (``#`` starts a comment; newlines inside bra
     input    T[r,...] ...                    input tensors, ranks given by their variables
     output   T ...                           optional; default: computed tensors nobody reads
     stop     cond [& cond]                   stopping condition of iterative ranks (also ``⋄ : cond``)
+    workload R=field[*field/field] ...       how ranks take their sizes from a transformer workload
     T[idx[:cond], ...] = expr [:: op(v,...) ...]     an Extended Einsum
 
 Index expressions are integer arithmetic over rank variables (lower case) and sizes (upper case):
@@ -22,7 +23,7 @@ import re
 from dataclasses import dataclass
 
 from ._errors import CascadeError, Source, Span
-from ._ir import Access, BinOp, Call, Compare, Const, Einsum, Num, RankDecl, Sym, Var
+from ._ir import MAX_NESTING, Access, BinOp, Call, Compare, Const, Einsum, Num, RankDecl, Sym, Var
 
 __all__ = ["tokenize", "parse_statements", "ParsedCascade"]
 
@@ -104,6 +105,7 @@ class ParsedCascade:
     einsums: list = None
     stop: list = None
     reductions: dict = None  # einsum index -> list of (op, [Var...]) as written
+    workload: list = None    # (rank token, expression over workload fields)
 
     def __post_init__(self):
         self.ranks = [] if self.ranks is None else self.ranks
@@ -112,9 +114,10 @@ class ParsedCascade:
         self.einsums = [] if self.einsums is None else self.einsums
         self.stop = [] if self.stop is None else self.stop
         self.reductions = {} if self.reductions is None else self.reductions
+        self.workload = [] if self.workload is None else self.workload
 
 
-_KEYWORDS = {"cascade", "ranks", "param", "input", "output", "stop"}
+_KEYWORDS = {"cascade", "ranks", "param", "input", "output", "stop", "workload"}
 _CMP = {"<", "<=", ">", ">=", "==", "!=", "="}
 
 
@@ -123,6 +126,14 @@ class _Parser:
         self.source = source
         self.toks = tokenize(source)
         self.i = 0
+        self.depth = 0   # nesting of the expression being parsed
+
+    def nest(self, extra: int = 0):
+        """Refuse expressions nested deeper than MAX_NESTING (the checks and the executor recurse)."""
+        if self.depth + extra > MAX_NESTING:
+            raise self.error(
+                f"this expression nests deeper than {MAX_NESTING} levels (parentheses, calls and chained operators)",
+                hint="split it into several Einsums, each computing a part")
 
     # -- token helpers -------------------------------------------------------------------------
     @property
@@ -190,7 +201,8 @@ class _Parser:
             else:
                 raise self.error(
                     "unexpected {found} at the start of a statement",
-                    hint="a statement is a directive (cascade, ranks, param, input, output, stop) or an Einsum `T[...] = ...`",
+                    hint="a statement is a directive (cascade, ranks, param, input, output, stop, workload) "
+                         "or an Einsum `T[...] = ...`",
                 )
         return out
 
@@ -279,6 +291,21 @@ class _Parser:
             n += 1
         if n == 0:
             raise self.error("expected at least one tensor after 'output'", kw)
+        self.next()
+
+    def _stmt_workload(self, out: ParsedCascade):
+        kw = self.next()
+        n = 0
+        while not self.at("NEWLINE"):
+            if self.at_op(","):
+                self.next()
+                continue
+            t = self.expect_name("a rank name such as M in `workload M=keys`")
+            self.expect_op("=", f" after {t.text} (write {t.text}=keys, {t.text}=batch*queries, ...)")
+            out.workload.append((t, self.index_expr()))
+            n += 1
+        if n == 0:
+            raise self.error("expected at least one R=field after 'workload'", kw)
         self.next()
 
     def _stmt_stop(self, out: ParsedCascade):
@@ -377,17 +404,26 @@ class _Parser:
         return out
 
     def index_expr(self):
+        self.depth += 1
+        self.nest()
         left = self.index_term()
+        n = 0
         while self.at_op("+", "-"):
             op = self.next()
+            n += 1
+            self.nest(n)
             right = self.index_term()
             left = BinOp(op.text, left, right, self.span(op))
+        self.depth -= 1
         return left
 
     def index_term(self):
         left = self.index_atom()
+        n = 0
         while self.at_op("*", "/", "//", "%"):
             op = self.next()
+            n += 1
+            self.nest(n)
             right = self.index_atom()
             left = BinOp(op.text, left, right, self.span(op))
         return left
@@ -411,7 +447,10 @@ class _Parser:
             return e
         if self.at_op("-"):
             self.next()
+            self.depth += 1
+            self.nest()
             inner = self.index_atom()
+            self.depth -= 1
             if isinstance(inner, Num):
                 return Num(-inner.value, self.span(t))
             return BinOp("-", Num(0), inner, self.span(t))
@@ -419,17 +458,26 @@ class _Parser:
 
     # -- payload expressions ------------------------------------------------------------------
     def expr(self):
+        self.depth += 1
+        self.nest()
         left = self.term()
+        n = 0
         while self.at_op("+", "-"):
             op = self.next()
+            n += 1
+            self.nest(n)
             right = self.term()
             left = Call(op.text, (left, right), self.span(op))
+        self.depth -= 1
         return left
 
     def term(self):
         left = self.unary()
+        n = 0
         while self.at_op("*", "/"):
             op = self.next()
+            n += 1
+            self.nest(n)
             right = self.unary()
             left = Call(op.text, (left, right), self.span(op))
         return left
@@ -437,13 +485,15 @@ class _Parser:
     def unary(self):
         if self.at_op("-"):
             op = self.next()
+            self.depth += 1
+            self.nest()
             inner = self.unary()
+            self.depth -= 1
             if isinstance(inner, Const):
                 return Const(-inner.value, self.span(op))
             return Call("neg", (inner,), self.span(op))
-        if self.at_op("+"):
+        while self.at_op("+"):
             self.next()
-            return self.unary()
         return self.primary()
 
     def primary(self):

@@ -18,6 +18,8 @@ def cascade_text(c) -> str:
         lines.append("ranks " + " ".join(r.text() for r in ranks))
     if params:
         lines.append("param " + " ".join(r.text() for r in params))
+    if c.workload:
+        lines.append("workload " + " ".join(f"{r}={e.text()}" for r, e in c.workload))
     if c.inputs:
         lines.append("input " + " ".join(t.text() for t in c.inputs))
     if c.outputs:

@@ -33,7 +33,7 @@ def rtl_binding(design) -> Binding:
 
 def rtl_workload(design) -> Workload:
     sizes = {k: v for k, v in design.sizes.items() if not design.cascade.rank(k).derived}
-    return Workload(name="rtl", B=1, H=1, extra=tuple(sizes.items()))
+    return Workload(name="rtl", sizes=tuple(sorted(sizes.items())))
 
 
 def engine_architecture(rows: int, cols: int, divider_2d: bool = False):

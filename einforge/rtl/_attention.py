@@ -25,18 +25,21 @@ def lower_attention(cascade, binding, array, numbers, sizes) -> Design:
                            "(use arch: one tile at a time, or fusemax: tiles interleaved)")
         binding = load_binding(name, cascade)
     # the tile rank spans the array's rows
-    from ..einsum import resolve_sizes
+    from ..einsum import resolve_sizes, roles
 
-    tile = next((r for r in binding.spatial_for("2d").get("rows", ()) if r in {x.name for x in cascade.ranks}), None)
+    tile = roles(cascade).tile
     if tile is None:
-        raise RTLError(f"{cascade.name} has no tile rank for the 2D rows (M0)")
+        raise RTLError(f"{cascade.name} partitions no rank into tiles for the 2D rows "
+                       "(write K[e, m1*M0+m0] to stream M in tiles of M0)")
     names = {x.name for x in cascade.ranks}
     unknown = sorted(set(sizes) - names)
     if unknown:
         raise RTLError(f"unknown rank {unknown[0]} in sizes (the ranks of {cascade.name}: {', '.join(names)})")
     given = {k: v for k, v in sizes.items() if not cascade.rank(k).derived}
-    if given.get(tile) != R:
-        given[tile] = R
+    if tile in given and given[tile] != R:
+        raise RTLError(f"the tile {tile}={given[tile]} must span the array's {R} rows: use --size {tile}={R} "
+                       f"or --array {given[tile]}x{C}")
+    given[tile] = R
     try:
         sizes = resolve_sizes(cascade, given)
     except Exception as exc:

@@ -130,11 +130,11 @@ def compile_program(cascade: Cascade, binding, array: tuple[int, int], numbers: 
     divider_2d = False
     try:
         arch = engine_architecture(R, C)
-        plan = _plan(cascade, binding, arch)
+        plan = _plan(cascade, binding, arch, sizes)
     except ArchError as exc:
         try:
             arch = engine_architecture(R, C, divider_2d=True)
-            plan = _plan(cascade, binding, arch)
+            plan = _plan(cascade, binding, arch, sizes)
             divider_2d = True
         except ArchError:
             raise RTLError(str(exc)) from None

@@ -69,9 +69,9 @@ def test_latency_traffic_utilization_within_1_percent(design, model, seq):
 def corrected_energy(design, model, seq, ref_energy):
     """The artifact's energy with its documented quirks undone (research notes 4.5-4.6)."""
     w = load_workload(model, seq)
-    bhmp = w.B * w.H * w.M * w.P
+    bhmp = w.batch * w.heads * w.keys * w.queries
     y = bhmp / 256                       # per-(m1, p) count: BHMP / PE
-    yf = y * w.F
+    yf = y * w.head_dim
     big = seq == "1M" or (seq == "256K" and model in ("TrXL", "XLM"))
     excess = 0.0
     missing = 0.0
@@ -131,7 +131,7 @@ def pe_rf_energy(design, model, seq):
     by RD two Einsums later: 2Y writes and 3Y reads. FLAT and unfused keep nothing there.
     """
     w = load_workload(model, seq)
-    bhmp = w.B * w.H * w.M * w.P
+    bhmp = w.batch * w.heads * w.keys * w.queries
     y = bhmp / 256
     if design == "cascade":
         r1, w1 = rf(16)
@@ -172,7 +172,7 @@ def test_pareto_sweep():
             assert close(getattr(p, k), float(r[k]), 0.01), (p.model, p.pe, k)
         # the artifact leaves the shared 1D register file (8*PE*min_tiles words) out of the area
         w = load_workload(p.model)
-        min_tiles = 2 * max(1, p.pe // w.E)
+        min_tiles = 2 * max(1, p.pe // w.head_dim)
         shared = base.area.rf_area(8 * p.pe * min_tiles)
         assert close(p.area, float(r["area"]) + shared, 0.001), (p.model, p.pe)
 

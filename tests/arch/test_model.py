@@ -50,11 +50,11 @@ def test_fusemax_balance_equation():
     """research notes 4.5: per tile, 2D = E+F+9 cycles, 1D = 2F+10+F/M1."""
     w = load_workload("BERT", "16K")
     r = run(FUSEMAX, "attention-1pass", "fusemax")
-    x = w.B * w.H * w.M * w.P / 256 ** 2
-    m1 = w.M // 256
-    assert math.isclose(r.cycles["2d"], x * (w.E + w.F + 9))
-    assert math.isclose(r.cycles["1d"], x * (2 * w.F + 10 + w.F / m1))
-    assert math.isclose(r.util_2d, (w.E + w.F + 9) / (2 * w.F + 10 + w.F / m1))
+    x = w.batch * w.heads * w.keys * w.queries / 256 ** 2
+    m1 = w.keys // 256
+    assert math.isclose(r.cycles["2d"], x * (w.head_dim + w.head_dim + 9))
+    assert math.isclose(r.cycles["1d"], x * (2 * w.head_dim + 10 + w.head_dim / m1))
+    assert math.isclose(r.util_2d, (w.head_dim + w.head_dim + 9) / (2 * w.head_dim + 10 + w.head_dim / m1))
 
 
 def test_any_cascade_evaluates_without_new_code():
@@ -85,7 +85,7 @@ def test_causal_filter_halves_the_tile_work():
     # (i+1)/P2 of the tiles, (P2+1)/(2 P2) of them on average; Q and the output move once
     p2 = causal.details["P2"]
     w = load_workload("BERT", "64K")
-    once = w.B * w.H * w.P * (w.E + w.F) * 2
+    once = w.batch * w.heads * w.queries * (w.head_dim + w.head_dim) * 2
     assert causal.traffic_bytes - once == pytest.approx((full.traffic_bytes - once) * (p2 + 1) / (2 * p2), rel=1e-9)
     # a controller that visits every tile saves only the 2D work
     b = dataclasses.replace(load_binding("fusemax", load_cascade("attention-causal")), skip_empty_tiles=False)
@@ -100,16 +100,16 @@ def test_gqa_shares_key_value_tiles_across_query_heads():
     c = load_cascade("attention-gqa")
     b = load_binding("fusemax", c)
     mha = evaluate(FUSEMAX, c, b, w)                               # G = H: one query head per group
-    gqa = evaluate(FUSEMAX, c, b, w.__class__(**{**w.__dict__, "G": 3}))
+    gqa = evaluate(FUSEMAX, c, b, dataclasses.replace(w, kv_heads=3))
     assert gqa.details["size_R"] == 4 and mha.details["size_R"] == 1
-    q_and_out = 2 * 2 * w.B * w.H * w.P * w.E                      # Q read, AV written: the same
+    q_and_out = 2 * 2 * w.batch * w.heads * w.queries * w.head_dim                      # Q read, AV written: the same
     kv = lambda r: r.traffic_bytes - q_and_out                     # noqa: E731
     assert kv(gqa) == pytest.approx(kv(mha) / 4)
     assert math.isclose(gqa.latency_s, mha.latency_s, rel_tol=1e-9)   # same work
 
 
 def test_operator_the_array_lacks_is_rejected():
-    c = parse_cascade("ranks M P M0\ninput S[m,p]\nB[m1,m0,p] = S[m1*M0+m0,p]\nT[m1,m0,p] = tanh(B[m1,m0,p])\n"
+    c = parse_cascade("ranks M P M0\nworkload M=keys P=queries\ninput S[m,p]\nB[m1,m0,p] = S[m1*M0+m0,p]\nT[m1,m0,p] = tanh(B[m1,m0,p])\n"
                       "Z[m1,p] = T[m1,m0,p]\n")
     no_exp = FUSEMAX.with_array("2d", units=("mac", "add"))
     with pytest.raises(ArchError, match=r"Einsum T uses operator 'tanh', which array 2d \(units: mac, add\) cannot"):
@@ -123,8 +123,8 @@ def test_buffer_too_small_is_rejected():
 
 
 def test_workload_must_size_every_rank():
-    c = parse_cascade("ranks M P Q9\ninput S[m,p] X[q9]\nZ[p] = S[m,p] * X[q9]\n")
-    with pytest.raises(ArchError, match="rank Q9 has no size"):
+    c = parse_cascade("ranks M P Q9\nworkload M=keys P=queries\ninput S[m,p] X[q9]\nZ[p] = S[m,p] * X[q9]\n")
+    with pytest.raises(ArchError, match="rank Q9 gets no size from workload BERT-4K"):
         evaluate(FUSEMAX, c, load_binding("unfused", c), load_workload("BERT", "4K"))
 
 

@@ -38,7 +38,7 @@ def test_skipped_steps_are_exactly_the_empty_tiles(name, extra):
     c, sizes = _sizes(name, extra)
     frac = _visited_by_executor(c, sizes).mean()
     assert 0 < frac < 1
-    w = Workload("small", extra=tuple((k, v) for k, v in sizes.items() if not c.rank(k).derived))
+    w = Workload("small", sizes=tuple((k, v) for k, v in sizes.items() if not c.rank(k).derived))
     skip = load_binding("fusemax", c)
     every = dataclasses.replace(skip, skip_empty_tiles=False)
     a, b = evaluate(SMALL, c, skip, w), evaluate(SMALL, c, every, w)
