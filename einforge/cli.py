@@ -310,8 +310,8 @@ def analyze(cascade_ref, ranks, plot, as_json):
             console.print("   boundary: " + "; ".join(f"after pass {k}: {', '.join(v)}" for k, v in rep.boundary.items()))
         rows = f" per ({', '.join(rep.row_ranks)})" if rep.row_ranks else ""
         console.print(f"   live footprint{rows}: {rep.footprint}   (whole problem: {rep.footprint_total})")
-        console.print(f"   DRAM traffic(C): {rep.traffic}")
-    console.print("  symbols: rank sizes, s = bytes per word, C = buffer capacity in bytes")
+        console.print(f"   DRAM traffic(capacity): {rep.traffic}")
+    console.print("  symbols: rank sizes, s = bytes per word, capacity = buffer capacity in bytes")
     if plot:
         console.print(f"  graph drawn to {plot}")
 

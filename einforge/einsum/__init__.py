@@ -51,3 +51,6 @@ __all__ += ["presence_filters"]
 from ._roles import Roles, roles
 
 __all__ += ["Roles", "roles"]
+from ._rename import rename
+
+__all__ += ["rename"]

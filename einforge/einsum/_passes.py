@@ -300,7 +300,7 @@ def _analyse(c: Cascade, rank: str, part: tuple[str, str] | None) -> PassReport:
 def rank_symbols(c: Cascade) -> dict[str, sympy.Expr]:
     """Sympy expressions of every rank size; derived sizes in terms of the free ones.
 
-    Also ``s`` (bytes per word) and ``C`` (buffer capacity in bytes) are the symbols used by the
+    Also ``s`` (bytes per word) and ``capacity`` (buffer capacity in bytes) are the symbols used by the
     traffic formulas.
     """
     syms: dict[str, sympy.Expr] = {}
@@ -331,7 +331,7 @@ def _to_sympy(ix, syms):
 
 
 S_WORD = sympy.Symbol("s", positive=True)
-CAPACITY = sympy.Symbol("C", positive=True)
+CAPACITY = sympy.Symbol("capacity", positive=True)   # lower case: never a rank name
 
 
 def _tensor_size(c: Cascade, t: str, syms, skip=()) -> sympy.Expr:
@@ -441,9 +441,9 @@ def analyze(cascade: Cascade, ranks: list[str] | None = None) -> Analysis:
 
     Footprints are live bytes that a k-pass cascade must keep between passes: ``footprint`` per
     row (one coordinate of the ``row_ranks``, e.g. one query), ``footprint_total`` for the whole
-    problem. ``traffic`` is DRAM bytes as a function of the buffer capacity ``C``: compulsory
+    problem. ``traffic`` is DRAM bytes as a function of the buffer ``capacity``: compulsory
     traffic plus, for the share of the live footprint that does not fit, one write and the
-    re-reads of every multi-pass tensor. Symbols: rank names, ``s`` (bytes per word), ``C``.
+    re-reads of every multi-pass tensor. Symbols: rank names, ``s`` (bytes per word), ``capacity``.
     """
     used = set()
     for e in cascade.einsums:

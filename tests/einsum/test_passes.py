@@ -126,7 +126,7 @@ def test_traffic_formula_of_3pass_matches_the_unfused_closed_form():
     # research notes 6.3: T = s*(PE + ME + MF + PF + 4MP) with nothing on chip
     r = passes(LIB["attention-3pass"].load(), "M")
     n = {k: sympy.Symbol(k, positive=True, integer=True) for k in "EFMP"}
-    s, C = sympy.Symbol("s", positive=True), sympy.Symbol("C", positive=True)
+    s, C = sympy.Symbol("s", positive=True), sympy.Symbol("capacity", positive=True)
     spilled = r.traffic.subs(C, 0)
     expect = s * (n["P"] * n["E"] + n["M"] * n["E"] + n["M"] * n["F"] + n["P"] * n["F"] + 4 * n["M"] * n["P"])
     assert sympy.simplify(spilled - expect) == 0
