@@ -31,6 +31,7 @@ from functools import lru_cache
 import networkx as nx
 
 from ..einsum import Cascade, presence_filters, roles
+from ..einsum._execute import product_factors
 from ..einsum._ir import Access, Call
 from ._binding import Binding, bind_arrays, is_layout
 from ._spec import ArchError, Architecture
@@ -144,6 +145,8 @@ class _E:
     accesses: tuple[Access, ...]
     output: str
     filters: tuple
+    fold: tuple = ()                  # actions per element of the operand a constant factor is folded into
+    fold_cpp: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -167,31 +170,58 @@ def _recipe(op, units, einsum_name, array):
         f"(a binding file's arrays: section, or the cascade binding, which keeps only tensor products on 2D)")
 
 
-def _actions(cascade: Cascade, e, units, array) -> Counter:
+def _is_constant(x) -> bool:
+    """A value fixed before the run: a number, a size, or arithmetic on them (``1/sqrt(E)``)."""
+    return not isinstance(x, Access) and not x.accesses()
+
+
+def _actions(cascade: Cascade, e, units, array) -> tuple[Counter, Counter]:
+    """(actions per point, actions per element of the folded operand) of one Einsum.
+
+    A sum of products is one MAC per point (one more multiply per further tensor factor). Its
+    constant factors (``Q*K*(1/sqrt(E))``) are not charged per point: they are folded, once, into
+    the smallest operand, which costs one multiply per element of that operand."""
     ops = cascade.operators
     counts: Counter = Counter()
-    fused = (isinstance(e.expr, Call) and e.expr.op == "*" and any(op == "+" for _, op in e.reduce)
-             and "mac" in units)
+    fold: Counter = Counter()
+    factors = product_factors(e.expr)
+    summed = any(op == "+" for _, op in e.reduce)
+    tensors = [f for f in factors if isinstance(f, Access)] if factors is not None else []
+    consts = [f for f in factors if not isinstance(f, Access)] if factors is not None else []
+    if len(tensors) == 1 and consts:
+        # a scaled tensor: the scale is folded into it (or into the result, if smaller)
+        for u, n in _recipe(ops["*"], units, e.name, array).items():
+            fold[u] += n
+        for op in dict.fromkeys(o for _, o in e.reduce):
+            for u, n in _recipe(ops[op], units, e.name, array).items():
+                counts[u] += n
+        return counts, fold
+    if len(tensors) >= 2 and summed and "mac" in units:
+        counts["mac"] += 1
+        for _ in tensors[2:]:
+            for u, n in _recipe(ops["*"], units, e.name, array).items():
+                counts[u] += n
+        if consts and tensors:
+            for u, n in _recipe(ops["*"], units, e.name, array).items():
+                fold[u] += n
+        for op in dict.fromkeys(o for _, o in e.reduce if o != "+"):
+            for u, n in _recipe(ops[op], units, e.name, array).items():
+                counts[u] += n
+        return counts, fold
 
-    def walk(x, top):
-        if isinstance(x, Call) and not x.accesses():
-            return  # a constant such as 1/sqrt(E), folded before the run
-        if isinstance(x, Call):
-            if top and fused:
-                counts["mac"] += 1
-            else:
-                for u, n in _recipe(ops[x.op], units, e.name, array).items():
-                    counts[u] += n
-            for a in x.args:
-                walk(a, False)
+    def walk(x):
+        if _is_constant(x) or not isinstance(x, Call):
+            return  # constants are folded before the run; accesses are reads
+        for u, n in _recipe(ops[x.op], units, e.name, array).items():
+            counts[u] += n
+        for a in x.args:
+            walk(a)
 
-    walk(e.expr, True)
+    walk(e.expr)
     for op in dict.fromkeys(o for _, o in e.reduce):
-        if op == "+" and fused:
-            continue
         for u, n in _recipe(ops[op], units, e.name, array).items():
             counts[u] += n
-    return counts
+    return counts, fold
 
 
 def _plan(cascade: Cascade, binding: Binding, arch: Architecture, sizes: dict | None = None) -> _Plan:
@@ -299,9 +329,10 @@ def _plan_for(cascade: Cascade, binding: Binding, arrays: tuple, choice: tuple) 
                             0.0, (), tuple(e.expr.accesses()), e.name, present[lab]))
             continue
         a = arch.array(arr)
-        acts = _actions(cascade, e, a.units, arr)
+        acts, fold = _actions(cascade, e, a.units, arr)
         issue = binding.issue_for(arr, a.issue)
         cpp = float(sum(acts.values())) if issue == "sequential" else float(max(acts.values(), default=0))
+        fold_cpp = float(sum(fold.values())) if issue == "sequential" else float(max(fold.values(), default=0))
         spatial = []
         used = set()
         outs = set(e.output_variables())
@@ -324,7 +355,7 @@ def _plan_for(cascade: Cascade, binding: Binding, arrays: tuple, choice: tuple) 
             spatial.sort(key=lambda x: [d for d, _ in a.dims].index(x[0]))
         plans.append(_E(lab, i, arr, vs, tuple(e.output_variables()), tuple(v for v, _ in e.reduce),
                         tuple(sorted(acts.items())), cpp, tuple(spatial), tuple(e.expr.accesses()), e.name,
-                        present[lab]))
+                        present[lab], tuple(sorted(fold.items())), fold_cpp))
     return _Plan(cascade, tuple(plans), tile_rank, row_rank, loop_var, iter_rank)
 
 
@@ -373,13 +404,20 @@ class _Ctx:
         for d, n in a.dims:
             if d not in dims_used:
                 frac *= 1.0 / n
-        cyc = p.cpp * steps
+        cyc = p.cpp * steps + p.fold_cpp * math.ceil(self.folded_elements(p) / a.pes)
         if a.fill_drain and p.spatial:
             # every tile pays the skew: operands enter one row/column late per hop, results leave
             inner = math.prod(self.vsize[v] for v in p.vars if v not in sp and v in p.reduced)
             tiles = steps / inner
             cyc += tiles * (a.rows + a.cols - 2)
         return cyc, cyc * frac
+
+    def folded_elements(self, p: _E) -> float:
+        """Elements of the smallest operand, which a constant factor of the product is folded into."""
+        if not p.fold:
+            return 0.0
+        return min([self.inst * math.prod(self.vsize[v] for v in a.variables()) for a in p.accesses]
+                   + [self.inst * math.prod(self.vsize[v] for v in p.out_vars)])
 
     def tensor_size(self, name: str) -> float:
         """Words of a tensor; an iterative one counted over its iterations (not the initial one)."""
@@ -1343,6 +1381,8 @@ def evaluate(arch: Architecture, cascade: Cascade, binding: Binding, workload: W
             continue
         pts = ctx.points(p)
         acts = {u: n * pts for u, n in p.actions}
+        for u, n in p.fold:
+            acts[u] = acts.get(u, 0.0) + n * ctx.folded_elements(p)
         actions_all[p.label] = acts
         for u, n in acts.items():
             e = n * et.unit(u)

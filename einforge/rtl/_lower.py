@@ -100,7 +100,7 @@ def gemm_roles(cascade: Cascade) -> GemmRoles:
             raise RTLError(f"{msg}; the GEMM PE template has only a MAC unit") from None
         raise RTLError(f"Einsum {e.name} must be a product of two tensors summed over one rank, A[...] * B[...]; "
                        "the GEMM PE template computes sum(A*B)")
-    acts = _actions(cascade, e, ("mac",), "2d")
+    acts, _ = _actions(cascade, e, ("mac",), "2d")
     if set(acts) != {"mac"} or acts["mac"] != 1:
         raise RTLError(f"Einsum {e.name} is not one multiply-accumulate per point (it needs "
                        f"{dict(acts)}); the GEMM PE template computes sum(A*B)")

@@ -1,0 +1,74 @@
+"""A constant factor of a product (``Q*K*(1/sqrt(E))``) is folded into the smallest operand, once:
+it costs a multiply per element of that operand, never a second MAC per point."""
+
+import math
+
+import pytest
+
+from einforge.arch import ArchError, evaluate, load_architecture, load_binding, load_workload
+from einforge.einsum import Call, Const, Einsum, library, roles
+from einforge.einsum._execute import product_factors
+
+LIB = library()
+FUSEMAX = load_architecture("fusemax")
+W = load_workload("BERT", "4K")
+
+
+def _scaled(c, label, factor=0.125):
+    from dataclasses import replace
+
+    i = c.labels.index(label)
+    e = c.einsums[i]
+    new = Einsum(e.output, Call("*", (e.expr, Const(factor))), e.reduce, e.filters, e.span)
+    return replace(c, einsums=c.einsums[:i] + (new,) + c.einsums[i + 1:])
+
+
+def _products(c):
+    out = []
+    for i, e in enumerate(c.einsums):
+        f = product_factors(e.expr)
+        if f is not None and sum(1 for x in f if hasattr(x, "tensor")) >= 2 and e.reduce:
+            out.append(c.label(i))
+    return out
+
+
+CASES = [(n, lab) for n in sorted(LIB) if LIB[n].load().workload for lab in _products(LIB[n].load())]
+
+
+@pytest.mark.parametrize("name,label", CASES)
+def test_a_constant_factor_costs_one_multiply_per_element_of_the_smallest_operand(name, label):
+    c = LIB[name].load()
+    base = None
+    for bname in (("fusemax", "cascade") if roles(c).tile else ("unfused",)):
+        binding = load_binding(bname, c)
+        try:
+            base = evaluate(FUSEMAX, c, binding, W)
+            break
+        except ArchError:       # an operator FuseMax's 2D PEs lack: keep only products there
+            continue
+    assert base is not None
+    scaled = evaluate(FUSEMAX, _scaled(c, label), binding, W)
+    e = c.einsum(label)
+    sizes = {r.lower(): n for r, n in base.sizes.items()}
+    for rk, it in c.iterative_ranks.items():
+        sizes[it.var] = int(it.bound.evaluate(base.sizes))
+    elements = base.instances * min(
+        [math.prod(sizes[v] for v in a.variables()) for a in e.expr.accesses()]
+        + [math.prod(sizes[v] for v in e.output_variables())])
+    pes = FUSEMAX.array(base.per_einsum[label].array).pes
+    extra = scaled.per_einsum[label].cycles - base.per_einsum[label].cycles
+    if any(not hasattr(f, "tensor") for f in product_factors(e.expr)):
+        assert extra == 0           # constants are folded together: one multiply per element in all
+        return
+    assert extra == math.ceil(elements / pes)
+    assert scaled.per_einsum[label].actions["mac"] == pytest.approx(base.per_einsum[label].actions["mac"] + elements)
+    assert scaled.latency_s <= base.latency_s + math.ceil(elements / pes) / FUSEMAX.clock_hz * (1 + 1e-9)
+
+
+def test_the_paper_scale_costs_almost_nothing():
+    # the library's 1-pass cascade with 1/sqrt(E) in its logits: was 10.76 s, a second MAC per point
+    c = LIB["attention-1pass"].load()
+    w = load_workload("BERT", "64K")
+    scaled = _scaled(c, "BQK", 1 / 8)
+    b = load_binding("fusemax", c)
+    assert evaluate(FUSEMAX, scaled, b, w).latency_s == pytest.approx(evaluate(FUSEMAX, c, b, w).latency_s, rel=1e-4)
