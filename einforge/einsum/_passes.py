@@ -85,20 +85,33 @@ class PassReport:
 
 
 def _class_of(c: Cascade, rank: str) -> set[str]:
-    """Ranks that traverse the same fiber as ``rank``: itself and ranks declared equal to it."""
+    """Ranks that traverse the same fiber as ``rank``: itself and the iterative ranks that step
+    along it (``I`` in ``stop i >= K`` whose variable indexes a tensor of rank K, as ``A[i]``).
+
+    Ranks that are only declared equal in size (``P=M`` for queries and keys projected from one
+    sequence) are different ranks: equal sizes do not make one fiber."""
     out = {rank}
     changed = True
     while changed:
         changed = False
-        for r in c.ranks:
-            if isinstance(r.size, Sym) and (r.size.name in out) != (r.name in out):
-                out |= {r.name, r.size.name}
-                changed = True
         for rk, it in c.iterative_ranks.items():
-            if isinstance(it.bound, Sym) and (it.bound.name in out) != (rk in out):
-                out |= {rk, it.bound.name}
+            group = {rk} | _indexed_ranks(c, it.var)
+            if group & out and not group <= out:
+                out |= group
                 changed = True
     return out
+
+
+def _indexed_ranks(c: Cascade, var: str) -> set[str]:
+    """Tensor ranks that the variable ``var`` indexes directly somewhere (``A[i]`` with A's rank K)."""
+    found = set()
+    for e in c.einsums:
+        for a in e.expr.accesses():
+            info = c.tensors[a.tensor]
+            for k, (ix, rk) in enumerate(zip(a.indices, info.ranks)):
+                if isinstance(ix, Var) and ix.name == var and k != info.iterative and rank_of(var) != rk:
+                    found.add(rk)
+    return found
 
 
 def _partition_of(c: Cascade, rank: str) -> tuple[str, str] | None:

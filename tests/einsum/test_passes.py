@@ -204,3 +204,36 @@ def test_rewrite_command_round_trip(tmp_path):
 def test_graph_is_dag_without_carried_edges():
     for e in LIB.values():
         assert nx.is_directed_acyclic_graph(e.load().dag())
+
+
+def _tie(c, rank, to):
+    """``c`` with ``rank`` declared equal in size to ``to`` (``P=M``)."""
+    from dataclasses import replace
+
+    from einforge.einsum import RankDecl, Sym
+
+    ranks = tuple(RankDecl(r.name, Sym(to), r.param, r.span) if r.name == rank else r for r in c.ranks)
+    return replace(c, ranks=ranks, workload=tuple((r, e) for r, e in c.workload if r != rank))
+
+
+PAIRS = [(n, a, b) for n in sorted(LIB) for a in LIB[n].load().rank_names for b in LIB[n].load().rank_names
+         if a != b and not LIB[n].load().rank(a).derived and not LIB[n].load().rank(b).derived
+         and a not in LIB[n].load().iterative_ranks and b not in LIB[n].load().iterative_ranks]
+
+
+@pytest.mark.parametrize("name,rank,to", PAIRS[::7])
+def test_ranks_declared_equal_in_size_stay_distinct(name, rank, to):
+    # self-attention with queries and keys from one sequence declares P=M; DaViT's channel
+    # attention ties its channel ranks. Equal sizes do not make two ranks one fiber.
+    c = LIB[name].load()
+    tied = _tie(c, rank, to)
+    assert analyze(tied).passes == analyze(c).passes
+
+
+def test_self_attention_from_one_sequence_makes_three_passes_over_the_keys():
+    c = parse_cascade(
+        "ranks D=8 E=8 F=8 M=32 P=M\ninput X[d,m] WQ[d,e] WK[d,e] WV[d,f]\n"
+        "QP[e,p] = X[d,p] * WQ[d,e]\nKP[e,m] = X[d,m] * WK[d,e]\nVP[f,m] = X[d,m] * WV[d,f]\n"
+        "QK[m,p] = QP[e,p] * KP[e,m]\nGM[p] = QK[m,p] :: max(m)\nSN[m,p] = exp(QK[m,p] - GM[p])\n"
+        "SD[p] = SN[m,p]\nA[m,p] = SN[m,p] / SD[p]\nAV[f,p] = A[m,p] * VP[f,m]\n")
+    assert passes(c, "M").passes == 3
