@@ -40,7 +40,7 @@ def test_cascade_run_fails_with_exit_1_beyond_tolerance():
     # the naive cascade overflows on large inputs: the comparison fails, exit code 1
     r = run("cascade", "run", "attention-naive", "--scale", "40", "--json")
     assert r.exit_code == 1
-    assert json.loads(r.output)["max_rel_error"] > 1e-9
+    assert float(json.loads(r.output)["max_rel_error"]) > 1e-9   # "inf" when the outputs overflow
 
 
 def test_cascade_show_and_file(tmp_path):
@@ -51,7 +51,32 @@ def test_cascade_show_and_file(tmp_path):
     out = json.loads(r.output)
     assert out["tensors"]["Z"]["output"] and out["einsums"][0]["reduce"] == [["k", "+"]]
     r = run("cascade", "run", str(f), "--json")
-    assert r.exit_code == 0 and json.loads(r.output)["max_rel_error"] is None
+    out = json.loads(r.output)
+    # a user's file has no reference: the run says that nothing was compared, never "passed"
+    assert r.exit_code == 0 and out["max_rel_error"] is None and out["compared"] == [] and out["passed"] is None
+
+
+def test_cascade_run_fails_on_non_finite_outputs(tmp_path):
+    f = tmp_path / "nan.cascade"
+    f.write_text("ranks K=3\ninput A[k]\nZ[k] = log(A[k] - A[k] - 1)\n")
+    r = run("cascade", "run", str(f), "--json")
+    out = json.loads(r.output)
+    assert r.exit_code == 1 and out["non_finite_outputs"] == ["Z"] and out["passed"] is False
+
+
+def test_cascade_run_against_a_reference(tmp_path):
+    from einforge.einsum import library
+
+    text = library()["attention-1pass"].file.read_text()
+    same, wrong = tmp_path / "same.cascade", tmp_path / "wrong.cascade"
+    same.write_text(text.replace("cascade attention-1pass", "cascade mine"))
+    wrong.write_text(text.replace("cascade attention-1pass", "cascade mine").replace(
+        "PRM[m1,p]        = exp(RM[m1,p] - RM[m1+1,p])", "PRM[m1,p]        = exp(RM[m1+1,p] - RM[m1,p])"))
+    r = run("cascade", "run", str(same), "--reference", "attention-3pass", "M=64", "P=16", "--json")
+    out = json.loads(r.output)
+    assert r.exit_code == 0 and out["compared"] == ["AV"] and out["passed"] is True and out["max_rel_error"] < 1e-9
+    r = run("cascade", "run", str(wrong), "--reference", "attention-1pass", "--json")
+    assert r.exit_code == 1 and json.loads(r.output)["passed"] is False
 
 
 def test_bad_input_exits_2_with_location(tmp_path):

@@ -36,9 +36,9 @@ __all__ += ["LIBRARY_DIR", "LibraryEntry", "library", "load_cascade", "random_in
 from ._passes import Analysis, PassReport, analyze, passes, rank_symbols
 
 __all__ += ["Analysis", "PassReport", "analyze", "passes", "rank_symbols"]
-from ._rewrite import check_equivalent, defer_division, running_max
+from ._rewrite import check_equivalent, compare_outputs, defer_division, running_max
 
-__all__ += ["check_equivalent", "defer_division", "running_max"]
+__all__ += ["check_equivalent", "compare_outputs", "defer_division", "running_max"]
 from ._plot import plot_cascade
 
 __all__ += ["plot_cascade"]

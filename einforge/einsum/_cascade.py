@@ -577,11 +577,42 @@ class _Checker:
             return e.expr.value
         if e.reduce:
             return float(self.ops[e.reduce[-1][1]].identity)
+        derived = self._empty_of_one_operand(e.expr)
+        if derived is not None:
+            return derived
         if isinstance(e.expr, Call) and e.expr.op in self.ops:
             op = self.ops[e.expr.op]
             if op.merge == UNION and op.identity is not None:
                 return float(op.identity)
         return 0.0
+
+    def _empty_of_one_operand(self, expr) -> float | None:
+        """A map of one tensor (a copy ``X[i] = RM[i]``, ``exp(RM[i])``, ``RM[i] * 2``): its empty
+        coordinates are exactly the operand's, and hold what the map makes of the operand's empty
+        value (``-inf`` stays ``-inf`` through a copy). None when the map reads more than one
+        tensor, a size, or the result is not a number."""
+        import numpy as np
+
+        accs = expr.accesses()
+        if len(accs) != 1 or accs[0].tensor not in self.tensors:
+            return None
+        empty = self.tensors[accs[0].tensor].empty
+
+        def value(x):
+            if isinstance(x, Access):
+                return np.float64(empty)
+            if isinstance(x, Const):
+                return np.float64(x.value)
+            if isinstance(x, Call) and x.op in self.ops:
+                with np.errstate(all="ignore"):
+                    return self.ops[x.op].fn(*[value(a) for a in x.args])
+            raise LookupError
+
+        try:
+            v = float(value(expr))
+        except (LookupError, TypeError, ValueError):
+            return None
+        return None if v != v else v
 
     def _resolve(self, expr, i):
         """Bare names become size references or scalar tensors; calls are checked."""

@@ -118,8 +118,9 @@ class _Tensor:
 
 
 def evaluate(cascade: Cascade, inputs: Mapping[str, np.ndarray], sizes: Mapping[str, int] | None = None,
-             numbers: NumberSystem = FLOAT64, *, with_presence: bool = False) -> dict[str, np.ndarray]:
-    """Run ``cascade`` on ``inputs`` and return every computed tensor.
+             numbers: NumberSystem = FLOAT64, *, with_presence: bool = False,
+             keep: str = "outputs") -> dict[str, np.ndarray]:
+    """Run ``cascade`` on ``inputs`` and return its outputs (or every computed tensor).
 
     Parameters
     ----------
@@ -132,11 +133,17 @@ def evaluate(cascade: Cascade, inputs: Mapping[str, np.ndarray], sizes: Mapping[
         floats and converted; results are in the number system's representation.
     with_presence : bool
         Also return ``{name + "?": bool array}`` telling which coordinates exist.
+    keep : ``"outputs"`` or ``"all"``
+        ``"outputs"`` (the default) returns the cascade's outputs and stores, of what the loop over
+        an iterative rank computes, only what is still to be read: the previous and current
+        iterate, and one step of each tensor used within the step. ``"all"`` keeps and returns
+        every computed tensor with every iterate.
 
     Returns
     -------
     dict
-        Tensor name -> array. Iterative tensors hold every iterate along their iterative rank.
+        Tensor name -> array. Iterative tensors hold every iterate along their iterative rank
+        (with ``keep="all"``).
 
     Raises
     ------
@@ -171,8 +178,12 @@ def evaluate(cascade: Cascade, inputs: Mapping[str, np.ndarray], sizes: Mapping[
         if name not in cascade.tensors or not cascade.tensors[name].is_input:
             raise CascadeError(f"{name} is not an input of {cascade.name}", None,
                                f"inputs are {', '.join(x.name for x in cascade.inputs)}")
+    if keep not in ("outputs", "all"):
+        raise CascadeError(f"keep must be 'outputs' or 'all', not {keep!r}")
     env = resolve_sizes(cascade, sizes)
     bounds = _iter_bounds(cascade, env)
+    plan = _schedule(cascade)
+    windows = {} if keep == "all" else _windows(cascade, plan)
     state: dict[str, _Tensor] = {}
     for t in cascade.inputs:
         arr = np.asarray(inputs[t.name], dtype=np.float64)
@@ -184,23 +195,29 @@ def evaluate(cascade: Cascade, inputs: Mapping[str, np.ndarray], sizes: Mapping[
         state[t.name] = _Tensor(numbers.from_float(arr))
     for name, info in cascade.tensors.items():
         if not info.is_input:
-            shape = tensor_shape(cascade, name, env)
-            state[name] = _Tensor(numbers.fill(shape, info.empty), np.zeros(shape, dtype=bool))
+            shape = list(tensor_shape(cascade, name, env))
+            if name in windows:
+                axis, slots = windows[name]
+                shape[axis] = slots
+            state[name] = _Tensor(numbers.fill(tuple(shape), info.empty), np.zeros(tuple(shape), dtype=bool))
 
-    run = _Runner(cascade, env, bounds, numbers, state)
-    for group, loop in _schedule(cascade):
+    run = _Runner(cascade, env, bounds, numbers, state, windows)
+    for group, loop in plan:
         if loop is None:
             for i in group:
-                run.einsum(i, {})
+                pin = _init_pin(cascade, i, windows)
+                run.einsum(i, pin)
         else:
             it = cascade.iterative_ranks[loop]
+            fresh = [t for t in {cascade.einsums[i].name for i in group} if t in windows]
             for k in range(bounds[loop]):
+                run.clear(fresh, k)
                 for i in group:
                     run.einsum(i, {it.var: k})
 
     out: dict[str, np.ndarray] = {}
     for name, info in cascade.tensors.items():
-        if info.is_input:
+        if info.is_input or (keep == "outputs" and name not in cascade.outputs):
             continue
         t = state[name]
         out[name] = t.values
@@ -234,6 +251,7 @@ def _schedule(cascade: Cascade) -> list[tuple[list[int], str | None]]:
                 carried_tensors.add(e.name)
         if not carried:
             continue
+        _pull_into_loop(cascade, it, remaining, carried)
         after: set[int] = set()
         produced_late = set(carried_tensors)
         for i in remaining:
@@ -253,6 +271,87 @@ def _schedule(cascade: Cascade) -> list[tuple[list[int], str | None]]:
     return plan
 
 
+def _pull_into_loop(cascade: Cascade, it, remaining: list[int], carried: set[int]) -> None:
+    """Move into the loop the Einsums that compute, step by step, only what the loop reads at its
+    own step (``BQK[m1,m0,p]`` for the running max): computed there, they need one step of storage."""
+    changed = True
+    while changed:
+        changed = False
+        for i in reversed(remaining):
+            if i in carried or cascade.einsum_kind(i) != "plain":
+                continue
+            e = cascade.einsums[i]
+            if e.name in cascade.outputs or not any(isinstance(ix, Var) and ix.name == it.var
+                                                    for ix in e.output.indices):
+                continue
+            readers = [(j, a) for j, f in enumerate(cascade.einsums) for a in f.expr.accesses() if a.tensor == e.name]
+            axis = next(k for k, ix in enumerate(e.output.indices) if isinstance(ix, Var) and ix.name == it.var)
+            if readers and all(j in carried and isinstance(a.indices[axis], Var) and a.indices[axis].name == it.var
+                               for j, a in readers):
+                carried.add(i)
+                changed = True
+
+
+def _windows(cascade: Cascade, plan) -> dict[str, tuple[int, int]]:
+    """Tensors the loop over an iterative rank needs only a window of: tensor -> (axis, slots).
+
+    An iterate read only as the previous or current one inside the loop (and as the final one
+    after it) needs 2 slots, iterate ``k`` in slot ``k % 2``; a tensor written and read inside
+    the loop only at the loop's own step needs 1. Outputs are kept whole."""
+    out: dict[str, tuple[int, int]] = {}
+    for group, loop in plan:
+        if loop is None:
+            continue
+        it = cascade.iterative_ranks[loop]
+        inside = set(group)
+        written = {cascade.einsums[i].name for i in group}
+        for t in written:
+            if t in cascade.outputs:
+                continue
+            w = _window_of(cascade, t, it, inside)
+            if w is not None:
+                out[t] = w
+    return out
+
+
+def _window_of(cascade: Cascade, t: str, it, inside: set[int]):
+    info = cascade.tensors[t]
+    if info.iterative is not None:
+        if info.ranks[info.iterative] != it.rank:
+            return None
+        axis, slots = info.iterative, 2
+    else:
+        prod = cascade.einsums[info.producers[0]]
+        axis = next((k for k, ix in enumerate(prod.output.indices)
+                     if isinstance(ix, Var) and ix.name == it.var), None)
+        if axis is None:
+            return None
+        slots = 1
+    for j, e in enumerate(cascade.einsums):
+        for a in e.expr.accesses():
+            if a.tensor != t:
+                continue
+            ix = a.indices[axis]
+            kind = cascade.access_kind(a)
+            if slots == 2:
+                ok = (kind in ("prev", "next") and j in inside) or (kind == "final" and j not in inside)
+            else:
+                ok = j in inside and isinstance(ix, Var) and ix.name == it.var
+            if not ok:
+                return None
+    return axis, slots
+
+
+def _init_pin(cascade: Cascade, i: int, windows) -> dict:
+    """An initialization of a windowed iterate runs at its first iterate only."""
+    e = cascade.einsums[i]
+    if cascade.einsum_kind(i) != "init" or e.name not in windows:
+        return {}
+    info = cascade.tensors[e.name]
+    ix = e.output.indices[info.iterative]
+    return {ix.name: 0} if isinstance(ix, Var) else {}
+
+
 def product_factors(expr):
     """The factors of a pure product (accesses, and constants such as ``1/sqrt(E)``), or None."""
     if isinstance(expr, (Access, Const, SizeRef)):
@@ -268,7 +367,8 @@ def product_factors(expr):
 
 
 class _Runner:
-    def __init__(self, cascade, env, bounds, numbers, state):
+    def __init__(self, cascade, env, bounds, numbers, state, windows=None):
+        self.windows = windows or {}
         self.c = cascade
         self.env = env
         self.bounds = bounds
@@ -281,6 +381,16 @@ class _Runner:
                 self.var_range[r.name.lower()] = env[r.name]
         for rk, n in bounds.items():
             self.var_range[rk.lower()] = n
+
+    def clear(self, tensors, k: int):
+        """Before step ``k``: the slots step ``k`` writes start empty, as they would unwindowed."""
+        for t in tensors:
+            axis, slots = self.windows[t]
+            slot = 0 if slots == 1 else (k + 1) % 2
+            st = self.state[t]
+            sel = (slice(None),) * axis + (slot,)
+            st.values[sel] = self.ns.const(self.c.tensors[t].empty)
+            st.present[sel] = False
 
     # -- one Einsum, with some variables fixed ---------------------------------------------------
     def einsum(self, i: int, fixed: dict[str, int]):
@@ -355,8 +465,18 @@ class _Runner:
         vals = t.values
         idx = []
         inrange = None
-        for ix, n in zip(a.indices, vals.shape):
+        win = self.windows.get(a.tensor)
+        for axis, ix in enumerate(a.indices):
+            n = vals.shape[axis]
             k = ix.evaluate(env)
+            if win is not None and axis == win[0]:
+                idx.append(k % win[1])          # a windowed axis: the slot of this step
+                continue
+            if not isinstance(k, np.ndarray) and not ix.variables() and not 0 <= k < n:
+                raise CascadeError(
+                    f"index {ix.text()} = {k} of {a.tensor} is out of range: that rank has coordinates 0..{n - 1}",
+                    ix.span or a.span, "a size is one past the last coordinate; index the last one with "
+                                       f"{ix.text()}-1, or the final iterate of an iterative rank by its bound")
             if isinstance(k, np.ndarray) or k < 0 or k >= n:
                 ok = (k >= 0) & (k < n)
                 if not np.all(ok):
@@ -473,10 +593,12 @@ class _Runner:
         t = self.state[e.name]
         nd = len(out_vars)
         idx = []
-        for ix in e.output.indices:
+        win = self.windows.get(e.name)
+        for axis, ix in enumerate(e.output.indices):
             v, plus = (ix.name, 0) if isinstance(ix, Var) else (ix.left.name, 1)
             if v in fixed:
-                idx.append(fixed[v] + plus)
+                k = fixed[v] + plus
+                idx.append(k % win[1] if win is not None and axis == win[0] else k)
             else:
                 a, b = ranges[v]
                 shp = [1] * nd
@@ -490,6 +612,12 @@ class _Runner:
             t.values[idx] = value
             return  # writing the empty value leaves the coordinates empty
         newp = np.ones(target_shape, bool) if present is None else np.broadcast_to(present, target_shape)
+        empty = self.c.tensors[e.name].empty
+        if math.isinf(empty):
+            # a max over nothing but -inf (a fully masked tile) is the empty value: it stays empty, so
+            # exp(x - max) meets an empty operand instead of computing exp(-inf - -inf) = NaN
+            newp = newp & (value != self.ns.const(empty))
+            present = newp
         if carried_red:
             op = self.ops[carried_red[0][1]]
             old_v, old_p = t.values[idx], t.present[idx]

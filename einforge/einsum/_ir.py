@@ -155,6 +155,11 @@ class BinOp:
             return a - b
         if self.op == "*":
             return a * b
+        if self.op in ("//", "%", "/") and _has_zero(b):
+            raise CascadeError(
+                f"{self.text()} divides by zero" + ("" if isinstance(self.right, Num) else
+                                                    f": {self.right.text()} is 0 here"), self.span,
+                "give the size or parameter a non-zero value, or guard the index with a filter")
         if self.op == "//":
             return a // b
         if self.op == "%":
@@ -172,6 +177,12 @@ class BinOp:
 
 
 IndexExpr = Var | Sym | Num | BinOp
+
+
+def _has_zero(b) -> bool:
+    import numpy as np
+
+    return bool(np.any(np.asarray(b) == 0))
 
 
 @dataclass(frozen=True)

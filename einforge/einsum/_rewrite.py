@@ -12,6 +12,7 @@ inputs and the outputs must agree.
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from math import gcd
 
@@ -69,10 +70,43 @@ def _names(c: Cascade) -> set[str]:
     return set(c.tensors) | {r.name for r in c.ranks}
 
 
+def compare_outputs(ref: dict, got: dict, outputs) -> tuple[list[str], float, float]:
+    """(outputs compared, largest absolute difference, largest difference relative to the
+    reference's magnitude) over ``outputs`` present in both; a NaN or a shape mismatch counts as
+    an infinite difference."""
+    compared, worst_abs, worst_rel = [], 0.0, 0.0
+    for o in outputs:
+        if o not in ref or o not in got:
+            continue
+        a, b = np.asarray(ref[o], float), np.asarray(got[o], float)
+        compared.append(o)
+        if a.shape != b.shape:
+            return compared, math.inf, math.inf
+        if not a.size:
+            continue
+        with np.errstate(all="ignore"):
+            same = (a == b) | (np.isnan(a) & np.isnan(b))
+            diff = np.where(same, 0.0, np.abs(a - b))
+        d = float(np.max(diff))
+        if not math.isfinite(d) or (np.isnan(diff).any()):
+            d = math.inf
+        finite = np.abs(a[np.isfinite(a)])
+        scale = max(float(np.max(finite)) if finite.size else 0.0, 1e-300)
+        worst_abs, worst_rel = max(worst_abs, d), max(worst_rel, d / scale)
+    return compared, worst_abs, worst_rel
+
+
 def check_equivalent(old: Cascade, new: Cascade, sizes: dict | None = None, seed: int = 0,
                      rtol: float = 1e-9) -> float:
     """Run both cascades on the same random inputs; return the largest relative difference of
-    their common outputs, or raise :class:`CascadeError` if it exceeds ``rtol``."""
+    their common outputs.
+
+    Raises
+    ------
+    CascadeError
+        The cascades share no output (nothing would be compared), or an output differs by more
+        than ``rtol`` relative to the first cascade's magnitude.
+    """
     sizes = dict(sizes or {})
     for r in new.ranks:
         if r.size is None and r.name not in sizes:
@@ -81,21 +115,23 @@ def check_equivalent(old: Cascade, new: Cascade, sizes: dict | None = None, seed
     sz_new = resolve_sizes(new, {**{k: v for k, v in sz_old.items() if k in {r.name for r in new.ranks}
                                     and not new.rank(k).derived}, **{k: v for k, v in sizes.items()
                                                                      if k in {r.name for r in new.ranks}}})
+    missing = [t.name for t in new.inputs if t.name not in {x.name for x in old.inputs}]
+    if missing:
+        raise CascadeError(f"{new.name} reads inputs {', '.join(missing)} that {old.name} does not have",
+                           None, "compare cascades with the same inputs")
     rng = np.random.default_rng(seed)
     x = {t.name: rng.normal(size=[sz_old[r] for r in t.ranks]) for t in old.inputs}
     a = evaluate(old, x, sz_old)
-    b = evaluate(new, x, sz_new)
-    worst = 0.0
-    for o in old.outputs:
-        if o not in b:
-            continue
-        ref = a[o]
-        scale = max(float(np.max(np.abs(ref))) if np.size(ref) else 0.0, 1e-300)
-        worst = max(worst, float(np.max(np.abs(b[o] - ref))) / scale if np.size(ref) else 0.0)
+    b = evaluate(new, {k: v for k, v in x.items() if k in {t.name for t in new.inputs}}, sz_new)
+    compared, _, worst = compare_outputs(a, b, old.outputs)
+    if not compared:
+        raise CascadeError(f"{old.name} and {new.name} share no output: nothing to compare",
+                           None, f"outputs: {', '.join(old.outputs)} and {', '.join(new.outputs)}")
     if not worst <= rtol:
         raise CascadeError(
-            f"rewrite of {old.name} changed its result (relative difference {worst:.3g})", None,
-            "the rewrite's preconditions do not hold for this cascade; please report it")
+            f"{new.name} computes other values than {old.name} (relative difference {worst:.3g} in "
+            f"{', '.join(compared)})", None,
+            "if this is a rewrite, its preconditions do not hold for this cascade; please report it")
     return worst
 
 

@@ -24,7 +24,7 @@ def _sizes(name, extra):
 
 def _visited_by_executor(c, sizes):
     """(tile step, block of 4 queries) pairs in which the logits tile holds a present point."""
-    out = run(c, random_inputs(c, sizes, np.random.default_rng(0)), sizes, with_presence=True)
+    out = run(c, random_inputs(c, sizes, np.random.default_rng(0)), sizes, with_presence=True, keep="all")
     ranks = c.tensors["BQK"].ranks
     q = "P" if "P" in ranks else "R"
     visited = np.zeros((sizes["M1"], -(-sizes[q] // 4)), bool)
@@ -53,7 +53,7 @@ def test_an_empty_tile_leaves_every_iterate_as_it_was(name, extra):
     # why the controller may skip: with no logit in the tile, max and + with an empty operand copy
     # the running max, the correction is exp(0) = 1 exactly, and the sums stay as they were
     c, sizes = _sizes(name, extra)
-    out = run(c, random_inputs(c, sizes, np.random.default_rng(1)), sizes, with_presence=True)
+    out = run(c, random_inputs(c, sizes, np.random.default_rng(1)), sizes, with_presence=True, keep="all")
     ranks = c.tensors["BQK"].ranks
     empty = ~np.any(out["BQK?"], axis=ranks.index("M0"))
     er = [r for r in ranks if r != "M0"]

@@ -89,7 +89,7 @@ def test_sigmoid_of_an_absent_value_is_absent():
     c = parse_cascade("ranks M=4 P=4\ninput X[m,p]\nS[m,p: m <= p] = sigmoid(X[m,p])\nY[p] = S[m,p]\n")
     q = FixedPoint(8, 8)
     x = q.to_float(q.from_float(np.linspace(-3, 3, 16).reshape(4, 4)))
-    out = evaluate(c, {"X": x}, numbers=q, with_presence=True)
+    out = evaluate(c, {"X": x}, numbers=q, with_presence=True, keep="all")
     assert np.array_equal(out["S?"], np.tril(np.ones((4, 4), bool)).T)
     # the sum runs over present values only; each within the bound of the test above, the sum
     # (exact, then saturated) adds nothing
