@@ -444,6 +444,8 @@ def evaluate_cmd(ctx, arch_ref, cascade_ref, binding_ref, model, seq, size, para
     console.print(f"  sizes: {escape(_sizes_line(r))}; instances {r.instances}")
     if defaults:
         console.print(f"  defaults used: {escape(', '.join(defaults))}")
+    for warning in r.warnings:
+        console.print(f"  [yellow]note:[/] {escape(warning)}")
     d = r.details
     bound = "memory" if r.memory_s >= r.compute_s else "compute"
     console.print(f"  latency {r.latency_s:.6g} s ({bound}-bound: compute {r.compute_s:.4g} s, memory {r.memory_s:.4g} s)")
@@ -477,15 +479,29 @@ def evaluate_cmd(ctx, arch_ref, cascade_ref, binding_ref, model, seq, size, para
 @main.command()
 @click.argument("spec", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", "out", type=click.Path(dir_okay=False), required=True, help="results CSV")
+@size_option
+@click.option("--param", "params", multiple=True, metavar="W=N", help="parameter value for every point (repeatable)")
 @click.option("--json", "as_json", is_flag=True, help="print a JSON summary")
 @handles_errors
-def sweep(spec, out, as_json):
-    """Evaluate the cross product of a sweep spec (architecture parameters x workloads x lengths)."""
+def sweep(spec, out, size, params, as_json):
+    """Evaluate the cross product of a sweep spec (architecture parameters x workloads x lengths x
+    the sizes and parameters it sweeps); --size and --param fix a rank or parameter for every point."""
+    from dataclasses import replace
+
     from rich.progress import Progress
 
     from .arch import load_sweep, run_sweep, write_table
+    from .arch._workload import seq_label
+    from .einsum import load_cascade
 
     s = load_sweep(spec)
+    fixed = _given_sizes(load_cascade(s.cascade), size, params)
+    if fixed:
+        swept = {k for k, _ in s.sizes}
+        clash = sorted(set(fixed) & swept)
+        if clash:
+            raise click.BadParameter(f"{', '.join(clash)} is swept by the spec; do not fix it too")
+        s = replace(s, sizes=s.sizes + tuple((k, (v,)) for k, v in fixed.items()))
     with Progress(console=err_console, transient=True, disable=as_json) as prog:
         task = prog.add_task("evaluating", total=s.size)
         rows = run_sweep(s, progress=lambda: prog.advance(task))
@@ -501,7 +517,7 @@ def sweep(spec, out, as_json):
     for col in ("workload", "seq", "array", "buffer", "latency s", "area um2", "energy pJ"):
         t.add_column(col)
     for r in front:
-        t.add_row(r["workload"], r["seq"], f"{r['rows']}x{r['cols']}", f"{r['buffer_bytes'] / 2**20:g} MiB",
+        t.add_row(r["workload"], seq_label(r["seq"]), f"{r['rows']}x{r['cols']}", f"{r['buffer_bytes'] / 2**20:g} MiB",
                   f"{r['latency_s']:.4g}", f"{r['area_um2']:.4g}", f"{r['energy_pJ']:.4g}")
     console.print(t)
 

@@ -97,11 +97,17 @@ def _construct(node, path, marks, file, error):
     return _scalar(node, file, error)
 
 
+_FLOAT = __import__("re").compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
 def _scalar(node, file, error):
     try:
-        return yaml.SafeLoader.construct_object(_Constructor(), node)
+        value = yaml.SafeLoader.construct_object(_Constructor(), node)
     except yaml.YAMLError as exc:
         raise error(f"{file}:{node.start_mark.line + 1}:{node.start_mark.column + 1}: {exc}") from None
+    if isinstance(value, str) and node.style is None and _FLOAT.fullmatch(value):
+        return float(value)     # YAML 1.2 reads 53.8e3 as a number; PyYAML (1.1) as text
+    return value
 
 
 class _Constructor(yaml.SafeLoader):
@@ -141,7 +147,10 @@ def _message(exc, model, marks, file) -> str:
         hint = f" (did you mean {near[0]!r}?)" if near else (f"; known keys: {', '.join(known)}" if known else "")
         return f"{_where(file, pos)}unknown key {key!r}{hint}"
     pos = position(marks, loc)
-    field = ".".join(str(x) for x in loc if not (isinstance(x, str) and x.startswith("function-")))
+    known = loc
+    while known and known not in marks:
+        known = known[:-1]       # drop pydantic's union-member tags (``constrained-float``)
+    field = ".".join(str(x) for x in known)
     msg = err["msg"]
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
@@ -156,21 +165,35 @@ def _where(file, pos) -> str:
 
 def _known_keys(model, loc) -> list[str]:
     """The field names of the model reached by ``loc`` (for the did-you-mean hint)."""
-    cur = model
+    import typing
+
+    tp = model
     for part in loc:
-        if isinstance(part, int) or cur is None:
-            continue
-        fields = getattr(cur, "model_fields", None)
-        if fields is None or part not in fields:
-            cur = _inner_model(cur)
-            fields = getattr(cur, "model_fields", None)
-            if fields is None or part not in fields:
-                return []
-        cur = _inner_model(fields[part].annotation)
-    fields = getattr(cur, "model_fields", None)
-    if fields is None:
-        return []
-    return [f.alias or name for name, f in fields.items()]
+        tp = _strip_optional(tp)
+        if typing.get_origin(tp) is dict:
+            tp = typing.get_args(tp)[1]
+        elif typing.get_origin(tp) is list:
+            tp = typing.get_args(tp)[0]
+        elif hasattr(tp, "model_fields") and part in tp.model_fields:
+            tp = tp.model_fields[part].annotation
+        else:
+            return []
+    tp = _strip_optional(tp)
+    fields = getattr(tp, "model_fields", None)
+    return [f.alias or name for name, f in fields.items()] if fields else []
+
+
+def _strip_optional(tp):
+    import types
+    import typing
+
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        models = [a for a in args if hasattr(a, "model_fields") or typing.get_origin(a) in (dict, list)]
+        return models[0] if models else args[0]
+    if typing.get_origin(tp) is typing.Annotated:
+        return typing.get_args(tp)[0]
+    return tp
 
 
 def _inner_model(tp):

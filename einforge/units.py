@@ -29,7 +29,7 @@ import math
 import re
 from functools import lru_cache
 
-__all__ = ["QuantityError", "count", "quantity", "DIMENSIONS"]
+__all__ = ["QuantityError", "count", "quantity", "DIMENSIONS", "Quantity", "Count"]
 
 
 class QuantityError(ValueError):
@@ -127,3 +127,34 @@ def quantity(value, dimension: str, what: str = "") -> float:
     if not math.isfinite(mag) or mag <= 0:
         raise QuantityError(f"{label}{value!r} must be positive and finite")
     return mag
+
+
+def Quantity(dimension: str):  # noqa: N802 - used as a type in file schemas
+    """A pydantic field type: a quantity of ``dimension`` read with :func:`quantity` (a float in
+    the base unit)."""
+    from typing import Annotated
+
+    from pydantic import BeforeValidator
+
+    def read(v):
+        try:
+            return quantity(v, dimension)
+        except QuantityError as exc:
+            raise ValueError(str(exc)) from None
+
+    return Annotated[float, BeforeValidator(read)]
+
+
+def Count(what: str = "count"):  # noqa: N802 - used as a type in file schemas
+    """A pydantic field type: a count read with :func:`count` (``64K`` = 65536)."""
+    from typing import Annotated
+
+    from pydantic import BeforeValidator
+
+    def read(v):
+        try:
+            return count(v, what)
+        except QuantityError as exc:
+            raise ValueError(str(exc)) from None
+
+    return Annotated[int, BeforeValidator(read)]

@@ -18,11 +18,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Literal
 
-import yaml
+from pydantic import BaseModel, ConfigDict, Field
 
 from ..einsum import Access, Cascade
 from ..einsum._execute import product_factors
+from ..schema import load_yaml_file, validate
 from ._spec import ArchError
 
 __all__ = ["Binding", "load_binding", "BINDINGS", "bind_arrays", "is_layout", "is_tensor_product"]
@@ -127,42 +129,51 @@ def bind_arrays(cascade: Cascade, binding: Binding, tile_rank: str | None) -> di
     return out
 
 
-def _from_dict(name: str, d: dict, where: str) -> Binding:
-    base = dict(_DEFAULTS.get(d.get("base", name), _DEFAULTS["fusemax"]))
-    known = {"base", "rule", "mapping", "schedule", "description", "arrays", "spatial", "stages", "issue",
-             "buffer_share", "drain", "einsum_spatial", "skip_empty_tiles"}
-    bad = set(d) - known
-    if bad:
-        raise ArchError(f"{where}binding {name}: unknown field(s) {', '.join(sorted(bad))}")
-    for k in ("rule", "mapping", "schedule", "description", "drain", "skip_empty_tiles"):
-        if k in d:
-            base[k] = d[k]
-    if base["mapping"] not in ("tiled", "flat", "unfused"):
-        raise ArchError(f"{where}binding {name}: mapping must be tiled, flat or unfused, not {base['mapping']!r}")
-    if base["schedule"] not in ("overlap", "sequential", "stages", "phases"):
-        raise ArchError(f"{where}binding {name}: schedule must be overlap, sequential, stages or phases")
-    spatial = d.get("spatial") or {}      # by default the roles of the ranks decide (arch._model)
+class _BindingSpec(BaseModel):
+    """The fields of a binding file (see :class:`Binding`)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    base: Literal["fusemax", "arch", "cascade", "flat", "unfused"] | None = None
+    rule: Literal["tile", "product"] | None = None
+    mapping: Literal["tiled", "flat", "unfused"] | None = None
+    schedule: Literal["overlap", "sequential", "stages", "phases"] | None = None
+    description: str | None = None
+    arrays: dict[str, str] = {}
+    spatial: dict[str, dict[Literal["rows", "cols"], str | list[str]]] = {}
+    stages: list[dict[str, str | list[str]]] = []
+    issue: dict[str, Literal["sequential", "pipelined"]] = {}
+    buffer_share: Annotated[float, Field(gt=0, le=1)] | Annotated[int, Field(gt=0, le=1)] | None = None
+    drain: bool | None = None
+    einsum_spatial: dict[str, dict[Literal["rows", "cols"], str]] = {}
+    skip_empty_tiles: bool | None = None
+
+
+def _from_spec(name: str, d: _BindingSpec, where: str) -> Binding:
+    base = dict(_DEFAULTS.get(d.base or name, _DEFAULTS["fusemax"]))
+    for k in ("rule", "mapping", "schedule", "description", "drain", "skip_empty_tiles", "buffer_share"):
+        v = getattr(d, k)
+        if v is not None:
+            base[k] = v
+    # by default the roles of the ranks decide what goes on each array dimension (arch._model)
     sp = tuple((a, tuple((dim, tuple(rs if isinstance(rs, list) else [rs])) for dim, rs in dims.items()))
-               for a, dims in spatial.items())
+               for a, dims in d.spatial.items())
     stages = []
-    for s in d.get("stages", []) or []:
-        if not isinstance(s, dict):
-            raise ArchError(f"{where}binding {name}: each stage maps arrays to Einsum lists, e.g. {{2d: [BQK], 1d: [RD]}}")
-        stages.append((tuple((a, tuple(v)) for a, v in s.items() if a != "drain"), s.get("drain")))
-    if stages and "schedule" not in d:
+    for st in d.stages:
+        drain = st.get("drain")
+        if isinstance(drain, list):
+            raise ArchError(f"{where}binding {name}: a stage's drain names one Einsum")
+        stages.append((tuple((a, tuple(v if isinstance(v, list) else [v])) for a, v in st.items() if a != "drain"),
+                       drain))
+    if stages and d.schedule is None:
         base["schedule"] = "stages"
-    share = d.get("buffer_share", base.get("buffer_share", 1.0))
-    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= 1:
-        raise ArchError(f"{where}binding {name}: buffer_share must be a number in (0, 1], not {share!r}")
     return Binding(
         name=name, rule=base["rule"], mapping=base["mapping"], schedule=base["schedule"],
         description=base.get("description", ""), drain=bool(base.get("drain", False)),
         skip_empty_tiles=bool(base.get("skip_empty_tiles", False)),
-        explicit=tuple((k, v) for k, v in (d.get("arrays") or {}).items()),
-        spatial=sp, stages=tuple(stages),
-        einsum_spatial=tuple((k, tuple(v.items())) for k, v in (d.get("einsum_spatial") or {}).items()),
-        issue=tuple((d.get("issue") or base.get("issue") or {}).items()),
-        buffer_share=float(share), source=where,
+        explicit=tuple(d.arrays.items()), spatial=sp, stages=tuple(stages),
+        einsum_spatial=tuple((k, tuple(v.items())) for k, v in d.einsum_spatial.items()),
+        issue=tuple((d.issue or base.get("issue") or {}).items()),
+        buffer_share=float(base.get("buffer_share", 1.0)), source=where,
     )
 
 
@@ -172,22 +183,23 @@ def load_binding(name_or_file: str, cascade: Cascade) -> Binding:
     Raises
     ------
     ArchError
-        Unknown binding name, unreadable file, unknown fields.
+        Unknown binding name, unreadable file, unknown fields (with file, line and column).
     """
     p = Path(str(name_or_file))
     if p.is_file():
-        try:
-            data = yaml.safe_load(p.read_text())
-        except yaml.YAMLError as exc:
-            raise ArchError(f"{p}: invalid YAML: {exc}") from None
+        data, marks, file = load_yaml_file(p, "binding", ArchError)
         if not isinstance(data, dict):
-            raise ArchError(f"{p}: a binding file is a YAML mapping")
-        if "rule" not in data and "base" not in data and "mapping" not in data and len(data) == 1:
-            name, data = next(iter(data.items()))
-        else:
-            name = p.stem
-        return _from_dict(name, data, f"{p}: ")
+            raise ArchError(f"{file}: a binding file is a YAML mapping of fields to values")
+        name = p.stem
+        if len(data) == 1 and next(iter(data)) not in _BindingSpec.model_fields and \
+                isinstance(next(iter(data.values())), dict):
+            # the binding under its own name:  mine: {base: fusemax, ...}
+            name = next(iter(data))
+            data = data[name]
+            marks = {k[1:]: v for k, v in marks.items() if k and k[0] == name}
+        spec = validate(_BindingSpec, data, marks, file, ArchError)
+        return _from_spec(name, spec, f"{file}: ")
     name = str(name_or_file)
     if name not in BINDINGS:
         raise ArchError(f"no built-in binding named {name!r} and no such file (built-in: {', '.join(BINDINGS)})")
-    return _from_dict(name, {}, "")
+    return _from_spec(name, _BindingSpec(), "")

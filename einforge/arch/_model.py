@@ -75,6 +75,7 @@ class Report:
     sizes: dict = field(default_factory=dict)        # every rank and parameter the point used
     size_origin: dict = field(default_factory=dict)  # where each size came from (workload, given, mapping, default)
     instances: int = 1                               # independent copies of the cascade (batch x heads it leaves out)
+    warnings: tuple = ()                             # numbers that rest on extrapolated data
 
     @property
     def util_2d(self) -> float:
@@ -108,6 +109,7 @@ class Report:
             },
             "sizes": {k: {"size": v, "from": self.size_origin.get(k, "")} for k, v in self.sizes.items()},
             "instances": self.instances,
+            "warnings": list(self.warnings),
             "energy_breakdown_pJ": dict(self.energy_breakdown_pJ),
             "area_breakdown_um2": dict(self.area_breakdown_um2),
             "details": {k: v for k, v in self.details.items() if isinstance(v, (int, float, str, bool))},
@@ -1431,5 +1433,5 @@ def evaluate(arch: Architecture, cascade: Cascade, binding: Binding, workload: W
         latency_s=latency_cycles / f, compute_s=compute_cycles / f, memory_s=mem_cycles / f,
         traffic_bytes=traffic, util=util, per_einsum=per, energy_pJ=energy, energy_breakdown_pJ=breakdown,
         area_um2=sum(area.values()), area_breakdown_um2=area, cycles=dict(load), details=details,
-        sizes=dict(sizes), size_origin=dict(bound.origin), instances=inst,
+        sizes=dict(sizes), size_origin=dict(bound.origin), instances=inst, warnings=arch.extrapolations(),
     )

@@ -8,12 +8,24 @@ operator costs on an array follows from the operator table's recipes and the uni
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated, Literal
 
 import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    PositiveInt,
+    StringConstraints,
+    model_validator,
+)
+
+from ..schema import load_yaml_file, validate
+from ..units import Quantity, QuantityError, quantity
 
 __all__ = [
     "ArchError", "PEArray", "GlobalBuffer", "Architecture", "EnergyTable", "AreaTable",
@@ -27,26 +39,18 @@ class ArchError(Exception):
     """An architecture, workload, binding or mapping that cannot be used; the message says why."""
 
 
-_UNITS = {
-    "": 1, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
-    "Ki": 2 ** 10, "Mi": 2 ** 20, "Gi": 2 ** 30, "Ti": 2 ** 40,
-}
-
-
-def parse_quantity(value, what: str = "quantity", where: str = "") -> float:
-    """``"940MHz"`` -> 9.4e8, ``"16MiB"`` -> 16777216, ``"400GiB/s"`` -> 429496729600, ``256`` -> 256.
+def parse_quantity(value, dimension: str = "bytes", what: str = "quantity") -> float:
+    """A quantity with a unit, in the base unit of ``dimension`` (see :mod:`einforge.units`).
 
     Examples
     --------
-    >>> parse_quantity("16MiB"), parse_quantity("940MHz"), parse_quantity("1.5KB")
+    >>> parse_quantity("16MiB"), parse_quantity("940MHz", "hertz"), parse_quantity("1.5kB")
     (16777216.0, 940000000.0, 1500.0)
     """
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][+-]?\d+)?)\s*(Ki|Mi|Gi|Ti|[kKMGT]?)\s*(B|Hz|B/s|bit|b)?\s*", str(value))
-    if not m:
-        raise ArchError(f"{where}{what} {value!r} is not a number such as 16MiB, 940MHz or 400GiB/s")
-    return float(m.group(1)) * _UNITS[m.group(2)]
+    try:
+        return quantity(value, dimension, what)
+    except QuantityError as exc:
+        raise ArchError(str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -169,7 +173,7 @@ class Architecture:
 
     name: str
     clock_hz: float
-    word_bytes: int
+    word_bytes: float               # bits / 8: a 12-bit word is 1.5 bytes
     dram_bandwidth: float          # bytes per second
     buffer: GlobalBuffer
     arrays: tuple[PEArray, ...]
@@ -205,99 +209,228 @@ class Architecture:
     def area_um2(self) -> float:
         return sum(self.area_breakdown().values())
 
+    def extrapolations(self) -> tuple[str, ...]:
+        """Where this architecture's energy or area comes from outside the tables' measured range."""
+        out = []
+        caps = [c for c, _, _ in self.energy.buffer_points]
+        cap = self.buffer.capacity
+        if not min(caps) <= cap <= max(caps):
+            out.append(f"global-buffer energy extrapolated: {cap / 2**20:g} MiB is outside the table's "
+                       f"measured {min(caps) / 2**20:g}-{max(caps) / 2**20:g} MiB ({self.energy.name})")
+        widths = [w for w, _, _ in self.area.buffer_points]
+        depths = [d for _, d, _ in self.area.buffer_points]
+        depth = cap * 8 / self.buffer.width_bits
+        if not (min(widths) <= self.buffer.width_bits <= max(widths) and min(depths) <= depth <= max(depths)):
+            out.append(f"global-buffer area extrapolated: {self.buffer.width_bits} bits x {depth:g} rows is outside "
+                       f"the table's measured {min(widths)}-{max(widths)} bits x {min(depths)}-{max(depths)} rows "
+                       f"({self.area.name})")
+        return tuple(out)
 
-def _load_yaml(path: Path, what: str):
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ArchError(f"cannot read {what} {path}: no such file") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}: " if mark else f"{path}: "
-        raise ArchError(f"{where}invalid YAML: {getattr(exc, 'problem', exc)}") from None
+
+# ------------------------------------------------------------------------------------------------
+# files: one schema per kind, quantities with units, errors with file:line:col
+# ------------------------------------------------------------------------------------------------
+
+
+_BYTES, _BANDWIDTH, _CLOCK = Quantity("bytes"), Quantity("bytes/second"), Quantity("hertz")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class _ArraySpec(_Strict):
+    rows: PositiveInt | None = None
+    cols: PositiveInt | None = None
+    lanes: PositiveInt | None = None
+    units: list[Literal["mac", "mul", "add", "max", "div", "exp", "log", "sqrt", "tanh", "sigmoid"]]
+    rf_depth: NonNegativeInt = 0
+    issue: Literal["sequential", "pipelined"] = "sequential"
+    shared_rf: NonNegativeInt = 0
+    fill_drain: bool = False
+    skips_filtered: bool = True
+    row_drain: bool = False
+
+    @model_validator(mode="after")
+    def _shape(self):
+        if self.lanes is not None and (self.rows is not None or self.cols is not None):
+            raise ValueError("give either lanes (a 1D array) or rows and cols (a 2D array), not both")
+        if self.lanes is None and (self.rows is None or self.cols is None):
+            raise ValueError("a 2D array needs rows and cols; a 1D array needs lanes")
+        if not self.units:
+            raise ValueError("an array needs at least one unit")
+        return self
+
+
+class _BufferSpec(_Strict):
+    capacity: _BYTES
+    width_bits: PositiveInt = 4096
+    banks: PositiveInt = 1
+
+
+class _DramSpec(_Strict):
+    bandwidth: _BANDWIDTH
+
+
+class _ArchSpec(_Strict):
+    name: Annotated[str, StringConstraints(min_length=1)]
+    description: str = ""
+    clock: _CLOCK
+    word_bits: Annotated[int, Field(ge=1, le=64)]
+    dram: _DramSpec
+    global_buffer: _BufferSpec
+    arrays: dict[str, _ArraySpec]
+    energy: str = "energy_45nm.yaml"
+    area: str = "area_45nm.yaml"
+    source: str = ""
+
+    @model_validator(mode="after")
+    def _arrays(self):
+        if not self.arrays:
+            raise ValueError("an architecture needs at least one array")
+        return self
+
+
+class _ComputeEnergy(_Strict):
+    energy: Annotated[float, Field(gt=0)] | Annotated[int, Field(gt=0)]
+    source: Annotated[str, StringConstraints(min_length=1)]
+
+
+class _BufferPointEnergy(_Strict):
+    capacity: _BYTES
+    read: Annotated[float, Field(gt=0)] | Annotated[int, Field(gt=0)]
+    write: Annotated[float, Field(gt=0)] | Annotated[int, Field(gt=0)]
+
+
+class _BufferEnergy(_Strict):
+    width_words: PositiveInt = 256
+    source: Annotated[str, StringConstraints(min_length=1)]
+    points: Annotated[list[_BufferPointEnergy], Field(min_length=1)]
+
+
+class _RegisterFileEnergy(_Strict):
+    read_base: float
+    per_entry: float
+    min_entries: PositiveInt
+    adder_per_bit: float
+    source: Annotated[str, StringConstraints(min_length=1)]
+
+
+class _DramEnergy(_Strict):
+    per_byte: Annotated[float, Field(gt=0)]
+    source: Annotated[str, StringConstraints(min_length=1)]
+
+
+class _EnergySpec(_Strict):
+    name: str
+    units: Literal["pJ"]
+    source: Annotated[str, StringConstraints(min_length=1)]
+    compute: dict[str, _ComputeEnergy]
+    dram: _DramEnergy
+    global_buffer: _BufferEnergy
+    register_file: _RegisterFileEnergy
+
+
+class _ComputeArea(_Strict):
+    area: Annotated[float, Field(ge=0)] | Annotated[int, Field(ge=0)]
+    source: Annotated[str, StringConstraints(min_length=1)]
+
+
+class _BufferPointArea(_Strict):
+    width: PositiveInt
+    depth: PositiveInt
+    area: Annotated[float, Field(gt=0)] | Annotated[int, Field(gt=0)]
+
+
+class _BufferArea(_Strict):
+    source: Annotated[str, StringConstraints(min_length=1)]
+    points: Annotated[list[_BufferPointArea], Field(min_length=1)]
+
+
+class _RegisterFileArea(_Strict):
+    per_bit: float
+    bits: PositiveInt
+    per_entry: float
+    min_entries: PositiveInt
+    adder_per_bit: float
+    source: Annotated[str, StringConstraints(min_length=1)]
+
+
+class _AreaSpec(_Strict):
+    name: str
+    units: Literal["um2"]
+    source: Annotated[str, StringConstraints(min_length=1)]
+    compute: dict[str, _ComputeArea]
+    link: float = 0.0
+    link_source: str = ""
+    register_file: _RegisterFileArea
+    global_buffer: _BufferArea
+
+
+def _load(path: Path, model, what: str):
+    data, marks, file = load_yaml_file(path, what, ArchError)
     if not isinstance(data, dict):
-        raise ArchError(f"{path}: {what} must be a YAML mapping")
-    return data
-
-
-def _need(d: dict, key: str, where: str):
-    if key not in d:
-        raise ArchError(f"{where}missing `{key}`")
-    return d[key]
+        raise ArchError(f"{file}: {what} must be a YAML mapping of keys to values")
+    return validate(model, data, marks, file, ArchError)
 
 
 @lru_cache(maxsize=16)
-def _energy_table(path: Path) -> EnergyTable:
-    d = _load_yaml(path, "energy table")
-    w = f"{path}: "
-    comp = tuple((k, float(_need(v, "energy", f"{w}compute.{k}: "))) for k, v in _need(d, "compute", w).items())
-    gb = _need(d, "global_buffer", w)
-    pts = tuple((parse_quantity(p["capacity"], "capacity", w), float(p["read"]), float(p["write"]))
-                for p in _need(gb, "points", w))
-    rf = tuple((k, float(v)) for k, v in _need(d, "register_file", w).items() if k != "source")
-    return EnergyTable(d.get("name", path.stem), comp, float(_need(_need(d, "dram", w), "per_byte", w)),
-                       int(gb.get("width_words", 256)), pts, rf)
+def _energy_table(path: Path, mtime: int) -> EnergyTable:
+    d = _load(path, _EnergySpec, "energy table")
+    gb = d.global_buffer
+    rf = d.register_file.model_dump(exclude={"source"})
+    return EnergyTable(d.name, tuple((k, float(v.energy)) for k, v in d.compute.items()), float(d.dram.per_byte),
+                       gb.width_words, tuple((p.capacity, float(p.read), float(p.write)) for p in gb.points),
+                       tuple((k, float(v)) for k, v in rf.items()))
 
 
 @lru_cache(maxsize=16)
-def _area_table(path: Path) -> AreaTable:
-    d = _load_yaml(path, "area table")
-    w = f"{path}: "
-    comp = tuple((k, float(_need(v, "area", f"{w}compute.{k}: "))) for k, v in _need(d, "compute", w).items())
-    rf = tuple((k, float(v)) for k, v in _need(d, "register_file", w).items() if k != "source")
-    pts = tuple((int(p["width"]), int(p["depth"]), float(p["area"])) for p in _need(d["global_buffer"], "points", w))
-    return AreaTable(d.get("name", path.stem), comp, float(d.get("link", 0.0)), rf, pts)
+def _area_table(path: Path, mtime: int) -> AreaTable:
+    d = _load(path, _AreaSpec, "area table")
+    rf = d.register_file.model_dump(exclude={"source"})
+    return AreaTable(d.name, tuple((k, float(v.area)) for k, v in d.compute.items()), float(d.link),
+                     tuple((k, float(v)) for k, v in rf.items()),
+                     tuple((p.width, p.depth, float(p.area)) for p in d.global_buffer.points))
 
 
-_KNOWN_UNITS = {"mac", "mul", "add", "max", "div", "exp", "log", "sqrt", "tanh", "sigmoid"}
+def _table_file(ref: str, base: Path, what: str, where: str) -> Path:
+    """A table named by the architecture: a file relative to it, or a built-in table's file name."""
+    p = (base / ref).resolve()
+    if p.is_file():
+        return p
+    if (DATA_DIR / ref).is_file():
+        return DATA_DIR / ref
+    raise ArchError(f"{where}{what} table {ref!r}: no such file next to the architecture "
+                    f"and no built-in table of that name (built-in: {', '.join(_builtin_tables())})")
 
 
-def _array_from(name: str, d: dict, where: str) -> PEArray:
-    if not isinstance(d, dict):
-        raise ArchError(f"{where}arrays.{name} must be a mapping")
-    if "lanes" in d:
-        rows, cols = 1, int(d["lanes"])
-    else:
-        rows, cols = int(_need(d, "rows", f"{where}arrays.{name}: ")), int(_need(d, "cols", f"{where}arrays.{name}: "))
-    if rows <= 0 or cols <= 0:
-        raise ArchError(f"{where}arrays.{name}: rows, cols and lanes must be positive")
-    units = tuple(_need(d, "units", f"{where}arrays.{name}: "))
-    for u in units:
-        if u not in _KNOWN_UNITS:
-            raise ArchError(f"{where}arrays.{name}: unknown unit {u!r}; units are {', '.join(sorted(_KNOWN_UNITS))}")
-    issue = d.get("issue", "sequential")
-    if issue not in ("sequential", "pipelined"):
-        raise ArchError(f"{where}arrays.{name}: issue must be sequential or pipelined, not {issue!r}")
-    return PEArray(name, rows, cols, units, int(d.get("rf_depth", 0)), issue, int(d.get("shared_rf", 0)),
-                   bool(d.get("fill_drain", False)), bool(d.get("skips_filtered", True)),
-                   bool(d.get("row_drain", False)))
+def _builtin_tables() -> list[str]:
+    return sorted(p.name for p in DATA_DIR.glob("*_45nm.yaml"))
 
 
-def architecture_from_dict(d: dict, base: Path = DATA_DIR, where: str = "") -> Architecture:
-    """Build an :class:`Architecture` from a parsed YAML mapping (see ``data/fusemax.yaml``)."""
-    for k in ("name", "clock", "word_bits", "dram", "global_buffer", "arrays"):
-        _need(d, k, where)
-    arrays = tuple(_array_from(n, a, where) for n, a in d["arrays"].items())
-    gb = d["global_buffer"]
-    energy_path = (base / d.get("energy", "energy_45nm.yaml")).resolve()
-    area_path = (base / d.get("area", "area_45nm.yaml")).resolve()
-    if not energy_path.exists():
-        energy_path = DATA_DIR / Path(d.get("energy", "energy_45nm.yaml")).name
-    if not area_path.exists():
-        area_path = DATA_DIR / Path(d.get("area", "area_45nm.yaml")).name
+def architecture_from_spec(d: _ArchSpec, base: Path, where: str = "") -> Architecture:
+    arrays = tuple(
+        PEArray(name, 1 if a.lanes else a.rows, a.lanes or a.cols, tuple(a.units), a.rf_depth, a.issue,
+                a.shared_rf, a.fill_drain, a.skips_filtered, a.row_drain)
+        for name, a in d.arrays.items())
+    ep = _table_file(d.energy, base, "energy", where)
+    ap = _table_file(d.area, base, "area", where)
+    energy = _energy_table(ep, ep.stat().st_mtime_ns)
+    area = _area_table(ap, ap.stat().st_mtime_ns)
+    for a in arrays:
+        for u in a.units:
+            energy.unit(u) if u in dict(energy.compute) else _missing_unit(where, a.name, u, "energy", ep)
+            area.unit(u) if u in dict(area.compute) else _missing_unit(where, a.name, u, "area", ap)
     return Architecture(
-        name=str(d["name"]),
-        clock_hz=parse_quantity(d["clock"], "clock", where),
-        word_bytes=int(d["word_bits"]) // 8,
-        dram_bandwidth=parse_quantity(_need(d["dram"], "bandwidth", f"{where}dram: "), "bandwidth", where),
-        buffer=GlobalBuffer(int(parse_quantity(_need(gb, "capacity", f"{where}global_buffer: "), "capacity", where)),
-                            int(gb.get("width_bits", 4096)), int(gb.get("banks", 1))),
-        arrays=arrays,
-        energy=_energy_table(energy_path),
-        area=_area_table(area_path),
-        description=str(d.get("description", "")),
-        source=str(base),
+        name=d.name, clock_hz=d.clock, word_bytes=d.word_bits / 8, dram_bandwidth=d.dram.bandwidth,
+        buffer=GlobalBuffer(int(d.global_buffer.capacity), d.global_buffer.width_bits, d.global_buffer.banks),
+        arrays=arrays, energy=energy, area=area, description=d.description, source=str(base),
     )
+
+
+def _missing_unit(where, array, unit, what, table):
+    raise ArchError(f"{where}array {array}: unit {unit!r} has no {what} in {table}; add it to the table "
+                    "(with its source) or use a unit the table has")
 
 
 def architectures() -> dict[str, Path]:
@@ -311,8 +444,8 @@ def _architectures(files) -> tuple:
 
 
 @lru_cache(maxsize=32)
-def _load_builtin(f: Path, mtime: int) -> Architecture:
-    return architecture_from_dict(_load_yaml(f, "architecture"), f.parent, f"{f}: ")
+def _load_file(f: Path, mtime: int) -> Architecture:
+    return architecture_from_spec(_load(f, _ArchSpec, "architecture"), f.parent, f"{f}: ")
 
 
 def load_architecture(name_or_file: str | Path) -> Architecture:
@@ -325,11 +458,11 @@ def load_architecture(name_or_file: str | Path) -> Architecture:
     """
     p = Path(name_or_file)
     if p.is_file():
-        d = _load_yaml(p, "architecture")
-        return architecture_from_dict(d, p.parent, f"{p}: ")
+        p = p.resolve()
+        return _load_file(p, p.stat().st_mtime_ns)
     builtin = architectures()
     if str(name_or_file) in builtin:
         f = builtin[str(name_or_file)]
-        return _load_builtin(f, f.stat().st_mtime_ns)
+        return _load_file(f, f.stat().st_mtime_ns)
     raise ArchError(f"no built-in architecture named {name_or_file!r} and no such file "
                     f"(built-in: {', '.join(builtin)})")

@@ -5,16 +5,19 @@ from __future__ import annotations
 import csv
 import itertools
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from ..einsum import load_cascade
+from ..schema import load_yaml_file, validate
+from ..units import Quantity, count
 from ._binding import load_binding
 from ._designs import evaluate
-from ._spec import ArchError, Architecture, load_architecture, parse_quantity
-from ._workload import load_workload, parse_seq, seq_label
+from ._spec import ArchError, Architecture, load_architecture
+from ._workload import load_workload
 
 __all__ = ["SweepSpec", "load_sweep", "run_sweep", "pareto_front", "scaled_fusemax", "pareto_sweep",
            "write_table"]
@@ -105,85 +108,138 @@ class SweepSpec:
     arch: str
     workloads: tuple
     seqs: tuple
-    arrays: tuple          # (rows, cols)
+    arrays: tuple          # (rows, cols) or None (keep)
     buffers: tuple         # bytes or None (keep)
     bandwidths: tuple
     clocks: tuple
+    sizes: tuple = ()      # (name, (values...)): rank sizes and parameters swept by name
     source: str = ""
+
+    @property
+    def size_points(self) -> list[dict]:
+        names = [n for n, _ in self.sizes]
+        return [dict(zip(names, combo)) for combo in itertools.product(*(v for _, v in self.sizes))] or [{}]
 
     @property
     def size(self) -> int:
         return (len(self.workloads) * len(self.seqs) * len(self.arrays) * len(self.buffers)
-                * len(self.bandwidths) * len(self.clocks))
+                * len(self.bandwidths) * len(self.clocks) * len(self.size_points))
+
+
+def _one_or_list(tp):
+    """One value or a list of them; read as a list."""
+    from typing import Annotated
+
+    from pydantic import BeforeValidator
+
+    return Annotated[list[tp], BeforeValidator(lambda v: v if isinstance(v, list) else [v])]
+
+
+_BYTES, _BANDWIDTH, _CLOCK = Quantity("bytes"), Quantity("bytes/second"), Quantity("hertz")
+
+
+class _GridSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    array: _one_or_list(str) | None = None
+    buffer: _one_or_list(_BYTES) | None = None
+    bandwidth: _one_or_list(_BANDWIDTH) | None = None
+    clock: _one_or_list(_CLOCK) | None = None
+
+    @field_validator("array")
+    @classmethod
+    def _arrays(cls, v):
+        out = []
+        for a in _list(v):
+            m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", a)
+            if not m or int(m.group(1)) <= 0 or int(m.group(2)) <= 0:
+                raise ValueError(f"{a!r} is not an array shape RxC such as 256x256")
+            out.append(f"{int(m.group(1))}x{int(m.group(2))}")
+        return out
+
+
+class _SweepModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    cascade: str = "attention-1pass"
+    binding: str = "fusemax"
+    arch: str = "fusemax"
+    workloads: _one_or_list(str)
+    seq: _one_or_list(int | str) = "64K"
+    grid: _GridSpec = _GridSpec()
+    sizes: dict[str, _one_or_list(int | str)] = {}
+    params: dict[str, _one_or_list(int | str)] = {}
+
+    @field_validator("seq")
+    @classmethod
+    def _seqs(cls, v):
+        out = []
+        for x in _list(v):
+            n = count(x, "seq")
+            if n <= 0:
+                raise ValueError(f"a sequence length must be positive, not {x!r}")
+            out.append(n)
+        return out
+
+    @field_validator("sizes", "params")
+    @classmethod
+    def _counts(cls, v):
+        return {k: [count(x, k) for x in _list(xs)] for k, xs in v.items()}
 
 
 def _list(v):
     return list(v) if isinstance(v, (list, tuple)) else [v]
 
 
+def _relative(ref: str, base: Path) -> str:
+    """A file named in a spec is found next to the spec; a name that is no such file is a built-in."""
+    p = base / ref
+    return str(p) if p.is_file() else ref
+
+
 def load_sweep(path: str | Path) -> SweepSpec:
-    """Read a sweep spec (see ``examples/sweep.yaml``).
+    """Read a sweep spec (see ``examples/sweep.yaml``). Files it names are found next to it.
 
     Raises
     ------
     ArchError
-        Missing or invalid fields, named with the file.
+        Missing or invalid fields, named with the file, line and column.
     """
-    p = Path(path)
-    try:
-        d = yaml.safe_load(p.read_text())
-    except FileNotFoundError:
-        raise ArchError(f"cannot read sweep spec {p}: no such file") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{p}:{mark.line + 1}:{mark.column + 1}" if mark else str(p)
-        raise ArchError(f"{where}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
-    if not isinstance(d, dict):
-        raise ArchError(f"{p}: a sweep spec is a YAML mapping")
-    where = f"{p}: "
-    known = {"cascade", "binding", "arch", "workloads", "seq", "grid"}
-    bad = set(d) - known
-    if bad:
-        raise ArchError(f"{where}unknown field(s) {', '.join(sorted(bad))}; fields: {', '.join(sorted(known))}")
-    grid = d.get("grid") or {}
-    badg = set(grid) - {"array", "buffer", "bandwidth", "clock"}
-    if badg:
-        raise ArchError(f"{where}grid: unknown field(s) {', '.join(sorted(badg))}; use array, buffer, bandwidth, clock")
-    arrays = []
-    for a in _list(grid.get("array", [None])):
-        if a is None:
-            arrays.append(None)
-            continue
-        try:
-            r, c_ = (int(x) for x in str(a).lower().split("x"))
-        except ValueError:
-            raise ArchError(f"{where}grid.array: {a!r} is not RxC such as 256x256") from None
-        arrays.append((r, c_))
-    if "workloads" not in d:
-        raise ArchError(f"{where}missing `workloads` (e.g. [BERT, XLM])")
+    data, marks, file = load_yaml_file(path, "sweep spec", ArchError)
+    if not isinstance(data, dict):
+        raise ArchError(f"{file}: a sweep spec is a YAML mapping (workloads: [...], seq: [...], grid: {{...}})")
+    m = validate(_SweepModel, data, marks, file, ArchError)
+    base = Path(path).resolve().parent
+    g = m.grid
+    arrays = [None] if g.array is None else [tuple(int(x) for x in a.split("x")) for a in g.array]
+    overlap = set(m.sizes) & set(m.params)
+    if overlap:
+        raise ArchError(f"{file}: {', '.join(sorted(overlap))} is swept both as a size and a parameter")
     return SweepSpec(
-        cascade=str(d.get("cascade", "attention-1pass")), binding=str(d.get("binding", "fusemax")),
-        arch=str(d.get("arch", "fusemax")), workloads=tuple(_list(d["workloads"])),
-        seqs=tuple(parse_seq(s) for s in _list(d.get("seq", ["64K"]))), arrays=tuple(arrays),
-        buffers=tuple(None if b is None else parse_quantity(b, "buffer", where) for b in _list(grid.get("buffer", [None]))),
-        bandwidths=tuple(None if b is None else parse_quantity(b, "bandwidth", where) for b in _list(grid.get("bandwidth", [None]))),
-        clocks=tuple(None if c_ is None else parse_quantity(c_, "clock", where) for c_ in _list(grid.get("clock", [None]))),
-        source=str(p),
+        cascade=_relative(m.cascade, base), binding=_relative(m.binding, base), arch=_relative(m.arch, base),
+        workloads=tuple(_relative(w, base) for w in _list(m.workloads)), seqs=tuple(m.seq), arrays=tuple(arrays),
+        buffers=tuple(_list(g.buffer)) if g.buffer is not None else (None,),
+        bandwidths=tuple(_list(g.bandwidth)) if g.bandwidth is not None else (None,),
+        clocks=tuple(_list(g.clock)) if g.clock is not None else (None,),
+        sizes=tuple((k, tuple(v)) for k, v in {**m.sizes, **m.params}.items()), source=file,
     )
 
 
 def run_sweep(spec: SweepSpec, progress=None) -> list[dict]:
     """Evaluate the cross product; rows carry the parameters, the results and the Pareto marks
-    (latency vs area, energy vs latency, per workload and sequence length)."""
+    (latency vs area, energy vs latency, per workload, sequence length and swept sizes)."""
     from dataclasses import replace
 
     cascade = load_cascade(spec.cascade)
     binding = load_binding(spec.binding, cascade)
     base = load_architecture(spec.arch)
+    names = {r.name for r in cascade.ranks}
+    for k, _ in spec.sizes:
+        if k not in names:
+            raise ArchError(f"{spec.source}: {k} is not a rank or parameter of {cascade.name} "
+                            f"(its ranks: {', '.join(cascade.rank_names)})")
     rows = []
     wl = {name: load_workload(name) for name in spec.workloads}
-    for wname, seq, arr, buf, bw, clk in itertools.product(spec.workloads, spec.seqs, spec.arrays, spec.buffers,
-                                                            spec.bandwidths, spec.clocks):
+    for wname, seq, arr, buf, bw, clk, extra in itertools.product(
+            spec.workloads, spec.seqs, spec.arrays, spec.buffers, spec.bandwidths, spec.clocks, spec.size_points):
         a = base
         if arr is not None:
             a = a.with_array("2d", rows=arr[0], cols=arr[1])
@@ -195,22 +251,25 @@ def run_sweep(spec: SweepSpec, progress=None) -> list[dict]:
             a = replace(a, dram_bandwidth=bw)
         if clk is not None:
             a = replace(a, clock_hz=clk)
-        w = wl[wname].with_seq(seq)
-        row = {"workload": wname, "seq": seq_label(seq), "rows": a.array("2d").rows, "cols": a.array("2d").cols,
+        w = wl[wname].with_seq(seq).with_sizes(extra)
+        row = {"workload": wl[wname].name, "seq": seq, "rows": a.array("2d").rows, "cols": a.array("2d").cols,
                "buffer_bytes": a.buffer.capacity, "bandwidth_Bps": a.dram_bandwidth, "clock_hz": a.clock_hz}
+        row.update({f"size_{k}": v for k, v in extra.items()})
         try:
             r = evaluate(a, cascade, binding, w)
             row.update(latency_s=r.latency_s, energy_pJ=r.energy_pJ, traffic_bytes=r.traffic_bytes,
-                       util_2d=r.util_2d, util_1d=r.util_1d, area_um2=r.area_um2, error="")
+                       util_2d=r.util_2d, util_1d=r.util_1d, area_um2=r.area_um2, error="",
+                       warnings="; ".join(r.warnings))
         except ArchError as exc:
             row.update(latency_s=math.nan, energy_pJ=math.nan, traffic_bytes=math.nan, util_2d=math.nan,
-                       util_1d=math.nan, area_um2=a.area_um2, error=str(exc))
+                       util_1d=math.nan, area_um2=a.area_um2, error=str(exc), warnings="; ".join(a.extrapolations()))
         rows.append(row)
         if progress is not None:
             progress()
     groups = {}
     for k, row in enumerate(rows):
-        groups.setdefault((row["workload"], row["seq"]), []).append(k)
+        key = (row["workload"], row["seq"]) + tuple(row.get(f"size_{n}") for n, _ in spec.sizes)
+        groups.setdefault(key, []).append(k)
     for idx in groups.values():
         ok = [k for k in idx if not rows[k]["error"]]
         la = pareto_front([(rows[k]["latency_s"], rows[k]["area_um2"]) for k in ok])
