@@ -386,6 +386,14 @@ class _Ctx:
         self.visit = {p.label: self.visits if p.label in members else 1.0 for p in plan.einsums}
         self.present = {p.label: self.density[p.label] if p.filters else self.visit[p.label]
                         for p in plan.einsums}
+        # who pays an array's fill and drain: the first Einsum of the tile loop on it, and each
+        # Einsum outside the loop
+        loop = _loop_members(plan) if plan.loop_var else set()
+        firsts = {}
+        for p in plan.einsums:
+            if p.array and p.label in loop:
+                firsts.setdefault(p.array, p.label)
+        self.fills = set(firsts.values()) | {p.label for p in plan.einsums if p.array and p.label not in loop}
 
     def points(self, p: _E) -> float:
         return self.inst * math.prod(self.vsize[v] for v in p.vars) * self.present[p.label]
@@ -407,9 +415,12 @@ class _Ctx:
             if d not in dims_used:
                 frac *= 1.0 / n
         cyc = p.cpp * steps + p.fold_cpp * math.ceil(self.folded_elements(p) / a.pes)
-        if a.fill_drain and p.spatial:
-            # every tile pays the skew: operands enter one row/column late per hop, results leave
-            inner = math.prod(self.vsize[v] for v in p.vars if v not in sp and v in p.reduced)
+        if a.fill_drain and p.spatial and p.label in self.fills:
+            # every tile pays the skew once: operands enter one row/column late per hop, results
+            # leave. A tile is one placement of the spatial ranks at one step of the tile loop; the
+            # Einsum's other ranks (reduced or not), and the array's next Einsums of the same tile,
+            # stream through it back to back
+            inner = math.prod(self.vsize[v] for v in p.vars if v not in sp and v != self.plan.loop_var)
             tiles = steps / inner
             cyc += tiles * (a.rows + a.cols - 2)
         return cyc, cyc * frac
@@ -785,9 +796,10 @@ def _modulo_schedule(plan: _Plan, per_items: tuple) -> ModuloSchedule:
                 del start[lab]
             return False
 
-        return dict(start) if rec(0) else None
+        found = rec(0)
+        return (dict(start) if found else None), count[0] > budget
 
-    def orders(count=256):
+    def orders(count=48):
         """Topological orders of the tile's Einsums: the cascade's own, then seeded shuffles."""
         import random
 
@@ -804,11 +816,10 @@ def _modulo_schedule(plan: _Plan, per_items: tuple) -> ModuloSchedule:
                 pending.remove(x)
             yield out
 
-    for ii in range(max(1, int(max(load.values(), default=1))), int(flat) + 1):
-        start = search(ii)
-        if start is not None:
-            depth = max((start[lab] + int(per[lab]) - 1 + wlat(lab)) // ii + 1 for lab in members)
-            return ModuloSchedule(ii, start, depth)
+    def attempt(ii):
+        start, exhausted = search(ii)
+        if start is not None or not exhausted:
+            return start               # placed, or the complete search ruled ii out
         for order in orders():
             floor: dict[str, int] = {}
             for _ in range(8):             # repair: start late readers of a loop-carried value later
@@ -817,12 +828,35 @@ def _modulo_schedule(plan: _Plan, per_items: tuple) -> ModuloSchedule:
                     break
                 bad = violations(start, ii)
                 if not bad:
-                    depth = max((start[lab] + int(per[lab]) - 1 + wlat(lab)) // ii + 1 for lab in members)
-                    return ModuloSchedule(ii, start, depth)
+                    return start
                 if any(need is None for _, need in bad):
                     break
                 for x, need in bad:
                     floor[x] = max(floor.get(x, 0), need)
+        return None
+
+    # gallop up from the resource bound to a feasible ii, then bisect down to the smallest one
+    lo, hi = max(1, int(max(load.values(), default=1))), int(flat)
+    found: dict[int, dict] = {}
+    step, ii, last_bad = 1, lo, lo - 1
+    while ii <= hi:
+        start = attempt(ii)
+        if start is not None:
+            found[ii] = start
+            break
+        last_bad, ii, step = ii, ii + step, step * 2
+    if found:
+        good = min(found)
+        while good - last_bad > 1:
+            mid = (good + last_bad) // 2
+            start = attempt(mid)
+            if start is not None:
+                found[mid], good = start, mid
+            else:
+                last_bad = mid
+        start = found[good]
+        depth = max((start[lab] + int(per[lab]) - 1 + wlat(lab)) // good + 1 for lab in members)
+        return ModuloSchedule(good, start, depth)
     starts, makespan = tile_schedule(plan, per, True)
     return ModuloSchedule(int(makespan), {k: int(v) for k, v in starts.items()}, 1)
 

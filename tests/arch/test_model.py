@@ -245,3 +245,32 @@ def test_flat_dataflow_search_for_shapes_outside_flats_table():
         assert ("QK" in s.details["on_chip"].split(",")) == on_chip
         assert ("QK" in t.details["on_chip"].split(",")) == on_chip
         assert s.latency_s <= t.latency_s * 1.000001
+
+
+def test_fill_and_drain_are_charged_once_per_tile():
+    # closed form: the 2D array pays rows + cols - 2 cycles per tile, where a tile is one
+    # (instance, key tile, block of queries); the value rank F and the tile's next Einsums stream
+    # through it back to back (was 1864 s: a fill per value feature and per Einsum)
+    c = load_cascade("attention-1pass")
+    w = load_workload("BERT", "64K")
+    b = load_binding("fusemax", c)
+    base = evaluate(FUSEMAX, c, b, w)
+    filled = evaluate(FUSEMAX.with_array("2d", fill_drain=True), c, b, w)
+    tiles = 64 * 12 * (65536 // 256) * (65536 // 256)
+    extra = {lab: filled.per_einsum[lab].cycles - cost.cycles for lab, cost in base.per_einsum.items()
+             if cost.array == "2d"}
+    assert extra == {"BQK": tiles * (256 + 256 - 2), "LM": 0, "SLN": 0, "SLD": 0, "SLNV": 0}
+    assert filled.latency_s == pytest.approx((filled.cycles["2d"]) / FUSEMAX.clock_hz)
+
+
+def test_cascade_binding_sizes_its_query_blocks_for_the_buffer_it_has():
+    # +Cascade keeps its query blocks in half of the buffer (the artifact's 16 MiB of FLAT's 32):
+    # a smaller buffer holds fewer blocks, so K and V stream more often
+    c = load_cascade("attention-1pass")
+    b = load_binding("cascade", c)
+    w = load_workload("BERT", "64K")
+    flat = load_architecture("flat")
+    big = evaluate(flat, c, b, w)
+    small = evaluate(flat.with_buffer(capacity=256 << 10), c, b, w)
+    assert big.details["P1"] == 32 and small.details["P1"] < big.details["P1"]
+    assert small.traffic_bytes > big.traffic_bytes
