@@ -271,6 +271,8 @@ def test_cascade_binding_sizes_its_query_blocks_for_the_buffer_it_has():
     w = load_workload("BERT", "64K")
     flat = load_architecture("flat")
     big = evaluate(flat, c, b, w)
-    small = evaluate(flat.with_buffer(capacity=256 << 10), c, b, w)
+    small = evaluate(flat.with_buffer(capacity=2 << 20), c, b, w)
     assert big.details["P1"] == 32 and small.details["P1"] < big.details["P1"]
     assert small.traffic_bytes > big.traffic_bytes
+    with pytest.raises(ArchError, match="does not fit the 0.125 MiB buffer"):
+        evaluate(flat.with_buffer(capacity=256 << 10), c, b, w)
