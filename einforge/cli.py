@@ -648,7 +648,10 @@ def rtl_test(cascade_ref, sizes, array, size, int_bits, frac_bits, binding, sim,
         emit_json(r.to_json())
     else:
         verdict = "[green]passed[/]" if r.passed else "[red]FAILED[/]"
-        console.print(f"[bold]{d.name}[/] on {sim}: {verdict}, bit-exact: {r.bit_exact}")
+        console.print(f"[bold]{d.name}[/] on {sim}: {verdict}, bit-exact: {r.bit_exact}, accurate: {r.accurate}")
+        for t, (n, big) in r.saturated.items():
+            console.print(f"  {t}: {n} values leave the {d.numbers.int_bits}.{d.numbers.frac_bits} format's range "
+                          f"(up to {big:.4g}): use more integer bits (--int-bits)")
         console.print(f"  cycles: RTL {r.cycles}, cost model {r.model_cycles:.0f} "
                       f"({(r.cycles - r.model_cycles) / r.model_cycles:+.2%})")
         console.print(f"  max |error| against float64: {r.max_abs_error_vs_float:.4g}   ({r.seconds:.1f} s)")

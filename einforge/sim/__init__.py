@@ -1,5 +1,5 @@
 """Golden models, cocotb testbenches and simulator runners: prove the generated RTL right."""
 
-from ._runner import SimError, SimResult, golden, simulate, simulators, stimuli
+from ._runner import SimError, SimResult, golden, saturation, simulate, simulators, stimuli
 
-__all__ = ["SimError", "SimResult", "golden", "simulate", "simulators", "stimuli"]
+__all__ = ["SimError", "SimResult", "golden", "saturation", "simulate", "simulators", "stimuli"]

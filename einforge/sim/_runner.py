@@ -33,6 +33,11 @@ class SimError(Exception):
 
 @dataclass
 class SimResult:
+    """A simulation's verdict. ``passed`` needs the RTL to match the golden model bit for bit *and*
+    the number format to be accurate for these inputs: no value the cascade computes may leave the
+    format's range (``saturated`` names the tensors that would), since a saturating design matches
+    its golden model while both are far from the real answer."""
+
     design: str
     sim: str
     passed: bool
@@ -42,9 +47,12 @@ class SimResult:
     max_abs_error_vs_float: float
     seconds: float
     details: dict = field(default_factory=dict)
+    accurate: bool = True
+    saturated: dict = field(default_factory=dict)    # tensor -> (values outside the range, largest |value|)
 
     def to_json(self) -> dict:
         return {"design": self.design, "sim": self.sim, "passed": self.passed, "bit_exact": self.bit_exact,
+                "accurate": self.accurate, "saturated": {k: list(v) for k, v in self.saturated.items()},
                 "cycles": self.cycles, "model_cycles": self.model_cycles,
                 "max_abs_error_vs_float": self.max_abs_error_vs_float, "seconds": self.seconds}
 
@@ -184,7 +192,8 @@ def simulate(design: Design, raw_inputs: dict | None = None, *, sim: str = "icar
     bit_exact = rep["mismatch_count"] == 0 and rep["received"] == rep["expected_beats"]
     got = design.unpack(rep["beats"]) if rep["received"] == rep["expected_beats"] else {}
     err = _float_error(design, raw, got)
-    passed = bit_exact and not rep["timed_out"]
+    sat = saturation(design, raw)
+    passed = bit_exact and not rep["timed_out"] and not sat
     return SimResult(design.name, sim, passed, bit_exact, rep["cycles"], design.manifest.get("model_cycles", 0.0),
                      err, time.perf_counter() - t0,
                      {"first_input_to_last_output": rep["first_input_to_last_output"],
@@ -192,7 +201,26 @@ def simulate(design: Design, raw_inputs: dict | None = None, *, sim: str = "icar
                       else None,
                       "mismatches": rep["mismatches"], "received": rep["received"],
                       "expected_beats": rep["expected_beats"], "rtl_cycles_expected": design.manifest.get("rtl_cycles"),
-                      **timing})
+                      **timing}, accurate=not sat, saturated=sat)
+
+
+def saturation(design: Design, raw: dict) -> dict:
+    """Tensors whose exact (float64) values on these inputs leave the number format's range:
+    tensor -> (how many values, largest magnitude). Empty when the format is accurate here."""
+    q = design.numbers
+    lo, hi = q.lo / q.one, q.hi / q.one
+    full = evaluate(design.cascade, {k: q.to_float(v) for k, v in raw.items()}, design.sizes,
+                    with_presence=True, keep="all")
+    out = {}
+    for name, info in design.cascade.tensors.items():
+        if info.is_input or name not in full:
+            continue
+        v, present = full[name], full[name + "?"]
+        vals = v[present & np.isfinite(v)]
+        bad = (vals < lo) | (vals > hi)
+        if bad.any():
+            out[name] = (int(bad.sum()), float(np.max(np.abs(vals[bad]))))
+    return out
 
 
 def _float_error(design: Design, raw: dict, got: dict) -> float:

@@ -105,3 +105,10 @@ def test_batch_and_heads_run_one_instance_at_a_time(binding):
     assert (gqa.program.pe_regs, gqa.program.lane_regs) == (one.program.pe_regs, one.program.lane_regs)
     assert gqa.manifest["rtl_cycles"] == 12 * one.manifest["rtl_cycles"]
     assert gqa.manifest["model_cycles"] == gqa.manifest["rtl_cycles"]
+
+
+def test_a_tile_that_does_not_span_the_rows_is_refused():
+    # --size M0=8 on a 4x4 array once became M0=4 silently
+    with pytest.raises(RTLError, match=r"the tile M0=8 must span the array's 4 rows"):
+        lower(LIB["attention-1pass"].load(), "fusemax", (4, 4), FixedPoint(8, 8),
+              {"M": 16, "P": 8, "E": 4, "F": 4, "M0": 8})

@@ -231,3 +231,23 @@ def test_grouped_heads_bit_exact(name, binding, array, sizes):
     r = simulate(d, seed=12)
     assert r.passed and r.bit_exact and r.cycles == r.model_cycles
     assert r.max_abs_error_vs_float < 8 / 256
+
+
+def test_saturation_is_found_from_the_exact_values():
+    # logits of 4-element dot products of unit normals exceed +-2: a Q2.8 design saturates them
+    from einforge.sim import saturation, stimuli
+
+    d = design(array=(2, 2), numbers=FixedPoint(2, 8), M=8, P=4, E=4, F=4)
+    sat = saturation(d, stimuli(d, seed=1))
+    assert "BQK" in sat and sat["BQK"][1] > 2
+    wide = design(array=(2, 2), numbers=FixedPoint(8, 8), M=8, P=4, E=4, F=4)
+    assert saturation(wide, stimuli(wide, seed=1)) == {}
+
+
+@needs_icarus
+def test_a_saturating_format_does_not_pass_though_bit_exact():
+    # the golden model saturates exactly as the RTL does, so bit-exactness alone would pass it
+    d = design(array=(2, 2), numbers=FixedPoint(2, 8), M=8, P=4, E=4, F=4)
+    r = simulate(d, seed=1)
+    assert r.bit_exact and not r.accurate and not r.passed
+    assert r.to_json()["saturated"]["BQK"][0] > 0
