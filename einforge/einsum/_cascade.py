@@ -284,6 +284,7 @@ class _Checker:
             self.ranks[r.name] = r
         for r in c.ranks:
             if r.size is not None:
+                _no_zero_divisor(self, r.size)
                 for v in r.size.variables():
                     raise self.err(
                         f"the size of {r.name} uses the rank variable {v!r}", r.size.span or r.span,
@@ -758,6 +759,15 @@ class _Checker:
         return tuple([(v, "+") for v in reduced if v not in names] + explicit)
 
 
+def _no_zero_divisor(chk, ix):
+    """A size divided by a literal zero is refused where it is written."""
+    if isinstance(ix, BinOp):
+        if ix.op in ("/", "//", "%") and isinstance(ix.right, Num) and ix.right.value == 0:
+            raise chk.err(f"{ix.text()} divides by zero", ix.span, "divide by a non-zero size")
+        _no_zero_divisor(chk, ix.left)
+        _no_zero_divisor(chk, ix.right)
+
+
 def _check_workload_expr(chk, expr, rank):
     """A product or quotient of workload fields and whole numbers: ``keys``, ``batch*queries``,
     ``heads/kv_heads``."""
@@ -839,6 +849,10 @@ def parse_cascade(text: str, file: str = "<string>", operators: OperatorTable | 
                     f"declare its rank: `ranks ... {rank_of(v.text)}`")
             rks.append(rank_of(v.text))
         inputs.append(TensorDecl(tok.text, tuple(rks), tok.span(p.source)))
+    for tok in p.outputs:
+        if tok.text in {t.name for t in inputs}:
+            raise CascadeError(f"{tok.text} is an input, not a computed tensor", tok.span(p.source),
+                               "list computed tensors in the `output` line")
     outputs = tuple(t.text for t in p.outputs)
     einsums = tuple(p.einsums)
     c = object.__new__(Cascade)

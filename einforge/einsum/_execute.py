@@ -32,6 +32,8 @@ from ._numbers import FLOAT64, NumberSystem
 __all__ = ["evaluate", "resolve_sizes", "tensor_shape"]
 
 _CHUNK = 1 << 22  # iteration points materialized at once on the general path
+_MAX_ELEMENTS = 1 << 32   # values of one tensor the executor agrees to hold
+_MAX_DIMS = 64            # rank variables of one Einsum the executor handles (numpy's axis limit)
 
 
 def resolve_sizes(cascade: Cascade, sizes: Mapping[str, int] | None = None) -> dict[str, int]:
@@ -199,6 +201,11 @@ def evaluate(cascade: Cascade, inputs: Mapping[str, np.ndarray], sizes: Mapping[
             if name in windows:
                 axis, slots = windows[name]
                 shape[axis] = slots
+            if math.prod(shape) > _MAX_ELEMENTS:
+                raise CascadeError(
+                    f"{name} would hold {math.prod(shape):.3g} values ({' x '.join(map(str, shape))}): too many to "
+                    "run on numbers here", None, "run the cascade at smaller sizes; the cost model (einforge "
+                    "evaluate) handles full-size workloads")
             state[name] = _Tensor(numbers.fill(tuple(shape), info.empty), np.zeros(tuple(shape), dtype=bool))
 
     run = _Runner(cascade, env, bounds, numbers, state, windows)
@@ -396,6 +403,9 @@ class _Runner:
     def einsum(self, i: int, fixed: dict[str, int]):
         e = self.c.einsums[i]
         free = [v for v in e.variables() if v not in fixed]
+        if len(free) > _MAX_DIMS:
+            raise CascadeError(f"{e.name} ranges over {len(free)} rank variables; the executor handles at most "
+                               f"{_MAX_DIMS} in one Einsum", e.span, "split it into Einsums over fewer ranks")
         out_vars = [v for v in e.output_variables() if v not in fixed]
         red = [(v, op) for v, op in e.reduce if v not in fixed]
         carried_red = [(v, op) for v, op in e.reduce if v in fixed]
@@ -429,7 +439,8 @@ class _Runner:
         return env
 
     def _fast_ok(self, e: Einsum) -> bool:
-        return product_factors(e.expr) is not None and all(op == "+" for _, op in e.reduce)
+        return (product_factors(e.expr) is not None and all(op == "+" for _, op in e.reduce)
+                and len(e.variables()) <= len(string.ascii_letters))
 
     def _run(self, e: Einsum, free, out_vars, red, fixed, ranges, carried_red):
         env = self._grids(free, ranges, fixed)

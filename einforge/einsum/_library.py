@@ -190,7 +190,7 @@ def load_cascade(name_or_file: str | os.PathLike, operators: OperatorTable | Non
     s = os.fspath(name_or_file)
     p = Path(s)
     if p.is_file():
-        text = p.read_text()
+        text = _read_text(p)
         if p.suffix in (".yaml", ".yml"):
             from ._teaal import parse_teaal
 
@@ -205,6 +205,21 @@ def load_cascade(name_or_file: str | os.PathLike, operators: OperatorTable | Non
         f"no built-in cascade named {s!r} and no file of that name",
         None, "`einforge cascade list` shows the built-in cascades",
     )
+
+
+def _read_text(p: Path) -> str:
+    """The file's text: UTF-8, a byte-order mark accepted; anything else is refused with its position."""
+    from ._errors import Source, Span
+
+    raw = p.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise CascadeError(f"not UTF-8 text (byte 0x{raw[exc.start]:02x})", Span(Source("", str(p)), line, col),
+                           "save the file as UTF-8") from None
+    return text.lstrip("\ufeff")
 
 
 def random_inputs(cascade: Cascade, sizes: Mapping[str, int], rng: np.random.Generator,

@@ -433,6 +433,8 @@ class _Parser:
         if t.kind == "NUMBER":
             if not re.fullmatch(r"\d+", t.text):
                 raise self.error(f"index {t.text} must be a whole number", t)
+            if len(t.text) > 18:
+                raise self.error(f"{t.text} is too large: sizes and indices are below 10**18", t)
             self.next()
             return Num(int(t.text), self.span(t))
         if t.kind == "NAME":
@@ -547,5 +549,5 @@ class _FilteredAccess:
 
 def parse_statements(text: str, file: str = "<string>") -> ParsedCascade:
     """Parse cascade text into statements (no semantic checks)."""
-    source = Source(text, file)
+    source = Source(text.lstrip("\ufeff"), file)
     return _Parser(source).parse()

@@ -363,7 +363,10 @@ def _tensor_size(c: Cascade, t: str, syms, skip=()) -> sympy.Expr:
 def _with_formulas(c: Cascade, rep: PassReport) -> PassReport:
     from dataclasses import replace
 
-    syms = rank_symbols(c)
+    try:
+        syms = rank_symbols(c)
+    except ZeroDivisionError:
+        raise CascadeError(f"a size of {c.name} divides by zero", None, "divide by non-zero sizes") from None
     live = rep.live_across_passes
     if not live:
         return replace(rep, footprint=sympy.Integer(0), footprint_total=sympy.Integer(0),

@@ -139,6 +139,18 @@ def test_fuzzed_architectures_load_or_are_refused(tmp_path_factory, edits):
         assert "arch.yaml" in str(exc)
         return
     assert a.clock_hz > 0 and math.isfinite(a.clock_hz) and a.buffer.capacity > 0 and a.dram_bandwidth > 0
+    _finite_or_refused(a)
+
+
+def _finite_or_refused(a):
+    from einforge.arch import evaluate
+
+    c = load_cascade("attention-1pass")
+    try:
+        r = evaluate(a, c, load_binding("fusemax", c), load_workload("BERT", "4K"))
+    except ArchError:
+        return
+    assert all(math.isfinite(x) and x >= 0 for x in (r.latency_s, r.energy_pJ, r.traffic_bytes, r.area_um2))
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
@@ -177,3 +189,36 @@ def test_every_data_file_cites_its_source():
     for f in DATA_DIR.glob("*.yaml"):
         text = f.read_text()
         assert "source:" in text and ("github.com" in text or "et al." in text), f
+
+
+SWEEP = """cascade: attention-1pass
+binding: fusemax
+arch: fusemax
+workloads: [BERT]
+seq: [4K]
+grid: {array: [64x64], buffer: [4MiB], bandwidth: [400GiB/s], clock: [940MHz]}
+"""
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(st.tuples(st.sampled_from(["cascade", "binding", "arch", "workloads", "seq", "grid", "sizes",
+                                           "params", ("grid", "array"), ("grid", "buffer"), ("grid", "clock")]),
+                          _values), min_size=1, max_size=2))
+def test_fuzzed_sweep_specs_run_or_are_refused(tmp_path_factory, edits):
+    from einforge.arch import run_sweep
+
+    d = yaml.safe_load(SWEEP)
+    for key, value in edits:
+        if isinstance(key, tuple):
+            d["grid"] = d["grid"] if isinstance(d.get("grid"), dict) else {}
+            d["grid"][key[1]] = value
+        else:
+            d[key] = value
+    f = tmp_path_factory.mktemp("fuzz") / "s.yaml"
+    f.write_text(yaml.safe_dump(d))
+    try:
+        rows = run_sweep(load_sweep(f))
+    except (ArchError, __import__("einforge.einsum").einsum.CascadeError):
+        return
+    for row in rows:
+        assert row["error"] or all(math.isfinite(row[k]) for k in ("latency_s", "energy_pJ", "traffic_bytes"))
