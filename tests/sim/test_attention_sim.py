@@ -67,9 +67,13 @@ def _corner(d, kind, rng):
 def test_corners_bit_exact(kind):
     d = design()
     r = simulate(d, _corner(d, kind, np.random.default_rng(3)), seed=3)
-    assert r.passed, r.details["mismatches"]
+    assert r.bit_exact, r.details["mismatches"]
     if kind in ("equal_logits", "dominant", "very_negative"):
-        assert r.max_abs_error_vs_float < 8 / 256
+        assert r.passed and r.max_abs_error_vs_float < 8 / 256
+    else:
+        # the largest values saturate every product: the RTL matches its golden model bit for bit,
+        # and the verdict still fails, because the format cannot hold the exact values
+        assert not r.accurate and not r.passed and "BQK" in r.saturated
 
 
 @needs_icarus
@@ -92,7 +96,8 @@ def test_interleaved_causal_and_corners():
     assert simulate(d, seed=8).passed
     for kind in ("very_negative", "max_magnitude"):
         r = simulate(d, _corner(d, kind, np.random.default_rng(4)), seed=4)
-        assert r.passed, (kind, r.details["mismatches"])
+        assert r.bit_exact, (kind, r.details["mismatches"])
+        assert r.passed == (kind != "max_magnitude")     # saturating inputs: bit-exact, not accurate
 
 
 @needs_icarus
@@ -207,7 +212,7 @@ def test_the_controller_skips_empty_tiles(name, binding, array, sizes):
     every = lower(c, replace(load_binding(binding, c), skip_empty_tiles=False), array, FixedPoint(8, 8), sizes)
     # the tiles the executor finds a present logit in, per block of array[1] queries
     full = resolve_sizes(c, {**sizes, "M0": array[0]})
-    bqk = evaluate(c, random_inputs(c, full, np.random.default_rng(0)), full, with_presence=True)["BQK?"]
+    bqk = evaluate(c, random_inputs(c, full, np.random.default_rng(0)), full, with_presence=True, keep="all")["BQK?"]
     ranks = c.tensors["BQK"].ranks
     q = d.program.lane_var.upper()
     tiles = {}
