@@ -182,7 +182,8 @@ def _actions(cascade: Cascade, e, units, array) -> tuple[Counter, Counter]:
 
     A sum of products is one MAC per point (one more multiply per further tensor factor). Its
     constant factors (``Q*K*(1/sqrt(E))``) are not charged per point: they are folded, once, into
-    the smallest operand, which costs one multiply per element of that operand."""
+    the smallest operand as it is loaded (``fold_target``), which costs one multiply per element
+    of that operand and no cycles."""
     ops = cascade.operators
     counts: Counter = Counter()
     fold: Counter = Counter()
@@ -414,7 +415,7 @@ class _Ctx:
         for d, n in a.dims:
             if d not in dims_used:
                 frac *= 1.0 / n
-        cyc = p.cpp * steps + p.fold_cpp * math.ceil(self.folded_elements(p) / a.pes)
+        cyc = p.cpp * steps      # a folded constant is applied on the operand's load path: no cycles
         if a.fill_drain and p.spatial and p.label in self.fills:
             # every tile pays the skew once: operands enter one row/column late per hop, results
             # leave. A tile is one placement of the spatial ranks at one step of the tile loop; the

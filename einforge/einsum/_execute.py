@@ -359,6 +359,20 @@ def _init_pin(cascade: Cascade, i: int, windows) -> dict:
     return {ix.name: 0} if isinstance(ix, Var) else {}
 
 
+def fold_target(factors, output_vars, var_size) -> int | None:
+    """Where a product's constant factors are folded: the index (among ``factors``) of the operand
+    with the fewest elements, or None when the result is smaller than every operand (the constant
+    then scales the result). Ties go to the first operand. The executor, the cost model and the
+    RTL all fold here, so they agree on the numbers and on the work."""
+    best, best_n = None, math.prod(var_size[v] for v in output_vars)
+    for k, f in enumerate(factors):
+        if isinstance(f, Access):
+            n = math.prod(var_size[v] for v in f.variables())
+            if n <= best_n if best is None else n < best_n:
+                best, best_n = k, n
+    return best
+
+
 def product_factors(expr):
     """The factors of a pure product (accesses, and constants such as ``1/sqrt(E)``), or None."""
     if isinstance(expr, (Access, Const, SizeRef)):
@@ -519,20 +533,20 @@ class _Runner:
         scale = []
         nd = len(free)
         floating = self.ns.dtype == np.float64
-        for f in factors:
-            if isinstance(f, Const):
-                scale.append(self.ns.const(f.value))
-                continue
-            if isinstance(f, SizeRef):
-                scale.append(self.ns.const(self.env[f.name]))
-                continue
-            if isinstance(f, Call):
-                scale.append(self._expr(f, env, shape)[0])
+        consts = [f for f in factors if not isinstance(f, Access)]
+        target = fold_target(factors, e.output_variables(), self.var_range) if consts else None
+        if consts:
+            # the constants are one number, folded into the smallest operand (or the result)
+            scale.append(self.ns.const(math.prod(self._constant(f) for f in consts)))
+        for k_f, f in enumerate(factors):
+            if not isinstance(f, Access):
                 continue
             g, p = self._gather(f, env, nd)
             used = [k for k in range(nd) if free[k] in f.variables()]
             g = g.reshape((1,) * nd) if g.ndim == 0 and nd else g
             sq = np.squeeze(g, axis=tuple(k for k in range(nd) if k not in used)) if nd else g
+            if k_f == target:
+                sq = self.ns.map(self.ops["*"], sq, scale.pop())
             sub = "".join(letters[free[k]] for k in used)
             if floating and (fmask is not None or p is not None) and not np.all(np.isfinite(sq)):
                 return None   # inf * 0 would poison the sum: take the general path
@@ -566,6 +580,15 @@ class _Runner:
             if present.all():
                 present = None
         return np.asarray(value), present
+
+    def _constant(self, x) -> float:
+        """A constant factor's exact value (``1/sqrt(E)``), computed in float64 and rounded once."""
+        if isinstance(x, Const):
+            return float(x.value)
+        if isinstance(x, SizeRef):
+            return float(self.env[x.name])
+        with np.errstate(all="ignore"):
+            return float(self.ops[x.op].fn(*[np.float64(self._constant(a)) for a in x.args]))
 
     def _expr(self, x, env, shape):
         """(value, presence) of a payload expression over the iteration space."""

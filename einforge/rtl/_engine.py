@@ -203,9 +203,13 @@ class AttentionEngine(wiring.Component):
             addr = base + ld_blk * T + ld_t
             ports = row_w if kind == "row" else col_w
             lanes = R if kind == "row" else C
+            word = self.in_data
+            if name in p.load_scales:
+                # a constant factor folded into this input: the fixed-point multiply, on the way in
+                word = self._scaled_word(m, self.in_data, p.load_scales[name], name)
             for d in range(lanes):
                 with m.If(beat & (ld_which == k) & (ld_lane == d)):
-                    m.d.comb += [ports[d].addr.eq(addr), ports[d].data.eq(self.in_data), ports[d].en.eq(1)]
+                    m.d.comb += [ports[d].addr.eq(addr), ports[d].data.eq(word), ports[d].en.eq(1)]
             with m.If(beat & (ld_which == k)):
                 with m.If(ld_t == T - 1):
                     m.d.sync += ld_t.eq(0)
@@ -550,6 +554,23 @@ class AttentionEngine(wiring.Component):
         return m
 
     # -- helpers ---------------------------------------------------------------------------------
+    def _scaled_word(self, m, word, constant: int, name: str):
+        """``sat(round(word * constant >> frac))``: FixedPoint.mul by a constant."""
+        q = self.prog.numbers
+        W, F = q.width, q.frac_bits
+        prod = Signal(signed(2 * W + 2), name=f"scale_{name}_prod")
+        m.d.comb += prod.eq(word * Const(constant, signed(W + 1)))
+        rounded = Signal(signed(2 * W + 2), name=f"scale_{name}_round")
+        m.d.comb += rounded.eq((prod + (1 << (F - 1))) >> F if F else prod)
+        out = Signal(signed(W), name=f"scale_{name}")
+        with m.If(rounded > q.hi):
+            m.d.comb += out.eq(q.hi)
+        with m.Elif(rounded < q.lo):
+            m.d.comb += out.eq(q.lo)
+        with m.Else():
+            m.d.comb += out.eq(rounded)
+        return out
+
     @staticmethod
     def _max(p: Program, field: str) -> int:
         nh = len(p.instances)

@@ -95,6 +95,7 @@ class Program:
     output_bank: int = 0                # the output is a final iterate: its copy offset after odd tile counts
     instances: list = field(default_factory=list)   # (variable, size) of each instance rank, outermost first
     load_ranks: dict = field(default_factory=dict)  # input -> (distributed rank, temporal ranks in order)
+    load_scales: dict = field(default_factory=dict)  # input -> raw constant its words are multiplied by on load
 
 
 @dataclass(frozen=True)
@@ -186,6 +187,9 @@ def compile_program(cascade: Cascade, binding, array: tuple[int, int], numbers: 
         else:
             raise RTLError(f"input {t.name}[{','.join(ranks)}] must carry either the tiled rank {parent} or the "
                            f"query rank {plan.row_rank}, not both or neither")
+
+    # ---------------- constant factors, folded into an input on its load path -----------------------
+    stripped, load_scales = _fold_constants(cascade, plan, vsize, q)
 
     # ---------------- storage of computed tensors ---------------------------------------------------
     pe_reg: dict[str, tuple[int, list]] = {}
@@ -399,13 +403,14 @@ def compile_program(cascade: Cascade, binding, array: tuple[int, int], numbers: 
                 raise RTLError(f"Einsum {p.label} reduces {v!r}, which the engine keeps in space or in the loop")
         if p.array == "1d" and red:
             raise RTLError(f"Einsum {p.label}: the 1D lanes do not reduce ({', '.join(v for v, _ in red)})")
+        expr = stripped.get(p.label, e.expr)
         for env in envs(out_tmp):
             d, dmode = dest(e.name, env)
             if tile_red:
                 if time_red:
                     raise RTLError(f"Einsum {p.label} reduces the tile rank and {time_red[0][0]!r} at once")
                 op = tile_red[0][1]
-                x = e.expr
+                x = expr
                 if op == "+" and isinstance(x, Call) and x.op == "*" and len(x.args) == 2 and all(
                         isinstance(a, Access) for a in x.args):
                     a = operand(x.args[0], env, p.label, "2d")
@@ -419,22 +424,22 @@ def compile_program(cascade: Cascade, binding, array: tuple[int, int], numbers: 
                     raise RTLError(f"Einsum {p.label} reduces the tile rank with {op!r}; the columns add or take maxima")
             elif time_red:
                 if len(time_red) != 1 or time_red[0][1] != "+" or not (
-                        isinstance(e.expr, Call) and e.expr.op == "*" and len(e.expr.args) == 2
-                        and all(isinstance(a, Access) for a in e.expr.args)):
+                        isinstance(expr, Call) and expr.op == "*" and len(expr.args) == 2
+                        and all(isinstance(a, Access) for a in expr.args)):
                     raise RTLError(f"Einsum {p.label}: a sum in time must be a product of two tensors (a MAC)")
                 v = time_red[0][0]
                 n = vsize[v]
                 for k in range(n):
                     env2 = dict(env, **{v: k})
-                    a = operand(e.expr.args[0], env2, p.label, p.array)
-                    b = operand(e.expr.args[1], env2, p.label, p.array)
+                    a = operand(expr.args[0], env2, p.label, p.array)
+                    b = operand(expr.args[1], env2, p.label, p.array)
                     instrs.append(Instr("mac", a, b, dst=d, dst_mode=dmode, first=k == 0, last=k == n - 1,
                                         filt=filt, einsum=p.label))
-            elif isinstance(e.expr, Call) and e.expr.accesses():
-                compile_expr(e.expr, env, p.array, p.label, instrs, dst=d, dst_mode=dmode, filt=filt)
+            elif isinstance(expr, Call) and expr.accesses():
+                compile_expr(expr, env, p.array, p.label, instrs, dst=d, dst_mode=dmode, filt=filt)
             else:
                 # a copy (AV = RO[f,M1,p]): add an absent operand, which keeps value and presence
-                res = compile_expr(e.expr, env, p.array, p.label, instrs)
+                res = compile_expr(expr, env, p.array, p.label, instrs)
                 instrs.append(Instr("add", res, Operand("none"), dst=d, dst_mode=dmode, filt=filt, einsum=p.label))
         nb = bank_of(e.name)
         return [Instr(i.op, i.a, i.b, i.dst, i.dst_mode, nb if i.dst_mode in ("cur", "rot") else 0, i.first,
@@ -536,7 +541,7 @@ def compile_program(cascade: Cascade, binding, array: tuple[int, int], numbers: 
         loads=loads, outputs=outputs, filters=filters, starts={k: int(v) for k, v in starts.items()},
         makespan=makespan, busy_2d=busy, depth=depth, lane_var=lv, tile_var=tv, loop_var=mv,
         banked={t: (b, math.prod(sizes[r] for r in tmp) if tmp else 1) for t, (b, tmp, bk) in lane_reg.items() if bk},
-        load_ranks=load_ranks, divider_2d=divider_2d, tile_ranges=ranges, output_bank=output_bank,
+        load_ranks=load_ranks, load_scales=load_scales, divider_2d=divider_2d, tile_ranges=ranges, output_bank=output_bank,
         instances=[(h, vsize[h]) for h in inst],
     )
 
@@ -573,3 +578,61 @@ def _fold(x, sizes, cascade):
     with np.errstate(all="ignore"):
         return float(op.fn(*[np.float64(_fold(a, sizes, cascade)) for a in x.args]))
 
+
+
+def _fold_constants(cascade: Cascade, plan, vsize: dict, numbers) -> tuple[dict, dict]:
+    """Products with constant factors (``Q*BK*(1/sqrt(E))``): the constant is folded into the
+    operand ``fold_target`` picks, as the executor folds it. The engine multiplies that input's
+    words on their way in, so the Einsum itself is a plain product.
+
+    Returns (label -> the product without its constants, input -> raw constant)."""
+    from ..einsum._execute import fold_target, product_factors
+
+    layout = {}
+    for i, e in enumerate(cascade.einsums):
+        if isinstance(e.expr, Access) and not e.reduce and cascade.tensors[e.expr.tensor].is_input:
+            layout[e.name] = e.expr.tensor
+    stripped, scales = {}, {}
+    for i, e in enumerate(cascade.einsums):
+        factors = product_factors(e.expr)
+        if factors is None or all(isinstance(f, Access) for f in factors):
+            continue
+        accs = [f for f in factors if isinstance(f, Access)]
+        label = cascade.label(i)
+        if not accs:
+            continue                    # a constant (an initialization)
+        if len(accs) != 2:
+            raise RTLError(f"Einsum {label}: the engine multiplies two tensors; this product has {len(accs)}")
+        k = fold_target(factors, e.output_variables(), vsize)
+        src = layout.get(factors[k].tensor, factors[k].tensor) if k is not None else None
+        if src is None or not cascade.tensors[src].is_input:
+            raise RTLError(f"Einsum {label}: its constant factor would scale "
+                           f"{'the result' if k is None else factors[k].tensor}, which the engine cannot "
+                           "fold on a load path; multiply an input tensor by the constant instead")
+        readers = [cascade.label(j) for j, f in enumerate(cascade.einsums)
+                   if any(a.tensor in (src, factors[k].tensor) for a in f.expr.accesses())]
+        if set(readers) - {label, *(x for x, s_ in layout.items() if s_ == src)}:
+            raise RTLError(f"Einsum {label}: its constant factor is folded into {src}, which "
+                           f"{', '.join(r for r in readers if r != label)} also read unscaled")
+        value = _constant_value(cascade, [f for f in factors if not isinstance(f, Access)], vsize)
+        scales[src] = int(numbers.const(value))
+        stripped[label] = Call("*", tuple(accs))
+    return stripped, scales
+
+
+def _constant_value(cascade: Cascade, consts, vsize) -> float:
+    import numpy as np
+
+    from ..einsum import Const, SizeRef
+
+    sizes = {k.upper(): v for k, v in vsize.items()}
+
+    def val(x):
+        if isinstance(x, Const):
+            return float(x.value)
+        if isinstance(x, SizeRef):
+            return float(sizes[x.name])
+        with np.errstate(all="ignore"):
+            return float(cascade.operators[x.op].fn(*[np.float64(val(a)) for a in x.args]))
+
+    return math.prod(val(c) for c in consts)

@@ -1,5 +1,6 @@
-"""A constant factor of a product (``Q*K*(1/sqrt(E))``) is folded into the smallest operand, once:
-it costs a multiply per element of that operand, never a second MAC per point."""
+"""A constant factor of a product (``Q*K*(1/sqrt(E))``) is folded into the smallest operand, once,
+as it is loaded: it costs a multiply per element of that operand and no cycles, never a second MAC
+per point."""
 
 import math
 
@@ -56,13 +57,14 @@ def test_a_constant_factor_costs_one_multiply_per_element_of_the_smallest_operan
         [math.prod(sizes[v] for v in a.variables()) for a in e.expr.accesses()]
         + [math.prod(sizes[v] for v in e.output_variables())])
     pes = FUSEMAX.array(base.per_einsum[label].array).pes
-    extra = scaled.per_einsum[label].cycles - base.per_einsum[label].cycles
+    assert scaled.per_einsum[label].cycles == base.per_einsum[label].cycles
+    assert scaled.latency_s == base.latency_s
     if any(not hasattr(f, "tensor") for f in product_factors(e.expr)):
-        assert extra == 0           # constants are folded together: one multiply per element in all
+        # constants are folded together: one multiply per element in all
+        assert scaled.per_einsum[label].actions == base.per_einsum[label].actions
         return
-    assert extra == math.ceil(elements / pes)
     assert scaled.per_einsum[label].actions["mac"] == pytest.approx(base.per_einsum[label].actions["mac"] + elements)
-    assert scaled.latency_s <= base.latency_s + math.ceil(elements / pes) / FUSEMAX.clock_hz * (1 + 1e-9)
+    assert pes
 
 
 def test_the_paper_scale_costs_almost_nothing():

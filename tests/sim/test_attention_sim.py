@@ -256,3 +256,32 @@ def test_a_saturating_format_does_not_pass_though_bit_exact():
     r = simulate(d, seed=1)
     assert r.bit_exact and not r.accurate and not r.passed
     assert r.to_json()["saturated"]["BQK"][0] > 0
+
+
+@needs_icarus
+@pytest.mark.parametrize("binding", ["arch", "fusemax"])
+def test_a_constant_scale_in_the_logits_is_folded_on_load(binding):
+    # Q*K*(1/sqrt(E)): the constant is folded into Q (the smallest operand) as Q streams in, as
+    # the golden model and the cost model fold it: bit-exact, and no extra cycles
+    from einforge.einsum import parse_cascade
+
+    text = LIB["attention-1pass"].file.read_text().replace(
+        "BQK[m1,m0,p]     = Q[e,p] * BK[e,m1,m0]", "BQK[m1,m0,p]     = Q[e,p] * BK[e,m1,m0] * (1/sqrt(E))")
+    sizes = {"M": 16, "P": 8, "E": 4, "F": 4}
+    d = lower(parse_cascade(text), binding, (4, 4), FixedPoint(8, 8), sizes)
+    plain = lower(LIB["attention-1pass"].load(), binding, (4, 4), FixedPoint(8, 8), sizes)
+    assert d.program.load_scales == {"Q": 128}                  # 0.5 in Q8.8
+    r = simulate(d, seed=2)
+    assert r.passed and r.bit_exact and r.cycles == r.model_cycles == plain.manifest["rtl_cycles"]
+
+
+@needs_icarus
+def test_multi_head_attention_rewritten_to_one_pass_lowers():
+    # the library's MHA (batch, heads, 1/sqrt(E)) after defer-division and running max
+    from einforge.einsum import defer_division, running_max
+
+    c = running_max(defer_division(LIB["attention-mha"].load()), "M", tile_size=4)
+    d = lower(c, "fusemax", (4, 4), FixedPoint(8, 8), {"M": 16, "P": 8, "E": 4, "F": 4, "B": 2, "H": 2})
+    r = simulate(d, seed=2)
+    assert r.passed and r.bit_exact and r.cycles == r.model_cycles
+    assert r.max_abs_error_vs_float < 8 / 256
