@@ -156,3 +156,24 @@ def test_renamed_cascades_lower_identically(name, data):
                 "steady_state_util_2d"):
         assert d.manifest[key] == d_r.manifest[key], key
     assert d.program.makespan == d_r.program.makespan and d.program.depth == d_r.program.depth
+
+
+@pytest.mark.parametrize("binding", ["fusemax", "arch", "cascade", "flat", "unfused"])
+def test_renamed_arrays_give_the_same_report(binding):
+    # arrays are named by the architecture: the PE grid and the lanes may be called anything
+    from dataclasses import replace
+
+    from einforge.arch import load_binding
+    from einforge.einsum import load_cascade
+
+    arch = load_architecture("flat" if binding in ("flat", "unfused", "cascade") else "fusemax")
+    names = {"2d": "tensor_cores", "1d": "vector_unit"}
+    renamed = replace(arch, arrays=tuple(replace(a, name=names[a.name]) for a in arch.arrays))
+    c = load_cascade("attention-3pass" if binding in ("flat", "unfused") else "attention-1pass")
+    w = load_workload("BERT", "16K")
+    a = evaluate(arch, c, load_binding(binding, c), w)
+    b = evaluate(renamed, c, load_binding(binding, c), w)
+    assert (a.latency_s, a.energy_pJ, a.traffic_bytes, a.util_2d, a.util_1d, a.area_um2) == \
+        (b.latency_s, b.energy_pJ, b.traffic_bytes, b.util_2d, b.util_1d, b.area_um2)
+    assert {names[k]: v for k, v in a.util.items()} == b.util
+    assert {k: names.get(c_.array) for k, c_ in a.per_einsum.items()} == {k: c_.array for k, c_ in b.per_einsum.items()}

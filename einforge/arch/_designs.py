@@ -74,7 +74,10 @@ def evaluate(arch: Architecture, cascade: Cascade, binding: Binding, workload: W
     (0.991, 1.0)
     """
     if binding.mapping == "flat":
-        plan = _plan(cascade, binding, arch)
+        from ._model import _by_role
+
+        parts_arch, parts_binding = _by_role(arch, binding, arch.parts())
+        plan = _plan(cascade, parts_binding, parts_arch)
         twod = [p.label for p in plan.einsums if p.array == "2d"]
         if len(twod) != 2:
             raise ArchError(f"the FLAT dataflow fuses two tensor products around a softmax; {cascade.name} has "
@@ -85,10 +88,10 @@ def evaluate(arch: Architecture, cascade: Cascade, binding: Binding, workload: W
             return _evaluate(arch, cascade, b, workload, flat_dataflow=flow, design=name)
 
         flow = flat if flat is not None else flat_dataflow(workload.name, workload.keys)
-        if flow is None or arch.buffer.capacity != 32 << 20 or arch.array("2d").rows != 256:
+        if flow is None or arch.buffer.capacity != 32 << 20 or arch.part("2d").rows != 256:
             # FLAT's own choices cover its cloud accelerator only; elsewhere, search its space
             flow = flat if flat is not None else search_flat_dataflow(
-                run, workload, arch.buffer.capacity, arch.word_bytes, arch.array("2d").rows)
+                run, workload, arch.buffer.capacity, arch.word_bytes, arch.part("2d").rows)
         r = run(flow)
         r.details["flat_dataflow"] = "searched" if flow.get("searched") else "FLAT's table"
         return r

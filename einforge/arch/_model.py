@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 import networkx as nx
@@ -76,18 +76,26 @@ class Report:
     size_origin: dict = field(default_factory=dict)  # where each size came from (workload, given, mapping, default)
     instances: int = 1                               # independent copies of the cascade (batch x heads it leaves out)
     warnings: tuple = ()                             # numbers that rest on extrapolated data
+    array_roles: dict = field(default_factory=lambda: {"2d": "2d", "1d": "1d"})  # part -> array name
 
     @property
     def util_2d(self) -> float:
-        return self.util.get("2d", 0.0)
+        """Utilization of the PE grid (whatever the architecture calls it)."""
+        return self.util.get(self.array_roles.get("2d", "2d"), 0.0)
 
     @property
     def util_1d(self) -> float:
-        return self.util.get("1d", 0.0)
+        """Utilization of the row of lanes."""
+        return self.util.get(self.array_roles.get("1d", "1d"), 0.0)
+
+    def cycles_of(self, part: str) -> float:
+        """Busy cycles of the grid (``"2d"``) or the lanes (``"1d"``)."""
+        return self.cycles.get(self.array_roles.get(part, part), 0.0)
 
     def einsum_util(self, label: str, array: str | None = None) -> float:
+        """An Einsum's share of the latency on ``array`` (a name, or the part "2d"/"1d")."""
         c = self.per_einsum[label]
-        if array is not None and c.array != array:
+        if array is not None and c.array not in (array, self.array_roles.get(array)):
             return 0.0
         return c.busy / self.details["latency_cycles"] if self.details["latency_cycles"] else 0.0
 
@@ -1342,6 +1350,51 @@ def _tile_sizes(cascade: Cascade, binding: Binding, arch: Architecture, workload
     return {r.tile: min(rows, stream)}
 
 
+def _by_role(arch: Architecture, binding: Binding, roles_: dict[str, str]) -> tuple[Architecture, Binding]:
+    """The architecture and binding with arrays named by their parts ("2d", "1d")."""
+    from dataclasses import replace
+
+    to_role = {name: role for role, name in roles_.items()}
+
+    def key(name):
+        if name in to_role:
+            return to_role[name]
+        if name in roles_:
+            return name
+        raise ArchError(f"binding {binding.name} names array {name!r}, which {arch.name} lacks "
+                        f"(its arrays: {', '.join(a.name for a in arch.arrays)})")
+
+    a = replace(arch, arrays=tuple(replace(x, name=to_role[x.name]) for x in arch.arrays))
+    b = replace(binding, explicit=tuple((lab, key(arr)) for lab, arr in binding.explicit),
+                issue=tuple((key(arr), v) for arr, v in binding.issue),
+                spatial=tuple((key(arr), dims) for arr, dims in binding.spatial))
+    return a, b
+
+
+def _named(r: Report, roles_: dict[str, str]) -> Report:
+    """A report computed with role-named arrays, with the architecture's names put back."""
+    from dataclasses import replace
+
+    def n(k):
+        return roles_.get(k, k)
+
+    def rekey(d, prefix):
+        out = {}
+        for k, v in d.items():
+            for role, name in roles_.items():
+                if k == f"{prefix}{role}":
+                    k = f"{prefix}{name}"
+                    break
+            out[k] = v
+        return out
+
+    per = {lab: replace(c, array=n(c.array) if c.array else None) for lab, c in r.per_einsum.items()}
+    energy = rekey(rekey(r.energy_breakdown_pJ, "pe_rf_"), "shared_rf_")
+    area = rekey(rekey(r.area_breakdown_um2, "array_"), "shared_rf_")
+    return replace(r, util={n(k): v for k, v in r.util.items()}, cycles={n(k): v for k, v in r.cycles.items()},
+                   per_einsum=per, energy_breakdown_pJ=energy, area_breakdown_um2=area, array_roles=dict(roles_))
+
+
 def evaluate(arch: Architecture, cascade: Cascade, binding: Binding, workload: Workload,
              *, flat_dataflow: dict | None = None, design: str | None = None) -> Report:
     """Cost of running ``cascade`` for ``workload`` on ``arch`` as ``binding`` says.
@@ -1352,6 +1405,16 @@ def evaluate(arch: Architecture, cascade: Cascade, binding: Binding, workload: W
         A size the workload does not give, an operator an array cannot compute, a mapping that
         does not fit the buffer.
     """
+    roles_ = arch.parts()
+    if all(roles_.get(k, k) == k for k in ("2d", "1d")) and {a.name for a in arch.arrays} <= {"2d", "1d"}:
+        r = _evaluate(arch, cascade, binding, workload, flat_dataflow=flat_dataflow, design=design)
+        return replace(r, array_roles=dict(roles_)) if r.array_roles != roles_ else r
+    a, b = _by_role(arch, binding, roles_)
+    return _named(_evaluate(a, cascade, b, workload, flat_dataflow=flat_dataflow, design=design), roles_)
+
+
+def _evaluate(arch: Architecture, cascade: Cascade, binding: Binding, workload: Workload,
+              *, flat_dataflow: dict | None = None, design: str | None = None) -> Report:
     bound = bind_sizes(cascade, workload, _tile_sizes(cascade, binding, arch, workload))
     sizes, inst = bound.sizes, bound.instances
     plan = _plan(cascade, binding, arch, sizes)

@@ -188,6 +188,26 @@ class Architecture:
                 return a
         raise ArchError(f"architecture {self.name} has no array {name!r} (it has {', '.join(a.name for a in self.arrays)})")
 
+    def parts(self) -> dict[str, str]:
+        """Which array plays which part, by shape: ``{"2d": name, "1d": name}`` (the PE grid and the
+        row of lanes). Array names are the architecture's own and mean nothing to the model."""
+        grids = [a.name for a in self.arrays if a.rows > 1]
+        rows = [a.name for a in self.arrays if a.rows == 1]
+        if len(grids) > 1 or len(rows) > 1:
+            raise ArchError(f"architecture {self.name} has {len(grids)} PE grids and {len(rows)} rows of lanes; "
+                            "the cost model maps a cascade onto one grid and one row of lanes")
+        return {**({"2d": grids[0]} if grids else {}), **({"1d": rows[0]} if rows else {})}
+
+    def part(self, role: str) -> PEArray:
+        """The PE grid (``"2d"``) or the row of lanes (``"1d"``)."""
+        parts = self.parts()
+        if role not in parts:
+            raise ArchError(f"architecture {self.name} has no {'PE grid' if role == '2d' else 'row of lanes'}")
+        return self.array(parts[role])
+
+    def with_part(self, role: str, **changes) -> Architecture:
+        return self.with_array(self.part(role).name, **changes)
+
     def with_array(self, name: str, **changes) -> Architecture:
         return replace(self, arrays=tuple(replace(a, **changes) if a.name == name else a for a in self.arrays))
 

@@ -46,8 +46,8 @@ def scaled_fusemax(pe: int, buffer_bytes: float, min_tiles: int, base: Architect
     2D register files of 2*min_tiles entries, 1D ones of 8*min_tiles, a shared 1D register file of
     8*PE*min_tiles words, a buffer PE*16 bits wide."""
     a = base or load_architecture("fusemax")
-    a = a.with_array("2d", rows=pe, cols=pe, rf_depth=2 * min_tiles)
-    a = a.with_array("1d", cols=pe, rf_depth=8 * min_tiles, shared_rf=8 * pe * min_tiles)
+    a = a.with_part("2d", rows=pe, cols=pe, rf_depth=2 * min_tiles)
+    a = a.with_part("1d", cols=pe, rf_depth=8 * min_tiles, shared_rf=8 * pe * min_tiles)
     return a.with_buffer(capacity=int(buffer_bytes), width_bits=pe * 16)
 
 
@@ -85,11 +85,11 @@ def pareto_sweep(models=("BERT", "TrXL", "T5", "XLM"), pes=(16, 32, 64, 128, 256
                 l3 = pe * min_p1 * w.head_dim * 8 * 2 * mult
                 arch = scaled_fusemax(pe, l3, min_tiles, base)
                 r = evaluate(arch, c, b, w)
-                c1 = r.cycles.get("1d", 0.0) / arch.clock_hz
+                c1 = r.cycles_of("1d") / arch.clock_hz
                 if r.memory_s <= c1 or mult > 1 << 20:
                     break
                 mult *= 2
-            out.append(ParetoPoint(model, pe, l3, r.traffic_bytes, r.memory_s, r.cycles.get("2d", 0.0) / arch.clock_hz,
+            out.append(ParetoPoint(model, pe, l3, r.traffic_bytes, r.memory_s, r.cycles_of("2d") / arch.clock_hz,
                                    c1, r.latency_s, r.area_breakdown_um2["array_2d"], r.area_um2))
             if l3 > cap:
                 break
@@ -242,9 +242,9 @@ def run_sweep(spec: SweepSpec, progress=None) -> list[dict]:
             spec.workloads, spec.seqs, spec.arrays, spec.buffers, spec.bandwidths, spec.clocks, spec.size_points):
         a = base
         if arr is not None:
-            a = a.with_array("2d", rows=arr[0], cols=arr[1])
-            if any(x.name == "1d" for x in a.arrays):
-                a = a.with_array("1d", cols=arr[1])
+            a = a.with_part("2d", rows=arr[0], cols=arr[1])
+            if "1d" in a.parts():
+                a = a.with_part("1d", cols=arr[1])
         if buf is not None:
             a = a.with_buffer(capacity=int(buf))
         if bw is not None:
@@ -252,7 +252,7 @@ def run_sweep(spec: SweepSpec, progress=None) -> list[dict]:
         if clk is not None:
             a = replace(a, clock_hz=clk)
         w = wl[wname].with_seq(seq).with_sizes(extra)
-        row = {"workload": wl[wname].name, "seq": seq, "rows": a.array("2d").rows, "cols": a.array("2d").cols,
+        row = {"workload": wl[wname].name, "seq": seq, "rows": a.part("2d").rows, "cols": a.part("2d").cols,
                "buffer_bytes": a.buffer.capacity, "bandwidth_Bps": a.dram_bandwidth, "clock_hz": a.clock_hz}
         row.update({f"size_{k}": v for k, v in extra.items()})
         try:
