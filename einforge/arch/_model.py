@@ -870,6 +870,85 @@ def _modulo_schedule(plan: _Plan, per_items: tuple) -> ModuloSchedule:
     return ModuloSchedule(int(makespan), {k: int(v) for k, v in starts.items()}, 1)
 
 
+def _buffer_cycles(arch: Architecture, acc) -> float:
+    """Cycles the global buffer needs for its reads and writes: each of its banks moves one row of
+    ``width_bits`` per cycle."""
+    bits = (acc.l3_reads + acc.l3_writes) * arch.word_bytes * 8
+    return bits / (arch.buffer.banks * arch.buffer.width_bits)
+
+
+def _link_cycles(plan: _Plan, ctx: _Ctx) -> float:
+    """Cycles the link between the PE grid and the lanes needs: every value one array produces and
+    the other reads crosses it, one word per column (lane) per cycle."""
+    by = {p.output: p for p in ctx.plan.einsums if p.array}
+    if not any(p.array == "1d" for p in plan.einsums) or not any(p.array == "2d" for p in plan.einsums):
+        return 0.0
+    crossing = set()
+    for p in plan.einsums:
+        if p.array is None:
+            continue
+        for a in p.accesses:
+            prod = by.get(a.tensor)
+            if prod is not None and prod.array != p.array:
+                crossing.add(prod.label)
+    words = sum(ctx.tensor_size(by_label.output) * ctx.present[by_label.label]
+                for by_label in plan.einsums if by_label.label in crossing)
+    lanes = ctx.arch.array("1d").cols
+    return words / lanes
+
+
+def _check_registers(plan: _Plan, ctx: _Ctx, binding: Binding) -> None:
+    """Values the PE grid produces and reads again within a tile stay in the PEs' register files:
+    per PE, every such tensor's values that the grid's spatial ranks do not spread, for each tile
+    in flight (two when tiles interleave). A mapping that does not fit is refused, so a search
+    cannot win by keeping more in the PEs than they hold."""
+    if binding.mapping != "tiled" or plan.loop_var is None:
+        return
+    try:
+        grid = ctx.arch.array("2d")
+    except ArchError:
+        return
+    members = _loop_members(plan)
+    on_grid = [p for p in plan.einsums if p.array == "2d" and p.label in members]
+    read_on_grid = {a.tensor for p in on_grid for a in p.accesses}
+    held, words = [], 0.0
+    outer = {plan.loop_var} | set(instance_ranks(plan))      # one tile of one instance at a time
+    for p in on_grid:
+        info = ctx.c.tensors[p.output]
+        if p.output not in read_on_grid or info.iterative is not None:
+            continue
+        sp = {v for _, v, _ in p.spatial}
+        per_pe = math.prod(ctx.vsize[v] for v in p.out_vars if v not in sp and v not in outer)
+        words += per_pe
+        held.append(f"{p.output}: {per_pe:g}")
+    copies = 2 if binding.schedule == "overlap" and grid.row_drain else 1
+    if grid.rf_depth and words * copies > grid.rf_depth:
+        raise ArchError(f"binding {binding.name}: each PE of the grid would hold {words * copies:g} values of a "
+                        f"tile ({', '.join(held)}{' , twice for interleaved tiles' if copies > 1 else ''}), more "
+                        f"than its {grid.rf_depth}-entry register file; keep fewer of a tile's values on the "
+                        "grid, or spread their ranks over it")
+
+
+def _pipeline_fill(plan: _Plan, cyc: dict[str, float], ctx: _Ctx, load) -> float:
+    """Overlapped arrays reach their steady state (the busiest array's load) after one tile's
+    dependency chain: the first tile's critical path beyond its share of that load is paid once."""
+    if plan.loop_var is None:
+        return 0.0
+    members = _loop_members(plan)
+    tiles = ctx.inst * math.prod(ctx.vsize[v] for v in (plan.loop_var,)) * ctx.visits
+    blocks = 1
+    rv = plan.row_rank.lower() if plan.row_rank else None
+    if rv:
+        blocks = math.ceil(ctx.vsize[rv] / (_row_block(plan) or 1))
+    steps = tiles * blocks * math.prod(ctx.vsize[v] for v in instance_ranks(plan))
+    if not steps or not members:
+        return 0.0
+    per = {lab: cyc[lab] / steps for lab in members}
+    _, chain = tile_schedule(plan, per, False)
+    busiest = max(load.values(), default=0.0) / steps
+    return max(0.0, chain - busiest)
+
+
 def _pipelined_time(plan: _Plan, cyc: dict[str, float], steps: int, blocks: int) -> float:
     """Tiles interleaved by :func:`modulo_schedule`: each block of queries fills and drains the
     pipeline; Einsums after the tile loop follow it."""
@@ -1438,6 +1517,9 @@ def _evaluate(arch: Architecture, cascade: Cascade, binding: Binding, workload: 
     s = arch.word_bytes
     traffic = acc.traffic_words * s
     mem_cycles = traffic / arch.dram_bandwidth * arch.clock_hz
+    acc.details["buffer_cycles"] = _buffer_cycles(arch, acc)
+    acc.details["link_cycles"] = _link_cycles(plan, ctx)
+    _check_registers(plan, ctx, binding)
 
     if binding.schedule == "phases":
         total = 0.0
@@ -1465,8 +1547,9 @@ def _evaluate(arch: Architecture, cascade: Cascade, binding: Binding, workload: 
                 if plan.row_rank else heads * inst
             compute_cycles = _pipelined_time(plan, cyc, tiles * blocks, blocks)
         else:
-            compute_cycles = max(load.values(), default=0.0)
-        latency_cycles = max(compute_cycles, mem_cycles)
+            compute_cycles = max(load.values(), default=0.0) + _pipeline_fill(plan, cyc, ctx, load)
+        latency_cycles = max(compute_cycles, mem_cycles, acc.details["buffer_cycles"],
+                             acc.details["link_cycles"])
 
     util = {a.name: (sum(busy[p.label] for p in plan.einsums if p.array == a.name) / latency_cycles
                      if latency_cycles else 0.0) for a in arch.arrays}
