@@ -27,7 +27,7 @@ from ..einsum._execute import product_factors
 from ..schema import load_yaml_file, validate
 from ._spec import ArchError
 
-__all__ = ["Binding", "load_binding", "BINDINGS", "bind_arrays", "is_layout", "is_tensor_product"]
+__all__ = ["Binding", "load_binding", "BINDINGS", "bind_arrays", "is_layout", "is_tensor_product", "binding_yaml"]
 
 BINDINGS = ("fusemax", "arch", "cascade", "flat", "unfused")
 
@@ -76,6 +76,7 @@ class Binding:
     drain: bool = False                        # sequential schedule: expose the 2D drain of row reductions
     issue: tuple = ()                          # (array, "sequential"|"pipelined") overrides
     buffer_share: float = 1.0                  # share of the global buffer the tiled mapping may fill
+    tile: int | None = None                    # keys per tile (default: the grid's rows)
     skip_empty_tiles: bool = False
     source: str = field(default="", compare=False)
 
@@ -146,6 +147,7 @@ class _BindingSpec(BaseModel):
     drain: bool | None = None
     einsum_spatial: dict[str, dict[Literal["rows", "cols"], str]] = {}
     skip_empty_tiles: bool | None = None
+    tile: Annotated[int, Field(gt=0)] | None = None
 
 
 def _from_spec(name: str, d: _BindingSpec, where: str) -> Binding:
@@ -173,7 +175,7 @@ def _from_spec(name: str, d: _BindingSpec, where: str) -> Binding:
         explicit=tuple(d.arrays.items()), spatial=sp, stages=tuple(stages),
         einsum_spatial=tuple((k, tuple(v.items())) for k, v in d.einsum_spatial.items()),
         issue=tuple((d.issue or base.get("issue") or {}).items()),
-        buffer_share=float(base.get("buffer_share", 1.0)), source=where,
+        buffer_share=float(base.get("buffer_share", 1.0)), tile=d.tile, source=where,
     )
 
 
@@ -203,3 +205,26 @@ def load_binding(name_or_file: str, cascade: Cascade) -> Binding:
     if name not in BINDINGS:
         raise ArchError(f"no built-in binding named {name!r} and no such file (built-in: {', '.join(BINDINGS)})")
     return _from_spec(name, _BindingSpec(), "")
+
+
+def binding_yaml(b: Binding) -> str:
+    """A binding file that loads back to ``b`` (the fields that change a result)."""
+    import yaml
+
+    d: dict = {"rule": b.rule, "mapping": b.mapping, "schedule": b.schedule}
+    if b.description:
+        d["description"] = b.description
+    if b.explicit:
+        d["arrays"] = dict(b.explicit)
+    if b.spatial:
+        d["spatial"] = {a: {dim: list(rs) for dim, rs in dims} for a, dims in b.spatial}
+    if b.issue:
+        d["issue"] = dict(b.issue)
+    if b.einsum_spatial:
+        d["einsum_spatial"] = {lab: dict(dims) for lab, dims in b.einsum_spatial}
+    if b.stages:
+        raise ArchError(f"binding {b.name}: stage lists are not written to files yet")
+    d.update(buffer_share=b.buffer_share, drain=b.drain, skip_empty_tiles=b.skip_empty_tiles)
+    if b.tile is not None:
+        d["tile"] = b.tile
+    return yaml.safe_dump({b.name: d}, sort_keys=False)

@@ -1132,7 +1132,7 @@ def _tiled(ctx: _Ctx, plan: _Plan, binding: Binding) -> _Access:
             f"bigger buffer, a cascade that tiles the key rank (one pass keeps no whole rows), or --binding "
             f"unfused (intermediates spill to DRAM)")
     cap_p1 = int(avail // per_block)
-    p1 = max(d for d in range(1, blocks + 1) if blocks % d == 0 and d <= cap_p1)
+    p1 = _largest_divisor(blocks, cap_p1)
     p2 = blocks // p1
     acc.details.update(P0=p0, P1=p1, P2=p2, row_words=row_words, tile_words=tile_words,
                        row_ranks=",".join(sorted(row_ranks)))
@@ -1214,6 +1214,19 @@ def _tiled(ctx: _Ctx, plan: _Plan, binding: Binding) -> _Access:
             acc.pe_rf[(p.array, "write")] += n
             acc.per_einsum[(p.label, f"pe_rf_{p.array}")] += n
     return acc
+
+
+def _largest_divisor(n: int, cap: int) -> int:
+    """The largest divisor of ``n`` that is at most ``cap`` (at least 1), in O(sqrt n)."""
+    best = 1
+    d = 1
+    while d * d <= n:
+        if n % d == 0:
+            for x in (d, n // d):
+                if best < x <= cap:
+                    best = x
+        d += 1
+    return best
 
 
 def _out_fraction(ctx, p):
@@ -1425,8 +1438,10 @@ def _tile_sizes(cascade: Cascade, binding: Binding, arch: Architecture, workload
     if binding.mapping != "tiled" or r.tile is None or r.tile in dict(workload.sizes):
         return {}
     rows = arch.array("2d").rows
+    if binding.tile is not None and binding.tile > rows:
+        raise ArchError(f"binding {binding.name}: a tile of {binding.tile} keys does not fit the grid's {rows} rows")
     stream = bind_sizes(cascade, workload, {r.tile: 1}).sizes.get(r.stream, rows)
-    return {r.tile: min(rows, stream)}
+    return {r.tile: min(binding.tile or rows, stream)}
 
 
 def _by_role(arch: Architecture, binding: Binding, roles_: dict[str, str]) -> tuple[Architecture, Binding]:
