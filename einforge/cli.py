@@ -476,6 +476,61 @@ def evaluate_cmd(ctx, arch_ref, cascade_ref, binding_ref, model, seq, size, para
                       f"energy {r.energy_pJ + lin.energy_pJ:.6g} pJ")
 
 
+@main.command("search")
+@click.argument("cascade_ref", metavar="NAME|FILE")
+@click.option("--arch", "arch_ref", default="fusemax", show_default=True, help="fusemax, flat or an architecture YAML file")
+@click.option("--model", "model", default="BERT", show_default=True, help="BERT, TrXL, T5, XLM or a workload YAML file")
+@click.option("--seq", default="64K", show_default=True, help="sequence length: 1K, 64K, 1M or an integer")
+@size_option
+@click.option("--param", "params", multiple=True, metavar="W=N", help="parameter value (repeatable)")
+@click.option("--objective", type=click.Choice(["latency", "energy", "edp"]), default="latency", show_default=True)
+@click.option("--max-energy", "max_energy", default=None, metavar="seed|PJ",
+              help="refuse mappings over this energy; 'seed' = no more than FuseMax's binding")
+@click.option("--area-budget", "area_budget", type=float, default=None, metavar="UM2", help="refuse a larger architecture")
+@click.option("-o", "--output", "out", type=click.Path(dir_okay=False), help="write the best binding here (YAML)")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@handles_errors
+def search_cmd(cascade_ref, arch_ref, model, seq, size, params, objective, max_energy, area_budget, out, as_json):
+    """Find the best binding of a cascade for one design point (branch and bound over each Einsum's
+    array, the column rank, the tile size and the schedule); -o writes it as a binding file that
+    `einforge evaluate --binding FILE` reproduces."""
+    from pathlib import Path
+
+    from rich.progress import Progress
+
+    from .arch import binding_yaml, load_architecture, load_workload, search
+    from .einsum import load_cascade
+
+    arch = load_architecture(arch_ref)
+    c = load_cascade(cascade_ref)
+    w = load_workload(model, seq).with_sizes(_given_sizes(c, size, params))
+    budget = None if max_energy is None else ("seed" if max_energy == "seed" else float(max_energy))
+    with Progress(console=err_console, transient=True, disable=as_json) as prog:
+        task = prog.add_task("searching", total=None)
+        r = search(arch, c, w, objective=objective, area_budget=area_budget, max_energy=budget,
+                   progress=lambda done, total: prog.update(task, completed=done, total=total))
+    if out:
+        Path(out).write_text(binding_yaml(r.binding))
+    if as_json:
+        emit_json({**r.to_json(), "written": out})
+        return
+    console.print(f"[bold]{c.name}[/] on {arch.name}, {w.label}, objective {objective}")
+    console.print(f"  {escape(r.summary())}")
+    console.print(f"  best: latency {r.report.latency_s:.6g} s, energy {r.report.energy_pJ:.6g} pJ, "
+                  f"utilization 2D {r.report.util_2d:.4f} / 1D {r.report.util_1d:.4f}")
+    b = r.binding
+    console.print(f"  binding: schedule {b.schedule}, tile {b.tile}, "
+                  f"columns {escape(str(dict((a, dict(d)) for a, d in b.spatial)))}")
+    if b.explicit:
+        by = {}
+        for lab, arr in b.explicit:
+            by.setdefault(arr, []).append(lab)
+        for arr, labs in by.items():
+            console.print(f"    {arr}: {', '.join(labs)}")
+    if out:
+        console.print(f"  wrote {out}")
+
+
 @main.command()
 @click.argument("spec", type=click.Path(dir_okay=False))
 @click.option("-o", "--output", "out", type=click.Path(dir_okay=False), required=True, help="results CSV")

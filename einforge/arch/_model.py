@@ -186,6 +186,11 @@ def _is_constant(x) -> bool:
 
 
 def _actions(cascade: Cascade, e, units, array) -> tuple[Counter, Counter]:
+    return _actions_cached(cascade, e, tuple(units), array)
+
+
+@lru_cache(maxsize=4096)
+def _actions_cached(cascade: Cascade, e, units, array) -> tuple[Counter, Counter]:
     """(actions per point, actions per element of the folded operand) of one Einsum.
 
     A sum of products is one MAC per point (one more multiply per further tensor factor). Its

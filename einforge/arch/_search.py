@@ -27,12 +27,13 @@ from ..einsum import Cascade, roles
 from ._binding import Binding, is_layout, load_binding
 from ._designs import evaluate
 from ._model import Report, _actions
-from ._spec import Architecture, ArchError
+from ._spec import ArchError, Architecture
 from ._workload import Workload, bind_sizes
 
 __all__ = ["SearchResult", "search", "OBJECTIVES"]
 
 OBJECTIVES = ("latency", "energy", "edp")
+_GIVE_UP = 64     # leaves in a row failing for one reason before the rest of a subtree is assumed to
 
 
 @dataclass
@@ -48,9 +49,22 @@ class SearchResult:
     seconds: float
     seed: Report | None = None           # FuseMax's (or the first built-in) binding at this point
     front: list = field(default_factory=list)   # (latency s, energy pJ, binding) on the Pareto front
+    complete: bool = True                # every mapping of the space was priced or bounded out
+
+    def summary(self) -> str:
+        """One line: what was searched, what won, and against FuseMax's own binding."""
+        gain = ""
+        if self.seed is not None:
+            gain = (f"; {self.seed.latency_s / self.report.latency_s:.4f}x the speed and "
+                    f"{self.report.energy_pJ / self.seed.energy_pJ:.4f}x the energy of the seed binding")
+        proof = "the best of the whole space (complete branch and bound)" if self.complete else "best found"
+        return (f"{self.mapspace} mappings, {self.evaluated} priced, "
+                f"{sum(self.pruned.values())} ruled out ({', '.join(f'{n} {k}' for k, n in self.pruned.most_common())})"
+                f" in {self.seconds:.2f} s: {proof}{gain}")
 
     def to_json(self) -> dict:
         return {"objective": self.objective, "mapspace": self.mapspace, "evaluated": self.evaluated,
+                "complete": self.complete,
                 "pruned": dict(self.pruned), "seconds": self.seconds, "binding": _describe(self.binding),
                 "latency_s": self.report.latency_s, "energy_pJ": self.report.energy_pJ,
                 "seed_latency_s": self.seed.latency_s if self.seed else None,
@@ -69,7 +83,8 @@ def _score(r: Report, objective: str) -> float:
 
 
 def search(arch: Architecture, cascade: Cascade, workload: Workload, *, objective: str = "latency",
-           pinned: Binding | None = None, area_budget: float | None = None, progress=None) -> SearchResult:
+           pinned: Binding | None = None, area_budget: float | None = None, max_energy: float | str | None = None,
+           schedules: tuple = ("overlap", "sequential"), tiles: tuple | None = None, progress=None) -> SearchResult:
     """The best binding of ``cascade`` for ``workload`` on ``arch``.
 
     Parameters
@@ -78,6 +93,9 @@ def search(arch: Architecture, cascade: Cascade, workload: Workload, *, objectiv
     pinned : evaluate this binding only (the mapspace of one point; e.g. FuseMax's, to reproduce
         the paper's numbers)
     area_budget : refuse an architecture larger than this many um^2
+    max_energy : refuse mappings using more pJ than this; ``"seed"`` means no more than FuseMax's
+        binding at this point (a faster mapping at no energy cost)
+    schedules, tiles : restrict the space to these schedules and tile sizes (default: all)
     progress : called with (done, total) as outer candidates finish
 
     Raises
@@ -95,11 +113,16 @@ def search(arch: Architecture, cascade: Cascade, workload: Workload, *, objectiv
         state.consider(arch, cascade, pinned, workload)
         return state.result(pinned_space=1, seconds=time.perf_counter() - t0)
     seeds = _seeds(cascade)
+    if max_energy == "seed":
+        first = _State(objective)
+        first.consider(arch, cascade, load_binding(seeds[0], cascade), workload, seed=True)
+        max_energy = first.seed.energy_pJ * (1 + 1e-12) if first.seed else None
+    state.max_energy = max_energy
     for name in seeds:
         state.consider(arch, cascade, load_binding(name, cascade), workload, seed=name == seeds[0])
     space = len(seeds)
     if roles(cascade).tile is not None:
-        space += _search_tiled(arch, cascade, workload, state, progress)
+        space += _search_tiled(arch, cascade, workload, state, progress, schedules, tiles)
     return state.result(pinned_space=space, seconds=time.perf_counter() - t0)
 
 
@@ -123,6 +146,8 @@ class _State:
         self.pruned: Counter = Counter()
         self.last_error = ""
         self.points: list[tuple[float, float, Binding]] = []
+        self.max_energy: float | None = None
+        self.complete = True
 
     def bound(self) -> float:
         """The objective value a candidate must beat."""
@@ -138,6 +163,10 @@ class _State:
             return None
         if seed and self.seed is None:
             self.seed = r
+        if self.max_energy is not None and r.energy_pJ > self.max_energy:
+            self.pruned["over the energy budget"] += 1
+            self.last_error = f"{r.energy_pJ:.4g} pJ is over the energy budget of {self.max_energy:.4g} pJ"
+            return None
         score = _score(r, self.objective)
         tie = r.energy_pJ if self.objective == "latency" else r.latency_s
         self.points.append((r.latency_s, r.energy_pJ, binding))
@@ -152,7 +181,8 @@ class _State:
             raise ArchError(f"no valid mapping ({reasons}); the last candidate failed with: {self.last_error}")
         _, _, b, r = self.best
         front = _pareto(self.points)
-        return SearchResult(b, r, self.objective, pinned_space, self.evaluated, self.pruned, seconds, self.seed, front)
+        return SearchResult(b, r, self.objective, pinned_space, self.evaluated, self.pruned, seconds, self.seed, front,
+                            self.complete)
 
 
 def _reason(message: str) -> str:
@@ -223,10 +253,10 @@ def _columns(cascade: Cascade, workload: Workload) -> list[str]:
     return sorted(cands, key=lambda x: -sizes.get(x, 0)) or list(r.query + r.batch)[:1]
 
 
-def _search_tiled(arch, cascade, workload, state: _State, progress) -> int:
+def _search_tiled(arch, cascade, workload, state: _State, progress, schedules, tiles) -> int:
     labels, where = _movable(cascade, arch)
     seed = load_binding("fusemax", cascade)
-    outer = [(sched, tile, col) for sched in ("overlap", "sequential") for tile in _tiles(cascade, arch, workload)
+    outer = [(sched, tile, col) for sched in schedules for tile in (tiles or _tiles(cascade, arch, workload))
              for col in _columns(cascade, workload)]
     space = 0
     for k, (sched, tile, col) in enumerate(outer):
@@ -342,13 +372,15 @@ def _branch_and_bound(arch, cascade, workload, base, labels, where, state: _Stat
         rest_energy[i] = rest_energy[i + 1] + min(e for _, e in costs[order[i]].values())
     clock = arch.clock_hz
     floor = _compulsory_seconds(arch, cascade, workload, base)
+    dram_energy = floor * arch.dram_bandwidth * arch.energy.dram_per_byte
     objective = state.objective
     load = {"2d": 0.0, "1d": 0.0}
     assign: dict[str, str] = {}
+    streak = {"reason": None, "n": 0}      # leaves in a row that failed for one reason
 
     def lower_bound(i, energy):
         cycles = max(load["2d"], load["1d"], (load["2d"] + load["1d"] + rest_min[i]) / 2)
-        lat, en = max(cycles / clock, floor), energy + rest_energy[i]
+        lat, en = max(cycles / clock, floor), energy + rest_energy[i] + dram_energy
         return {"latency": lat, "energy": en, "edp": lat * en}[objective]
 
     def leaf():
@@ -356,9 +388,21 @@ def _branch_and_bound(arch, cascade, workload, base, labels, where, state: _Stat
             state.pruned["register files too small"] += 1
             return
         b = replace(base, explicit=_named(arch, tuple((lab, assign[lab]) for lab in labels)))
-        state.consider(arch, cascade, b, workload)
+        before = Counter(state.pruned)
+        if state.consider(arch, cascade, b, workload) is None:
+            reason = next(iter(state.pruned - before), "invalid")
+            streak["n"] = streak["n"] + 1 if streak["reason"] == reason else 1
+            streak["reason"] = reason
+        else:
+            streak["n"] = 0
 
     def dfs(i, energy):
+        if streak["n"] >= _GIVE_UP:
+            # every placement tried so far fails for one reason (a buffer too small for any of
+            # them): the rest of this subtree is assumed to, and the search says it is incomplete
+            state.pruned[f"{streak['reason']} (assumed)"] += math.prod(len(where[lab]) for lab in order[i:])
+            state.complete = False
+            return
         if lower_bound(i, energy) >= state.bound() * (1 - 1e-9):
             state.pruned["bound"] += math.prod(len(where[lab]) for lab in order[i:])
             return

@@ -229,7 +229,8 @@ def run_sweep(spec: SweepSpec, progress=None) -> list[dict]:
     from dataclasses import replace
 
     cascade = load_cascade(spec.cascade)
-    binding = load_binding(spec.binding, cascade)
+    searching = spec.binding == "search"          # map every point with the mapper
+    binding = None if searching else load_binding(spec.binding, cascade)
     base = load_architecture(spec.arch)
     names = {r.name for r in cascade.ranks}
     for k, _ in spec.sizes:
@@ -256,11 +257,20 @@ def run_sweep(spec: SweepSpec, progress=None) -> list[dict]:
                "buffer_bytes": a.buffer.capacity, "bandwidth_Bps": a.dram_bandwidth, "clock_hz": a.clock_hz}
         row.update({f"size_{k}": v for k, v in extra.items()})
         try:
-            r = evaluate(a, cascade, binding, w)
+            if searching:
+                from ._search import search
+
+                found = search(a, cascade, w)
+                r = found.report
+                row.update(binding=_binding_label(found.binding))
+            else:
+                r = evaluate(a, cascade, binding, w)
+                row.update(binding=binding.name)
             row.update(latency_s=r.latency_s, energy_pJ=r.energy_pJ, traffic_bytes=r.traffic_bytes,
                        util_2d=r.util_2d, util_1d=r.util_1d, area_um2=r.area_um2, error="",
                        warnings="; ".join(r.warnings))
         except ArchError as exc:
+            row.setdefault("binding", spec.binding)
             row.update(latency_s=math.nan, energy_pJ=math.nan, traffic_bytes=math.nan, util_2d=math.nan,
                        util_1d=math.nan, area_um2=a.area_um2, error=str(exc), warnings="; ".join(a.extrapolations()))
         rows.append(row)
@@ -281,6 +291,12 @@ def run_sweep(spec: SweepSpec, progress=None) -> list[dict]:
             rows[k]["pareto_latency_area"] = a_
             rows[k]["pareto_energy_latency"] = b_
     return rows
+
+
+def _binding_label(b) -> str:
+    """A searched binding in one cell: schedule, tile, and what runs on the grid."""
+    grid = [lab for lab, arr in b.explicit if arr == "2d"] if b.explicit else []
+    return f"{b.name}: {b.schedule}, tile {b.tile}, grid {'+'.join(grid)}" if grid else b.name
 
 
 def write_table(rows: list[dict], path: str | Path) -> list[Path]:

@@ -194,10 +194,15 @@ class Cascade:
         return g
 
     def dag(self) -> nx.DiGraph:
-        """The dependency graph without loop-carried edges; always acyclic."""
+        """The dependency graph without loop-carried edges; always acyclic (a read-only view, built
+        once per cascade)."""
+        return self._dag
+
+    @cached_property
+    def _dag(self) -> nx.DiGraph:
         g = self.graph.copy()
         g.remove_edges_from([(u, v) for u, v, k in self.graph.edges(data="kind") if k == "carried"])
-        return g
+        return nx.freeze(g)
 
     def text(self) -> str:
         """The cascade as text that parses back to an equal cascade."""

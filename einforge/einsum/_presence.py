@@ -7,11 +7,14 @@ filter travels with the data. A cost model that skips filtered points should ski
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from ._ir import Access, BinOp, Call, Compare, Var
 
 __all__ = ["presence_filters"]
 
 
+@lru_cache(maxsize=256)
 def presence_filters(cascade) -> dict[str, tuple[Compare, ...]]:
     """For every Einsum (by label), filters that hold at each point where its expression is present.
 

@@ -146,6 +146,11 @@ def compile_program(cascade: Cascade, binding, array: tuple[int, int], numbers: 
     if not cascade.iterative_ranks or plan.loop_var is None:
         raise RTLError(f"{cascade.name}: the attention engine runs a loop over an iterative rank of tiles")
     tv, lv, mv = plan.tile_rank.lower(), plan.row_rank.lower(), plan.loop_var
+    for p in plan.einsums:
+        if p.array == "2d" and tv not in p.vars:
+            raise RTLError(f"Einsum {p.label} is bound to the grid but does not range over the tile rank "
+                           f"{plan.tile_rank}: the attention engine's grid computes an Einsum per key of the tile "
+                           "and hands the lanes only what it reduces over the tile; bind it to the lanes")
     if sizes[plan.tile_rank] != R:
         raise RTLError(f"the tile rank {plan.tile_rank} is {sizes[plan.tile_rank]}, but the array has {R} rows; "
                        f"give --size {plan.tile_rank}={R}")

@@ -112,3 +112,17 @@ def test_a_tile_that_does_not_span_the_rows_is_refused():
     with pytest.raises(RTLError, match=r"the tile M0=8 must span the array's 4 rows"):
         lower(LIB["attention-1pass"].load(), "fusemax", (4, 4), FixedPoint(8, 8),
               {"M": 16, "P": 8, "E": 4, "F": 4, "M0": 8})
+
+
+@pytest.mark.parametrize("label", ["RM", "PRM", "RD", "SPD"])
+def test_per_query_einsums_on_the_grid_are_refused(label):
+    # the grid hands the lanes only what it reduces over the tile: an Einsum per query there would
+    # compute values no lane can read (the engine once accepted it and produced wrong numbers)
+    import dataclasses
+
+    from einforge.arch import load_binding
+
+    c = LIB["attention-1pass"].load()
+    b = dataclasses.replace(load_binding("fusemax", c), explicit=((label, "2d"),))
+    with pytest.raises(RTLError, match=f"Einsum {label} is bound to the grid but does not range over the tile"):
+        lower(c, b, (4, 4), FixedPoint(8, 8), {"M": 16, "P": 8, "E": 4, "F": 4})
