@@ -20,8 +20,9 @@ from dataclasses import dataclass, replace
 from ..einsum import Cascade, load_cascade
 from ._binding import Binding, load_binding
 from ._flat import flat_dataflow, flat_spatial, search_flat_dataflow
-from ._model import Report, _plan
 from ._model import evaluate as _evaluate
+from ._plan import _plan
+from ._report import Report
 from ._spec import ArchError, Architecture, load_architecture
 from ._workload import Workload
 

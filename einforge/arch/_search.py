@@ -26,7 +26,8 @@ from dataclasses import dataclass, field, replace
 from ..einsum import Cascade, roles
 from ._binding import Binding, is_layout, load_binding
 from ._designs import evaluate
-from ._model import Report, _actions
+from ._plan import _actions
+from ._report import Report
 from ._spec import ArchError, Architecture
 from ._workload import Workload, bind_sizes
 
@@ -274,7 +275,8 @@ def _search_tiled(arch, cascade, workload, state: _State, progress, schedules, t
 def _held_per_pe(arch, cascade, workload, base) -> dict[str, float]:
     """Values of each Einsum's output that one PE of the grid keeps, if the Einsum ran there (what
     ``_check_registers`` counts), so that leaves the registers cannot hold are dropped unpriced."""
-    from ._model import _by_role, _loop_members, _plan, _tile_sizes, instance_ranks
+    from ._model import _by_role, _tile_sizes
+    from ._plan import _loop_members, _plan, instance_ranks
 
     a, b = _by_role(arch, base, arch.parts())
     labels = [cascade.label(i) for i, e in enumerate(cascade.einsums)

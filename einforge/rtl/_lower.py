@@ -80,7 +80,7 @@ def gemm_roles(cascade: Cascade) -> GemmRoles:
         Naming the Einsum and what the array cannot do (more Einsums, filters, operators its MAC
         PEs lack, more than one reduced rank...).
     """
-    from ..arch._model import _actions
+    from ..arch.schedule import actions as _actions
 
     work = [(i, e) for i, e in enumerate(cascade.einsums) if cascade.einsum_kind(i) == "plain"]
     if len(work) != 1 or cascade.iterative_ranks:

@@ -120,7 +120,10 @@ def _plain_vars(a: Access) -> list[str] | None:
 def compile_program(cascade: Cascade, binding, array: tuple[int, int], numbers: FixedPoint, sizes: dict) -> Program:
     """Compile ``cascade`` for an ``R x C`` attention engine; raises :class:`RTLError` naming the
     Einsum and the construct the engine cannot run."""
-    from ..arch._model import _aliases, _loop_members, _plan, instance_ranks, modulo_schedule, tile_schedule
+    from ..arch.schedule import aliases as _aliases
+    from ..arch.schedule import instance_ranks, modulo_schedule, tile_schedule
+    from ..arch.schedule import loop_members as _loop_members
+    from ..arch.schedule import plan as _plan
     from ._arch import engine_architecture
 
     R, C = array
@@ -525,7 +528,7 @@ def compile_program(cascade: Cascade, binding, array: tuple[int, int], numbers: 
     # unless the binding skips empty tiles); a block with none still runs one, for its outputs
     ranges = [(0, M1)] * ptiles
     if binding.skip_empty_tiles:
-        from ..arch._model import visited_tiles
+        from ..arch.schedule import visited_tiles
 
         seen = visited_tiles(plan, vsize, sizes, range(M1), range(ptiles))
         ranges = []

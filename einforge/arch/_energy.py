@@ -1,0 +1,53 @@
+"""Energy of a design point: actions times energy per action (the architecture's energy table),
+broken down by component and by Einsum."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+__all__ = ["energy"]
+
+
+def energy(plan, ctx, acc, traffic_bytes: float) -> tuple[dict, Counter, dict]:
+    """(pJ by component, pJ by Einsum, actions by Einsum) for a plan bound to sizes (``ctx``) whose
+    mapping made the accesses ``acc``."""
+    arch = ctx.arch
+    et = arch.energy
+    comp_energy: Counter = Counter()
+    per_einsum: Counter = Counter()
+    actions = {}
+    for p in plan.einsums:
+        if p.array is None:
+            continue
+        pts = ctx.points(p)
+        acts = {u: n * pts for u, n in p.actions}
+        for u, n in p.fold:
+            acts[u] = acts.get(u, 0.0) + n * ctx.folded_elements(p)
+        actions[p.label] = acts
+        for u, n in acts.items():
+            e = n * et.unit(u)
+            comp_energy[u] += e
+            per_einsum[p.label] += e
+    rd, wr = et.buffer_per_word(arch.buffer.capacity)
+    breakdown = {f"compute_{u}": v for u, v in sorted(comp_energy.items())}
+    breakdown["dram"] = traffic_bytes * et.dram_per_byte
+    breakdown["global_buffer"] = acc.l3_reads * rd + acc.l3_writes * wr
+    oned = next((a for a in arch.arrays if a.name == "1d"), None)
+    if acc.shared_rf_reads or acc.shared_rf_writes:
+        r1, w1 = et.rf_access(oned.shared_rf if oned is not None and oned.shared_rf <= 64 else 32)
+        breakdown["shared_rf_1d"] = acc.shared_rf_reads * r1 + acc.shared_rf_writes * w1
+    for (arr, kind), n in sorted(acc.pe_rf.items()):
+        r, w = et.rf_access(arch.array(arr).rf_depth)
+        breakdown[f"pe_rf_{arr}"] = breakdown.get(f"pe_rf_{arr}", 0.0) + n * (r if kind == "read" else w)
+    for (lab, comp), n in acc.per_einsum.items():
+        if comp == "global_buffer_read":
+            per_einsum[lab] += n * rd
+        elif comp == "global_buffer_write":
+            per_einsum[lab] += n * wr
+        elif comp.startswith("pe_rf_"):
+            r, _ = et.rf_access(arch.array(comp[6:]).rf_depth)
+            per_einsum[lab] += n * r
+        elif comp == "shared_rf":
+            r1, _ = et.rf_access(32)
+            per_einsum[lab] += n * r1
+    return breakdown, per_einsum, actions

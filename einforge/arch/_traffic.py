@@ -1,0 +1,516 @@
+"""Where a mapping keeps each tensor, and the DRAM traffic and buffer/register accesses that follow, for
+the tiled (FuseMax), unfused and FLAT mappings; and the checks of the resources a search could
+otherwise exploit (buffer bandwidth, the grid-lane link, the grid's registers).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+
+from ._binding import Binding, is_layout
+from ._context import _Ctx, _tile_visits
+from ._plan import _E, _loop_members, _Plan, _spatial_of, instance_ranks
+from ._spec import ArchError, Architecture
+
+__all__ = []
+
+
+@dataclass
+class _Access:
+    traffic_words: float = 0.0
+    l3_reads: float = 0.0
+    l3_writes: float = 0.0
+    shared_rf_reads: float = 0.0
+    shared_rf_writes: float = 0.0
+    pe_rf: Counter = field(default_factory=Counter)     # (array, "read"|"write") -> accesses
+    per_einsum: Counter = field(default_factory=Counter)  # (label, component) -> accesses
+    details: dict = field(default_factory=dict)
+    phases: list = field(default_factory=list)          # unfused: (labels, traffic words)
+
+
+def _aliases(plan: _Plan) -> dict[str, str]:
+    """Re-layout outputs and the input they copy (BK -> K)."""
+    out = {}
+    for p in plan.einsums:
+        e = plan.cascade.einsums[p.index]
+        if p.array is None and is_layout(e):
+            src = e.expr.tensor
+            out[p.output] = out.get(src, src)
+    return out
+
+
+def _consumers(plan: _Plan) -> dict[str, list[_E]]:
+    out: dict[str, list[_E]] = {}
+    for p in plan.einsums:
+        if p.array is None:
+            continue
+        for a in dict.fromkeys(a.tensor for a in p.accesses):
+            out.setdefault(a, []).append(p)
+    return out
+
+
+def _one_d_sequence(plan: _Plan, members=None) -> list[str]:
+    return [p.label for p in plan.einsums if p.array == "1d" and (members is None or p.label in members)]
+
+
+def _tiled(ctx: _Ctx, plan: _Plan, binding: Binding) -> _Access:
+    c, arch = plan.cascade, ctx.arch
+    s = arch.word_bytes
+    acc = _Access()
+    alias = _aliases(plan)
+    cons = _consumers(plan)
+    row_v = plan.row_rank.lower() if plan.row_rank else None
+    tile_v = plan.tile_rank.lower() if plan.tile_rank else None
+    outer = {plan.loop_var} if plan.loop_var else set()
+    seq1d = _one_d_sequence(plan)
+    oned = arch.array("1d") if any(a.name == "1d" for a in arch.arrays) else None
+
+    def base(t):
+        return alias.get(t, t)
+
+    def has(t, v):
+        return v is not None and v in {r.lower() for r in c.tensors[t].ranks}
+
+    def forwarded(prod: _E, consumer: _E) -> bool:
+        if prod.array != "1d" or consumer.array != "1d":
+            return False
+        k = seq1d.index(prod.label)
+        return k + 1 < len(seq1d) and seq1d[k + 1] == consumer.label
+
+    # where each computed tensor lives
+    place: dict[str, str] = {}
+    producer = {p.output: p for p in plan.einsums if p.array}
+    for t, info in c.tensors.items():
+        if info.is_input or t in alias:
+            continue
+        p = producer.get(t)
+        if p is None:
+            continue
+        users = cons.get(t, [])
+        if t in c.outputs and not users:
+            place[t] = "dram"
+        elif info.iterative is not None:
+            place[t] = "l3"
+        elif all(u.array == p.array for u in users):
+            if p.array == "1d":
+                if len(users) == 1 and forwarded(p, users[0]):
+                    place[t] = "forward"
+                elif _lane_words(ctx, p, t) <= (oned.rf_depth if oned else 0):
+                    place[t] = "pe_rf"
+                else:
+                    place[t] = "l3"
+            else:
+                place[t] = "pe_rf"
+        elif has(t, tile_v):
+            place[t] = "l3"
+        else:
+            place[t] = "shared_rf" if oned is not None and oned.shared_rf else "l3"
+
+    # rows: the query-like ranks only the row inputs have (P, and R for grouped queries), spread
+    # over the columns P0 at a time, P1 blocks resident; ranks the row and tile inputs share (B, G)
+    # are independent outer loops; the rest of a tile input is one key/value tile per step
+    row_inputs = [t.name for t in c.inputs if has(t.name, row_v)]
+    tile_inputs = [t.name for t in c.inputs if not has(t.name, row_v)]
+    reduced = {v for p in plan.einsums for v in p.reduced}
+    rset = set()
+    for t in row_inputs:
+        rset |= {r for r in c.tensors[t].ranks if r.lower() not in reduced}
+    tset = set()
+    for t in tile_inputs:
+        tset |= set(c.tensors[t].ranks)
+    row_ranks = [r for r in rset if r not in tset]
+    outer_ranks = [r for r in rset if r in tset]
+    n_outer = ctx.inst * math.prod(ctx.sizes[r] for r in outer_ranks)
+    rows_total = math.prod(ctx.sizes[r] for r in row_ranks) if row_ranks else 1
+    steps_outer = math.prod(ctx.vsize[v] for v in outer) if outer else 1
+    row_words = 0.0
+    tile_words = 0.0
+    seen = set()
+    for p in plan.einsums:
+        if p.array is None or (outer and not (outer & set(p.vars))):
+            continue
+        for a in p.accesses:
+            t = base(a.tensor)
+            if t in seen:
+                continue
+            info = c.tensors[t]
+            if info.is_input:
+                seen.add(t)
+                if has(t, row_v):
+                    row_words += ctx.tensor_size(t) / (n_outer * rows_total)
+                else:
+                    tile_words += ctx.tensor_size(t) / (n_outer * steps_outer)
+    for t, where in place.items():
+        if where != "l3" or not has(t, row_v):
+            continue
+        info = c.tensors[t]
+        words = ctx.tensor_size(t) / (n_outer * rows_total)
+        if info.iterative is not None:
+            words /= ctx.vsize[c.tensors[t].ranks[info.iterative].lower()]   # one iterate resident
+        elif outer and has(t, next(iter(outer))):
+            words /= steps_outer
+        row_words += words
+    capacity = binding.buffer_share * arch.buffer.capacity
+    p0 = next((n for d, v, n in _spatial_of(plan, "2d") if v == row_v), None) or \
+        (arch.array("1d").cols if oned else 1)
+    blocks = max(1, math.ceil(rows_total / p0))
+    avail = capacity - s * tile_words
+    per_block = s * row_words * min(p0, rows_total)
+    if per_block <= 0:
+        raise ArchError(
+            f"{c.name} has no query-like rank (one only its row inputs carry) to keep resident in blocks "
+            f"while tiles stream past; use --binding unfused")
+    if avail <= 0 or avail < per_block:
+        raise ArchError(
+            f"{c.name} does not fit the {capacity / 2**20:g} MiB buffer of {arch.name}: one block of "
+            f"{min(p0, rows_total)} query rows needs {(s * tile_words + per_block) / 2**20:.3g} MiB; use a "
+            f"bigger buffer, a cascade that tiles the key rank (one pass keeps no whole rows), or --binding "
+            f"unfused (intermediates spill to DRAM)")
+    cap_p1 = int(avail // per_block)
+    p1 = _largest_divisor(blocks, cap_p1)
+    p2 = blocks // p1
+    acc.details.update(P0=p0, P1=p1, P2=p2, row_words=row_words, tile_words=tile_words,
+                       row_ranks=",".join(sorted(row_ranks)))
+
+    # DRAM traffic and buffer fills
+    # tiles a whole resident group of P1 blocks skips are never fetched
+    fetched = _tile_visits(plan, ctx.vsize, ctx.sizes, p1 * p0) if ctx.visits < 1.0 else 1.0
+    acc.details["tiles_fetched"] = fetched
+    for t in c.inputs:
+        words = ctx.tensor_size(t.name) * (1 if has(t.name, row_v) else p2 * fetched)
+        acc.traffic_words += words
+        acc.l3_writes += words
+    for o in c.outputs:
+        acc.traffic_words += ctx.tensor_size(o)
+
+    # reads, writes and register-file traffic of every Einsum
+    prev_read = set()
+    for p in plan.einsums:
+        if p.array is None:
+            continue
+        for a in dict.fromkeys(p.accesses):
+            t = base(a.tensor)
+            info = c.tensors[t]
+            if info.is_input:
+                n = ctx.reads(p, a, outer)
+                acc.l3_reads += n
+                acc.per_einsum[(p.label, "global_buffer_read")] += n
+                continue
+            prod = producer.get(t)
+            kind = c.access_kind(a)
+            if info.iterative is not None:
+                if kind == "prev":
+                    if t not in prev_read:       # one read of the previous iterate per visited step
+                        prev_read.add(t)
+                        n = ctx.tensor_size(t) * ctx.visits
+                        acc.l3_reads += n
+                        acc.per_einsum[(p.label, "global_buffer_read")] += n
+                elif kind == "next":
+                    upd = next((x for x in plan.einsums if x.output == t and x.array), None)
+                    if upd is not None and upd.array != p.array:
+                        n = ctx.reads(p, a, outer)
+                        _cross(acc, oned, p, n, read=True)
+                elif kind == "final":
+                    n = ctx.reads(p, a, outer)
+                    acc.l3_reads += n
+                    acc.per_einsum[(p.label, "global_buffer_read")] += n
+                continue
+            where = place.get(t)
+            n = ctx.reads(p, a, outer)
+            if where == "l3":
+                if prod is not None and forwarded(prod, p):
+                    continue
+                acc.l3_reads += n
+                acc.per_einsum[(p.label, "global_buffer_read")] += n
+            elif where == "shared_rf":
+                acc.shared_rf_reads += n
+                acc.per_einsum[(p.label, "shared_rf")] += n
+            elif where == "pe_rf":
+                acc.pe_rf[(p.array, "read")] += n
+                acc.per_einsum[(p.label, f"pe_rf_{p.array}")] += n
+        # writes of the output
+        t = p.output
+        info = c.tensors[t]
+        where = place.get(t)
+        if info.iterative is not None:
+            n = ctx.tensor_size(t) * _out_fraction(ctx, p)
+            acc.l3_writes += n
+            acc.per_einsum[(p.label, "global_buffer_write")] += n
+        elif where == "l3":
+            n = ctx.tensor_size(t)
+            acc.l3_writes += n
+            acc.per_einsum[(p.label, "global_buffer_write")] += n
+        elif where == "shared_rf":
+            n = ctx.tensor_size(t)
+            acc.shared_rf_writes += n
+            acc.per_einsum[(p.label, "shared_rf")] += n
+        elif where == "pe_rf":
+            n = ctx.tensor_size(t)
+            acc.pe_rf[(p.array, "write")] += n
+            acc.per_einsum[(p.label, f"pe_rf_{p.array}")] += n
+    return acc
+
+
+def _largest_divisor(n: int, cap: int) -> int:
+    """The largest divisor of ``n`` that is at most ``cap`` (at least 1), in O(sqrt n)."""
+    best = 1
+    d = 1
+    while d * d <= n:
+        if n % d == 0:
+            for x in (d, n // d):
+                if best < x <= cap:
+                    best = x
+        d += 1
+    return best
+
+
+def _out_fraction(ctx, p):
+    return ctx.present[p.label]
+
+
+def _cross(acc, oned, p, n, read):
+    if oned is not None and oned.shared_rf:
+        if read:
+            acc.shared_rf_reads += n
+        else:
+            acc.shared_rf_writes += n
+        acc.per_einsum[(p.label, "shared_rf")] += n
+    else:
+        if read:
+            acc.l3_reads += n
+            acc.per_einsum[(p.label, "global_buffer_read")] += n
+        else:
+            acc.l3_writes += n
+            acc.per_einsum[(p.label, "global_buffer_write")] += n
+
+
+def _lane_words(ctx, p, t) -> float:
+    """Words of ``t`` one 1D lane holds for one step of the Einsum's outer loop."""
+    lanes = math.prod(ctx.vsize[v] for _, v, _ in p.spatial) or 1
+    outer = ctx.vsize[ctx.plan.loop_var] if ctx.plan.loop_var and ctx.plan.loop_var in p.vars else 1
+    return ctx.tensor_size(t) / (ctx.inst * lanes * outer)
+
+
+def _phases(plan: _Plan) -> list[list[_E]]:
+    out: list[list[_E]] = []
+    for p in plan.einsums:
+        if p.array is None:
+            continue
+        if out and out[-1][0].array == p.array == "1d":
+            out[-1].append(p)
+        else:
+            out.append([p])
+    return out
+
+
+def _unfused(ctx: _Ctx, plan: _Plan) -> _Access:
+    c = plan.cascade
+    acc = _Access()
+    alias = _aliases(plan)
+    cons = _consumers(plan)
+
+    def base(t):
+        return alias.get(t, t)
+
+    for phase in _phases(plan):
+        labels = {p.label for p in phase}
+        made = {p.output for p in phase}
+        ins = []
+        for p in phase:
+            for a in p.accesses:
+                t = base(a.tensor)
+                if t not in made and t not in ins:
+                    ins.append(t)
+        outs = [t for t in made if t in c.outputs or any(u.label not in labels for u in cons.get(t, []))]
+        words = sum(ctx.tensor_size(t) for t in ins) + sum(ctx.tensor_size(t) for t in outs)
+        acc.traffic_words += words
+        acc.phases.append((tuple(sorted(labels)), words))
+        if phase[0].array == "2d":
+            (p,) = phase
+            for a in dict.fromkeys(p.accesses):
+                t = base(a.tensor)
+                n = ctx.reads(p, a, set())
+                if n > ctx.tensor_size(t) * 1.000001:      # reused: staged in the buffer
+                    acc.l3_writes += ctx.tensor_size(t)
+                    acc.l3_reads += n
+                    acc.per_einsum[(p.label, "global_buffer_read")] += n
+                    acc.per_einsum[(p.label, "global_buffer_write")] += ctx.tensor_size(t)
+            # a reduction spread over more rows than the array has leaves partial sums in the buffer
+            folds = 1
+            for d, v, n in p.spatial:
+                if v in p.reduced:
+                    folds *= math.ceil(ctx.vsize[v] / n)
+            if folds > 1:
+                o = ctx.tensor_size(p.output)
+                acc.l3_writes += o * folds
+                acc.l3_reads += o * (folds - 1)
+                acc.per_einsum[(p.label, "global_buffer_write")] += o * folds
+                acc.per_einsum[(p.label, "global_buffer_read")] += o * (folds - 1)
+        else:
+            seq = [p.label for p in phase]
+            by = {p.label: p for p in phase}
+            for p in phase:
+                for a in dict.fromkeys(p.accesses):
+                    t = base(a.tensor)
+                    prod = next((x for x in phase if x.output == t), None)
+                    if prod is not None and seq.index(prod.label) + 1 == seq.index(p.label):
+                        continue  # streamed from the previous Einsum of the chain
+                    if prod is not None:
+                        users = [u for u in cons.get(t, []) if u.label in labels]
+                        if len(users) == 1 and seq.index(prod.label) + 1 == seq.index(users[0].label):
+                            continue
+                    n = ctx.reads(p, a, set())
+                    acc.l3_reads += n
+                    acc.per_einsum[(p.label, "global_buffer_read")] += n
+                users = cons.get(p.output, [])
+                k = seq.index(p.label)
+                only_next = (len(users) == 1 and users[0].label in by and k + 1 < len(seq)
+                             and seq[k + 1] == users[0].label)
+                if not only_next:
+                    n = ctx.tensor_size(p.output)
+                    acc.l3_writes += n
+                    acc.per_einsum[(p.label, "global_buffer_write")] += n
+    return acc
+
+
+def _flat(ctx: _Ctx, plan: _Plan, flow: dict) -> _Access:
+    """FLAT's dataflow (research notes 4.3): two tensor products with a softmax between them,
+    their operands on or off chip, stationarity and row granularity as FLAT's search chose."""
+    c = plan.cascade
+    acc = _Access()
+    twod = [p for p in plan.einsums if p.array == "2d"]
+    if len(twod) != 2:
+        raise ArchError(f"the FLAT dataflow fuses two tensor products around a softmax; {c.name} has "
+                        f"{len(twod)} Einsums on the 2D array")
+    logit, attend = twod
+    row = plan.row_rank.lower()
+    alias = _aliases(plan)
+
+    def operand(p, with_row):
+        for a in p.accesses:
+            t = alias.get(a.tensor, a.tensor)
+            if (row in {r.lower() for r in c.tensors[t].ranks}) == with_row:
+                return t
+        raise ArchError(f"FLAT dataflow: cannot tell the operands of {p.label} apart by the rank {plan.row_rank}")
+
+    q, k = operand(logit, True), operand(logit, False)
+    a_t, v = operand(attend, True), operand(attend, False)
+    qk, av = logit.output, attend.output
+    size = ctx.tensor_size
+    ps = float(flow["ps"])
+    pe = ctx.arch.array("2d").cols
+    m_name = next((r for r in c.tensors[k].ranks if r.lower() in logit.out_vars), None)
+    if m_name is None:
+        raise ArchError(f"the FLAT dataflow computes whole rows of logits; {c.name} tiles the key rank of "
+                        f"{logit.label} (its output ranks: {', '.join(logit.out_vars)}). Evaluate an untiled "
+                        f"cascade (attention-3pass) with the flat binding, or this one with fusemax/arch/cascade")
+    M = ctx.sizes[m_name]
+    P = ctx.sizes[plan.row_rank]
+    p1 = flow["P1"] if flow["granularity"] == "row" else P
+    on = flow["on"]
+    q_stream = size(q) * M / pe
+    k_stream = size(k) * (P / pe if flow["qk"] == "output" else P / p1)
+    v_stream = size(v) * (P / pe if flow["av"] == "output" else P / p1)
+    t = 0.0
+    t += size(q) * (1 - ps) + ps * q_stream if on["Q"] else q_stream
+    t += size(k) * (1 - ps) + ps * k_stream if on["K"] else k_stream
+    t += ps * size(qk) if on["QK"] else size(qk)
+    t += ps * size(a_t) if on["A"] else size(a_t)
+    t += size(v) * (1 - ps) + ps * v_stream if on["V"] else v_stream
+    if on["AV"]:
+        if flow["av"] == "output":
+            upd, rmw = size(av), 0.0
+        else:
+            upd, rmw = size(av) * M / pe, size(av) * (M / pe - 1)
+        t += size(av) * (1 - ps) + ps * (upd + rmw)
+    else:
+        t += size(av)
+    t += 5 * size(qk) * ps if (on["QK"] and on["A"]) else 2 * size(qk)
+    acc.traffic_words = t
+    # buffer accesses: the softmax chain as in the unfused model, plus the on-chip operands
+    chain = _unfused(ctx, _Plan(c, tuple(p for p in plan.einsums if p.array != "2d"), None,
+                                plan.row_rank, None, None))
+    acc.l3_reads = chain.l3_reads
+    acc.l3_writes = chain.l3_writes
+    acc.per_einsum.update(chain.per_einsum)
+    if on["Q"]:
+        acc.l3_reads += q_stream
+        acc.l3_writes += size(q)
+    if on["QK"]:
+        acc.l3_writes += size(qk)
+    if on["A"]:
+        acc.l3_reads += size(a_t)
+    if on["V"]:
+        acc.l3_reads += v_stream
+        acc.l3_writes += size(v)
+    if on["AV"]:
+        if flow["av"] == "output":
+            acc.l3_writes += size(av)
+        else:
+            acc.l3_writes += size(av) * M / pe
+            acc.l3_reads += size(av) * (M / pe - 1)
+    acc.details.update(P1=p1, proportion_spilled=ps, granularity=flow["granularity"],
+                       on_chip=",".join(k for k, v in on.items() if v) or "none",
+                       stationarity=f"{flow['qk']}/{flow['av']}")
+    return acc
+
+
+def _buffer_cycles(arch: Architecture, acc) -> float:
+    """Cycles the global buffer needs for its reads and writes: each of its banks moves one row of
+    ``width_bits`` per cycle."""
+    bits = (acc.l3_reads + acc.l3_writes) * arch.word_bytes * 8
+    return bits / (arch.buffer.banks * arch.buffer.width_bits)
+
+
+def _link_cycles(plan: _Plan, ctx: _Ctx) -> float:
+    """Cycles the link between the PE grid and the lanes needs: every value one array produces and
+    the other reads crosses it, one word per column (lane) per cycle."""
+    by = {p.output: p for p in ctx.plan.einsums if p.array}
+    if not any(p.array == "1d" for p in plan.einsums) or not any(p.array == "2d" for p in plan.einsums):
+        return 0.0
+    crossing = set()
+    for p in plan.einsums:
+        if p.array is None:
+            continue
+        for a in p.accesses:
+            prod = by.get(a.tensor)
+            if prod is not None and prod.array != p.array:
+                crossing.add(prod.label)
+    words = sum(ctx.tensor_size(by_label.output) * ctx.present[by_label.label]
+                for by_label in plan.einsums if by_label.label in crossing)
+    lanes = ctx.arch.array("1d").cols
+    return words / lanes
+
+
+def _check_registers(plan: _Plan, ctx: _Ctx, binding: Binding) -> None:
+    """Values the PE grid produces and reads again within a tile stay in the PEs' register files:
+    per PE, every such tensor's values that the grid's spatial ranks do not spread, for each tile
+    in flight (two when tiles interleave). A mapping that does not fit is refused, so a search
+    cannot win by keeping more in the PEs than they hold."""
+    if binding.mapping != "tiled" or plan.loop_var is None:
+        return
+    try:
+        grid = ctx.arch.array("2d")
+    except ArchError:
+        return
+    members = _loop_members(plan)
+    on_grid = [p for p in plan.einsums if p.array == "2d" and p.label in members]
+    read_on_grid = {a.tensor for p in on_grid for a in p.accesses}
+    held, words = [], 0.0
+    outer = {plan.loop_var} | set(instance_ranks(plan))      # one tile of one instance at a time
+    for p in on_grid:
+        info = ctx.c.tensors[p.output]
+        if p.output not in read_on_grid or info.iterative is not None:
+            continue
+        sp = {v for _, v, _ in p.spatial}
+        per_pe = math.prod(ctx.vsize[v] for v in p.out_vars if v not in sp and v not in outer)
+        words += per_pe
+        held.append(f"{p.output}: {per_pe:g}")
+    copies = 2 if binding.schedule == "overlap" and grid.row_drain else 1
+    if grid.rf_depth and words * copies > grid.rf_depth:
+        raise ArchError(f"binding {binding.name}: each PE of the grid would hold {words * copies:g} values of a "
+                        f"tile ({', '.join(held)}{' , twice for interleaved tiles' if copies > 1 else ''}), more "
+                        f"than its {grid.rf_depth}-entry register file; keep fewer of a tile's values on the "
+                        "grid, or spread their ranks over it")
