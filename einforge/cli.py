@@ -487,10 +487,12 @@ def evaluate_cmd(ctx, arch_ref, cascade_ref, binding_ref, model, seq, size, para
 @click.option("--max-energy", "max_energy", default=None, metavar="seed|PJ",
               help="refuse mappings over this energy; 'seed' = no more than FuseMax's binding")
 @click.option("--area-budget", "area_budget", type=float, default=None, metavar="UM2", help="refuse a larger architecture")
+@click.option("--rtl", "rtl", is_flag=True, help="only placements the generated attention engine implements")
 @click.option("-o", "--output", "out", type=click.Path(dir_okay=False), help="write the best binding here (YAML)")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 @handles_errors
-def search_cmd(cascade_ref, arch_ref, model, seq, size, params, objective, max_energy, area_budget, out, as_json):
+def search_cmd(cascade_ref, arch_ref, model, seq, size, params, objective, max_energy, area_budget, rtl, out,
+               as_json):
     """Find the best binding of a cascade for one design point (branch and bound over each Einsum's
     array, the column rank, the tile size and the schedule); -o writes it as a binding file that
     `einforge evaluate --binding FILE` reproduces."""
@@ -507,7 +509,7 @@ def search_cmd(cascade_ref, arch_ref, model, seq, size, params, objective, max_e
     budget = None if max_energy is None else ("seed" if max_energy == "seed" else float(max_energy))
     with Progress(console=err_console, transient=True, disable=as_json) as prog:
         task = prog.add_task("searching", total=None)
-        r = search(arch, c, w, objective=objective, area_budget=area_budget, max_energy=budget,
+        r = search(arch, c, w, objective=objective, area_budget=area_budget, max_energy=budget, rtl=rtl,
                    progress=lambda done, total: prog.update(task, completed=done, total=total))
     if out:
         Path(out).write_text(binding_yaml(r.binding))

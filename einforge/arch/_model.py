@@ -34,7 +34,7 @@ from ._energy import energy
 from ._plan import _plan, instance_ranks
 from ._report import EinsumCost, Report
 from ._spec import ArchError, Architecture
-from ._traffic import _buffer_cycles, _check_registers, _flat, _link_cycles, _phases, _tiled, _unfused
+from ._traffic import _buffer_cycles, _check_registers, _flat, _largest_divisor, _link_cycles, _phases, _tiled, _unfused
 from ._workload import Workload, bind_sizes
 from .schedule import _pipeline_fill, _pipelined_time, _sequential_time
 
@@ -50,7 +50,8 @@ def _tile_sizes(cascade: Cascade, binding: Binding, arch: Architecture, workload
     if binding.tile is not None and binding.tile > rows:
         raise ArchError(f"binding {binding.name}: a tile of {binding.tile} keys does not fit the grid's {rows} rows")
     stream = bind_sizes(cascade, workload, {r.tile: 1}).sizes.get(r.stream, rows)
-    return {r.tile: min(binding.tile or rows, stream)}
+    # the largest tile that fits the rows and divides the streamed rank (1000 keys: tiles of 250)
+    return {r.tile: _largest_divisor(stream, min(binding.tile or rows, stream))}
 
 
 def _by_role(arch: Architecture, binding: Binding, roles_: dict[str, str]) -> tuple[Architecture, Binding]:

@@ -85,7 +85,8 @@ def _score(r: Report, objective: str) -> float:
 
 def search(arch: Architecture, cascade: Cascade, workload: Workload, *, objective: str = "latency",
            pinned: Binding | None = None, area_budget: float | None = None, max_energy: float | str | None = None,
-           schedules: tuple = ("overlap", "sequential"), tiles: tuple | None = None, progress=None) -> SearchResult:
+           schedules: tuple = ("overlap", "sequential"), tiles: tuple | None = None, rtl: bool = False,
+           progress=None) -> SearchResult:
     """The best binding of ``cascade`` for ``workload`` on ``arch``.
 
     Parameters
@@ -97,6 +98,8 @@ def search(arch: Architecture, cascade: Cascade, workload: Workload, *, objectiv
     max_energy : refuse mappings using more pJ than this; ``"seed"`` means no more than FuseMax's
         binding at this point (a faster mapping at no energy cost)
     schedules, tiles : restrict the space to these schedules and tile sizes (default: all)
+    rtl : only placements the generated attention engine implements (the grid runs Einsums over the
+        tile, the lanes run Einsums that reduce nothing), so the winner can be lowered and simulated
     progress : called with (done, total) as outer candidates finish
 
     Raises
@@ -123,7 +126,7 @@ def search(arch: Architecture, cascade: Cascade, workload: Workload, *, objectiv
         state.consider(arch, cascade, load_binding(name, cascade), workload, seed=name == seeds[0])
     space = len(seeds)
     if roles(cascade).tile is not None:
-        space += _search_tiled(arch, cascade, workload, state, progress, schedules, tiles)
+        space += _search_tiled(arch, cascade, workload, state, progress, schedules, tiles, rtl)
     return state.result(pinned_space=space, seconds=time.perf_counter() - t0)
 
 
@@ -233,17 +236,33 @@ def _movable(cascade: Cascade, arch: Architecture) -> tuple[list[str], dict[str,
     return labels, where
 
 
+def _engine_placements(cascade: Cascade, labels, where) -> dict:
+    """Placements the attention engine implements: the grid computes per key of a tile (Einsums
+    over the tile rank), the lanes reduce nothing."""
+    tile = roles(cascade).tile.lower()
+    out = {}
+    for lab in labels:
+        e = cascade.einsum(lab)
+        ok = tuple(p for p in where[lab] if (p == "2d" and tile in e.variables()) or (p == "1d" and not e.reduce))
+        if not ok:
+            raise ArchError(f"the attention engine can place Einsum {lab} on neither array")
+        out[lab] = ok
+    return out
+
+
 def _tiles(cascade: Cascade, arch: Architecture, workload: Workload) -> list[int]:
     """Keys per tile: the grid's rows, half and a quarter of them, that divide the streamed rank."""
     r = roles(cascade)
     rows = arch.part("2d").rows
     stream = bind_sizes(cascade, workload, {r.tile: 1}).sizes.get(r.stream, rows)
+    from ._traffic import _largest_divisor
+
     out = []
     for t in (rows, rows // 2, rows // 4):
-        t = min(t, stream)
-        if t >= 1 and stream % t == 0 and t not in out:
+        t = _largest_divisor(stream, max(1, min(t, stream)))
+        if t not in out:
             out.append(t)
-    return out or [min(rows, stream)]
+    return out
 
 
 def _columns(cascade: Cascade, workload: Workload) -> list[str]:
@@ -254,8 +273,10 @@ def _columns(cascade: Cascade, workload: Workload) -> list[str]:
     return sorted(cands, key=lambda x: -sizes.get(x, 0)) or list(r.query + r.batch)[:1]
 
 
-def _search_tiled(arch, cascade, workload, state: _State, progress, schedules, tiles) -> int:
+def _search_tiled(arch, cascade, workload, state: _State, progress, schedules, tiles, rtl=False) -> int:
     labels, where = _movable(cascade, arch)
+    if rtl:
+        where = _engine_placements(cascade, labels, where)
     seed = load_binding("fusemax", cascade)
     outer = [(sched, tile, col) for sched in schedules for tile in (tiles or _tiles(cascade, arch, workload))
              for col in _columns(cascade, workload)]

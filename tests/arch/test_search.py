@@ -140,3 +140,11 @@ def test_sweeps_map_every_point(tmp_path):
     assert all(r["binding"].startswith("searched") for r in rows)
     pinned = evaluate(FUSEMAX, ONE_PASS, load_binding("fusemax", ONE_PASS), load_workload("BERT", "1K"))
     assert fixed[256] < pinned.latency_s
+
+
+def test_sequence_lengths_that_are_not_multiples_of_the_array():
+    # 1000 keys on 256 rows: tiles of 250 (the largest divisor that fits); a ragged last query block
+    w = load_workload("BERT", 1000)
+    r = evaluate(FUSEMAX, ONE_PASS, load_binding("fusemax", ONE_PASS), w)
+    assert r.sizes["M0"] == 250 and r.sizes["M1"] == 4
+    assert search(FUSEMAX, ONE_PASS, w).report.latency_s <= r.latency_s

@@ -285,3 +285,20 @@ def test_multi_head_attention_rewritten_to_one_pass_lowers():
     r = simulate(d, seed=2)
     assert r.passed and r.bit_exact and r.cycles == r.model_cycles
     assert r.max_abs_error_vs_float < 8 / 256
+
+
+@needs_icarus
+@pytest.mark.parametrize("name", ["attention-1pass", "attention-causal"])
+def test_the_searched_binding_lowers_and_keeps_its_cycles(name):
+    # the mapper's winner among placements the engine implements, on the engine's own model
+    import dataclasses
+
+    from einforge.arch import Workload, search
+    from einforge.rtl._arch import engine_architecture
+
+    sizes = {"E": 4, "F": 4, "M": 16, "P": 8}
+    r = search(engine_architecture(4, 4), LIB[name].load(), Workload("small", sizes=tuple(sizes.items())), rtl=True)
+    d = lower(LIB[name].load(), dataclasses.replace(r.binding, spatial=()), (4, 4), FixedPoint(8, 8), sizes)
+    assert d.manifest["model_cycles"] == r.report.details["latency_cycles"]
+    s = simulate(d, seed=3)
+    assert s.passed and s.cycles == s.model_cycles
