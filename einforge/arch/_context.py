@@ -67,7 +67,14 @@ class _Ctx:
             # leave. A tile is one placement of the spatial ranks at one step of the tile loop; the
             # Einsum's other ranks (reduced or not), and the array's next Einsums of the same tile,
             # stream through it back to back
-            inner = math.prod(self.vsize[v] for v in p.vars if v not in sp and v != self.plan.loop_var)
+            if any(v in sp for v in p.reduced):
+                # the reduction runs down the array: outputs flow out, and the Einsum's other
+                # ranks stream through one fill
+                inner = math.prod(self.vsize[v] for v in p.vars if v not in sp and v != self.plan.loop_var)
+            else:
+                # outputs stay in the PEs while the reduction streams: each placement of the outputs
+                # (and each value of a temporal output rank) is a tile of its own
+                inner = math.prod(self.vsize[v] for v in p.vars if v not in sp and v in p.reduced)
             tiles = steps / inner
             cyc += tiles * (a.rows + a.cols - 2)
         return cyc, cyc * frac

@@ -81,8 +81,8 @@ def lower_attention(cascade, binding, array, numbers, sizes) -> Design:
                     beat = []
                     for j in range(C):
                         pp = pt * C + j
-                        ok = pp < P and (pres is None or pres[h, k, pp])
-                        beat.append(int(arr[h, k, pp]) if ok else None)
+                        ok = pp < P and (pres is None or bool(pres[h, k, pp]))
+                        beat.append([int(arr[h, k, pp]) if ok else 0, int(ok)])   # absent lanes are 0
                     beats.append(beat)
         return beats
 

@@ -90,7 +90,8 @@ class AttentionEngine(wiring.Component):
         self.out_lanes = prog.cols
         super().__init__({
             "in_data": In(signed(self.W)), "in_valid": In(1), "in_ready": Out(1),
-            "out_data": Out(prog.cols * self.W), "out_valid": Out(1), "out_ready": In(1),
+            "out_data": Out(prog.cols * self.W), "out_present": Out(prog.cols), "out_valid": Out(1),
+            "out_ready": In(1),
             "busy": Out(1), "done": Out(1), "cycles": Out(32), "busy_2d": Out(32),
         })
 
@@ -230,6 +231,7 @@ class AttentionEngine(wiring.Component):
         tcyc = Signal(range(L + 1))
         ecyc = Signal(range(LE + 1))
         out_start = Signal()
+        out_tile = Signal(range(p.query_tiles + 1))    # the block of queries being streamed out
         M1 = p.loop_steps
         it = Signal(range(M1 + p.depth + 1))    # tiles started in this block of queries
         ptile = Signal(range(p.query_tiles + 1))
@@ -303,7 +305,7 @@ class AttentionEngine(wiring.Component):
                 with m.If(it == last_it):
                     m.d.sync += [it.eq(0), state.eq(2), ecyc.eq(0)]
                     if not has_epi:       # the outputs are final iterates: stream them now
-                        m.d.sync += out_start.eq(1)
+                        m.d.sync += [out_start.eq(1), out_tile.eq(ptile)]
                 with m.Else():
                     m.d.sync += it.eq(it + 1)
             with m.Else():
@@ -325,7 +327,7 @@ class AttentionEngine(wiring.Component):
             next_block()
         with m.If((state == 2) & ~out_busy & has_epi):
             with m.If(ecyc == LE - 1):
-                m.d.sync += [ecyc.eq(0), out_start.eq(1)]
+                m.d.sync += [ecyc.eq(0), out_start.eq(1), out_tile.eq(ptile)]
                 next_block()
             with m.Else():
                 m.d.sync += ecyc.eq(ecyc + 1)
@@ -539,12 +541,19 @@ class AttentionEngine(wiring.Component):
         obeat = Signal(range(obeats + 1))
         with m.If(out_start):
             m.d.sync += [out_busy.eq(1), obeat.eq(0)]
-        lanes_out = []
+        lanes_out, present_out = [], []
+        P = p.queries
         for j in range(C):
             w = Signal(signed(W), name=f"out{j}")
-            m.d.comb += w.eq(Array(lane_v[j])[obase + obeat + Mux(t_count[0], p.output_bank, 0)])
+            pr = Signal(name=f"out_present{j}")
+            idx = obase + obeat + Mux(t_count[0], p.output_bank, 0)
+            # a lane past the last query of a partial block, or a value nothing wrote: absent, and 0
+            m.d.comb += pr.eq(Array(lane_p[j])[idx] & (out_tile * C + j < P))
+            m.d.comb += w.eq(Mux(pr, Array(lane_v[j])[idx], 0))
             lanes_out.append(w)
-        m.d.comb += [self.out_data.eq(Cat(*lanes_out)), self.out_valid.eq(out_busy)]
+            present_out.append(pr)
+        m.d.comb += [self.out_data.eq(Cat(*lanes_out)), self.out_present.eq(Cat(*present_out)),
+                     self.out_valid.eq(out_busy)]
         with m.If(self.out_valid & self.out_ready):
             with m.If(obeat == obeats - 1):
                 m.d.sync += out_busy.eq(0)

@@ -79,7 +79,7 @@ class SystolicGemm(wiring.Component):
         self.tiles = batch * self.TM * self.TN
         super().__init__({
             "in_data": In(signed(width)), "in_valid": In(1), "in_ready": Out(1),
-            "out_data": Out(cols * width), "out_valid": Out(1), "out_ready": In(1),
+            "out_data": Out(cols * width), "out_present": Out(cols), "out_valid": Out(1), "out_ready": In(1),
             "busy": Out(1), "done": Out(1), "cycles": Out(32),
         })
 
@@ -173,6 +173,9 @@ class SystolicGemm(wiring.Component):
 
         tile_rows_issued = Signal(range(R + 1))   # valid rows of the tile being issued
         m.d.comb += tile_rows_issued.eq(Mux(t_m == TM - 1, M - (TM - 1) * R, R))
+        tile_cols_issued = Signal(range(C + 1))   # valid columns: the last tile of N may be partial
+        m.d.comb += tile_cols_issued.eq(Mux(t_n == TN - 1, N - (TN - 1) * C, C))
+        win_cols, win_cols_next, d_cols = (Signal(range(C + 1), name=n) for n in ("win_cols", "win_cols_next", "d_cols"))
         win_rows = Signal(range(R + 1))            # valid rows of the tile in the array
         win_rows_next = Signal(range(R + 1))
         have_tile = Signal()                       # a tile is in the array (not yet captured)
@@ -182,7 +185,7 @@ class SystolicGemm(wiring.Component):
 
         with m.If(issuing & ~stall):
             with m.If(t == 0):
-                m.d.sync += [start_next.eq(1), win_rows_next.eq(tile_rows_issued)]
+                m.d.sync += [start_next.eq(1), win_rows_next.eq(tile_rows_issued), win_cols_next.eq(tile_cols_issued)]
             with m.If(t == T - 1):
                 m.d.sync += t.eq(0)
                 with m.If(t_n == TN - 1):
@@ -244,9 +247,9 @@ class SystolicGemm(wiring.Component):
         d_rows = Signal(range(R + 1))
         m.d.comb += drain_busy.eq(d_row != d_rows)
         with m.If(start_next):
-            m.d.sync += [win_rows.eq(win_rows_next), have_tile.eq(win_rows_next != 0)]
+            m.d.sync += [win_rows.eq(win_rows_next), win_cols.eq(win_cols_next), have_tile.eq(win_rows_next != 0)]
             with m.If(have_tile):
-                m.d.sync += [d_row.eq(0), d_rows.eq(win_rows)]
+                m.d.sync += [d_row.eq(0), d_rows.eq(win_rows), d_cols.eq(win_cols)]
         half = (1 << (F - 1)) if F > 0 else 0
         lo, hi = -(1 << (W - 1)), (1 << (W - 1)) - 1
         lanes_out = []
@@ -257,9 +260,10 @@ class SystolicGemm(wiring.Component):
             rounded = Signal(signed(self.acc_bits + 1), name=f"rounded_{j}")
             m.d.comb += rounded.eq((sel + half) >> F)
             word = Signal(signed(W), name=f"out_{j}")
-            m.d.comb += word.eq(Mux(rounded > hi, hi, Mux(rounded < lo, lo, rounded)))
+            m.d.comb += word.eq(Mux(j >= d_cols, 0, Mux(rounded > hi, hi, Mux(rounded < lo, lo, rounded))))
             lanes_out.append(word)
-        m.d.comb += [self.out_data.eq(Cat(*lanes_out)), self.out_valid.eq(drain_busy)]
+        m.d.comb += [self.out_data.eq(Cat(*lanes_out)), self.out_valid.eq(drain_busy),
+                     self.out_present.eq(Cat(*[j < d_cols for j in range(C)]))]
         with m.If(self.out_valid & self.out_ready):
             m.d.sync += d_row.eq(d_row + 1)
         with m.If((state == 3) & ~drain_busy & ~start_next):

@@ -45,7 +45,9 @@ class Design:
     def unpack(self, beats: list[list[int]]) -> dict:
         return self._unpack(beats)
 
-    def expected_beats(self, golden: dict) -> list[list[int]]:
+    def expected_beats(self, golden: dict) -> list[list[list[int]]]:
+        """Every output beat the design must stream: per lane ``[value, present]`` (absent lanes
+        are 0 and not present)."""
         return self._expect(golden)
 
 
@@ -207,7 +209,7 @@ def _lower_gemm(cascade, array, numbers, sz) -> Design:
                 beat = []
                 for j in range(C):
                     n = tn * C + j
-                    beat.append(int(z[bb, tm * R + row, n]) if n < N else None)
+                    beat.append([int(z[bb, tm * R + row, n]), 1] if n < N else [0, 0])
                 beats.append(beat)
         return beats
 

@@ -94,6 +94,7 @@ class Program:
     tile_ranges: list = field(default_factory=list)   # per block of queries: (first tile, tiles visited)
     output_bank: int = 0                # the output is a final iterate: its copy offset after odd tile counts
     instances: list = field(default_factory=list)   # (variable, size) of each instance rank, outermost first
+    queries: int = 0                                # size of the rank spread over the columns
     load_ranks: dict = field(default_factory=dict)  # input -> (distributed rank, temporal ranks in order)
     load_scales: dict = field(default_factory=dict)  # input -> raw constant its words are multiplied by on load
 
@@ -550,7 +551,7 @@ def compile_program(cascade: Cascade, binding, array: tuple[int, int], numbers: 
         makespan=makespan, busy_2d=busy, depth=depth, lane_var=lv, tile_var=tv, loop_var=mv,
         banked={t: (b, math.prod(sizes[r] for r in tmp) if tmp else 1) for t, (b, tmp, bk) in lane_reg.items() if bk},
         load_ranks=load_ranks, load_scales=load_scales, divider_2d=divider_2d, tile_ranges=ranges, output_bank=output_bank,
-        instances=[(h, vsize[h]) for h in inst],
+        instances=[(h, vsize[h]) for h in inst], queries=P,
     )
 
 

@@ -49,10 +49,15 @@ class SimResult:
     details: dict = field(default_factory=dict)
     accurate: bool = True
     saturated: dict = field(default_factory=dict)    # tensor -> (values outside the range, largest |value|)
+    compared_lanes: int = 0                          # output lanes compared, present or absent
+    present_lanes: int = 0                           # of those, lanes the golden model says exist
+    done: bool = False                               # done rose after the last beat and stayed up
 
     def to_json(self) -> dict:
         return {"design": self.design, "sim": self.sim, "passed": self.passed, "bit_exact": self.bit_exact,
                 "accurate": self.accurate, "saturated": {k: list(v) for k, v in self.saturated.items()},
+                "compared_lanes": self.compared_lanes, "present_lanes": self.present_lanes, "done": self.done,
+                "failed_checks": self.details.get("failed_checks", []),
                 "cycles": self.cycles, "model_cycles": self.model_cycles,
                 "max_abs_error_vs_float": self.max_abs_error_vs_float, "seconds": self.seconds}
 
@@ -148,6 +153,8 @@ def simulate(design: Design, raw_inputs: dict | None = None, *, sim: str = "icar
     expected = design.expected_beats(gold)
     words = design.pack(raw)
     lanes = len(expected[0]) if expected else design.array[1]
+    if not expected:
+        raise SimError(f"{design.name} streams no output beats: there is nothing to compare")
     own_dir = build_dir is None
     bdir = Path(build_dir or tempfile.mkdtemp(prefix=f"einforge-{design.name}-"))
     bdir.mkdir(parents=True, exist_ok=True)
@@ -189,19 +196,41 @@ def simulate(design: Design, raw_inputs: dict | None = None, *, sim: str = "icar
     finally:
         if own_dir and not waves:
             shutil.rmtree(bdir, ignore_errors=True)
-    bit_exact = rep["mismatch_count"] == 0 and rep["received"] == rep["expected_beats"]
+    return _verdict(design, sim, raw, gold, rep, timing, time.perf_counter() - t0,
+                    stalls=bool(input_gaps or output_gaps))
+
+
+def _verdict(design: Design, sim: str, raw: dict, gold: dict, rep: dict, timing: dict, seconds: float,
+             stalls: bool = False) -> SimResult:
+    """What the run shows. ``passed`` needs all of: every lane of every beat (present or absent)
+    equal to the golden model, with at least one lane compared; exactly the expected beats, no
+    more; ``done`` raised after the last and held; the RTL's cycle count equal to the cost
+    model's (at least it, when the testbench stalls the streams); and a number format that holds
+    every exact value of the run."""
+    bit_exact = rep["mismatch_count"] == 0 and rep["received"] == rep["expected_beats"] and not rep["extra_beats"]
     got = design.unpack(rep["beats"]) if rep["received"] == rep["expected_beats"] else {}
     err = _float_error(design, raw, got)
     sat = saturation(design, raw)
-    passed = bit_exact and not rep["timed_out"] and not sat
-    return SimResult(design.name, sim, passed, bit_exact, rep["cycles"], design.manifest.get("model_cycles", 0.0),
-                     err, time.perf_counter() - t0,
+    model = design.manifest.get("model_cycles", 0.0)
+    checks = {
+        "lanes_compared": rep["compared_lanes"] > 0,
+        "bit_exact": bit_exact,
+        "beats": rep["received"] == rep["expected_beats"] and not rep["extra_beats"],
+        "done": rep["done"],
+        "cycles_equal_model": rep["cycles"] >= model if stalls else rep["cycles"] == model,
+        "no_timeout": not rep["timed_out"],
+        "accurate": not sat,
+    }
+    failed = [k for k, ok in checks.items() if not ok]
+    return SimResult(design.name, sim, not failed, bit_exact, rep["cycles"], model, err, seconds,
                      {"first_input_to_last_output": rep["first_input_to_last_output"],
                       "util_2d": (rep["busy_2d"] / rep["cycles"]) if rep.get("busy_2d") is not None and rep["cycles"]
                       else None,
                       "mismatches": rep["mismatches"], "received": rep["received"],
-                      "expected_beats": rep["expected_beats"], "rtl_cycles_expected": design.manifest.get("rtl_cycles"),
-                      **timing}, accurate=not sat, saturated=sat)
+                      "expected_beats": rep["expected_beats"], "extra_beats": rep["extra_beats"],
+                      "rtl_cycles_expected": design.manifest.get("rtl_cycles"), "failed_checks": failed,
+                      **timing}, accurate=not sat, saturated=sat,
+                     compared_lanes=rep["compared_lanes"], present_lanes=rep["present_lanes"], done=rep["done"])
 
 
 def saturation(design: Design, raw: dict) -> dict:

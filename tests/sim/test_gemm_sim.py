@@ -80,8 +80,10 @@ def test_rtl_test_command_contract(tmp_path):
     r = CliRunner().invoke(main, ["rtl", "test", str(f), "--array", "2x2", "--json"])
     assert r.exit_code == 0, r.output
     out = json.loads(r.output)
-    assert set(out) == {"design", "sim", "passed", "bit_exact", "accurate", "saturated", "cycles", "model_cycles",
+    assert set(out) == {"design", "sim", "passed", "bit_exact", "accurate", "saturated", "compared_lanes",
+                        "present_lanes", "done", "failed_checks", "cycles", "model_cycles",
                         "max_abs_error_vs_float", "seconds"}
+    assert out["compared_lanes"] == 16 and out["present_lanes"] == 16 and out["done"]   # every lane of Z
     assert out["passed"] and out["cycles"] == 4 * (4 + 2 + 2 - 2)
     r = CliRunner().invoke(main, ["rtl", "generate", str(f), "--array", "2x2", "-o", str(tmp_path / "out"), "--json"])
     assert r.exit_code == 0 and json.loads(r.output)["rtl_cycles"] == 24
