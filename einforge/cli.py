@@ -690,22 +690,46 @@ def rtl_synth(cascade_ref, sizes, array, size, int_bits, frac_bits, binding, mod
 @rtl.command("test")
 @_rtl_opts
 @click.option("--sim", type=click.Choice(["icarus", "verilator"]), default="icarus", show_default=True)
-@click.option("--seed", default=0, show_default=True, help="seed of the random operands")
-@click.option("--stimulus", type=click.Choice(["random", "zeros", "extremes", "alternating", "ones"]),
-              default="random", show_default=True)
+@click.option("--seed", default=None, type=int, help="one random stimulus with this seed (default: the suite)")
+@click.option("--stimulus", type=click.Choice(["random", "zeros", "extremes", "alternating", "ones", "lsb"]),
+              default=None, help="one stimulus of this kind (default: the suite)")
+@click.option("--waves", is_flag=True, help="record a waveform (kept with the run's files)")
+@click.option("--build-dir", "build_dir", type=click.Path(file_okay=False), default=None,
+              help="keep the run's Verilog, stimulus, logs and waveform here")
+@click.option("--keep", is_flag=True, help="keep the run's files in a fresh directory and print it")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 @handles_errors
-def rtl_test(cascade_ref, sizes, array, size, int_bits, frac_bits, binding, sim, seed, stimulus, as_json):
-    """Simulate the design with cocotb against the fixed-point golden model."""
-    from .sim import simulate
+def rtl_test(cascade_ref, sizes, array, size, int_bits, frac_bits, binding, sim, seed, stimulus, waves, build_dir,
+             keep, as_json):
+    """Simulate the design with cocotb against the fixed-point golden model.
+
+    By default the design runs the verification suite (random operands under three seeds, and
+    directed patterns at the products' last bit, alternating signs and ones), each job from
+    reset. A verdict compares every output lane, present or absent, and also requires the exact
+    number of beats, done, RTL cycles equal to the cost model's and an accurate format. A failing
+    run keeps its files and prints where."""
+    import tempfile
+
+    from .sim import simulate, verify
 
     d = _lowered(cascade_ref, array, sizes, size, int_bits, frac_bits, binding)
-    r = simulate(d, sim=sim, seed=seed, kind=stimulus)
+    if keep and build_dir is None:
+        build_dir = tempfile.mkdtemp(prefix=f"einforge-{d.name}-")
+    if seed is None and stimulus is None:
+        r = verify(d, sim=sim, build_dir=build_dir, waves=waves)
+    else:
+        r = simulate(d, sim=sim, seed=seed or 0, kind=stimulus or "random", build_dir=build_dir, waves=waves)
+    files = r.details.get("files")
     if as_json:
-        emit_json(r.to_json())
+        emit_json({**r.to_json(), "jobs": r.details.get("jobs"), "files": files})
     else:
         verdict = "[green]passed[/]" if r.passed else "[red]FAILED[/]"
-        console.print(f"[bold]{d.name}[/] on {sim}: {verdict}, bit-exact: {r.bit_exact}, accurate: {r.accurate}")
+        jobs = r.details.get("jobs")
+        console.print(f"[bold]{d.name}[/] on {sim}: {verdict} ({len(jobs) if jobs else 1} stimuli, "
+                      f"{r.compared_lanes} lanes compared, {r.present_lanes} present), bit-exact: {r.bit_exact}, "
+                      f"accurate: {r.accurate}, done: {r.done}")
+        if r.details.get("failed_checks"):
+            console.print(f"  failed checks: {', '.join(r.details['failed_checks'])}")
         for t, (n, big) in r.saturated.items():
             console.print(f"  {t}: {n} values leave the {d.numbers.int_bits}.{d.numbers.frac_bits} format's range "
                           f"(up to {big:.4g}): use more integer bits (--int-bits)")
@@ -713,7 +737,10 @@ def rtl_test(cascade_ref, sizes, array, size, int_bits, frac_bits, binding, sim,
                       f"({(r.cycles - r.model_cycles) / r.model_cycles:+.2%})")
         console.print(f"  max |error| against float64: {r.max_abs_error_vs_float:.4g}   ({r.seconds:.1f} s)")
         if r.details.get("mismatches"):
-            console.print(f"  first mismatches (beat, lane, got, expected): {r.details['mismatches'][:5]}")
+            console.print("  first mismatches (beat, lane, got, expected, got present, expected present): "
+                          f"{r.details['mismatches'][:5]}")
+        if files:
+            console.print(f"  files (Verilog, stimulus, logs{', waveform' if waves else ''}): {files}")
     if not r.passed:
         sys.exit(1)
 

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from functools import lru_cache
 from pathlib import Path
 
 from ._errors import RTLError
@@ -21,6 +22,10 @@ _TRIGGER = re.compile(r"^(\s*)reg (\\\$auto\$verilog_backend\S+)\s*=\s*0;", re.M
 def export_verilog(design) -> str:
     """Verilog text of a lowered design (top module named ``design.name``, ports ``clk``/``rst``).
 
+    Elaborating a large design takes seconds, so the text is cached on disk under a key of
+    everything that shapes the hardware (the compiled program, the manifest, the number format)
+    and of the generator's own source, so a changed generator never reuses a stale text.
+
     Amaranth's Verilog starts its combinational blocks with a trigger register initialized in its
     declaration. Icarus (run with -g2012 by cocotb) applies such initializers without an event at
     time zero, so a block whose inputs never change would stay X; the initialization is moved into
@@ -28,11 +33,52 @@ def export_verilog(design) -> str:
     """
     from amaranth.back import verilog
 
+    path = _cache_file(design)
+    if path is not None and path.exists():
+        return path.read_text()
     try:
         text = verilog.convert(design.top, name=design.name, emit_src=False)
     except Exception as exc:  # pragma: no cover - a generator bug, not user input
         raise RTLError(f"Verilog export of {design.name} failed: {exc}") from exc
-    return _TRIGGER.sub(lambda m: f"{m.group(1)}reg {m.group(2)} ;\n{m.group(1)}initial {m.group(2)}  = 0;", text)
+    text = _TRIGGER.sub(lambda m: f"{m.group(1)}reg {m.group(2)} ;\n{m.group(1)}initial {m.group(2)}  = 0;", text)
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(text)
+            tmp.replace(path)
+        except OSError:
+            pass            # a read-only cache costs time, never correctness
+    return text
+
+
+@lru_cache(maxsize=1)
+def _generator_hash() -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for f in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(f.read_bytes())
+    import amaranth
+
+    h.update(amaranth.__version__.encode())
+    return h.hexdigest()
+
+
+def _cache_file(design) -> Path | None:
+    """Where the exported text of ``design`` is cached (None: do not cache)."""
+    import hashlib
+    import os
+
+    if os.environ.get("EINFORGE_NO_CACHE"):
+        return None
+    manifest = {k: v for k, v in design.manifest.items() if k not in ("binding", "model_cycles")}
+    key = hashlib.sha256("\n".join([
+        _generator_hash(), design.name, repr(design.numbers), json.dumps(manifest, sort_keys=True, default=str),
+        repr(getattr(design, "program", None)), design.cascade.text()]).encode()).hexdigest()[:32]
+    base = os.environ.get("EINFORGE_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "einforge")
+    return Path(base) / "verilog" / f"{key}.v"
 
 
 def write_design(design, out_dir: str | Path) -> dict[str, Path]:

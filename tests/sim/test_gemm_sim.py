@@ -82,8 +82,10 @@ def test_rtl_test_command_contract(tmp_path):
     out = json.loads(r.output)
     assert set(out) == {"design", "sim", "passed", "bit_exact", "accurate", "saturated", "compared_lanes",
                         "present_lanes", "done", "failed_checks", "cycles", "model_cycles",
-                        "max_abs_error_vs_float", "seconds"}
-    assert out["compared_lanes"] == 16 and out["present_lanes"] == 16 and out["done"]   # every lane of Z
+                        "max_abs_error_vs_float", "seconds", "jobs", "files"}
+    # the default suite: six stimuli, every lane of Z in each
+    assert len(out["jobs"]) == 6 and out["compared_lanes"] == 6 * 16 and out["present_lanes"] == 6 * 16
+    assert out["done"] and out["files"] is None
     assert out["passed"] and out["cycles"] == 4 * (4 + 2 + 2 - 2)
     r = CliRunner().invoke(main, ["rtl", "generate", str(f), "--array", "2x2", "-o", str(tmp_path / "out"), "--json"])
     assert r.exit_code == 0 and json.loads(r.output)["rtl_cycles"] == 24

@@ -1,8 +1,8 @@
 """cocotb testbench for einforge's stream designs (GEMM and attention arrays).
 
-The stimulus (a JSON file named by EINFORGE_STIMULUS) holds the input words, the expected output
-beats (per lane ``[value, present]`` from the fixed-point golden model), the lane width and a seed
-for random valid/ready gaps. The testbench streams the words in, collects the output beats and
+The stimulus (a JSON file named by EINFORGE_STIMULUS) holds jobs, each with its input words and
+expected output beats (per lane ``[value, present]`` from the fixed-point golden model) and a seed
+for random valid/ready gaps; jobs run one after another, each from reset. The testbench streams the words in, collects the output beats and
 their presence bits, and compares every lane of every beat, present or absent. After the last
 expected beat it keeps watching: a further beat is an error, and ``done`` must rise and stay up.
 It writes what it saw to EINFORGE_RESULT; the Python side decides the verdict.
@@ -27,16 +27,24 @@ def _signed(v: int, bits: int) -> int:
 async def stream_matches_golden(dut):
     with open(os.environ["EINFORGE_STIMULUS"]) as f:
         stim = json.load(f)
+    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    reports = []
+    for job in stim["jobs"]:
+        reports.append(await _run_job(dut, stim, job))
+    with open(os.environ["EINFORGE_RESULT"], "w") as f:
+        json.dump({"jobs": reports}, f)
+
+
+async def _run_job(dut, stim, job):
+    """One job from reset: stream its inputs, collect and compare its outputs, watch the protocol."""
     width = stim["width"]
     lanes = stim["lanes"]
-    rnd = random.Random(stim.get("seed", 0))
+    rnd = random.Random(job.get("seed", 0))
     gap_in = stim.get("input_gaps", 0.0)
     gap_out = stim.get("output_gaps", 0.0)
-    words = stim["inputs"]
-    expected = stim["expected"]
+    words = job["inputs"]
+    expected = job["expected"]
     limit = stim.get("timeout_cycles", 10_000_000)
-
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
     dut.rst.value = 1
     dut.in_valid.value = 0
     dut.in_data.value = 0
@@ -46,11 +54,11 @@ async def stream_matches_golden(dut):
     dut.rst.value = 0
 
     beats, presence = [], []
-    state = {"cycle": 0, "first_in": None, "last_out": None, "done_early": False}
+    state = {"cycle": 0, "first_in": None, "last_out": None, "done_early": False, "stop": False}
 
     async def drive():
         i = 0
-        while i < len(words):
+        while i < len(words) and not state["stop"]:
             if gap_in and rnd.random() < gap_in:
                 dut.in_valid.value = 0
             else:
@@ -65,7 +73,7 @@ async def stream_matches_golden(dut):
                 i += 1
         dut.in_valid.value = 0
 
-    cocotb.start_soon(drive())
+    driver = cocotb.start_soon(drive())
     mask = (1 << width) - 1
 
     def take():
@@ -100,6 +108,8 @@ async def stream_matches_golden(dut):
         done_dropped |= done_seen and not d
         done_seen |= d
         await RisingEdge(dut.clk)
+    state["stop"] = True
+    await driver
     mismatches, compared, present = [], 0, 0
     for b, (got, got_p, want) in enumerate(zip(beats, presence, expected)):
         for j, (wv, wp) in enumerate(want):
@@ -107,7 +117,7 @@ async def stream_matches_golden(dut):
             present += wp
             if got[j] != wv or got_p[j] != wp:
                 mismatches.append([b, j, got[j], wv, got_p[j], wp])
-    report = {
+    return {
         "beats": beats[:len(expected)],
         "received": len(beats) - extra,
         "extra_beats": extra,
@@ -123,5 +133,3 @@ async def stream_matches_golden(dut):
         "done": done_seen and not done_dropped and not state["done_early"],
         "timed_out": state["cycle"] >= limit,
     }
-    with open(os.environ["EINFORGE_RESULT"], "w") as f:
-        json.dump(report, f)

@@ -1,0 +1,91 @@
+"""Fault injection: how much of what can go wrong in the RTL the default verification catches.
+
+Each mutation edits the exported Verilog of an attention engine the way a real bug would break it:
+one PE dropping bit 0 of its MAC products, ``done`` stuck high, an extra output beat, a cycle
+counter that counts twice, an exp datapath with a wrong log2(e) constant. :func:`mutation_score`
+runs the default verification (:func:`einforge.sim.verify`) on each mutant and reports which were
+caught; every one should be.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ._runner import SUITE, SimError, verify
+
+__all__ = ["Mutation", "MUTATIONS", "mutation_score"]
+
+
+@dataclass(frozen=True)
+class Mutation:
+    name: str
+    apply: Callable[[str, object], str]      # (Verilog text, design) -> mutated text
+
+    def __call__(self, text: str, design) -> str:
+        out = self.apply(text, design)
+        if out == text:
+            raise SimError(f"mutation {self.name} found nothing to change in {design.name}'s Verilog")
+        return out
+
+
+def _pe_lsb(i: int, j: int):
+    def apply(text, design):
+        width = re.search(rf"wire \[(\d+):0\] pe{i}_{j}_mprod;", text)
+        if not width:
+            return text
+        bits = int(width.group(1)) + 1
+        return re.sub(rf"(assign pe{i}_{j}_mprod = )(.*);", rf"\1(\2) & ~{bits}'d1;", text, count=1)
+    return apply
+
+
+def _done_stuck(text, design):
+    return re.sub(r"assign done = .*;", "assign done = 1'h1;", text, count=1)
+
+
+def _extra_beat(text, design):
+    def bump(m):
+        width, value = m.group(2), int(m.group(3), 16)
+        return f"{m.group(1)}{width}'h{value + 1:x}"
+    return re.sub(r"(obeat == )(\d+)'h([0-9a-f]+)", bump, text, count=1)
+
+
+def _cycles_twice(text, design):
+    return re.sub(r"(= cycles \+ )1'h1;", r"\g<1>2'h2;", text, count=1)
+
+
+def _exp_constant(text, design):
+    log2e = design.numbers.exp_constants()["log2e"]
+
+    def bump(m):
+        return f"{m.group(1)}'h{log2e + 1:x})"
+    return re.sub(rf"(\* \$signed\(\d+)'h{log2e:x}\)", bump, text)
+
+
+MUTATIONS = (
+    Mutation("one PE drops bit 0 of its products", _pe_lsb(0, 1)),
+    Mutation("done stuck high", _done_stuck),
+    Mutation("one extra output beat", _extra_beat),
+    Mutation("cycle counter counts twice", _cycles_twice),
+    Mutation("wrong log2(e) in the exp datapath", _exp_constant),
+)
+
+
+def mutation_score(design, *, sim: str = "icarus", suite=SUITE, mutations=MUTATIONS) -> dict:
+    """Run the default verification on the design and on each mutant.
+
+    Returns ``{"clean": passed?, "caught": [...], "missed": [...], "share": caught / total}``; a
+    mutant is caught when its verdict fails.
+    """
+    from ..rtl import export_verilog
+
+    clean = verify(design, sim=sim, suite=suite)
+    text = export_verilog(design)
+    caught, missed = [], []
+    for mut in mutations:
+        r = verify(design, sim=sim, suite=suite, verilog=mut(text, design))
+        (missed if r.passed else caught).append({"mutation": mut.name,
+                                                 "failed_checks": r.details.get("failed_checks", [])})
+    total = len(caught) + len(missed)
+    return {"clean": clean.passed, "caught": caught, "missed": missed, "share": len(caught) / total if total else 0.0}
