@@ -666,19 +666,30 @@ def rtl_generate(cascade_ref, sizes, array, size, int_bits, frac_bits, binding, 
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 @handles_errors
 def rtl_synth(cascade_ref, sizes, array, size, int_bits, frac_bits, binding, mode, as_json):
-    """Synthesize the design with Yosys and report cells by type."""
+    """Synthesize the design with Yosys: cells by type and, in full mode, logic depth and an area
+    estimate next to the cost model's area of the same arrays."""
     import tempfile
 
     from .rtl import synthesize, write_design
+    from .rtl._arch import model_area
 
     d = _lowered(cascade_ref, array, sizes, size, int_bits, frac_bits, binding)
     with tempfile.TemporaryDirectory() as tmp:
         files = write_design(d, tmp)
         stats = synthesize(files["verilog"], d.name, mode=mode)
+    # the cost model's area of the same arrays (its global buffer is an SRAM macro the RTL lacks)
+    model = model_area(d)
+    stats["model_array_area_um2"] = sum(model.values())
+    if "area_um2" in stats:
+        stats["synthesized_over_model"] = stats["area_um2"] / stats["model_array_area_um2"]
     if as_json:
         emit_json({"design": d.name, **stats})
         return
     console.print(f"[bold]{d.name}[/] ({mode}): {stats['cells']} cells")
+    if "logic_depth" in stats:
+        console.print(f"  longest path {stats['logic_depth']} gate levels; {stats['gate_equivalents']:.0f} gate "
+                      f"equivalents, {stats['area_um2']:.4g} um2 at 45 nm; the cost model's arrays: "
+                      f"{stats['model_array_area_um2']:.4g} um2 (synthesized / model = {stats['synthesized_over_model']:.2f})")
     t = Table()
     t.add_column("cell")
     t.add_column("count", justify="right")

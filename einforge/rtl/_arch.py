@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..arch import Binding, load_architecture
 from ..arch._workload import Workload
 
-__all__ = ["rtl_architecture", "rtl_binding", "rtl_workload"]
+__all__ = ["rtl_architecture", "rtl_binding", "rtl_workload", "model_area"]
 
 
 def rtl_architecture(design):
@@ -13,10 +13,16 @@ def rtl_architecture(design):
     cycle, skew fill and drain charged per tile, memory never the bottleneck."""
     r, c = design.array
     if design.manifest.get("datapath", "").startswith("attention engine"):  # noqa: SIM102
-        return engine_architecture(r, c, divider_2d="div" in design.manifest.get("units_2d", ()))
+        a = engine_architecture(r, c, divider_2d="div" in design.manifest.get("units_2d", ()))
+        prog = getattr(design, "program", None)
+        if prog is not None:     # the engine's PEs and lanes hold this many registers
+            a = a.with_array("2d", rf_depth=prog.pe_regs).with_array("1d", rf_depth=prog.lane_regs, shared_rf=0)
+        return a
     a = load_architecture("fusemax")
     units2d = design.manifest.get("units_2d", ["mac", "add", "max"])
-    a = a.with_array("2d", rows=r, cols=c, units=tuple(units2d), fill_drain=design.manifest.get("fill_drain", True))
+    # the GEMM's PEs hold an accumulator, no register file
+    a = a.with_array("2d", rows=r, cols=c, units=tuple(units2d), fill_drain=design.manifest.get("fill_drain", True),
+                     rf_depth=0)
     a = a.with_array("1d", cols=c, fill_drain=False)
     from dataclasses import replace
 
@@ -50,3 +56,11 @@ def engine_architecture(rows: int, cols: int, divider_2d: bool = False):
     a = a.with_array("1d", cols=cols, units=("mac", "add", "max", "div"), issue="sequential",
                      skips_filtered=False)
     return replace(a, name=f"engine-{rows}x{cols}", clock_hz=1.0, dram_bandwidth=1e30)
+
+
+def model_area(design) -> dict[str, float]:
+    """The cost model's area (um^2) of the arrays the design builds: the PE grid, and the lanes for
+    the attention engine (the GEMM has none). The global buffer is an SRAM macro the RTL lacks."""
+    bd = rtl_architecture(design).area_breakdown()
+    engine = design.manifest.get("datapath", "").startswith("attention engine")
+    return {k: v for k, v in bd.items() if k == "array_2d" or (engine and k == "array_1d")}

@@ -116,10 +116,13 @@ def _yosys() -> list[str]:
 
 
 def synthesize(verilog_path: str | Path, top: str, *, mode: str = "full", timeout: float = 1800) -> dict:
-    """Run Yosys on a Verilog file and report cells by type.
+    """Run Yosys on a Verilog file and report cells by type, and (full mode) logic depth and area.
 
-    ``mode="full"`` runs ``synth -flatten`` down to gates; ``mode="coarse"`` stops before
-    techmapping (word-level cells such as ``$macc`` and ``$alu``), which is quick for big arrays.
+    ``mode="full"`` runs ``synth -flatten`` and maps to two-input gates with abc; it reports the
+    longest combinational path in gate levels (``ltp``) and an area estimate: gate equivalents
+    (NAND2 = 1, weights from the 45 nm cell library in ``rtl/data/gates_45nm.yaml``) times the
+    NAND2's area. ``mode="coarse"`` stops before techmapping (word-level cells such as ``$macc``),
+    which is quick for big arrays and has no depth or area.
     """
     if mode not in ("full", "coarse"):
         raise RTLError(f"synthesis mode must be full or coarse, not {mode!r}")
@@ -130,8 +133,13 @@ def synthesize(verilog_path: str | Path, top: str, *, mode: str = "full", timeou
         # YoWASP's sandbox sees the working directory only: run there with relative names
         shutil.copy(verilog_path, Path(tmp) / "design.v")
         stat = Path(tmp) / "stat.json"
-        run = "" if mode == "full" else " -run begin:fine"
-        script = f"read_verilog design.v; synth -flatten -top {top}{run}; tee -q -o stat.json stat -json"
+        if mode == "full":
+            script = (f"read_verilog design.v; synth -flatten -top {top}; "
+                      "abc -g AND,NAND,OR,NOR,XOR,XNOR,MUX; opt_clean; delete t:$scopeinfo; "
+                      "tee -q -o stat.json stat -json; "
+                      "tee -q -o ltp.txt ltp -noff")
+        else:
+            script = f"read_verilog design.v; synth -flatten -top {top} -run begin:fine; tee -q -o stat.json stat -json"
         try:
             proc = subprocess.run(_yosys() + ["-q", "-p", script], capture_output=True, text=True, timeout=timeout,
                                   cwd=tmp)
@@ -140,8 +148,28 @@ def synthesize(verilog_path: str | Path, top: str, *, mode: str = "full", timeou
         if proc.returncode != 0 or not stat.exists():
             raise RTLError(f"yosys failed on {verilog_path}: {(proc.stderr or proc.stdout).strip()[-2000:]}")
         data = json.loads(stat.read_text())
+        ltp = (Path(tmp) / "ltp.txt").read_text() if (Path(tmp) / "ltp.txt").exists() else ""
     mod = data.get("design") or next(iter(data.get("modules", {}).values()), {})
     cells = mod.get("num_cells_by_type", {})
-    return {"top": top, "mode": mode, "cells": int(mod.get("num_cells", sum(cells.values()))),
-            "cells_by_type": dict(sorted(cells.items(), key=lambda kv: -kv[1])),
-            "wires": int(mod.get("num_wires", 0))}
+    out = {"top": top, "mode": mode, "cells": int(mod.get("num_cells", sum(cells.values()))),
+           "cells_by_type": dict(sorted(cells.items(), key=lambda kv: -kv[1])),
+           "wires": int(mod.get("num_wires", 0))}
+    if mode == "full":
+        depth = re.search(r"length=(\d+)", ltp)
+        out["logic_depth"] = int(depth.group(1)) if depth else None
+        out.update(_gate_area(cells))
+    return out
+
+
+def _gate_area(cells: dict) -> dict:
+    """Gate equivalents and a 45 nm area estimate of a gate-level cell count."""
+    import yaml
+
+    table = yaml.safe_load((Path(__file__).parent / "data" / "gates_45nm.yaml").read_text())
+    ge = table["ge"]
+    unknown = sorted(k for k in cells if k not in ge)
+    if unknown:
+        raise RTLError(f"no gate-equivalent weight for cell types {', '.join(unknown)}; add them to "
+                       "rtl/data/gates_45nm.yaml with their cell-library source")
+    total = sum(n * ge[k] for k, n in cells.items())
+    return {"gate_equivalents": total, "area_um2": total * table["nand2_um2"], "area_source": table["source"]}
