@@ -14,12 +14,11 @@ import sys
 import time
 
 import click
-import numpy as np
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .einsum import CascadeError
+from .einsum._errors import CascadeError
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -96,6 +95,8 @@ def emit_json(obj) -> None:
 
 
 def _json_default(o):
+    import numpy as np
+
     if isinstance(o, (np.integer,)):
         return int(o)
     if isinstance(o, (np.floating,)):
@@ -219,6 +220,8 @@ def cascade_run(cascade_ref, sizes, size, reference_ref, seed, scale, tol, as_js
     A built-in cascade is compared with its direct numpy computation; any cascade with
     --reference OTHER is compared with OTHER on the same inputs. Without either, nothing is
     compared and the report says so. Outputs with NaN or infinities fail."""
+    import numpy as np
+
     from .einsum import compare_outputs, evaluate, library, load_cascade, random_inputs, resolve_sizes
 
     c = load_cascade(cascade_ref)

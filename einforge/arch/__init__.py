@@ -1,36 +1,35 @@
-"""Architectures, workloads, bindings and the spatial-array cost model."""
+"""Architectures, workloads, bindings, the spatial-array cost model and the mapper.
 
-from ._binding import BINDINGS, Binding, bind_arrays, binding_yaml, load_binding
-from ._designs import DESIGNS, design, end_to_end, evaluate, evaluate_design
-from ._flat import flat_dataflow
-from ._model import EinsumCost, Report
-from ._spec import (
-    ArchError,
-    Architecture,
-    AreaTable,
-    EnergyTable,
-    GlobalBuffer,
-    PEArray,
-    architectures,
-    load_architecture,
-    parse_quantity,
-)
-from ._workload import BoundSizes, Workload, bind_sizes, load_workload, parse_seq, workloads
+Names load on first use (a command that only evaluates does not load the figures' plotting).
+"""
 
-__all__ = [
-    "Architecture", "ArchError", "AreaTable", "EnergyTable", "GlobalBuffer", "PEArray", "architectures",
-    "load_architecture", "parse_quantity",
-    "BoundSizes", "Workload", "bind_sizes", "load_workload", "parse_seq", "workloads",
-    "BINDINGS", "Binding", "bind_arrays", "binding_yaml", "load_binding",
-    "EinsumCost", "Report", "flat_dataflow",
-    "design", "DESIGNS", "evaluate_design", "evaluate", "end_to_end",
-]
-from ._sweep import SweepSpec, load_sweep, pareto_front, pareto_sweep, run_sweep, scaled_fusemax, write_table
+_MODULES = {
+    "_spec": ["Architecture", "ArchError", "AreaTable", "EnergyTable", "GlobalBuffer", "PEArray", "architectures",
+              "load_architecture", "parse_quantity"],
+    "_workload": ["BoundSizes", "Workload", "bind_sizes", "load_workload", "parse_seq", "workloads"],
+    "_binding": ["BINDINGS", "Binding", "bind_arrays", "binding_yaml", "load_binding"],
+    "_report": ["EinsumCost", "Report"],
+    "_flat": ["flat_dataflow"],
+    "_designs": ["design", "DESIGNS", "evaluate_design", "evaluate", "end_to_end"],
+    "_sweep": ["SweepSpec", "load_sweep", "pareto_front", "pareto_sweep", "run_sweep", "scaled_fusemax",
+               "write_table"],
+    "_figures": ["ATTENTION_DESIGNS", "MODELS", "SEQS", "evaluation_table", "figures", "headline_ratios"],
+    "_search": ["OBJECTIVES", "SearchResult", "search"],
+}
+_NAMES = {name: module for module, names in _MODULES.items() for name in names}
+__all__ = list(_NAMES)
 
-__all__ += ["SweepSpec", "load_sweep", "pareto_front", "pareto_sweep", "run_sweep", "scaled_fusemax", "write_table"]
-from ._figures import ATTENTION_DESIGNS, MODELS, SEQS, evaluation_table, figures, headline_ratios
 
-__all__ += ["ATTENTION_DESIGNS", "MODELS", "SEQS", "evaluation_table", "figures", "headline_ratios"]
-from ._search import OBJECTIVES, SearchResult, search
+def __getattr__(name):
+    module = _NAMES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
 
-__all__ += ["OBJECTIVES", "SearchResult", "search"]
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_NAMES))

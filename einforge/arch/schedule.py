@@ -14,8 +14,6 @@ from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 
-import networkx as nx
-
 from ..einsum import Cascade
 from ._binding import Binding
 from ._context import _Ctx
@@ -32,6 +30,8 @@ def _drains(plan: _Plan) -> dict[tuple[str, str], int]:
     out = {}
     if plan.tile_rank is None:
         return out
+    import networkx as nx
+
     tv = plan.tile_rank.lower()
     by = {p.label: p for p in plan.einsums}
     g = plan.cascade.dag()

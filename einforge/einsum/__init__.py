@@ -1,56 +1,41 @@
-"""The Extended Einsum language: cascades, their IR, the reference executor and the attention library."""
+"""The Extended Einsum language: cascades, their IR, the reference executor and the attention library.
 
-from ._cascade import Cascade, IterativeRank, TensorInfo, parse_cascade
-from ._errors import CascadeError, Source, Span
-from ._ir import (
-    Access,
-    BinOp,
-    Call,
-    Compare,
-    Const,
-    Einsum,
-    Num,
-    RankDecl,
-    SizeRef,
-    Sym,
-    TensorDecl,
-    Var,
-)
-from ._ops import DEFAULT_OPERATORS, Operator, OperatorTable
+Names load on first use, so that a command pays only for what it touches (numpy for the executor,
+sympy for pass analysis, matplotlib for plots).
+"""
 
-__all__ = [
-    "CascadeError", "Source", "Span",
-    "Access", "BinOp", "Call", "Compare", "Const", "Einsum", "Num", "RankDecl", "SizeRef", "Sym",
-    "TensorDecl", "Var",
-    "DEFAULT_OPERATORS", "Operator", "OperatorTable",
-    "Cascade", "IterativeRank", "TensorInfo", "parse_cascade",
-]
-from ._execute import evaluate, resolve_sizes, tensor_shape
-from ._numbers import FLOAT64, Float64, NumberSystem
+_MODULES = {
+    "_errors": ["CascadeError", "Source", "Span"],
+    "_ir": ["Access", "BinOp", "Call", "Compare", "Const", "Einsum", "Num", "RankDecl", "SizeRef", "Sym",
+            "TensorDecl", "Var"],
+    "_ops": ["DEFAULT_OPERATORS", "Operator", "OperatorTable"],
+    "_cascade": ["Cascade", "IterativeRank", "TensorInfo", "parse_cascade"],
+    "_numbers": ["FLOAT64", "Float64", "NumberSystem"],
+    "_execute": ["evaluate", "resolve_sizes", "tensor_shape"],
+    "_library": ["LIBRARY_DIR", "LibraryEntry", "library", "load_cascade", "random_inputs"],
+    "_teaal": ["parse_teaal"],
+    "_passes": ["Analysis", "PassReport", "analyze", "passes", "rank_symbols"],
+    "_rewrite": ["check_equivalent", "compare_outputs", "defer_division", "running_max"],
+    "_plot": ["plot_cascade"],
+    "_fixed": ["FixedPoint"],
+    "_presence": ["presence_filters"],
+    "_roles": ["Roles", "roles"],
+    "_rename": ["rename"],
+}
+_NAMES = {name: module for module, names in _MODULES.items() for name in names}
+__all__ = list(_NAMES)
 
-__all__ += ["FLOAT64", "Float64", "NumberSystem", "evaluate", "resolve_sizes", "tensor_shape"]
-from ._library import LIBRARY_DIR, LibraryEntry, library, load_cascade, random_inputs
-from ._teaal import parse_teaal
 
-__all__ += ["LIBRARY_DIR", "LibraryEntry", "library", "load_cascade", "random_inputs", "parse_teaal"]
-from ._passes import Analysis, PassReport, analyze, passes, rank_symbols
+def __getattr__(name):
+    module = _NAMES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
 
-__all__ += ["Analysis", "PassReport", "analyze", "passes", "rank_symbols"]
-from ._rewrite import check_equivalent, compare_outputs, defer_division, running_max
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
 
-__all__ += ["check_equivalent", "compare_outputs", "defer_division", "running_max"]
-from ._plot import plot_cascade
 
-__all__ += ["plot_cascade"]
-from ._fixed import FixedPoint
-
-__all__ += ["FixedPoint"]
-from ._presence import presence_filters
-
-__all__ += ["presence_filters"]
-from ._roles import Roles, roles
-
-__all__ += ["Roles", "roles"]
-from ._rename import rename
-
-__all__ += ["rename"]
+def __dir__():
+    return sorted(set(globals()) | set(_NAMES))

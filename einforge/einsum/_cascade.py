@@ -12,8 +12,6 @@ import re
 from dataclasses import dataclass, field, fields, replace
 from functools import cached_property
 
-import networkx as nx
-
 from ._errors import CascadeError, Source, Span
 from ._ir import (
     WORKLOAD_FIELDS,
@@ -159,13 +157,15 @@ class Cascade:
         return self.iterative_ranks[info.ranks[info.iterative]]
 
     @cached_property
-    def graph(self) -> nx.DiGraph:
+    def graph(self):
         """Dependency graph: a node per input tensor and per Einsum (by :meth:`label`).
 
         Edges go from producer to consumer and carry ``tensor`` and ``kind``: ``"stream"`` for
         an ordinary read, ``"carried"`` for a read of the previous iterate (loop-carried; such
         edges may close cycles through the iterative rank), ``"final"`` for the last iterate.
         """
+        import networkx as nx
+
         g = nx.DiGraph(name=self.name)
         for t in self.inputs:
             g.add_node(t.name, kind="input", tensor=t.name)
@@ -193,13 +193,15 @@ class Cascade:
                         g.add_edge(self.label(p), me, tensor=a.tensor, kind="stream")
         return g
 
-    def dag(self) -> nx.DiGraph:
+    def dag(self):
         """The dependency graph without loop-carried edges; always acyclic (a read-only view, built
         once per cascade)."""
         return self._dag
 
     @cached_property
-    def _dag(self) -> nx.DiGraph:
+    def _dag(self):
+        import networkx as nx
+
         g = self.graph.copy()
         g.remove_edges_from([(u, v) for u, v, k in self.graph.edges(data="kind") if k == "carried"])
         return nx.freeze(g)
