@@ -139,8 +139,8 @@ def _evaluate(arch: Architecture, cascade: Cascade, binding: Binding, workload: 
     _check_registers(plan, ctx, binding)
     compute_cycles, latency_cycles = _time(plan, ctx, binding, acc, cyc, load, mem_cycles)
 
-    util = {a.name: (sum(busy[p.label] for p in plan.einsums if p.array == a.name) / latency_cycles
-                     if latency_cycles else 0.0) for a in arch.arrays}
+    busy_of = {a.name: sum(busy[p.label] for p in plan.einsums if p.array == a.name) for a in arch.arrays}
+    util = {a: (b / latency_cycles if latency_cycles else 0.0) for a, b in busy_of.items()}
     breakdown, per_e_energy, actions_all = energy(plan, ctx, acc, traffic)
     total = sum(breakdown.values())
     pe_rf = sum(v for k, v in breakdown.items() if k.startswith("pe_rf_"))
@@ -152,7 +152,8 @@ def _evaluate(arch: Architecture, cascade: Cascade, binding: Binding, workload: 
     details.update(latency_cycles=latency_cycles, compute_cycles=compute_cycles, memory_cycles=mem_cycles,
                    instances=inst, energy_without_pe_rf_pJ=total - pe_rf,
                    l3_reads_words=acc.l3_reads, l3_writes_words=acc.l3_writes,
-                   shared_rf_reads=acc.shared_rf_reads, shared_rf_writes=acc.shared_rf_writes)
+                   shared_rf_reads=acc.shared_rf_reads, shared_rf_writes=acc.shared_rf_writes,
+                   busy_2d=busy_of.get("2d", 0.0), busy_1d=busy_of.get("1d", 0.0))
     for k, v in sizes.items():
         details[f"size_{k}"] = v
     return Report(

@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from ..einsum import load_cascade
@@ -226,7 +227,6 @@ def load_sweep(path: str | Path) -> SweepSpec:
 def run_sweep(spec: SweepSpec, progress=None) -> list[dict]:
     """Evaluate the cross product; rows carry the parameters, the results and the Pareto marks
     (latency vs area, energy vs latency, per workload, sequence length and swept sizes)."""
-    from dataclasses import replace
 
     cascade = load_cascade(spec.cascade)
     searching = spec.binding == "search"          # map every point with the mapper
@@ -239,8 +239,8 @@ def run_sweep(spec: SweepSpec, progress=None) -> list[dict]:
                             f"(its ranks: {', '.join(cascade.rank_names)})")
     rows = []
     wl = {name: load_workload(name) for name in spec.workloads}
-    for wname, seq, arr, buf, bw, clk, extra in itertools.product(
-            spec.workloads, spec.seqs, spec.arrays, spec.buffers, spec.bandwidths, spec.clocks, spec.size_points):
+    for wname, seq, arr, buf, extra in itertools.product(spec.workloads, spec.seqs, spec.arrays, spec.buffers,
+                                                          spec.size_points):
         a = base
         if arr is not None:
             a = a.with_part("2d", rows=arr[0], cols=arr[1])
@@ -248,34 +248,16 @@ def run_sweep(spec: SweepSpec, progress=None) -> list[dict]:
                 a = a.with_part("1d", cols=arr[1])
         if buf is not None:
             a = a.with_buffer(capacity=int(buf))
-        if bw is not None:
-            a = replace(a, dram_bandwidth=bw)
-        if clk is not None:
-            a = replace(a, clock_hz=clk)
         w = wl[wname].with_seq(seq).with_sizes(extra)
-        row = {"workload": wl[wname].name, "seq": seq, "rows": a.part("2d").rows, "cols": a.part("2d").cols,
-               "buffer_bytes": a.buffer.capacity, "bandwidth_Bps": a.dram_bandwidth, "clock_hz": a.clock_hz}
-        row.update({f"size_{k}": v for k, v in extra.items()})
-        try:
-            if searching:
-                from ._search import search
-
-                found = search(a, cascade, w)
-                r = found.report
-                row.update(binding=_binding_label(found.binding))
-            else:
-                r = evaluate(a, cascade, binding, w)
-                row.update(binding=binding.name)
-            row.update(latency_s=r.latency_s, energy_pJ=r.energy_pJ, traffic_bytes=r.traffic_bytes,
-                       util_2d=r.util_2d, util_1d=r.util_1d, area_um2=r.area_um2, error="",
-                       warnings="; ".join(r.warnings))
-        except ArchError as exc:
-            row.setdefault("binding", spec.binding)
-            row.update(latency_s=math.nan, energy_pJ=math.nan, traffic_bytes=math.nan, util_2d=math.nan,
-                       util_1d=math.nan, area_um2=a.area_um2, error=str(exc), warnings="; ".join(a.extrapolations()))
-        rows.append(row)
+        bws = [a.dram_bandwidth if b is None else b for b in spec.bandwidths]
+        clks = [a.clock_hz if c is None else c for c in spec.clocks]
+        common = {"workload": wl[wname].name, "seq": seq, "rows": a.part("2d").rows, "cols": a.part("2d").cols,
+                  "buffer_bytes": a.buffer.capacity}
+        extras = {f"size_{k}": v for k, v in extra.items()}
+        rows.extend(_point_rows(a, cascade, binding, w, bws, clks, common, extras, searching, spec))
         if progress is not None:
-            progress()
+            for _ in range(len(bws) * len(clks)):
+                progress()
     groups = {}
     for k, row in enumerate(rows):
         key = (row["workload"], row["seq"]) + tuple(row.get(f"size_{n}") for n, _ in spec.sizes)
@@ -291,6 +273,47 @@ def run_sweep(spec: SweepSpec, progress=None) -> list[dict]:
             rows[k]["pareto_latency_area"] = a_
             rows[k]["pareto_energy_latency"] = b_
     return rows
+
+
+def _point_rows(a, cascade, binding, w, bws, clks, common, extras, searching, spec) -> list[dict]:
+    """The rows of one architecture and workload over the grid's bandwidths and clocks: one
+    evaluation, then numpy columns (see :mod:`einforge.arch._grid`); a search maps every point."""
+    from dataclasses import replace
+
+    from ._grid import evaluate_grid
+
+    out = []
+    try:
+        if searching:
+            from ._search import search
+
+            cols = []
+            for bw in bws:
+                for clk in clks:
+                    found = search(replace(a, dram_bandwidth=bw, clock_hz=clk), cascade, w)
+                    cols.append((found.report, _binding_label(found.binding)))
+            for (r, label), (bw, clk) in zip(cols, itertools.product(bws, clks)):
+                out.append({**common, "bandwidth_Bps": bw, "clock_hz": clk, **extras, "binding": label,
+                            "latency_s": r.latency_s, "energy_pJ": r.energy_pJ, "traffic_bytes": r.traffic_bytes,
+                            "util_2d": r.util_2d, "util_1d": r.util_1d, "area_um2": r.area_um2, "error": "",
+                            "warnings": "; ".join(r.warnings)})
+            return out
+        g = evaluate_grid(a, cascade, binding, w, bws, clks)
+        warn = "; ".join(g.report.warnings)
+        for k in range(len(g.bandwidth)):
+            out.append({**common, "bandwidth_Bps": float(g.bandwidth[k]), "clock_hz": float(g.clock[k]), **extras,
+                        "binding": binding.name, "latency_s": float(g.latency_s[k]),
+                        "energy_pJ": float(np.broadcast_to(g.energy_pJ, g.bandwidth.shape)[k]),
+                        "traffic_bytes": float(np.broadcast_to(g.traffic_bytes, g.bandwidth.shape)[k]),
+                        "util_2d": float(g.util_2d[k]),
+                        "util_1d": float(g.util_1d[k]), "area_um2": g.area_um2, "error": "", "warnings": warn})
+    except ArchError as exc:
+        for bw, clk in itertools.product(bws, clks):
+            out.append({**common, "bandwidth_Bps": bw, "clock_hz": clk, **extras, "binding": spec.binding,
+                        "latency_s": math.nan, "energy_pJ": math.nan, "traffic_bytes": math.nan,
+                        "util_2d": math.nan, "util_1d": math.nan, "area_um2": a.area_um2, "error": str(exc),
+                        "warnings": "; ".join(a.extrapolations())})
+    return out
 
 
 def _binding_label(b) -> str:
