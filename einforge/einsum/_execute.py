@@ -26,7 +26,7 @@ import numpy as np
 
 from ._cascade import Cascade
 from ._errors import CascadeError
-from ._ir import Access, Call, Const, Einsum, SizeRef, Var
+from ._ir import Access, BinOp, Call, Const, Einsum, SizeRef, Var
 from ._numbers import FLOAT64, NumberSystem
 
 __all__ = ["evaluate", "resolve_sizes", "tensor_shape"]
@@ -457,6 +457,7 @@ class _Runner:
                 and len(e.variables()) <= len(string.ascii_letters))
 
     def _run(self, e: Einsum, free, out_vars, red, fixed, ranges, carried_red):
+        self._space = (free, ranges, fixed)      # lets gathers of plain indices use slices (views)
         env = self._grids(free, ranges, fixed)
         shape = tuple(ranges[v][1] - ranges[v][0] for v in free)
         fmask = None
@@ -485,8 +486,58 @@ class _Runner:
             result = (value, present)
         self._write(e, result, ranges, fixed, out_vars, carried_red)
 
+    def _sliced(self, a: Access, t) -> tuple | None:
+        """``a`` read with basic indexing (views, not copies) when every index is a constant, a
+        fixed variable, a free variable, or ``x*S + y`` with x fixed and y free; the result's axes
+        follow the iteration space (singletons for the variables it lacks). None otherwise."""
+        free, ranges, fixed = self._space
+        win = self.windows.get(a.tensor)
+        items, axes = [], []
+        for axis, ix in enumerate(a.indices):
+            n = t.values.shape[axis]
+            if win is not None and axis == win[0]:
+                if ix.variables() - fixed.keys():
+                    return None
+                items.append(ix.evaluate({**self.env, **fixed}) % win[1])
+                continue
+            vs = ix.variables()
+            if not vs - fixed.keys():
+                k = ix.evaluate({**self.env, **fixed})
+                if not 0 <= k < n:
+                    return None
+                items.append(k)
+                continue
+            if isinstance(ix, Var) and ix.name in ranges:
+                lo, hi, v = *ranges[ix.name], ix.name
+            elif (isinstance(ix, BinOp) and ix.op == "+" and isinstance(ix.right, Var) and ix.right.name in ranges
+                  and not ix.left.variables() - fixed.keys()):
+                off = ix.left.evaluate({**self.env, **fixed})
+                lo, hi, v = off + ranges[ix.right.name][0], off + ranges[ix.right.name][1], ix.right.name
+            else:
+                return None
+            if lo < 0 or hi > n or v in axes:
+                return None
+            items.append(slice(lo, hi))
+            axes.append(v)
+        order = sorted(range(len(axes)), key=lambda k: free.index(axes[k]))
+
+        def arrange(arr):
+            arr = np.transpose(arr, order) if order != list(range(len(order))) else arr
+            shape = [ranges[v][1] - ranges[v][0] if v in axes else 1 for v in free]
+            return arr.reshape(shape) if len(free) else arr
+
+        g = arrange(t.values[tuple(items)])
+        p = None if t.present is None else arrange(t.present[tuple(items)])
+        return g, p
+
     def _gather(self, a: Access, env, nd):
         t = self.state[a.tensor]
+        fast = self._sliced(a, t) if getattr(self, "_space", None) is not None else None
+        if fast is not None:
+            g, p = fast
+            if p is not None and p.all():
+                p = None
+            return g, p
         vals = t.values
         idx = []
         inrange = None
@@ -628,11 +679,18 @@ class _Runner:
         nd = len(out_vars)
         idx = []
         win = self.windows.get(e.name)
+        # output indices are distinct variables in the order of out_vars: slices address the
+        # region directly (a view), unless a variable repeats (a diagonal), which needs index grids
+        grids = len(set(out_vars)) != len([ix for ix in e.output.indices
+                                           if (ix.name if isinstance(ix, Var) else ix.left.name) not in fixed])
         for axis, ix in enumerate(e.output.indices):
             v, plus = (ix.name, 0) if isinstance(ix, Var) else (ix.left.name, 1)
             if v in fixed:
                 k = fixed[v] + plus
                 idx.append(k % win[1] if win is not None and axis == win[0] else k)
+            elif not grids:
+                a, b = ranges[v]
+                idx.append(slice(a + plus, b + plus))
             else:
                 a, b = ranges[v]
                 shp = [1] * nd
