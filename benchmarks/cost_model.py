@@ -1,16 +1,21 @@
-"""Speed and headline numbers of the cost model.
+"""Speed and headline numbers of the cost model (CPU time, min and median of repeated runs).
 
-Targets (issue: cost model): Figures 6-12 in under 10 s; one design point under 1 ms; a sweep of
-10,000 points under 10 s. Headline ratios (paper): FuseMax vs FLAT attention 6.7x faster at 79% of
-the energy; end to end 5.3x and 83%.
+Prints: one design point; the FuseMax evaluation's Figures 6-12; a 10,000-point sweep through the
+array-shaped path, against the scalar path (one evaluate per point) in the same run, with invalid
+points counted apart; the headline ratios against the paper's.
 Run: .venv/bin/python benchmarks/cost_model.py
 """
 
+import dataclasses
+import itertools
+import statistics
 import tempfile
 import time
 from pathlib import Path
 
-from einforge.arch import design, evaluate, figures, headline_ratios, load_sweep, load_workload, run_sweep
+from einforge.arch import (
+    ArchError, design, evaluate, figures, headline_ratios, load_sweep, load_workload, run_sweep,
+)
 
 SPEC = """
 cascade: attention-1pass
@@ -19,36 +24,63 @@ arch: fusemax
 workloads: [BERT, TrXL, T5, XLM]
 seq: [64K]
 grid:
-  array: [16x16, 32x32, 48x48, 64x64, 96x96, 128x128, 192x192, 256x256, 384x384, 512x512]
+  array: [16x16, 32x32, 64x64, 128x128, 256x256, 512x512, 1024x1024, 2048x2048, 4096x4096, 8192x8192]
   buffer: [1MiB, 2MiB, 4MiB, 6MiB, 8MiB, 12MiB, 16MiB, 24MiB, 32MiB, 64MiB]
   bandwidth: [100GiB/s, 200GiB/s, 400GiB/s, 800GiB/s, 1600GiB/s]
   clock: [500MHz, 700MHz, 940MHz, 1200MHz, 1500MHz]
 """
 
 
+def cpu(fn, reps=5):
+    times = []
+    for _ in range(reps):
+        t = time.process_time()
+        out = fn()
+        times.append(time.process_time() - t)
+    return min(times), statistics.median(times), out
+
+
+def scalar_sweep(spec):
+    """The baseline: every point evaluated on its own."""
+    from einforge.arch import load_architecture, load_binding
+    from einforge.einsum import load_cascade
+
+    c = load_cascade(spec.cascade)
+    b = load_binding(spec.binding, c)
+    base = load_architecture(spec.arch)
+    n_ok = n_bad = 0
+    for wl, seq, arr, buf, bw, clk in itertools.product(spec.workloads, spec.seqs, spec.arrays, spec.buffers,
+                                                         spec.bandwidths, spec.clocks):
+        a = base.with_part("2d", rows=arr[0], cols=arr[1]).with_part("1d", cols=arr[1]).with_buffer(capacity=int(buf))
+        a = dataclasses.replace(a, dram_bandwidth=bw, clock_hz=clk)
+        try:
+            evaluate(a, c, b, load_workload(wl, seq))
+            n_ok += 1
+        except ArchError:
+            n_bad += 1
+    return n_ok, n_bad
+
+
 def main():
     w = load_workload("BERT", "64K")
     d = design("fusemax")
     evaluate(d.arch, d.cascade, d.binding, w)
-    n = 2000
-    t0 = time.perf_counter()
-    for _ in range(n):
-        evaluate(d.arch, d.cascade, d.binding, w)
-    one = (time.perf_counter() - t0) / n
-    print(f"one design point (FuseMax, BERT 64K):   {one * 1e3:.3f} ms   (target < 1 ms)")
+    one_min, one_med, _ = cpu(lambda: [evaluate(d.arch, d.cascade, d.binding, w) for _ in range(200)])
+    print(f"one design point (FuseMax, BERT 64K): {one_min / 200 * 1e3:.3f} ms (median {one_med / 200 * 1e3:.3f})")
 
     with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.perf_counter()
-        files = figures(tmp)
-        print(f"Figures 6-12 ({len(files)} files):          {time.perf_counter() - t0:.2f} s    (target < 10 s; "
-              "the artifact: about 9 hours)")
-        spec = Path(tmp) / "sweep.yaml"
-        spec.write_text(SPEC)
-        s = load_sweep(spec)
-        t0 = time.perf_counter()
-        rows = run_sweep(s)
-        dt = time.perf_counter() - t0
-        print(f"sweep of {len(rows)} points:             {dt:.2f} s    (target < 10 s)")
+        f_min, f_med, files = cpu(lambda: figures(tmp), reps=3)
+        print(f"Figures 6-12 ({len(files)} files): {f_min:.2f} s (median {f_med:.2f}); the artifact: about 9 hours")
+        spec_file = Path(tmp) / "sweep.yaml"
+        spec_file.write_text(SPEC)
+        spec = load_sweep(spec_file)
+        s_min, s_med, rows = cpu(lambda: run_sweep(spec), reps=3)
+        ok = sum(1 for r in rows if not r["error"])
+        b_min, _, (b_ok, b_bad) = cpu(lambda: scalar_sweep(spec), reps=1)
+        assert b_ok == ok
+        print(f"sweep of {len(rows)} points ({ok} valid, {len(rows) - ok} refused): {s_min:.2f} s (median {s_med:.2f})"
+              f" = {ok / s_min:,.0f} valid points/s; the scalar path in this run: {b_min:.2f} s = "
+              f"{b_ok / b_min:,.0f} valid points/s; {b_min / s_min:.1f}x")
 
     h = headline_ratios()
     print(f"FuseMax vs FLAT, attention:  {h['attention_speedup']:.2f}x faster, {h['attention_energy']:.1%} of the "
