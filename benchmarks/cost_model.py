@@ -14,7 +14,14 @@ import time
 from pathlib import Path
 
 from einforge.arch import (
-    ArchError, design, evaluate, figures, headline_ratios, load_sweep, load_workload, run_sweep,
+    ArchError,
+    design,
+    evaluate,
+    figures,
+    headline_ratios,
+    load_sweep,
+    load_workload,
+    run_sweep,
 )
 
 SPEC = """
