@@ -218,13 +218,22 @@ def _cache_root() -> Path:
     return Path(base) / "sim"
 
 
+def _toolchain(sim: str) -> str:
+    """What a cached build depends on besides the Verilog: the simulator and the cocotb install the
+    build's makefiles point into (a build made from another environment would reference its paths)."""
+    import cocotb
+
+    exe = _verilator_bin() if sim == "verilator" else shutil.which("iverilog")
+    return f"{sim}|{exe}|{cocotb.__version__}|{Path(cocotb.__file__).parent}|{sys.executable}"
+
+
 def _build_and_run(design, sim, text, rdir: Path, sfile: Path, rfile: Path, waves: bool) -> dict:
     """Compile (or reuse the cached compile of) the Verilog, then run the testbench."""
     import hashlib
 
     from cocotb_tools.runner import get_runner
 
-    key = hashlib.sha256(f"{sim}\n{waves}\n{design.name}\n{text}".encode()).hexdigest()[:24]
+    key = hashlib.sha256(f"{_toolchain(sim)}\n{waves}\n{design.name}\n{text}".encode()).hexdigest()[:24]
     bdir = _cache_root() / key
     marker = bdir / "built"
     timing: dict = {}
