@@ -11,7 +11,7 @@ _MODULES = {
     "_report": ["EinsumCost", "Report"],
     "_flat": ["flat_dataflow"],
     "_designs": ["design", "DESIGNS", "evaluate_design", "evaluate", "end_to_end"],
-    "_sweep": ["SweepSpec", "load_sweep", "pareto_front", "pareto_sweep", "run_sweep", "scaled_fusemax",
+    "_sweep": ["SweepSpec", "load_sweep", "pareto_front", "pareto_sweep", "run_sweep", "scaled_fusemax", "sweep_columns",
                "write_table"],
     "_figures": ["ATTENTION_DESIGNS", "MODELS", "SEQS", "evaluation_table", "figures", "headline_ratios"],
     "_search": ["OBJECTIVES", "SearchResult", "search"],

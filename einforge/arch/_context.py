@@ -24,11 +24,17 @@ class _Ctx:
         self.vsize = {r.name.lower(): sizes[r.name] for r in c.ranks if not r.param}
         for rk, it in c.iterative_ranks.items():
             self.vsize[it.var] = int(it.bound.evaluate(sizes))
-        self.density = {p.label: _filter_density(p.filters, self.vsize, sizes) if p.array else 1.0
-                        for p in plan.einsums}
+        densities: dict = {}        # Einsums of a cascade often share their filters
+        self.density = {}
+        for p in plan.einsums:
+            if p.array and p.filters not in densities:
+                densities[p.filters] = _filter_density(p.filters, self.vsize, sizes)
+            self.density[p.label] = densities[p.filters] if p.array else 1.0
         # the fraction of tile-loop steps the controller visits; an Einsum of the loop works only
         # there (one with filters already counts only its present points)
-        self.visits = _tile_visits(plan, self.vsize, sizes) if skip_empty_tiles else 1.0
+        self._visits_by_block: dict = {}
+        self._slopes: dict = {}
+        self.visits = self.tile_visits() if skip_empty_tiles else 1.0
         members = _loop_members(plan) if self.visits < 1.0 else set()
         self.visit = {p.label: self.visits if p.label in members else 1.0 for p in plan.einsums}
         self.present = {p.label: self.density[p.label] if p.filters else self.visit[p.label]
@@ -41,6 +47,20 @@ class _Ctx:
             if p.array and p.label in loop:
                 firsts.setdefault(p.array, p.label)
         self.fills = set(firsts.values()) | {p.label for p in plan.einsums if p.array and p.label not in loop}
+
+    def tile_visits(self, block: int | None = None) -> float:
+        """:func:`_tile_visits` for blocks of ``block`` queries (remembered: a grid of buffers asks
+        again for each resident group size)."""
+        if block not in self._visits_by_block:
+            self.prepare_tile_visits([block])
+        return self._visits_by_block[block]
+
+    def prepare_tile_visits(self, blocks) -> None:
+        """Work out :meth:`tile_visits` for several block sizes at once."""
+        todo = [b for b in dict.fromkeys(blocks) if b not in self._visits_by_block]
+        if todo:
+            got = _tile_visits_many(self.plan, self.vsize, self.sizes, todo, self._slopes)
+            self._visits_by_block.update(zip(todo, got))
 
     def points(self, p: _E) -> float:
         return self.inst * math.prod(self.vsize[v] for v in p.vars) * self.present[p.label]
@@ -136,23 +156,167 @@ def _filter_density(filters, vsize, sizes) -> float:
     return float(mask.mean())
 
 
-def _tile_visits(plan: _Plan, vsize: dict, sizes: dict, block: int | None = None) -> float:
+def _tile_visits(plan: _Plan, vsize: dict, sizes: dict, block: int | None = None, slopes: dict | None = None) -> float:
     """Fraction of (tile step, block of queries) pairs the controller visits (see
-    :func:`visited_tiles`), from at most 256 sampled steps and blocks; a block with no point
-    still runs one step, to produce its (empty) outputs."""
+    :func:`visited_tiles`) over at most 256 sampled blocks; a block with no point still runs one
+    step, to produce its (empty) outputs. Each block's visited steps are counted exactly from the
+    filters' step intervals (:func:`_visited_steps`), or from 256 sampled steps when a filter is not
+    affine in the step or compares with == or !=."""
+    return _tile_visits_many(plan, vsize, sizes, [block], slopes)[0]
+
+
+def _tile_visits_many(plan: _Plan, vsize: dict, sizes: dict, block_sizes, slopes: dict | None = None) -> list[float]:
+    """:func:`_tile_visits` for several block sizes (``None``: the array's columns) in one pass."""
     import numpy as np
 
     if _over_tile(plan) is None:
-        return 1.0
-
-    def samples(n):
-        return np.arange(n) if n <= 256 else np.unique(np.linspace(0, n - 1, 256).round().astype(int))
-
+        return [1.0] * len(block_sizes)
     rv = plan.row_rank.lower() if plan.row_rank else None
-    block = block or _row_block(plan)
-    nblk = math.ceil(vsize[rv] / block) if rv else 1
-    seen = visited_tiles(plan, vsize, sizes, samples(vsize[plan.loop_var]), samples(nblk), block)
-    return float(np.maximum(seen.mean(axis=0), 1.0 / vsize[plan.loop_var]).mean())
+    n = vsize[plan.loop_var]
+    sizes_ = [b or _row_block(plan) for b in block_sizes]
+    groups = [_samples(math.ceil(vsize[rv] / b) if rv else 1) for b in sizes_]
+    blocks = np.concatenate(groups)
+    block = np.concatenate([np.full(len(g), b) for g, b in zip(groups, sizes_)])
+    counted = _visited_steps(plan, vsize, sizes, blocks, block, {} if slopes is None else slopes)
+    out = []
+    if counted is not None:
+        for part in np.split(np.maximum(counted / n, 1.0 / n), np.cumsum([len(g) for g in groups])[:-1]):
+            out.append(float(part.mean()))
+        return out
+    for g, b in zip(groups, sizes_):
+        seen = visited_tiles(plan, vsize, sizes, _samples(n), g, b)
+        out.append(float(np.maximum(seen.mean(axis=0), 1.0 / n).mean()))
+    return out
+
+
+def _samples(n):
+    import numpy as np
+
+    return np.arange(n) if n <= 256 else np.unique(np.linspace(0, n - 1, 256).round().astype(int))
+
+
+def _visited_steps(plan: _Plan, vsize: dict, sizes: dict, blocks, block, slopes: dict):
+    """How many tile steps :func:`visited_tiles` marks for each block of ``blocks`` (of ``block``
+    queries: a number, or one per entry of ``blocks``), without going
+    over the steps: a filter's difference is ``a*step + b(corner)``, so each comparison holds on an
+    interval of steps, an Einsum on the intersection of its filters' intervals and the controller on
+    the union over the Einsums. ``None`` when that does not hold (== or !=, or a difference not
+    affine in the step: checked at the sampled steps). ``slopes`` remembers each filter's slope in
+    the step (None: not affine) across calls for the same sizes."""
+    import numpy as np
+
+    over = _over_tile(plan)
+    lv = plan.loop_var
+    rv = plan.row_rank.lower() if plan.row_rank else None
+    n = vsize[lv]
+    blocks = np.asarray(blocks)
+    spans = {}                              # per distinct filter set: (first, last) steps per block
+    per_filter = {}
+    for p in over:
+        if p.filters in spans:
+            continue
+        first = np.zeros(blocks.size)
+        last = np.full(blocks.size, n - 1.0)
+        for f in p.filters:
+            if f not in per_filter:
+                per_filter[f] = _filter_steps(f, lv, rv, vsize, sizes, blocks, block, slopes)
+            if per_filter[f] is None:
+                return None
+            first = np.maximum(first, per_filter[f][0])
+            last = np.minimum(last, per_filter[f][1])
+        spans[p.filters] = (first, last)
+    return _union_count(list(spans.values()))
+
+
+def _filter_steps(f, lv, rv, vsize, sizes, blocks, block, slopes):
+    """(first, last) step where filter ``f`` can hold, per block; ``None`` unless it is an
+    order comparison affine in the step."""
+    import itertools
+
+    import numpy as np
+
+    if f.op not in ("<=", "<", ">=", ">"):
+        return None
+    n = vsize[lv]
+    box = sorted(f.variables() - {lv})
+
+    def corners_of(bl):
+        return list(itertools.product(*[(bl * block, np.minimum(bl * block + block, vsize[rv]) - 1)
+                                        if v == rv else (0, vsize[v] - 1) for v in box]))
+
+    def diff(step, corner, shape):
+        env = dict(sizes)
+        env[lv] = step
+        env.update(zip(box, corner))
+        return np.broadcast_to(f.left.evaluate(env) - f.right.evaluate(env), shape).astype(float)
+
+    corners = corners_of(blocks)
+    if f not in slopes:
+        slopes[f] = _slope(diff, corners, blocks.shape, n)
+    a = slopes[f]
+    if a is None:
+        return None
+    b0 = [diff(0, c, blocks.shape) for c in corners]
+    return _step_interval(f.op, a, np.minimum.reduce(b0), np.maximum.reduce(b0), n)
+
+
+def _slope(diff, corners, shape, n):
+    """The step's coefficient in a filter's difference, or ``None`` when the difference is not
+    affine in the step (checked at the sampled steps, the corners of up to 16 of the sampled blocks)."""
+    import numpy as np
+
+    slope = diff(1, corners[0], shape) - diff(0, corners[0], shape)
+    if not np.all(slope == slope.flat[0]):
+        return None
+    a = float(slope.flat[0])
+    steps = _samples(n).reshape(-1, 1)
+    pick = np.unique(np.linspace(0, shape[0] - 1, min(shape[0], 16)).round().astype(int))   # 16 blocks suffice
+    for corner in corners:
+        corner = tuple(c[pick] if np.ndim(c) else c for c in corner)
+        if not np.array_equal(diff(steps, corner, (steps.size, pick.size)), a * steps + diff(0, corner, pick.shape)):
+            return None
+    return a
+
+
+def _step_interval(op: str, a: float, lo, hi, n: int):
+    """Steps s in [0, n) where ``a*s + lo <= 0`` (op <=; < alike) or ``a*s + hi >= 0`` (>=, >), as
+    (first, last) arrays (first > last when none)."""
+    import numpy as np
+
+    c = -lo if op in ("<=", "<") else -hi          # a*s  (op)  c
+    full = (np.zeros_like(c), np.full_like(c, n - 1.0))
+    empty = (np.full_like(c, n), np.full_like(c, -1.0))
+    if a == 0:
+        holds = {"<=": 0 <= c, "<": 0 < c, ">=": 0 >= c, ">": 0 > c}[op]
+        return np.where(holds, full[0], empty[0]), np.where(holds, full[1], empty[1])
+    x = c / a
+    if a < 0:                                      # dividing by a flips the comparison
+        op = {"<=": ">=", "<": ">", ">=": "<=", ">": "<"}[op]
+    if op == "<=":
+        return full[0], np.floor(x)
+    if op == "<":
+        return full[0], np.ceil(x) - 1
+    if op == ">=":
+        return np.ceil(x), full[1]
+    return np.floor(x) + 1, full[1]
+
+
+def _union_count(spans):
+    """Per block, how many integer steps the union of the (first, last) intervals covers."""
+    import numpy as np
+
+    firsts = np.stack([f for f, _ in spans])
+    lasts = np.stack([b for _, b in spans])
+    order = np.argsort(firsts, axis=0, kind="stable")
+    firsts = np.take_along_axis(firsts, order, axis=0)
+    lasts = np.take_along_axis(lasts, order, axis=0)
+    count = np.zeros(firsts.shape[1])
+    reach = np.full(firsts.shape[1], -1.0)          # the last step counted so far
+    for f, b in zip(firsts, lasts):
+        start = np.maximum(f, reach + 1)
+        count += np.maximum(0.0, b - start + 1)
+        reach = np.maximum(reach, b)
+    return count
 
 
 def visited_tiles(plan: _Plan, vsize: dict, sizes: dict, steps, blocks, block: int | None = None):
@@ -189,13 +353,15 @@ def visited_tiles(plan: _Plan, vsize: dict, sizes: dict, steps, blocks, block: i
                     ranges.append((blocks * p0, np.minimum(blocks * p0 + p0, vsize[rv]) - 1))
                 else:
                     ranges.append((0, vsize[v] - 1))
-            ds = []
+            lo = hi = None
             for corner in itertools.product(*ranges):
                 env = dict(sizes)
                 env[lv] = steps
                 env.update(zip(box, corner))
-                ds.append(np.broadcast_to(f.left.evaluate(env) - f.right.evaluate(env), visited.shape))
-            lo, hi = np.min(ds, axis=0), np.max(ds, axis=0)
+                d = f.left.evaluate(env) - f.right.evaluate(env)
+                lo = d if lo is None else np.minimum(lo, d)
+                hi = d if hi is None else np.maximum(hi, d)
+            lo, hi = np.broadcast_to(lo, visited.shape), np.broadcast_to(hi, visited.shape)
             present &= {"<=": lo <= 0, "<": lo < 0, ">=": hi >= 0, ">": hi > 0,
                         "==": (lo <= 0) & (hi >= 0), "!=": ~((lo == 0) & (hi == 0))}[f.op]
         visited |= present

@@ -1,16 +1,22 @@
 """Energy of a design point: actions times energy per action (the architecture's energy table),
-broken down by component and by Einsum."""
+broken down by component and by Einsum.
+
+Two steps, so that one shape serves a grid of buffers: :func:`compute_energy` prices what the buffer
+does not change (the arrays' actions and register files), :func:`memory_energy` adds the global
+buffer's and DRAM's share for a given buffer capacity and traffic.
+"""
 
 from __future__ import annotations
 
 from collections import Counter
 
-__all__ = ["energy"]
+__all__ = ["compute_energy", "memory_breakdown", "memory_energy"]
 
 
-def energy(plan, ctx, acc, traffic_bytes: float) -> tuple[dict, Counter, dict]:
-    """(pJ by component, pJ by Einsum, actions by Einsum) for a plan bound to sizes (``ctx``) whose
-    mapping made the accesses ``acc``."""
+def compute_energy(plan, ctx, acc) -> tuple[dict, Counter, dict]:
+    """(pJ by component, pJ by Einsum, actions by Einsum) of the arrays and register files of a plan
+    bound to sizes (``ctx``) whose mapping made the accesses ``acc``; the global buffer and DRAM
+    are left to :func:`memory_energy`."""
     arch = ctx.arch
     et = arch.energy
     comp_energy: Counter = Counter()
@@ -28,10 +34,7 @@ def energy(plan, ctx, acc, traffic_bytes: float) -> tuple[dict, Counter, dict]:
             e = n * et.unit(u)
             comp_energy[u] += e
             per_einsum[p.label] += e
-    rd, wr = et.buffer_per_word(arch.buffer.capacity)
     breakdown = {f"compute_{u}": v for u, v in sorted(comp_energy.items())}
-    breakdown["dram"] = traffic_bytes * et.dram_per_byte
-    breakdown["global_buffer"] = acc.l3_reads * rd + acc.l3_writes * wr
     oned = next((a for a in arch.arrays if a.name == "1d"), None)
     if acc.shared_rf_reads or acc.shared_rf_writes:
         r1, w1 = et.rf_access(oned.shared_rf if oned is not None and oned.shared_rf <= 64 else 32)
@@ -40,14 +43,33 @@ def energy(plan, ctx, acc, traffic_bytes: float) -> tuple[dict, Counter, dict]:
         r, w = et.rf_access(arch.array(arr).rf_depth)
         breakdown[f"pe_rf_{arr}"] = breakdown.get(f"pe_rf_{arr}", 0.0) + n * (r if kind == "read" else w)
     for (lab, comp), n in acc.per_einsum.items():
-        if comp == "global_buffer_read":
-            per_einsum[lab] += n * rd
-        elif comp == "global_buffer_write":
-            per_einsum[lab] += n * wr
-        elif comp.startswith("pe_rf_"):
+        if comp.startswith("pe_rf_"):
             r, _ = et.rf_access(arch.array(comp[6:]).rf_depth)
             per_einsum[lab] += n * r
         elif comp == "shared_rf":
             r1, _ = et.rf_access(32)
             per_einsum[lab] += n * r1
     return breakdown, per_einsum, actions
+
+
+def memory_breakdown(compute_breakdown: dict, arch, acc, traffic_bytes: float) -> dict:
+    """pJ by component: ``compute_breakdown`` with the global buffer (of ``arch``'s capacity) and DRAM."""
+    et = arch.energy
+    rd, wr = et.buffer_per_word(arch.buffer.capacity)
+    breakdown = dict(compute_breakdown)
+    breakdown["dram"] = traffic_bytes * et.dram_per_byte
+    breakdown["global_buffer"] = acc.l3_reads * rd + acc.l3_writes * wr
+    return breakdown
+
+
+def memory_energy(compute: tuple, arch, acc, traffic_bytes: float) -> tuple[dict, Counter, dict]:
+    """:func:`compute_energy`'s result with the global buffer (of ``arch``'s capacity) and DRAM added."""
+    comp_breakdown, comp_per_einsum, actions = compute
+    rd, wr = arch.energy.buffer_per_word(arch.buffer.capacity)
+    per_einsum = Counter(comp_per_einsum)
+    for (lab, comp), n in acc.per_einsum.items():
+        if comp == "global_buffer_read":
+            per_einsum[lab] += n * rd
+        elif comp == "global_buffer_write":
+            per_einsum[lab] += n * wr
+    return memory_breakdown(comp_breakdown, arch, acc, traffic_bytes), per_einsum, actions

@@ -1,28 +1,39 @@
-"""Array-shaped evaluation: a whole grid of DRAM bandwidths and clocks from one scalar evaluation.
+"""Array-shaped evaluation: a whole grid of buffers, DRAM bandwidths and clocks from one shape.
 
-A design point's cycles, traffic, buffer and link cycles, energy and area do not depend on the DRAM
-bandwidth or the clock; only the latency's memory term does (``traffic / bandwidth * clock``). So
-the model runs once per distinct (architecture, cascade, binding, workload) and the grid over
-bandwidth x clock is numpy columns, equal number for number to evaluating each point alone (a
-property test checks it).
+A design point's cycles, its arrays' accesses and compute energy do not depend on the buffer's
+capacity, the DRAM bandwidth or the clock (:class:`einforge.arch._model._Shape`); the capacity
+decides how many query blocks stay resident (so the key/value traffic and the buffer's energy and
+area), and bandwidth and clock only the latency's memory term (``traffic / bandwidth * clock``).
+So the model runs once per distinct (arrays, cascade, binding, workload), once more per buffer for
+the residency, and the bandwidth x clock plane is numpy columns. Every column equals evaluating the
+point alone, number for number (a property test checks it), because both paths run the same steps
+in the same order.
+
+FLAT's dataflow is searched for each point's buffer and bandwidth (its choice depends on both), so a
+FLAT grid evaluates point by point.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ._designs import evaluate
 from ._report import Report
+from ._spec import ArchError
 
 __all__ = ["GridColumns", "evaluate_grid"]
 
 
 @dataclass(frozen=True)
 class GridColumns:
-    """One column per quantity, one entry per (bandwidth, clock) pair in row-major order."""
+    """One entry per (buffer, bandwidth, clock) triple, in row-major order of the three lists.
 
+    ``error`` is the refusal of a point ("" when it was evaluated); refused points hold NaN. The full
+    report of a point stays available from :meth:`report`.
+    """
+
+    buffer: np.ndarray
     bandwidth: np.ndarray
     clock: np.ndarray
     latency_s: np.ndarray
@@ -30,41 +41,143 @@ class GridColumns:
     memory_s: np.ndarray
     util_2d: np.ndarray
     util_1d: np.ndarray
-    energy_pJ: float | np.ndarray       # a number unless the mapping depends on bandwidth (FLAT's)
-    traffic_bytes: float | np.ndarray
-    area_um2: float
-    report: Report                      # the evaluated point (at the architecture's own bandwidth and clock)
+    energy_pJ: np.ndarray
+    traffic_bytes: np.ndarray
+    area_um2: np.ndarray
+    error: np.ndarray               # str per point
+    warnings: tuple                 # per buffer: the architecture's extrapolation warnings
+    _point: object                  # k -> Report
+
+    def __len__(self) -> int:
+        return len(self.latency_s)
+
+    @property
+    def valid(self) -> np.ndarray:
+        return self.error == ""
+
+    def report(self, k: int) -> Report:
+        """The whole report of point ``k`` (as :func:`einforge.arch.evaluate` gives it)."""
+        if self.error[k]:
+            raise ArchError(self.error[k])
+        return self._point(k)
 
 
-def evaluate_grid(arch, cascade, binding, workload, bandwidths, clocks) -> GridColumns:
-    """Evaluate ``arch`` at every (bandwidth, clock) of the two lists (bytes/s, Hz)."""
-    r = evaluate(arch, cascade, binding, workload)
-    bw = np.repeat(np.asarray(bandwidths, float), len(clocks))
-    clk = np.tile(np.asarray(clocks, float), len(bandwidths))
-    d = r.details
-    if binding.schedule == "phases" or binding.mapping == "flat":
-        # each phase overlaps its own compute and memory, and FLAT's dataflow is chosen for the
-        # point's bandwidth: evaluate per point
-        points = [evaluate(_at(arch, b, c), cascade, binding, workload) for b, c in zip(bw, clk)]
-        return GridColumns(bw, clk, *(np.array([getattr(p, k) for p in points])
-                                      for k in ("latency_s", "compute_s", "memory_s", "util_2d", "util_1d")),
-                           np.array([p.energy_pJ for p in points]), np.array([p.traffic_bytes for p in points]),
-                           r.area_um2, r)
-    mem_cycles = r.traffic_bytes / bw * clk
-    cycles = np.maximum.reduce([np.full(bw.shape, d["compute_cycles"]), mem_cycles,
-                                np.full(bw.shape, d["buffer_cycles"]), np.full(bw.shape, d["link_cycles"])])
-    lat = cycles / clk
-    comp = d["compute_cycles"] / clk
-    mem = mem_cycles / clk
-    busy2, busy1 = d["busy_2d"], d["busy_1d"]
+def evaluate_grid(arch, cascade, binding, workload, *, buffers=None, bandwidths=None, clocks=None) -> GridColumns:
+    """Evaluate ``arch`` with every buffer capacity (bytes), DRAM bandwidth (bytes/s) and clock (Hz)
+    of the three lists (each defaults to the architecture's own).
+
+    Raises
+    ------
+    ArchError
+        What the whole grid shares cannot be evaluated (an operator an array lacks, an unsized
+        rank); a buffer too small for one block is an ``error`` entry of its points instead.
+    """
+    from ._designs import evaluate
+    from ._model import _by_role, _finish, _named, _shape
+
+    caps = [arch.buffer.capacity] if buffers is None else [float(c) for c in buffers]
+    bws = np.asarray([arch.dram_bandwidth] if bandwidths is None else bandwidths, float)
+    clks = np.asarray([arch.clock_hz] if clocks is None else clocks, float)
+    archs = [arch.with_buffer(capacity=int(c)) if c != arch.buffer.capacity else arch for c in caps]
+    if binding.mapping == "flat":
+        return _pointwise(archs, bws, clks, lambda a: evaluate(a, cascade, binding, workload))
+    roles_ = arch.parts()
+    plain = all(roles_.get(k, k) == k for k in ("2d", "1d")) and {a.name for a in arch.arrays} <= {"2d", "1d"}
+    if plain:
+        sh = _shape(arch, cascade, binding, workload)
+
+        def by_role(a):
+            return a
+
+        def finish(a):
+            r = _finish(sh, a)
+            return replace(r, array_roles=dict(roles_)) if r.array_roles != roles_ else r
+    else:
+        ra, rb = _by_role(arch, binding, roles_)
+        sh = _shape(ra, cascade, rb, workload)
+
+        def by_role(a):
+            return _by_role(a, binding, roles_)[0]
+
+        def finish(a):
+            return _named(_finish(sh, by_role(a)), roles_)
+    if binding.schedule == "phases":
+        # each phase overlaps its own compute and memory: finish the shape at every point
+        return _pointwise(archs, bws, clks, finish)
+    return _columns(sh, archs, [by_role(a) for a in archs], bws, clks, finish)
+
+
+def _columns(sh, archs, role_archs, bws, clks, finish) -> GridColumns:
+    """Columns of a shape whose latency is max(compute, memory, buffer, link): the buffer-dependent
+    numbers once per buffer, then everything in numpy over buffers x bandwidths x clocks."""
+    from ._model import _buffer_point
+    from ._traffic import resident_blocks
+
+    plane = len(bws) * len(clks)
+    res = sh.acc.residency
+    if res is not None and res.skips_tiles:
+        # the tiles each resident group visits, for every buffer's group size in one pass
+        groups = []
+        for a in role_archs:
+            try:
+                groups.append(resident_blocks(res, a.buffer.capacity, a.name) * res.p0)
+            except ArchError:
+                pass
+        sh.ctx.prepare_tile_visits(groups)
+    per_buffer = np.full((len(archs), 4), np.nan)       # traffic, buffer cycles, energy, area
+    errors = [""] * len(archs)
+    for i, a in enumerate(role_archs):
+        try:
+            per_buffer[i] = _buffer_point(sh, a)
+        except ArchError as exc:
+            errors[i] = str(exc)
+            per_buffer[i, 3] = archs[i].area_um2
+    traffic, buf_cycles, energy, area = (np.repeat(per_buffer[:, j], plane) for j in range(4))
+    bw = np.tile(np.repeat(bws, len(clks)), len(archs))
+    clk = np.tile(np.tile(clks, len(bws)), len(archs))
+    busy = {role: sum(sh.busy[p.label] for p in sh.plan.einsums if p.array == role) for role in ("2d", "1d")}
+    mem_cycles = traffic / bw * clk
+    cycles = np.maximum(np.maximum(np.maximum(sh.compute_cycles, mem_cycles), buf_cycles), sh.link_cycles)
     with np.errstate(divide="ignore", invalid="ignore"):
-        u2 = np.where(cycles > 0, busy2 / cycles, 0.0)
-        u1 = np.where(cycles > 0, busy1 / cycles, 0.0)
-    return GridColumns(bw, clk, lat, np.broadcast_to(comp, bw.shape).copy(), mem, u2, u1, r.energy_pJ,
-                       r.traffic_bytes, r.area_um2, r)
+        util = {role: np.where(cycles > 0, b / cycles, np.where(np.isnan(cycles), np.nan, 0.0))
+                for role, b in busy.items()}
+
+    def point(k):
+        a = archs[k // plane]
+        return finish(replace(a, dram_bandwidth=float(bw[k]), clock_hz=float(clk[k])))
+
+    error = np.repeat(np.array(errors, dtype=object), plane)
+    refused = error != ""
+    compute = np.where(refused, np.nan, sh.compute_cycles / clk)    # the rest is NaN through the traffic
+    return GridColumns(np.repeat([float(a.buffer.capacity) for a in archs], plane), bw, clk,
+                       latency_s=cycles / clk, compute_s=compute, memory_s=mem_cycles / clk,
+                       util_2d=util["2d"], util_1d=util["1d"], energy_pJ=energy, traffic_bytes=traffic,
+                       area_um2=area, error=error, warnings=tuple(a.extrapolations() for a in archs), _point=point)
 
 
-def _at(arch, bandwidth, clock):
-    from dataclasses import replace
+def _pointwise(archs, bws, clks, run) -> GridColumns:
+    """Columns from one full report per point (mappings whose choices depend on bandwidth or clock)."""
+    pts, errs, bufs, bw, clk = [], [], [], [], []
+    for a in archs:
+        for b in bws:
+            for c in clks:
+                p = replace(a, dram_bandwidth=float(b), clock_hz=float(c))
+                bufs.append(float(a.buffer.capacity))
+                bw.append(float(b))
+                clk.append(float(c))
+                try:
+                    pts.append(run(p))
+                    errs.append("")
+                except ArchError as exc:
+                    pts.append(None)
+                    errs.append(str(exc))
 
-    return replace(arch, dram_bandwidth=float(bandwidth), clock_hz=float(clock))
+    def col(key, area=False):
+        return np.array([getattr(r, key) if r is not None else (a.area_um2 if area else np.nan)
+                         for r, a in zip(pts, (x for x in archs for _ in range(len(bws) * len(clks))))])
+
+    cols = {k: col(k) for k in ("latency_s", "compute_s", "memory_s", "util_2d", "util_1d", "energy_pJ",
+                                "traffic_bytes")}
+    return GridColumns(np.array(bufs), np.array(bw), np.array(clk), **cols, area_um2=col("area_um2", area=True),
+                       error=np.array(errs, dtype=object), warnings=tuple(a.extrapolations() for a in archs),
+                       _point=lambda k: pts[k])

@@ -25,16 +25,26 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from ..einsum import Cascade, roles
 from ._binding import Binding
 from ._context import _Ctx
-from ._energy import energy
+from ._energy import compute_energy, memory_breakdown, memory_energy
 from ._plan import _plan, instance_ranks
 from ._report import EinsumCost, Report
 from ._spec import ArchError, Architecture
-from ._traffic import _buffer_cycles, _check_registers, _flat, _largest_divisor, _link_cycles, _phases, _tiled, _unfused
+from ._traffic import (
+    _buffer_cycles,
+    _check_registers,
+    _flat,
+    _largest_divisor,
+    _link_cycles,
+    _phases,
+    _tiled,
+    _unfused,
+    resident,
+)
 from ._workload import Workload, bind_sizes
 from .schedule import _pipeline_fill, _pipelined_time, _sequential_time
 
@@ -117,8 +127,30 @@ def evaluate(arch: Architecture, cascade: Cascade, binding: Binding, workload: W
     return _named(_evaluate(a, cascade, b, workload, flat_dataflow=flat_dataflow, design=design), roles_)
 
 
-def _evaluate(arch: Architecture, cascade: Cascade, binding: Binding, workload: Workload,
-              *, flat_dataflow: dict | None = None, design: str | None = None) -> Report:
+@dataclass(frozen=True)
+class _Shape:
+    """Everything about a design point that its buffer capacity, DRAM bandwidth and clock do not
+    change: the plan bound to sizes, each Einsum's cycles, the accesses of the mapping (a tiled
+    mapping's residency left to the buffer), the arrays' compute time and the compute energy. One
+    shape serves a whole grid of buffers, bandwidths and clocks (:mod:`einforge.arch._grid`)."""
+
+    cascade: Cascade
+    binding: Binding
+    workload: Workload
+    bound: object
+    plan: object
+    ctx: object
+    cycles: dict
+    busy: dict
+    load: Counter
+    acc: object
+    link_cycles: float
+    compute_cycles: float | None        # None for the phases schedule (each phase meets its memory time)
+    energy: tuple                       # (compute-side pJ by component, by Einsum, actions by Einsum)
+
+
+def _shape(arch: Architecture, cascade: Cascade, binding: Binding, workload: Workload,
+           flat_dataflow: dict | None = None) -> _Shape:
     bound = bind_sizes(cascade, workload, _tile_sizes(cascade, binding, arch, workload))
     sizes, inst = bound.sizes, bound.instances
     plan = _plan(cascade, binding, arch, sizes)
@@ -130,38 +162,68 @@ def _evaluate(arch: Architecture, cascade: Cascade, binding: Binding, workload: 
     for p in plan.einsums:
         if p.array:
             load[p.array] += cyc[p.label]
-
     acc = _accesses(ctx, plan, binding, flat_dataflow)
-    traffic = acc.traffic_words * arch.word_bytes
-    mem_cycles = traffic / arch.dram_bandwidth * arch.clock_hz
-    acc.details["buffer_cycles"] = _buffer_cycles(arch, acc)
-    acc.details["link_cycles"] = _link_cycles(plan, ctx)
     _check_registers(plan, ctx, binding)
-    compute_cycles, latency_cycles = _time(plan, ctx, binding, acc, cyc, load, mem_cycles)
+    compute = None if binding.schedule == "phases" else _compute_time(plan, ctx, binding, acc, cyc, load)
+    return _Shape(cascade, binding, workload, bound, plan, ctx, cyc, busy, load, acc, _link_cycles(plan, ctx),
+                  compute, compute_energy(plan, ctx, acc))
 
-    busy_of = {a.name: sum(busy[p.label] for p in plan.einsums if p.array == a.name) for a in arch.arrays}
+
+def _evaluate(arch: Architecture, cascade: Cascade, binding: Binding, workload: Workload,
+              *, flat_dataflow: dict | None = None, design: str | None = None) -> Report:
+    return _finish(_shape(arch, cascade, binding, workload, flat_dataflow), arch, design)
+
+
+def _memory_side(sh: _Shape, arch: Architecture):
+    """(accesses, DRAM traffic in bytes, global-buffer cycles) of a shape with ``arch``'s buffer."""
+    acc = resident(sh.acc, sh.ctx, arch.buffer.capacity, arch.name) if sh.acc.residency is not None else sh.acc
+    return acc, acc.traffic_words * arch.word_bytes, _buffer_cycles(arch, acc)
+
+
+def _buffer_point(sh: _Shape, arch: Architecture) -> tuple[float, float, float, float]:
+    """(traffic bytes, buffer cycles, energy pJ, area um^2) of a shape with ``arch``'s buffer: the
+    numbers a grid needs per buffer, made exactly as :func:`_finish` makes them."""
+    acc, traffic, buffer_cycles = _memory_side(sh, arch)
+    return (traffic, buffer_cycles, sum(memory_breakdown(sh.energy[0], arch, acc, traffic).values()),
+            sum(arch.area_breakdown().values()))
+
+
+def _finish(sh: _Shape, arch: Architecture, design: str | None = None) -> Report:
+    """The report of a shape on ``arch`` (its buffer, DRAM bandwidth and clock)."""
+    plan, ctx, binding = sh.plan, sh.ctx, sh.binding
+    acc, traffic, buffer_cycles = _memory_side(sh, arch)
+    mem_cycles = traffic / arch.dram_bandwidth * arch.clock_hz
+    details = dict(acc.details)
+    details["buffer_cycles"] = buffer_cycles
+    details["link_cycles"] = sh.link_cycles
+    if sh.compute_cycles is None:
+        compute_cycles, latency_cycles = _phases_time(plan, arch, acc, sh.cycles)
+    else:
+        compute_cycles = sh.compute_cycles
+        latency_cycles = max(compute_cycles, mem_cycles, details["buffer_cycles"], sh.link_cycles)
+    busy_of = {a.name: sum(sh.busy[p.label] for p in plan.einsums if p.array == a.name) for a in arch.arrays}
     util = {a: (b / latency_cycles if latency_cycles else 0.0) for a, b in busy_of.items()}
-    breakdown, per_e_energy, actions_all = energy(plan, ctx, acc, traffic)
+    breakdown, per_e_energy, actions_all = memory_energy(sh.energy, arch, acc, traffic)
     total = sum(breakdown.values())
     pe_rf = sum(v for k, v in breakdown.items() if k.startswith("pe_rf_"))
-    per = {p.label: EinsumCost(p.label, p.array, cyc[p.label], busy[p.label], actions_all.get(p.label, {}),
+    per = {p.label: EinsumCost(p.label, p.array, sh.cycles[p.label], sh.busy[p.label], actions_all.get(p.label, {}),
                                per_e_energy.get(p.label, 0.0)) for p in plan.einsums}
     area = arch.area_breakdown()
     f = arch.clock_hz
-    details = dict(acc.details)
+    inst = sh.bound.instances
     details.update(latency_cycles=latency_cycles, compute_cycles=compute_cycles, memory_cycles=mem_cycles,
                    instances=inst, energy_without_pe_rf_pJ=total - pe_rf,
                    l3_reads_words=acc.l3_reads, l3_writes_words=acc.l3_writes,
                    shared_rf_reads=acc.shared_rf_reads, shared_rf_writes=acc.shared_rf_writes,
                    busy_2d=busy_of.get("2d", 0.0), busy_1d=busy_of.get("1d", 0.0))
-    for k, v in sizes.items():
+    for k, v in ctx.sizes.items():
         details[f"size_{k}"] = v
     return Report(
-        design=design or f"{cascade.name}/{binding.name}@{arch.name}:{workload.label}",
+        design=design or f"{sh.cascade.name}/{binding.name}@{arch.name}:{sh.workload.label}",
         latency_s=latency_cycles / f, compute_s=compute_cycles / f, memory_s=mem_cycles / f,
         traffic_bytes=traffic, util=util, per_einsum=per, energy_pJ=total, energy_breakdown_pJ=breakdown,
-        area_um2=sum(area.values()), area_breakdown_um2=area, cycles=dict(load), details=details,
-        sizes=dict(sizes), size_origin=dict(bound.origin), instances=inst, warnings=arch.extrapolations(),
+        area_um2=sum(area.values()), area_breakdown_um2=area, cycles=dict(sh.load), details=details,
+        sizes=dict(ctx.sizes), size_origin=dict(sh.bound.origin), instances=inst, warnings=arch.extrapolations(),
     )
 
 
@@ -176,29 +238,30 @@ def _accesses(ctx, plan, binding: Binding, flat_dataflow):
     return _flat(ctx, plan, flat_dataflow)
 
 
-def _time(plan, ctx, binding: Binding, acc, cyc, load, mem_cycles) -> tuple[float, float]:
-    """(compute cycles, latency cycles) of the binding's schedule: phases through DRAM each take
-    their compute or memory time; otherwise the arrays' schedule, bounded below by DRAM, the global
-    buffer's bandwidth and the grid-lane link."""
+def _phases_time(plan, arch: Architecture, acc, cyc) -> tuple[float, float]:
+    """(compute cycles, latency cycles) of the phases schedule: each phase through DRAM takes its
+    compute or its memory time."""
+    total = comp = 0.0
+    phase_words = dict(acc.phases)
+    for phase in _phases(plan):
+        labels = tuple(sorted(p.label for p in phase))
+        pc = sum(cyc[p.label] for p in phase)
+        pm = phase_words.get(labels, 0.0) * arch.word_bytes / arch.dram_bandwidth * arch.clock_hz
+        total += max(pc, pm)
+        comp += pc
+    return comp, total
+
+
+def _compute_time(plan, ctx, binding: Binding, acc, cyc, load) -> float:
+    """Compute cycles of the arrays' schedule (latency is at least this, DRAM's time, the global
+    buffer's and the grid-lane link's)."""
     arch = ctx.arch
-    if binding.schedule == "phases":
-        total = comp = 0.0
-        phase_words = dict(acc.phases)
-        for phase in _phases(plan):
-            labels = tuple(sorted(p.label for p in phase))
-            pc = sum(cyc[p.label] for p in phase)
-            pm = phase_words.get(labels, 0.0) * arch.word_bytes / arch.dram_bandwidth * arch.clock_hz
-            total += max(pc, pm)
-            comp += pc
-        return comp, total
     blocks = math.prod(ctx.vsize[v] for v in instance_ranks(plan)) * ctx.inst
     if plan.row_rank:
         blocks *= max(1, math.ceil(ctx.sizes[plan.row_rank] / (acc.details.get("P0") or 1)))
     tiles = (ctx.vsize.get(plan.loop_var, 1) if plan.loop_var else 1) * ctx.visits
     if binding.schedule == "sequential":
-        compute = _sequential_time(plan, cyc, tiles * blocks, arch.array("2d").row_drain)
-    elif arch.array("2d").row_drain and plan.loop_var:
-        compute = _pipelined_time(plan, cyc, tiles * blocks, blocks)
-    else:
-        compute = max(load.values(), default=0.0) + _pipeline_fill(plan, cyc, ctx, load)
-    return compute, max(compute, mem_cycles, acc.details["buffer_cycles"], acc.details["link_cycles"])
+        return _sequential_time(plan, cyc, tiles * blocks, arch.array("2d").row_drain)
+    if arch.array("2d").row_drain and plan.loop_var:
+        return _pipelined_time(plan, cyc, tiles * blocks, blocks)
+    return max(load.values(), default=0.0) + _pipeline_fill(plan, cyc, ctx, load)

@@ -20,7 +20,7 @@ from ._designs import evaluate
 from ._spec import ArchError, Architecture, load_architecture
 from ._workload import load_workload
 
-__all__ = ["SweepSpec", "load_sweep", "run_sweep", "pareto_front", "scaled_fusemax", "pareto_sweep",
+__all__ = ["SweepSpec", "load_sweep", "run_sweep", "sweep_columns", "pareto_front", "scaled_fusemax", "pareto_sweep",
            "write_table"]
 
 
@@ -224,12 +224,19 @@ def load_sweep(path: str | Path) -> SweepSpec:
     )
 
 
-def run_sweep(spec: SweepSpec, progress=None) -> list[dict]:
-    """Evaluate the cross product; rows carry the parameters, the results and the Pareto marks
-    (latency vs area, energy vs latency, per workload, sequence length and swept sizes)."""
+COLUMNS = ("workload", "seq", "rows", "cols", "buffer_bytes", "bandwidth_Bps", "clock_hz", "binding",
+           "latency_s", "energy_pJ", "traffic_bytes", "util_2d", "util_1d", "area_um2", "error", "warnings",
+           "pareto_latency_area", "pareto_energy_latency")
 
+
+def sweep_columns(spec: SweepSpec, progress=None) -> dict[str, np.ndarray]:
+    """Evaluate the cross product as columns (one numpy array per quantity, one entry per point):
+    the parameters (``size_<R>`` for swept sizes), the results, ``error`` ("" for evaluated points)
+    and the Pareto marks (latency vs area, energy vs latency) within each workload, sequence length
+    and swept sizes. Each (workload, sizes, array) is one shape over all buffers, bandwidths and
+    clocks (:func:`einforge.arch._grid.evaluate_grid`); a ``binding: search`` sweep maps every point."""
     cascade = load_cascade(spec.cascade)
-    searching = spec.binding == "search"          # map every point with the mapper
+    searching = spec.binding == "search"
     binding = None if searching else load_binding(spec.binding, cascade)
     base = load_architecture(spec.arch)
     names = {r.name for r in cascade.ranks}
@@ -237,83 +244,121 @@ def run_sweep(spec: SweepSpec, progress=None) -> list[dict]:
         if k not in names:
             raise ArchError(f"{spec.source}: {k} is not a rank or parameter of {cascade.name} "
                             f"(its ranks: {', '.join(cascade.rank_names)})")
-    rows = []
     wl = {name: load_workload(name) for name in spec.workloads}
-    for wname, seq, arr, buf, extra in itertools.product(spec.workloads, spec.seqs, spec.arrays, spec.buffers,
-                                                          spec.size_points):
+    parts: list[dict] = []
+    for wname, seq, extra, arr in itertools.product(spec.workloads, spec.seqs, spec.size_points, spec.arrays):
         a = base
         if arr is not None:
             a = a.with_part("2d", rows=arr[0], cols=arr[1])
             if "1d" in a.parts():
                 a = a.with_part("1d", cols=arr[1])
-        if buf is not None:
-            a = a.with_buffer(capacity=int(buf))
         w = wl[wname].with_seq(seq).with_sizes(extra)
+        bufs = [a.buffer.capacity if b is None else b for b in spec.buffers]
         bws = [a.dram_bandwidth if b is None else b for b in spec.bandwidths]
         clks = [a.clock_hz if c is None else c for c in spec.clocks]
-        common = {"workload": wl[wname].name, "seq": seq, "rows": a.part("2d").rows, "cols": a.part("2d").cols,
-                  "buffer_bytes": a.buffer.capacity}
-        extras = {f"size_{k}": v for k, v in extra.items()}
-        rows.extend(_point_rows(a, cascade, binding, w, bws, clks, common, extras, searching, spec))
+        cols = _searched(a, cascade, w, bufs, bws, clks) if searching else _grid_columns(a, cascade, binding, w,
+                                                                                         bufs, bws, clks)
+        n = len(cols["latency_s"])
+        cols.update(workload=np.full(n, wl[wname].name, dtype=object), seq=np.full(n, seq),
+                    rows=np.full(n, a.part("2d").rows), cols=np.full(n, a.part("2d").cols))
+        for k, v in extra.items():
+            cols[f"size_{k}"] = np.full(n, v)
+        parts.append(cols)
         if progress is not None:
-            for _ in range(len(bws) * len(clks)):
+            for _ in range(n):
                 progress()
-    groups = {}
-    for k, row in enumerate(rows):
-        key = (row["workload"], row["seq"]) + tuple(row.get(f"size_{n}") for n, _ in spec.sizes)
-        groups.setdefault(key, []).append(k)
-    for idx in groups.values():
-        ok = [k for k in idx if not rows[k]["error"]]
-        la = pareto_front([(rows[k]["latency_s"], rows[k]["area_um2"]) for k in ok])
-        el = pareto_front([(rows[k]["energy_pJ"], rows[k]["latency_s"]) for k in ok])
-        for k in idx:
-            rows[k]["pareto_latency_area"] = False
-            rows[k]["pareto_energy_latency"] = False
-        for k, a_, b_ in zip(ok, la, el):
-            rows[k]["pareto_latency_area"] = a_
-            rows[k]["pareto_energy_latency"] = b_
-    return rows
+    out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    _mark_pareto(out, spec)
+    order = [k for k in COLUMNS[:7] if k in out] + [f"size_{k}" for k, _ in spec.sizes] + \
+        [k for k in COLUMNS[7:] if k in out]
+    return {k: out[k] for k in order}
 
 
-def _point_rows(a, cascade, binding, w, bws, clks, common, extras, searching, spec) -> list[dict]:
-    """The rows of one architecture and workload over the grid's bandwidths and clocks: one
-    evaluation, then numpy columns (see :mod:`einforge.arch._grid`); a search maps every point."""
-    from dataclasses import replace
+def run_sweep(spec: SweepSpec, progress=None) -> list[dict]:
+    """:func:`sweep_columns` as one dict per point (the rows of the CSV)."""
+    cols = sweep_columns(spec, progress)
+    keys = list(cols)
+    lists = [cols[k].tolist() for k in keys]
+    return [dict(zip(keys, vals)) for vals in zip(*lists)]
 
+
+def _grid_columns(a, cascade, binding, w, bufs, bws, clks) -> dict:
     from ._grid import evaluate_grid
 
-    out = []
     try:
-        if searching:
-            from ._search import search
-
-            cols = []
-            for bw in bws:
-                for clk in clks:
-                    found = search(replace(a, dram_bandwidth=bw, clock_hz=clk), cascade, w)
-                    cols.append((found.report, _binding_label(found.binding)))
-            for (r, label), (bw, clk) in zip(cols, itertools.product(bws, clks)):
-                out.append({**common, "bandwidth_Bps": bw, "clock_hz": clk, **extras, "binding": label,
-                            "latency_s": r.latency_s, "energy_pJ": r.energy_pJ, "traffic_bytes": r.traffic_bytes,
-                            "util_2d": r.util_2d, "util_1d": r.util_1d, "area_um2": r.area_um2, "error": "",
-                            "warnings": "; ".join(r.warnings)})
-            return out
-        g = evaluate_grid(a, cascade, binding, w, bws, clks)
-        warn = "; ".join(g.report.warnings)
-        for k in range(len(g.bandwidth)):
-            out.append({**common, "bandwidth_Bps": float(g.bandwidth[k]), "clock_hz": float(g.clock[k]), **extras,
-                        "binding": binding.name, "latency_s": float(g.latency_s[k]),
-                        "energy_pJ": float(np.broadcast_to(g.energy_pJ, g.bandwidth.shape)[k]),
-                        "traffic_bytes": float(np.broadcast_to(g.traffic_bytes, g.bandwidth.shape)[k]),
-                        "util_2d": float(g.util_2d[k]),
-                        "util_1d": float(g.util_1d[k]), "area_um2": g.area_um2, "error": "", "warnings": warn})
+        g = evaluate_grid(a, cascade, binding, w, buffers=bufs, bandwidths=bws, clocks=clks)
     except ArchError as exc:
-        for bw, clk in itertools.product(bws, clks):
-            out.append({**common, "bandwidth_Bps": bw, "clock_hz": clk, **extras, "binding": spec.binding,
-                        "latency_s": math.nan, "energy_pJ": math.nan, "traffic_bytes": math.nan,
-                        "util_2d": math.nan, "util_1d": math.nan, "area_um2": a.area_um2, "error": str(exc),
-                        "warnings": "; ".join(a.extrapolations())})
+        # what every point shares failed: each point is refused with the same reason
+        n = len(bufs) * len(bws) * len(clks)
+        archs = [a.with_buffer(capacity=int(b)) for b in bufs]
+        per = len(bws) * len(clks)
+        return {"buffer_bytes": np.repeat(np.asarray(bufs, float), per),
+                "bandwidth_Bps": np.tile(np.repeat(np.asarray(bws, float), len(clks)), len(bufs)),
+                "clock_hz": np.tile(np.tile(np.asarray(clks, float), len(bws)), len(bufs)),
+                "binding": np.full(n, binding.name, dtype=object),
+                **{k: np.full(n, np.nan) for k in ("latency_s", "energy_pJ", "traffic_bytes", "util_2d", "util_1d")},
+                "area_um2": np.repeat([x.area_um2 for x in archs], per),
+                "error": np.full(n, str(exc), dtype=object),
+                "warnings": np.repeat(np.array(["; ".join(x.extrapolations()) for x in archs], dtype=object), per)}
+    per = len(bws) * len(clks)
+    return {"buffer_bytes": g.buffer, "bandwidth_Bps": g.bandwidth, "clock_hz": g.clock,
+            "binding": np.full(len(g), binding.name, dtype=object), "latency_s": g.latency_s,
+            "energy_pJ": g.energy_pJ, "traffic_bytes": g.traffic_bytes, "util_2d": g.util_2d, "util_1d": g.util_1d,
+            "area_um2": g.area_um2, "error": g.error,
+            "warnings": np.repeat(np.array(["; ".join(x) for x in g.warnings], dtype=object), per)}
+
+
+def _searched(a, cascade, w, bufs, bws, clks) -> dict:
+    """Columns of a sweep that maps every point with the mapper."""
+    from dataclasses import replace
+
+    from ._search import search
+
+    rows = []
+    for buf, bw, clk in itertools.product(bufs, bws, clks):
+        p = replace(a.with_buffer(capacity=int(buf)), dram_bandwidth=bw, clock_hz=clk)
+        try:
+            found = search(p, cascade, w)
+            r = found.report
+            rows.append((buf, bw, clk, _binding_label(found.binding), r.latency_s, r.energy_pJ, r.traffic_bytes,
+                         r.util_2d, r.util_1d, r.area_um2, "", "; ".join(r.warnings)))
+        except ArchError as exc:
+            rows.append((buf, bw, clk, "search", math.nan, math.nan, math.nan, math.nan, math.nan, p.area_um2,
+                         str(exc), "; ".join(p.extrapolations())))
+    keys = ("buffer_bytes", "bandwidth_Bps", "clock_hz", "binding", "latency_s", "energy_pJ", "traffic_bytes",
+            "util_2d", "util_1d", "area_um2", "error", "warnings")
+    return {k: np.array([r[i] for r in rows], dtype=object if k in ("binding", "error", "warnings") else float)
+            for i, k in enumerate(keys)}
+
+
+def _pareto_mask(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """:func:`pareto_front` over columns: sorted by (x, y), a point is on the front when its y is
+    below every y before it."""
+    order = np.lexsort((y, x))
+    ys = y[order]
+    before = np.concatenate([[np.inf], np.minimum.accumulate(ys)[:-1]])
+    out = np.zeros(len(x), bool)
+    out[order] = ys < before
     return out
+
+
+def _mark_pareto(cols: dict, spec: SweepSpec) -> None:
+    n = len(cols["latency_s"])
+    cols["pareto_latency_area"] = np.zeros(n, bool)
+    cols["pareto_energy_latency"] = np.zeros(n, bool)
+    keys = [cols["workload"], cols["seq"]] + [cols[f"size_{k}"] for k, _ in spec.sizes]
+    groups: dict = {}
+    for i, key in enumerate(zip(*keys)):
+        groups.setdefault(key, []).append(i)
+    ok = cols["error"] == ""
+    for idx in groups.values():
+        idx = np.asarray(idx)
+        idx = idx[ok[idx]]
+        if not len(idx):
+            continue
+        lat = cols["latency_s"][idx]
+        cols["pareto_latency_area"][idx] = _pareto_mask(lat, cols["area_um2"][idx])
+        cols["pareto_energy_latency"][idx] = _pareto_mask(cols["energy_pJ"][idx], lat)
 
 
 def _binding_label(b) -> str:

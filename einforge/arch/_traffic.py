@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ._binding import Binding, is_layout
-from ._context import _Ctx, _tile_visits
+from ._context import _Ctx
 from ._plan import _E, _loop_members, _Plan, _spatial_of, instance_ranks
 from ._spec import ArchError, Architecture
 
@@ -28,6 +28,68 @@ class _Access:
     per_einsum: Counter = field(default_factory=Counter)  # (label, component) -> accesses
     details: dict = field(default_factory=dict)
     phases: list = field(default_factory=list)          # unfused: (labels, traffic words)
+    residency: _Residency | None = None                 # tiled: the part the buffer's capacity decides
+
+
+@dataclass(frozen=True)
+class _Residency:
+    """What the tiled mapping's query residency needs from a design point, buffer capacity aside:
+    one block of ``p0`` query rows holds ``row_words`` per row, one key/value tile ``tile_words``;
+    ``streamed_words`` (the tile inputs) are fetched once per group of resident blocks."""
+
+    word_bytes: int
+    share: float
+    row_words: float
+    tile_words: float
+    p0: int
+    rows_total: int
+    streamed_words: float
+    skips_tiles: bool
+    cascade: str
+
+
+def resident_blocks(r: _Residency, capacity: float, arch_name: str) -> int:
+    """How many blocks of query rows (P1) a buffer of ``capacity`` bytes keeps resident.
+
+    Raises
+    ------
+    ArchError
+        If one block of query rows and a tile do not fit.
+    """
+    s = r.word_bytes
+    cap = r.share * capacity
+    blocks = max(1, math.ceil(r.rows_total / r.p0))
+    avail = cap - s * r.tile_words
+    per_block = s * r.row_words * min(r.p0, r.rows_total)
+    if avail <= 0 or avail < per_block:
+        raise ArchError(
+            f"{r.cascade} does not fit the {cap / 2**20:g} MiB buffer of {arch_name}: one block of "
+            f"{min(r.p0, r.rows_total)} query rows needs {(s * r.tile_words + per_block) / 2**20:.3g} MiB; use a "
+            f"bigger buffer, a cascade that tiles the key rank (one pass keeps no whole rows), or --binding "
+            f"unfused (intermediates spill to DRAM)")
+    return _largest_divisor(blocks, int(avail // per_block))
+
+
+def resident(acc: _Access, ctx: _Ctx, capacity: float, arch_name: str) -> _Access:
+    """The access counts of a tiled mapping (``acc`` with a residency) for a buffer of ``capacity``
+    bytes: as many query blocks resident (P1) as the buffer's share holds, the tile inputs streamed
+    once per group (P2 groups), minus the tiles a whole group skips. Returns a new record.
+
+    Raises
+    ------
+    ArchError
+        If one block of query rows and a tile do not fit.
+    """
+    r = acc.residency
+    p1 = resident_blocks(r, capacity, arch_name)
+    p2 = max(1, math.ceil(r.rows_total / r.p0)) // p1
+    # tiles a whole resident group of P1 blocks skips are never fetched
+    fetched = ctx.tile_visits(p1 * r.p0) if r.skips_tiles else 1.0
+    words = r.streamed_words * p2 * fetched
+    out = replace(acc, details={**acc.details, "P1": p1, "P2": p2, "tiles_fetched": fetched})
+    out.traffic_words += words
+    out.l3_writes += words
+    return out
 
 
 def _aliases(plan: _Plan) -> dict[str, str]:
@@ -152,38 +214,24 @@ def _tiled(ctx: _Ctx, plan: _Plan, binding: Binding) -> _Access:
         elif outer and has(t, next(iter(outer))):
             words /= steps_outer
         row_words += words
-    capacity = binding.buffer_share * arch.buffer.capacity
     p0 = next((n for d, v, n in _spatial_of(plan, "2d") if v == row_v), None) or \
         (arch.array("1d").cols if oned else 1)
-    blocks = max(1, math.ceil(rows_total / p0))
-    avail = capacity - s * tile_words
-    per_block = s * row_words * min(p0, rows_total)
-    if per_block <= 0:
+    if s * row_words * min(p0, rows_total) <= 0:
         raise ArchError(
             f"{c.name} has no query-like rank (one only its row inputs carry) to keep resident in blocks "
             f"while tiles stream past; use --binding unfused")
-    if avail <= 0 or avail < per_block:
-        raise ArchError(
-            f"{c.name} does not fit the {capacity / 2**20:g} MiB buffer of {arch.name}: one block of "
-            f"{min(p0, rows_total)} query rows needs {(s * tile_words + per_block) / 2**20:.3g} MiB; use a "
-            f"bigger buffer, a cascade that tiles the key rank (one pass keeps no whole rows), or --binding "
-            f"unfused (intermediates spill to DRAM)")
-    cap_p1 = int(avail // per_block)
-    p1 = _largest_divisor(blocks, cap_p1)
-    p2 = blocks // p1
-    acc.details.update(P0=p0, P1=p1, P2=p2, row_words=row_words, tile_words=tile_words,
-                       row_ranks=",".join(sorted(row_ranks)))
-
-    # DRAM traffic and buffer fills
-    # tiles a whole resident group of P1 blocks skips are never fetched
-    fetched = _tile_visits(plan, ctx.vsize, ctx.sizes, p1 * p0) if ctx.visits < 1.0 else 1.0
-    acc.details["tiles_fetched"] = fetched
-    for t in c.inputs:
-        words = ctx.tensor_size(t.name) * (1 if has(t.name, row_v) else p2 * fetched)
-        acc.traffic_words += words
-        acc.l3_writes += words
+    # DRAM traffic that does not depend on the buffer: the row inputs once, the outputs once; the tile
+    # inputs are fetched once per resident group, which the buffer's capacity decides (`resident`)
+    fixed = sum(ctx.tensor_size(t.name) for t in c.inputs if has(t.name, row_v))
+    acc.traffic_words += fixed
+    acc.l3_writes += fixed
     for o in c.outputs:
         acc.traffic_words += ctx.tensor_size(o)
+    acc.residency = _Residency(
+        word_bytes=s, share=binding.buffer_share, row_words=row_words, tile_words=tile_words, p0=p0,
+        rows_total=rows_total, streamed_words=sum(ctx.tensor_size(t.name) for t in c.inputs if not has(t.name, row_v)),
+        skips_tiles=ctx.visits < 1.0, cascade=c.name)
+    acc.details.update(P0=p0, row_words=row_words, tile_words=tile_words, row_ranks=",".join(sorted(row_ranks)))
 
     # reads, writes and register-file traffic of every Einsum
     prev_read = set()

@@ -53,6 +53,26 @@ def var_of(rank: str) -> str:
 _IDX_PREC = {"+": 1, "-": 1, "*": 2, "/": 2, "//": 2, "%": 2}
 
 
+def _cached_hash(cls):
+    """Remember a frozen node's hash: filters and expressions are dictionary keys in the cost
+    model's hot loops, and hashing a tree walks all of it. The cached value is per process, so it
+    is left out of pickles (string hashes differ between processes)."""
+    generated = cls.__hash__
+
+    def __hash__(self):
+        d = self.__dict__
+        if "_hash" not in d:
+            d["_hash"] = generated(self)
+        return d["_hash"]
+
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if k != "_hash"}
+
+    cls.__hash__ = __hash__
+    cls.__getstate__ = __getstate__
+    return cls
+
+
 @dataclass(frozen=True)
 class Var:
     """A rank variable, e.g. ``m1``."""
@@ -121,6 +141,7 @@ class Num:
         return self.value
 
 
+@_cached_hash
 @dataclass(frozen=True)
 class BinOp:
     """Integer arithmetic on index expressions; ``/`` is exact division (sizes must divide)."""
@@ -185,6 +206,7 @@ def _has_zero(b) -> bool:
     return bool(np.any(np.asarray(b) == 0))
 
 
+@_cached_hash
 @dataclass(frozen=True)
 class Compare:
     """One comparison of a filter or stopping condition, e.g. ``m <= p``."""
@@ -255,6 +277,7 @@ class SizeRef:
         return self.name
 
 
+@_cached_hash
 @dataclass(frozen=True)
 class Access:
     """A tensor read (or the written output) at index expressions: ``K[e, m1*M0+m0]``."""
@@ -278,6 +301,7 @@ class Access:
         return f"{self.tensor}[{','.join(ix.text() for ix in self.indices)}]"
 
 
+@_cached_hash
 @dataclass(frozen=True)
 class Call:
     """A map operator applied to operands: infix ``+ - * /``, ``neg`` or a named function."""

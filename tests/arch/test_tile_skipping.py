@@ -4,6 +4,8 @@ import dataclasses
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from einforge.arch import Workload, evaluate, load_architecture, load_binding
 from einforge.einsum import evaluate as run
@@ -73,3 +75,32 @@ def test_an_empty_tile_leaves_every_iterate_as_it_was(name, extra):
             assert not pres[idx] or vals[idx] == vals[prev], (t, idx)
             checked += 1
     assert checked > 0
+
+
+FILTERED = [("attention-causal", {}), ("attention-window", {"W": 6}), ("attention-decode", {"L": 13}),
+            ("attention-window", {"W": 1}), ("attention-decode", {"L": 0})]
+
+
+@settings(max_examples=40, deadline=None)
+@given(case=st.sampled_from(FILTERED), m=st.integers(1, 12), m0=st.sampled_from([1, 2, 4, 8]),
+       p=st.integers(1, 40), block=st.integers(1, 9))
+def test_counted_step_intervals_equal_the_stepwise_marks(case, m, m0, p, block):
+    # the cost model counts each block's visited steps from the filters' step intervals; with at most
+    # 256 steps the step-by-step marks of visited_tiles are exact, so both must agree for any sizes
+    from einforge.arch import schedule
+    from einforge.arch._context import _tile_visits, visited_tiles
+
+    name, extra = case
+    c = LIB[name].load()
+    sizes = {"M": m * m0, "M0": m0, "E": 2, "F": 2, **extra}
+    if "P" in {r.name for r in c.ranks}:
+        sizes["P"] = p
+    sizes = resolve_sizes(c, sizes)
+    pl = schedule.plan(c, load_binding("fusemax", c), SMALL, sizes)
+    vsize = {r.name.lower(): sizes[r.name] for r in c.ranks if not r.param}
+    rv = pl.row_rank.lower()
+    nblk = -(-vsize[rv] // block)
+    n = vsize[pl.loop_var]
+    marks = visited_tiles(pl, vsize, sizes, np.arange(n), np.arange(nblk), block)
+    stepwise = float(np.maximum(marks.mean(axis=0), 1.0 / n).mean())
+    assert _tile_visits(pl, vsize, sizes, block) == pytest.approx(stepwise, rel=1e-12, abs=1e-12)
