@@ -1,8 +1,9 @@
 """Speed and headline numbers of the cost model (CPU time, min and median of repeated runs).
 
 Prints: one design point; the FuseMax evaluation's Figures 6-12; a 10,000-point sweep through the
-array-shaped path, against the scalar path (one evaluate per point) in the same run, with invalid
-points counted apart; the headline ratios against the paper's.
+array-shaped path (columns), against the scalar path (one evaluate per point) in the same run, with
+invalid points counted apart; the same sweep for the causal and window cascades and FLAT's mapping,
+as ratios to the unmasked one; the headline ratios against the paper's.
 Run: .venv/bin/python benchmarks/cost_model.py
 """
 
@@ -21,7 +22,7 @@ from einforge.arch import (
     headline_ratios,
     load_sweep,
     load_workload,
-    run_sweep,
+    sweep_columns,
 )
 
 SPEC = """
@@ -33,6 +34,20 @@ seq: [64K]
 grid:
   array: [16x16, 32x32, 64x64, 128x128, 256x256, 512x512, 1024x1024, 2048x2048, 4096x4096, 8192x8192]
   buffer: [1MiB, 2MiB, 4MiB, 6MiB, 8MiB, 12MiB, 16MiB, 24MiB, 32MiB, 64MiB]
+  bandwidth: [100GiB/s, 200GiB/s, 400GiB/s, 800GiB/s, 1600GiB/s]
+  clock: [500MHz, 700MHz, 940MHz, 1200MHz, 1500MHz]
+"""
+
+
+FLAT_SLICE = """
+cascade: attention-3pass
+binding: flat
+arch: fusemax
+workloads: [BERT]
+seq: [64K]
+grid:
+  array: [64x64, 256x256]
+  buffer: [4MiB, 32MiB]
   bandwidth: [100GiB/s, 200GiB/s, 400GiB/s, 800GiB/s, 1600GiB/s]
   clock: [500MHz, 700MHz, 940MHz, 1200MHz, 1500MHz]
 """
@@ -81,13 +96,27 @@ def main():
         spec_file = Path(tmp) / "sweep.yaml"
         spec_file.write_text(SPEC)
         spec = load_sweep(spec_file)
-        s_min, s_med, rows = cpu(lambda: run_sweep(spec), reps=3)
-        ok = sum(1 for r in rows if not r["error"])
+        s_min, s_med, cols = cpu(lambda: sweep_columns(spec), reps=5)
+        ok = int((cols["error"] == "").sum())
         b_min, _, (b_ok, b_bad) = cpu(lambda: scalar_sweep(spec), reps=1)
         assert b_ok == ok
-        print(f"sweep of {len(rows)} points ({ok} valid, {len(rows) - ok} refused): {s_min:.2f} s (median {s_med:.2f})"
-              f" = {ok / s_min:,.0f} valid points/s; the scalar path in this run: {b_min:.2f} s = "
+        print(f"sweep of {len(cols['error'])} points ({ok} valid, {len(cols['error']) - ok} refused): {s_min:.3f} s "
+              f"(median {s_med:.3f}) = {ok / s_min:,.0f} valid points/s; the scalar path in this run: {b_min:.2f} s = "
               f"{b_ok / b_min:,.0f} valid points/s; {b_min / s_min:.1f}x")
+        for cascade, binding, keep in (("attention-causal", "fusemax", None), ("attention-window", "fusemax", None),
+                                       ("attention-3pass", "flat", 5)):
+            text = SPEC.replace("cascade: attention-1pass", f"cascade: {cascade}").replace(
+                "binding: fusemax", f"binding: {binding}")
+            if keep:      # FLAT searches its dataflow at every point: a 100-point slice of the grid
+                text = FLAT_SLICE
+            spec_file.write_text(text)
+            sp = load_sweep(spec_file)
+            m_min, m_med, mc = cpu(lambda sp=sp: sweep_columns(sp), reps=3 if not keep else 1)
+            n_ok = int((mc["error"] == "").sum())
+            per = m_min / max(n_ok, 1)
+            print(f"  {cascade} ({binding}): {len(mc['error'])} points, {n_ok:,} valid in {m_min:.3f} s = "
+                  f"{n_ok / m_min:,.0f} valid points/s, {per / (s_min / ok):.1f}x the unmasked cost a point "
+                  f"(target <= 3x)")
 
     h = headline_ratios()
     print(f"FuseMax vs FLAT, attention:  {h['attention_speedup']:.2f}x faster, {h['attention_energy']:.1%} of the "

@@ -75,7 +75,7 @@ def evaluate(arch: Architecture, cascade: Cascade, binding: Binding, workload: W
     (0.991, 1.0)
     """
     if binding.mapping == "flat":
-        from ._model import _by_role
+        from ._model import _bind, _by_role, _finish, _shape
 
         parts_arch, parts_binding = _by_role(arch, binding, arch.parts())
         plan = _plan(cascade, parts_binding, parts_arch)
@@ -84,9 +84,16 @@ def evaluate(arch: Architecture, cascade: Cascade, binding: Binding, workload: W
             raise ArchError(f"the FLAT dataflow fuses two tensor products around a softmax; {cascade.name} has "
                             f"{len(twod)} on the 2D array")
 
+        bound = {}      # candidates that spread the Einsums alike share their plan and cycles
+
         def run(flow):
             b = replace(binding, einsum_spatial=flat_spatial(flow, twod[0], twod[1], cascade))
-            return _evaluate(arch, cascade, b, workload, flat_dataflow=flow, design=name)
+            if arch.parts() != {"2d": "2d", "1d": "1d"} or {a.name for a in arch.arrays} != {"2d", "1d"}:
+                return _evaluate(arch, cascade, b, workload, flat_dataflow=flow, design=name)
+            if b.einsum_spatial not in bound:
+                bound[b.einsum_spatial] = _bind(arch, cascade, b, workload)
+            r = _finish(_shape(arch, cascade, b, workload, flow, bound[b.einsum_spatial]), arch, name)
+            return replace(r, array_roles=arch.parts()) if r.array_roles != arch.parts() else r
 
         flow = flat if flat is not None else flat_dataflow(workload.name, workload.keys)
         if flow is None or arch.buffer.capacity != 32 << 20 or arch.part("2d").rows != 256:

@@ -149,8 +149,10 @@ class _Shape:
     energy: tuple                       # (compute-side pJ by component, by Einsum, actions by Einsum)
 
 
-def _shape(arch: Architecture, cascade: Cascade, binding: Binding, workload: Workload,
-           flat_dataflow: dict | None = None) -> _Shape:
+def _bind(arch: Architecture, cascade: Cascade, binding: Binding, workload: Workload) -> tuple:
+    """(sizes bound, plan, context, cycles and busy PE-cycles per Einsum, cycles per array): the part
+    of a shape that the mapping's placement of tensors does not change (FLAT's search reuses it
+    across candidates that spread the Einsums the same way)."""
     bound = bind_sizes(cascade, workload, _tile_sizes(cascade, binding, arch, workload))
     sizes, inst = bound.sizes, bound.instances
     plan = _plan(cascade, binding, arch, sizes)
@@ -162,6 +164,12 @@ def _shape(arch: Architecture, cascade: Cascade, binding: Binding, workload: Wor
     for p in plan.einsums:
         if p.array:
             load[p.array] += cyc[p.label]
+    return bound, plan, ctx, cyc, busy, load
+
+
+def _shape(arch: Architecture, cascade: Cascade, binding: Binding, workload: Workload,
+           flat_dataflow: dict | None = None, bound: tuple | None = None) -> _Shape:
+    bound, plan, ctx, cyc, busy, load = bound or _bind(arch, cascade, binding, workload)
     acc = _accesses(ctx, plan, binding, flat_dataflow)
     _check_registers(plan, ctx, binding)
     compute = None if binding.schedule == "phases" else _compute_time(plan, ctx, binding, acc, cyc, load)
