@@ -111,6 +111,16 @@ def quantity(value, dimension: str, what: str = "") -> float:
                             f"{'B' if dimension == 'bytes' else 'B/s' if dimension == 'bytes/second' else 'Hz'} (SI)")
     if not re.fullmatch(r"[0-9.eE+\-]+\s*[A-Za-z/ *]+", text):
         raise QuantityError(f"{label}{value!r} is not {name} with a unit, e.g. {example}")
+    known = _known()
+    if f"{dimension}|{text}" in known:
+        return known[f"{dimension}|{text}"]
+    mag = _parse(text, dimension, label)
+    _remember(known, f"{dimension}|{text}", mag)
+    return mag
+
+
+def _parse(text: str, dimension: str, label: str) -> float:
+    name, example, unit = DIMENSIONS[dimension]
     import pint
 
     ureg = _registry()
@@ -118,15 +128,61 @@ def quantity(value, dimension: str, what: str = "") -> float:
         q = ureg.Quantity(text)
     except (pint.errors.UndefinedUnitError, pint.errors.DefinitionSyntaxError, AttributeError, TypeError,
             ValueError, SyntaxError) as exc:
-        raise QuantityError(f"{label}{value!r}: {exc}; write {name} such as {example}") from None
+        raise QuantityError(f"{label}{text!r}: {exc}; write {name} such as {example}") from None
     target = ureg.Quantity(1, unit)
     if q.dimensionality != target.dimensionality:
         got = _NAMES.get(str(q.dimensionality), f"a quantity of dimension {q.dimensionality}")
-        raise QuantityError(f"{label}{value!r} is {got}, not {name} (write e.g. {example})")
+        raise QuantityError(f"{label}{text!r} is {got}, not {name} (write e.g. {example})")
     mag = float(q.to(unit).magnitude)
     if not math.isfinite(mag) or mag <= 0:
-        raise QuantityError(f"{label}{value!r} must be positive and finite")
+        raise QuantityError(f"{label}{text!r} must be positive and finite")
     return mag
+
+
+# Quantities read before, kept on disk: pint takes ~0.3 s to import, a command reads a handful of
+# quantities, and a reading is a pure function of the text and of this module (which defines the
+# units), so the file is named by this module's hash. Only successful readings are kept.
+
+@lru_cache(maxsize=1)
+def _known_file():
+    import hashlib
+    from pathlib import Path
+
+    from ._cache import cache_dir
+
+    base = cache_dir("quantities")
+    if base is None:
+        return None
+    return base / f"{hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]}.json"
+
+
+@lru_cache(maxsize=1)
+def _known() -> dict:
+    """The readings on disk (this process adds its own)."""
+    import json
+
+    path = _known_file()
+    try:
+        return dict(json.loads(path.read_text())) if path is not None else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _remember(known: dict, key: str, value: float) -> None:
+    known[key] = value
+    path = _known_file()
+    if path is None:
+        return
+    import json
+    import os
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(known))
+        tmp.replace(path)
+    except OSError:
+        pass
 
 
 def Quantity(dimension: str):  # noqa: N802 - used as a type in file schemas

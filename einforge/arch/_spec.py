@@ -13,7 +13,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -24,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from ..schema import load_yaml_file, validate
+from ..schema import load_yaml_file, safe_load, validate
 from ..units import Quantity, QuantityError, quantity
 
 __all__ = [
@@ -460,7 +459,7 @@ def architectures() -> dict[str, Path]:
 
 @lru_cache(maxsize=4)
 def _architectures(files) -> tuple:
-    return tuple((p.stem, p) for p, _ in files if "arrays" in (yaml.safe_load(p.read_text()) or {}))
+    return tuple((p.stem, p) for p, _ in files if "arrays" in (safe_load(p.read_text()) or {}))
 
 
 @lru_cache(maxsize=32)

@@ -30,18 +30,16 @@ def _drains(plan: _Plan) -> dict[tuple[str, str], int]:
     out = {}
     if plan.tile_rank is None:
         return out
-    import networkx as nx
-
     tv = plan.tile_rank.lower()
     by = {p.label: p for p in plan.einsums}
-    g = plan.cascade.dag()
+    g = plan.cascade
     for p in plan.einsums:
         if p.array != "2d" or tv not in p.reduced:
             continue
         rows = next((n for d, v, n in p.spatial if d == "rows"), 1)
         for s in g.successors(p.label):
             if s in by and by[s].array == "1d" and any(
-                    by.get(d) is not None and by[d].array == "2d" for d in nx.descendants(g, s)
+                    by.get(d) is not None and by[d].array == "2d" for d in g.descendants(s)
                     if plan.loop_var in by[d].vars):
                 out[(p.label, s)] = rows
     return out
@@ -59,7 +57,7 @@ def tile_schedule(plan: _Plan, per: dict[str, float], exposed_drains: bool) -> t
     """
     members = _loop_members(plan)
     by = {p.label: p for p in plan.einsums}
-    g = plan.cascade.dag()
+    g = plan.cascade
     feedback = _drains(plan)
     tv = plan.tile_rank.lower() if plan.tile_rank else None
     start: dict[str, float] = {}
@@ -119,7 +117,7 @@ def _modulo_schedule(plan: _Plan, per_items: tuple) -> ModuloSchedule:
     per = dict(per_items)
     members = [lab for lab in plan.cascade.labels if lab in _loop_members(plan)]
     by = {p.label: p for p in plan.einsums}
-    g = plan.cascade.dag()
+    g = plan.cascade
     c = plan.cascade
     tv = plan.tile_rank.lower() if plan.tile_rank else None
     load = Counter()

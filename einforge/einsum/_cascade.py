@@ -157,6 +157,32 @@ class Cascade:
         return self.iterative_ranks[info.ranks[info.iterative]]
 
     @cached_property
+    def _edges(self) -> tuple[tuple[str, str, str, str], ...]:
+        """(producer, consumer, tensor, kind) of every dependency, in Einsum order (see :attr:`graph`)."""
+        out = []
+        for i, e in enumerate(self.einsums):
+            me = self.label(i)
+            for a in e.expr.accesses():
+                info = self.tensors[a.tensor]
+                if info.is_input:
+                    out.append((a.tensor, me, a.tensor, "stream"))
+                    continue
+                kind = self.access_kind(a)
+                for p in info.producers:
+                    pk = self.einsum_kind(p)
+                    if kind == "prev":
+                        out.append((self.label(p), me, a.tensor, "carried"))
+                    elif kind == "next":
+                        if pk == "update":
+                            out.append((self.label(p), me, a.tensor, "stream"))
+                    elif kind == "final":
+                        if pk == "update" or len(info.producers) == 1:
+                            out.append((self.label(p), me, a.tensor, "final"))
+                    else:
+                        out.append((self.label(p), me, a.tensor, "stream"))
+        return tuple(out)
+
+    @cached_property
     def graph(self):
         """Dependency graph: a node per input tensor and per Einsum (by :meth:`label`).
 
@@ -171,27 +197,42 @@ class Cascade:
             g.add_node(t.name, kind="input", tensor=t.name)
         for i, e in enumerate(self.einsums):
             g.add_node(self.label(i), kind="einsum", index=i, tensor=e.name, einsum=e)
-        for i, e in enumerate(self.einsums):
-            me = self.label(i)
-            for a in e.expr.accesses():
-                info = self.tensors[a.tensor]
-                if info.is_input:
-                    g.add_edge(a.tensor, me, tensor=a.tensor, kind="stream")
-                    continue
-                kind = self.access_kind(a)
-                for p in info.producers:
-                    pk = self.einsum_kind(p)
-                    if kind == "prev":
-                        g.add_edge(self.label(p), me, tensor=a.tensor, kind="carried")
-                    elif kind == "next":
-                        if pk == "update":
-                            g.add_edge(self.label(p), me, tensor=a.tensor, kind="stream")
-                    elif kind == "final":
-                        if pk == "update" or len(info.producers) == 1:
-                            g.add_edge(self.label(p), me, tensor=a.tensor, kind="final")
-                    else:
-                        g.add_edge(self.label(p), me, tensor=a.tensor, kind="stream")
+        for u, v, t, kind in self._edges:
+            g.add_edge(u, v, tensor=t, kind=kind)
         return g
+
+    @cached_property
+    def _acyclic(self) -> tuple[dict, dict]:
+        succ: dict[str, list[str]] = {}
+        pred: dict[str, list[str]] = {}
+        for u, v, _, kind in self._edges:
+            if kind != "carried":
+                succ.setdefault(u, [])
+                pred.setdefault(v, [])
+                if v not in succ[u]:
+                    succ[u].append(v)
+                    pred[v].append(u)
+        return succ, pred
+
+    def successors(self, node: str) -> list[str]:
+        """Who reads ``node`` (an input tensor or an Einsum label) in :meth:`dag`; plain lists, so that
+        the cost model needs no graph library."""
+        return list(self._acyclic[0].get(node, ()))
+
+    def predecessors(self, node: str) -> list[str]:
+        """What ``node`` reads in :meth:`dag`."""
+        return list(self._acyclic[1].get(node, ()))
+
+    def descendants(self, node: str) -> set[str]:
+        """Everything downstream of ``node`` in :meth:`dag`."""
+        seen: set[str] = set()
+        todo = [node]
+        while todo:
+            for v in self._acyclic[0].get(todo.pop(), ()):
+                if v not in seen:
+                    seen.add(v)
+                    todo.append(v)
+        return seen
 
     def dag(self):
         """The dependency graph without loop-carried edges; always acyclic (a read-only view, built

@@ -196,9 +196,12 @@ def load_cascade(name_or_file: str | os.PathLike, operators: OperatorTable | Non
 
             return parse_teaal(text, s, operators)
         return parse_cascade(text, s, operators)
-    lib = library()
-    if s in lib:
-        return lib[s].load(operators)
+    own = LIBRARY_DIR / f"{s}.cascade"
+    if os.sep not in s and own.is_file():       # the one file, not the whole library
+        c = _parse_file(own, own.stat().st_mtime_ns, operators)
+        if c.name != own.stem:
+            raise CascadeError(f"{own}: the library file of cascade {c.name!r} must be named {c.name}.cascade")
+        return c
     if p.suffix or os.sep in s:
         raise CascadeError(f"cannot read {s}: no such file")
     raise CascadeError(

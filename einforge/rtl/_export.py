@@ -68,17 +68,17 @@ def _generator_hash() -> str:
 def _cache_file(design) -> Path | None:
     """Where the exported text of ``design`` is cached (None: do not cache)."""
     import hashlib
-    import os
 
-    if os.environ.get("EINFORGE_NO_CACHE"):
+    from .._cache import cache_dir
+
+    base = cache_dir("verilog")
+    if base is None:
         return None
     manifest = {k: v for k, v in design.manifest.items() if k not in ("binding", "model_cycles")}
     key = hashlib.sha256("\n".join([
         _generator_hash(), design.name, repr(design.numbers), json.dumps(manifest, sort_keys=True, default=str),
         repr(getattr(design, "program", None)), design.cascade.text()]).encode()).hexdigest()[:32]
-    base = os.environ.get("EINFORGE_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "einforge")
-    return Path(base) / "verilog" / f"{key}.v"
+    return base / f"{key}.v"
 
 
 def write_design(design, out_dir: str | Path) -> dict[str, Path]:
@@ -163,9 +163,9 @@ def synthesize(verilog_path: str | Path, top: str, *, mode: str = "full", timeou
 
 def _gate_area(cells: dict) -> dict:
     """Gate equivalents and a 45 nm area estimate of a gate-level cell count."""
-    import yaml
+    from ..schema import safe_load
 
-    table = yaml.safe_load((Path(__file__).parent / "data" / "gates_45nm.yaml").read_text())
+    table = safe_load((Path(__file__).parent / "data" / "gates_45nm.yaml").read_text())
     ge = table["ge"]
     unknown = sorted(k for k in cells if k not in ge)
     if unknown:

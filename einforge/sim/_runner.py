@@ -213,9 +213,10 @@ def run_jobs(design: Design, jobs: list, *, sim: str = "icarus", input_gaps: flo
 
 
 def _cache_root() -> Path:
-    base = os.environ.get("EINFORGE_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME") or
-                                                           os.path.expanduser("~/.cache"), "einforge")
-    return Path(base) / "sim"
+    from .._cache import cache_dir
+
+    # builds are also the place a run works in, so with caching off they go to a temporary place
+    return cache_dir("sim") or Path(tempfile.gettempdir()) / f"einforge-sim-{os.getpid()}"
 
 
 def _toolchain(sim: str) -> str:

@@ -1,5 +1,6 @@
 """The cascade language: parsing, printing back, building from Python, and every error."""
 
+import networkx as nx
 import numpy as np
 import pytest
 
@@ -67,8 +68,6 @@ def test_inferred_partition_and_iterative_rank():
     assert c.einsum_kind(c.labels.index("RM")) == "update"
 
 
-def test_dependency_graph():
-    import networkx as nx
 
     c = library()["attention-1pass"].load()
     g = c.graph
@@ -79,6 +78,17 @@ def test_dependency_graph():
     assert not nx.is_directed_acyclic_graph(g)             # RD -> SPD -> RD through the iteration
     assert nx.is_directed_acyclic_graph(c.dag())
     assert nx.ancestors(c.dag(), "AV") >= {"Q", "K", "V", "BQK", "RM"}
+
+
+@pytest.mark.parametrize("name", sorted(library()))
+def test_plain_dependency_walks_equal_the_graph(name):
+    # the cost model walks dependencies without networkx; the walk must be the dag's, node for node
+    c = library()[name].load()
+    g = c.dag()
+    for n in g.nodes:
+        assert sorted(c.successors(n)) == sorted(g.successors(n))
+        assert sorted(c.predecessors(n)) == sorted(g.predecessors(n))
+        assert c.descendants(n) == nx.descendants(g, n)
 
 
 def test_reduction_operators_and_order():
