@@ -23,21 +23,18 @@ from .einsum._errors import CascadeError
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
-_SUFFIX = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-
-
 def parse_count(text: str) -> int:
-    """``64K`` -> 65536, ``1M`` -> 1048576, ``4096`` -> 4096."""
-    t = text.strip()
+    """``64K`` -> 65536, ``1M`` -> 1048576, ``4096`` -> 4096 (:func:`einforge.units.count`)."""
+    from .units import QuantityError, count
+
     try:
-        if t and t[-1].upper() in _SUFFIX:
-            return int(t[:-1]) * _SUFFIX[t[-1].upper()]
-        return int(t)
-    except ValueError:
-        raise click.BadParameter(f"{text!r} is not a count such as 4096, 64K or 1M") from None
+        return count(text.strip())
+    except QuantityError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
-def parse_sizes(items) -> dict[str, int]:
+def parse_sizes(items, real=frozenset()) -> dict[str, int | float]:
+    """``R=N`` items (comma-separated or repeated); names in ``real`` take real numbers."""
     out = {}
     for item in items:
         for part in item.split(","):
@@ -46,14 +43,27 @@ def parse_sizes(items) -> dict[str, int]:
             if "=" not in part:
                 raise click.BadParameter(f"{part!r} is not a size; write RANK=N, e.g. M=4096")
             k, v = part.split("=", 1)
-            out[k.strip()] = parse_count(v)
+            out[k.strip()] = _real(k.strip(), v) if k.strip() in real else parse_count(v)
     return out
 
 
-def _given_sizes(cascade, size, params) -> dict[str, int]:
+def _real(name: str, text: str) -> float:
+    import math
+
+    try:
+        v = float(text)
+    except ValueError:
+        v = math.nan
+    if not math.isfinite(v):
+        raise click.BadParameter(f"{name}={text!r}: {name} is a real-valued parameter; give a finite number "
+                                 "such as 30.0 or 0.125")
+    return v
+
+
+def _given_sizes(cascade, size, params) -> dict[str, int | float]:
     """--size R=N and --param W=N, checked against the cascade's ranks and parameters."""
     sizes = parse_sizes(list(size))
-    pars = parse_sizes(list(params))
+    pars = parse_sizes(list(params), real={r.name for r in cascade.ranks if r.real})
     for k in pars:
         decl = next((r for r in cascade.ranks if r.name == k), None)
         if decl is None or not decl.param:
@@ -65,6 +75,9 @@ def _given_sizes(cascade, size, params) -> dict[str, int]:
         if decl is None:
             raise click.BadParameter(f"{k} is not a rank of {cascade.name} (its ranks: "
                                      f"{', '.join(cascade.rank_names)})", param_hint="--size")
+        if decl.real:
+            raise click.BadParameter(f"{k} is a real-valued parameter of {cascade.name}; set it with --param "
+                                     f"{k}=X", param_hint="--size")
     return {**sizes, **pars}
 
 
@@ -138,14 +151,19 @@ def cascade_list(as_json):
     from .einsum import library
 
     lib = library()
+    order = sorted(lib.values(), key=lambda e: (e.family or "~", e.name))
     if as_json:
-        emit_json([{"name": e.name, "description": e.description, "file": str(e.file)} for e in lib.values()])
+        emit_json([{"name": e.name, "family": e.family, "description": e.description, "file": str(e.file)}
+                   for e in order])
         return
-    t = Table(title="built-in cascades")
+    t = Table(title="built-in cascades, by family")
+    t.add_column("family")
     t.add_column("name", style="bold")
     t.add_column("description")
-    for e in lib.values():
-        t.add_row(e.name, e.description)
+    last = None
+    for e in order:
+        t.add_row(e.family if e.family != last else "", e.name, e.description, end_section=False)
+        last = e.family
     console.print(t)
 
 
@@ -225,7 +243,7 @@ def cascade_run(cascade_ref, sizes, size, reference_ref, seed, scale, tol, as_js
     from .einsum import compare_outputs, evaluate, library, load_cascade, random_inputs, resolve_sizes
 
     c = load_cascade(cascade_ref)
-    sz = resolve_sizes(c, parse_sizes(list(size) + list(sizes)))
+    sz = resolve_sizes(c, parse_sizes(list(size) + list(sizes), real={r.name for r in c.ranks if r.real}))
     x = random_inputs(c, sz, np.random.default_rng(seed), scale)
     t0 = time.perf_counter()
     out = evaluate(c, x, sz)

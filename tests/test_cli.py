@@ -1,6 +1,7 @@
 """The einforge command's contracts: JSON shapes and exit codes."""
 
 import json
+import re
 
 from click.testing import CliRunner
 
@@ -24,7 +25,12 @@ def test_cascade_list_json():
                      "attention-causal", "attention-gqa", "attention-decode", "attention-sigmoid",
                      "attention-linear", "cascade1", "cascade2", "cascade3"):
         assert required in names
-    assert all(set(i) == {"name", "description", "file"} and i["description"] for i in items)
+    assert all(set(i) == {"name", "family", "description", "file"} and i["description"] for i in items)
+    # grouped by family, and every description cites where the algorithm comes from (author, year)
+    families = [i["family"] for i in items]
+    assert all(families) and families == sorted(families)
+    bad = [i["name"] for i in items if not re.search(r"\(.*[A-Z][a-z]+.*(19|20)\d\d.*\)", i["description"])]
+    assert not bad, bad
 
 
 def test_cascade_run_json_contract():

@@ -9,7 +9,7 @@ from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 
-from ..einsum import Cascade, presence_filters, roles
+from ..einsum import Cascade, is_constant, presence_filters, roles
 from ..einsum._execute import product_factors
 from ..einsum._ir import Access, Call
 from ._binding import Binding, bind_arrays
@@ -66,8 +66,9 @@ def _recipe(op, units, einsum_name, array):
 
 
 def _is_constant(x) -> bool:
-    """A value fixed before the run: a number, a size, or arithmetic on them (``1/sqrt(E)``)."""
-    return not isinstance(x, Access) and not x.accesses()
+    """A value fixed before the run: a number, a size, or arithmetic on them (``1/sqrt(E)``); a
+    position (``p - m``) changes from point to point and is computed."""
+    return not isinstance(x, Access) and is_constant(x)
 
 
 def _actions(cascade: Cascade, e, units, array) -> tuple[Counter, Counter]:

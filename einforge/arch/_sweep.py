@@ -149,6 +149,8 @@ class _GridSpec(BaseModel):
     @field_validator("array")
     @classmethod
     def _arrays(cls, v):
+        if v is None:
+            return None
         out = []
         for a in _list(v):
             m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", a)
@@ -167,7 +169,7 @@ class _SweepModel(BaseModel):
     seq: _one_or_list(int | str) = "64K"
     grid: _GridSpec = _GridSpec()
     sizes: dict[str, _one_or_list(int | str)] = {}
-    params: dict[str, _one_or_list(int | str)] = {}
+    params: dict[str, _one_or_list(int | float | str)] = {}     # real-valued parameters take floats
 
     @field_validator("seq")
     @classmethod
@@ -183,7 +185,7 @@ class _SweepModel(BaseModel):
     @field_validator("sizes", "params")
     @classmethod
     def _counts(cls, v):
-        return {k: [count(x, k) for x in _list(xs)] for k, xs in v.items()}
+        return {k: [x if isinstance(x, float) else count(x, k) for x in _list(xs)] for k, xs in v.items()}
 
 
 def _list(v):

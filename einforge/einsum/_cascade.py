@@ -22,11 +22,13 @@ from ._ir import (
     Const,
     Einsum,
     Num,
+    Position,
     RankDecl,
     SizeRef,
     Sym,
     TensorDecl,
     Var,
+    positions,
     rank_of,
     var_of,
 )
@@ -96,6 +98,7 @@ class Cascade:
     outputs: tuple[str, ...] = ()
     description: str = ""
     workload: tuple[tuple[str, object], ...] = ()   # (rank, expression over WORKLOAD_FIELDS)
+    family: str = ""                                # the kind of algorithm, for listings
     operators: OperatorTable = field(default=DEFAULT_OPERATORS, compare=False, repr=False)
     source: Source | None = field(default=None, compare=False, repr=False)
 
@@ -107,7 +110,7 @@ class Cascade:
         h = self.__dict__.get("_hash")
         if h is None:
             h = hash((self.name, self.ranks, self.inputs, self.einsums, self.stop, self.outputs, self.description,
-                      self.workload))
+                      self.workload, self.family))
             object.__setattr__(self, "_hash", h)
         return h
 
@@ -333,6 +336,9 @@ class _Checker:
         for r in c.ranks:
             if r.size is not None:
                 _no_zero_divisor(self, r.size)
+                if r.derived:
+                    for sym in r.size.symbols():
+                        self._not_real(sym, r.size.span or r.span)
                 for v in r.size.variables():
                     raise self.err(
                         f"the size of {r.name} uses the rank variable {v!r}", r.size.span or r.span,
@@ -484,6 +490,7 @@ class _Checker:
                 if sym not in self.ranks and sym != rk:
                     raise self.err(f"unknown size {sym} in the stopping condition", s.span,
                                    f"declare it: `ranks ... {sym}` or `param {sym}=...`")
+                self._not_real(sym, s.span)
             if rk not in self.ranks:
                 if isinstance(bound, Sym) and bound.name == rk:
                     raise self.err(
@@ -590,6 +597,11 @@ class _Checker:
         for a in expr.accesses():
             for ix in a.indices:
                 space |= ix.variables()
+        for v in sorted(positions(expr)):
+            if v not in space:
+                raise self.err(
+                    f"position {v!r} is not a rank variable of this Einsum", e.span,
+                    "a rank variable used as a value must index the output or an operand of the same Einsum")
         for f in filters:
             for v in f.variables():
                 if v not in space:
@@ -668,6 +680,8 @@ class _Checker:
         if isinstance(expr, Access):
             if not expr.indices and expr.tensor in self.ranks:
                 return SizeRef(expr.tensor, expr.span)
+            if not expr.indices and expr.tensor[:1].islower() and expr.tensor not in self.tensors:
+                return Position(expr.tensor, expr.span)      # a rank variable's coordinate as a value
             return expr
         if isinstance(expr, Call):
             args = tuple(self._resolve(a, i) for a in expr.args)
@@ -689,6 +703,14 @@ class _Checker:
     def _check_symbol(self, s: str, span):
         if s not in self.ranks:
             raise self.err(f"unknown size {s}", span, f"declare it: `ranks ... {s}` or `param {s}=...`")
+        self._not_real(s, span)
+
+    def _not_real(self, s: str, span):
+        if s in self.ranks and self.ranks[s].real:
+            raise self.err(
+                f"{s} is a real-valued parameter ({self.ranks[s].text()}); it can be used as a value, not in an "
+                "index, a filter, a size or a stopping condition", span,
+                f"use it in an expression (`x / {s}`), or give it a whole-number default to make it a size")
 
     def _rank_of_var(self, v: str, span) -> str:
         rk = rank_of(v)
@@ -907,7 +929,7 @@ def parse_cascade(text: str, file: str = "<string>", operators: OperatorTable | 
     values = dict(
         name=p.name or _stem(file), ranks=ranks, inputs=tuple(inputs), einsums=einsums,
         stop=tuple(p.stop), outputs=outputs, description=p.description,
-        workload=tuple((tok.text, expr) for tok, expr in p.workload),
+        workload=tuple((tok.text, expr) for tok, expr in p.workload), family=p.family,
         operators=operators or DEFAULT_OPERATORS, source=p.source,
     )
     for f in fields(Cascade):

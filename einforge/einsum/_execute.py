@@ -26,7 +26,7 @@ import numpy as np
 
 from ._cascade import Cascade
 from ._errors import CascadeError
-from ._ir import Access, BinOp, Call, Const, Einsum, SizeRef, Var
+from ._ir import Access, BinOp, Call, Const, Einsum, Position, SizeRef, Var, is_constant
 from ._numbers import FLOAT64, NumberSystem
 
 __all__ = ["evaluate", "resolve_sizes", "tensor_shape"]
@@ -61,15 +61,18 @@ def resolve_sizes(cascade: Cascade, sizes: Mapping[str, int] | None = None) -> d
         if name not in decls:
             known = ", ".join(decls)
             raise CascadeError(f"unknown rank {name} in sizes", None, f"the ranks of {cascade.name} are: {known}")
-        if not isinstance(v, (int, np.integer)) or isinstance(v, bool):
+        if decls[name].real:
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not np.isfinite(v):
+                raise CascadeError(f"parameter {name} must be a finite number, not {v!r}", decls[name].span)
+        elif not isinstance(v, (int, np.integer)) or isinstance(v, bool):
             raise CascadeError(f"size of {name} must be an integer, not {v!r}")
     env: dict[str, int] = {}
     for r in cascade.ranks:
         if r.name in sizes:
             if not r.derived:
-                env[r.name] = int(sizes[r.name])
+                env[r.name] = float(sizes[r.name]) if r.real else int(sizes[r.name])
         elif r.size is not None and not r.derived:
-            env[r.name] = int(r.size.value)
+            env[r.name] = float(r.size.value) if r.real else int(r.size.value)
     pending = [r for r in cascade.ranks if r.derived]
     while pending:
         progress = False
@@ -377,7 +380,7 @@ def product_factors(expr):
     """The factors of a pure product (accesses, and constants such as ``1/sqrt(E)``), or None."""
     if isinstance(expr, (Access, Const, SizeRef)):
         return [expr]
-    if isinstance(expr, Call) and not expr.accesses():
+    if isinstance(expr, Call) and is_constant(expr):
         return [expr]
     if isinstance(expr, Call) and expr.op == "*":
         a = product_factors(expr.args[0])
@@ -648,6 +651,9 @@ class _Runner:
             return self.ns.const(x.value), None
         if isinstance(x, SizeRef):
             return self.ns.const(self.env[x.name]), None
+        if isinstance(x, Position):
+            k = np.asarray(env[x.var], dtype=np.float64)
+            return self.ns.from_float(k.reshape((1,) * (nd - k.ndim) + k.shape) if k.ndim < nd else k), None
         if isinstance(x, Access):
             return self._gather(x, env, nd)
         op = self.ops[x.op]

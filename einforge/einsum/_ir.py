@@ -277,6 +277,38 @@ class SizeRef:
         return self.name
 
 
+@dataclass(frozen=True)
+class Position:
+    """A rank variable used as a value: the coordinate itself, e.g. ``p`` and ``m`` in ALiBi's
+    ``BQK - S * (p - m)`` (positions, relative distances, RoPE angles)."""
+
+    var: str
+    span: Span | None = field(default=None, compare=False, repr=False)
+
+    def accesses(self):
+        return []
+
+    def text(self) -> str:
+        return self.var
+
+
+def positions(expr) -> set[str]:
+    """The rank variables ``expr`` uses as values."""
+    if isinstance(expr, Position):
+        return {expr.var}
+    if isinstance(expr, Call):
+        out = set()
+        for a in expr.args:
+            out |= positions(a)
+        return out
+    return set()
+
+
+def is_constant(expr) -> bool:
+    """Whether ``expr`` is the same number at every point: it reads no tensor and no position."""
+    return not expr.accesses() and not positions(expr)
+
+
 @_cached_hash
 @dataclass(frozen=True)
 class Access:
@@ -346,7 +378,7 @@ def _prec(e) -> int:
     return 4
 
 
-Expr = Const | SizeRef | Access | Call
+Expr = Const | SizeRef | Position | Access | Call
 
 
 # ---------------------------------------------------------------------------------------------
@@ -370,6 +402,12 @@ class RankDecl:
     @property
     def derived(self) -> bool:
         return self.size is not None and not isinstance(self.size, Num)
+
+    @property
+    def real(self) -> bool:
+        """A parameter whose default is written with a fraction (``param CAP=50.0``): a real number
+        used as a value (a soft cap, a scale), never a size or an index."""
+        return self.param and isinstance(self.size, Num) and isinstance(self.size.value, float)
 
     def text(self) -> str:
         return self.name if self.size is None else f"{self.name}={self.size.text()}"

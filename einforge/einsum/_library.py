@@ -105,6 +105,116 @@ def _encoder_linear(x, sz):
             "H2": (x["ATT"] @ x["WO"] @ x["W1"]) @ x["W2"]}
 
 
+def _attention_alibi(x, sz):
+    s = x["K"].T @ x["Q"]
+    m = np.arange(s.shape[0])[:, None]
+    p = np.arange(s.shape[1])[None, :]
+    return {"AV": x["V"] @ _masked_softmax(s - sz["S"] * (p - m), m <= p, 0)}
+
+
+def _attention_softcap(x, sz):
+    s = x["K"].T @ x["Q"]
+    return {"AV": x["V"] @ _softmax(sz["CAP"] * np.tanh(s / sz["CAP"]), 0)}
+
+
+def _attention_linformer(x, sz):
+    kr, vr = x["K"] @ x["PK"].T, x["V"] @ x["PV"].T       # [e,r], [f,r]
+    return {"AV": vr @ _softmax(kr.T @ x["Q"], 0)}
+
+
+def _attention_channel(x, sz):
+    a = _softmax(x["Q"] @ x["K"].T, 1)                     # [c,d]: over channels d
+    return {"AV": a @ x["V"]}
+
+
+def _attention_mla(x, sz):
+    """The unabsorbed form: every head's keys and values up-projected from the latent cache."""
+    k = np.einsum("ehc,cm->ehm", x["WUK"], x["CKV"])
+    v = np.einsum("fhc,cm->fhm", x["WUV"], x["CKV"])
+    q = x["Q"] if x["Q"].ndim == 3 else x["Q"][:, :, None]
+    a = _softmax(np.einsum("ehp,ehm->hmp", q, k), 1)
+    out = np.einsum("fhm,hmp->fhp", v, a)
+    return {"AV": out if x["Q"].ndim == 3 else out[:, :, 0]}
+
+
+def _attention_aaren(x, sz):
+    s = x["Q"] @ x["K"]
+    out = np.empty((x["V"].shape[0], len(s)))
+    for i in range(len(s)):
+        w = np.exp(s[:i + 1] - s[:i + 1].max())
+        out[:, i] = x["V"][:, :i + 1] @ w / w.sum()
+    return {"O": out}
+
+
+def _attention_lolcats(x, sz):
+    s = x["K"].T @ x["Q"]
+    m = np.arange(s.shape[0])[:, None]
+    p = np.arange(s.shape[1])[None, :]
+    win = (p - sz["W"] < m) & (m <= p)
+    lin = (_elu1(x["K"]).T @ _elu1(x["Q"])) * (m <= p - sz["W"])
+    e = np.where(win, np.exp(s - np.max(np.where(win, s, -np.inf), axis=0)), 0.0)
+    scale = np.exp(-np.max(np.where(win, s, -np.inf), axis=0))
+    return {"AV": (x["V"] @ e + (x["V"] @ lin) * scale) / (e.sum(0) + lin.sum(0) * scale)}
+
+
+def _attention_mossformer(x, sz):
+    s = x["K"].T @ x["Q"]
+    m = np.arange(s.shape[0])[:, None]
+    p = np.arange(s.shape[1])[None, :]
+    local = x["V"] @ _masked_softmax(s, m // sz["C"] == p // sz["C"], 0)
+    fq, fk = _elu1(x["Q"]), _elu1(x["K"])
+    return {"AV": local + ((fk @ x["V"].T).T @ fq) / (fk.sum(axis=1) @ fq)}
+
+
+def _attention_cca(x, sz):
+    g, w = sz["G"], sz["W"]
+    e_, m_ = x["K"].shape
+    kc = x["K"].reshape(e_, m_ // g, g).mean(axis=2)
+    vc = x["V"].reshape(x["V"].shape[0], m_ // g, g).mean(axis=2)
+    p = np.arange(x["Q"].shape[1])[None, :]
+    n = np.arange(m_ // g)[:, None]
+    m = np.arange(m_)[:, None]
+    s = np.concatenate([kc.T @ x["Q"], x["K"].T @ x["Q"]])          # core keys, then local keys
+    mask = np.concatenate([np.broadcast_to(n * g + g <= p - w + 1, (m_ // g, p.size)),
+                           (p - w < m) & (m <= p)])
+    return {"AV": np.concatenate([vc, x["V"]], axis=1) @ _masked_softmax(s, mask, 0)}
+
+
+def _rmsnorm(x, sz):
+    return {"Y": x["X"] / np.sqrt(np.mean(x["X"] ** 2, axis=0) + sz["EPS"]) * x["G"][:, None]}
+
+
+def _layernorm(x, sz):
+    mu, var = x["X"].mean(axis=0), x["X"].var(axis=0)
+    return {"Y": (x["X"] - mu) / np.sqrt(var + sz["EPS"]) * x["G"][:, None] + x["B"][:, None]}
+
+
+def _gelu(x, sz):
+    v = x["X"]
+    return {"Y": 0.5 * v * (1 + np.tanh(np.sqrt(2 / np.pi) * (v + 0.044715 * v ** 3)))}
+
+
+def _silu(x, sz):
+    return {"Y": x["X"] / (1 + np.exp(-x["X"]))}
+
+
+def _ffn_swiglu(x, sz):
+    h1, h3 = x["W1"].T @ x["X"], x["W3"].T @ x["X"]
+    return {"Y": x["W2"].T @ (h1 / (1 + np.exp(-h1)) * h3)}
+
+
+def _rope(x, sz):
+    i = np.arange(sz["I"])[:, None]
+    p = np.arange(sz["P"])[None, :]
+    ang = p * sz["BASE"] ** (-i / sz["I"])
+    xe, xo = x["XE"], x["XO"]
+    return {"YE": xe * np.cos(ang) - xo * np.sin(ang), "YO": xe * np.sin(ang) + xo * np.cos(ang)}
+
+
+def _residual(x, sz):
+    return {"Y": x["X"] + x["F"]}
+
+
 _REFERENCES: dict[str, Callable] = {
     "encoder-linear": _encoder_linear,
     "attention-3pass": _attention,
@@ -118,6 +228,25 @@ _REFERENCES: dict[str, Callable] = {
     "attention-cross": _attention,
     "attention-causal": _attention_masked(lambda m, p, sz: m <= p),
     "attention-window": _attention_masked(lambda m, p, sz: (p - sz["W"] < m) & (m <= p)),
+    "attention-sinks": _attention_masked(lambda m, p, sz: ((m < sz["S"]) | (p - sz["W"] < m)) & (m <= p)),
+    "attention-alibi": _attention_alibi,
+    "attention-softcap": _attention_softcap,
+    "attention-linformer": _attention_linformer,
+    "attention-channel": _attention_channel,
+    "attention-mla": _attention_mla,
+    "attention-mla-decode": _attention_mla,
+    "attention-aaren": _attention_aaren,
+    "attention-lolcats": _attention_lolcats,
+    "attention-mossformer": _attention_mossformer,
+    "attention-cca": _attention_cca,
+    "rmsnorm": _rmsnorm,
+    "layernorm": _layernorm,
+    "layernorm-welford": _layernorm,
+    "gelu": _gelu,
+    "silu": _silu,
+    "ffn-swiglu": _ffn_swiglu,
+    "rope": _rope,
+    "residual": _residual,
     "attention-gqa": _attention_grouped,
     "attention-mqa": _attention_grouped,
     "attention-mha": _attention_mha,
@@ -144,6 +273,7 @@ class LibraryEntry:
     file: Path
     description: str
     reference: Callable[[Mapping[str, np.ndarray], Mapping[str, int]], dict] | None
+    family: str = ""
 
     def load(self, operators: OperatorTable | None = None) -> Cascade:
         return _parse_file(self.file, self.file.stat().st_mtime_ns, operators)
@@ -169,7 +299,7 @@ def _library(files) -> tuple:
         c = _parse_file(f, f.stat().st_mtime_ns, None)
         if c.name != f.stem:
             raise CascadeError(f"{f}: the library file of cascade {c.name!r} must be named {c.name}.cascade")
-        out.append((c.name, LibraryEntry(c.name, f, c.description, _REFERENCES.get(c.name))))
+        out.append((c.name, LibraryEntry(c.name, f, c.description, _REFERENCES.get(c.name), c.family)))
     return tuple(out)
 
 

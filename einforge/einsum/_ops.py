@@ -111,6 +111,10 @@ _BUILTINS = (
     Operator("elu", 1, _elu, INTERSECT, None, ({"exp": 1, "max": 1}, {"mac": 6, "max": 1}),
              "exponential linear unit (x if x>0 else e**x-1)"),
     Operator("abs", 1, np.abs, INTERSECT, None, ({"max": 1},), "absolute value"),
+    Operator("sin", 1, np.sin, INTERSECT, None, ({"sincos": 1}, {"mac": 8}),
+             "sine (PEs without a sin/cos unit: range reduction and a degree-7 polynomial, ~8 MACs)"),
+    Operator("cos", 1, np.cos, INTERSECT, None, ({"sincos": 1}, {"mac": 8}),
+             "cosine (as sin)"),
 )
 
 

@@ -3,8 +3,10 @@
 The grammar, one statement per line (``#`` starts a comment; newlines inside brackets are ignored)::
 
     cascade  NAME ["description"]            name (hyphens allowed) and one-line description
+    family   NAME                            the kind of algorithm (softmax-attention, normalization, ...)
     ranks    R [=size] ...                   ranks; a number is a default, an expression is derived
-    param    W [=size] ...                   scalar parameters (window widths, ...)
+    param    W [=size] ...                   scalar parameters (window widths, ...); a default with a
+                                             fraction (CAP=50.0) makes a real-valued one, used as a value
     input    T[r,...] ...                    input tensors, ranks given by their variables
     output   T ...                           optional; default: computed tensors nobody reads
     stop     cond [& cond]                   stopping condition of iterative ranks (also ``⋄ : cond``)
@@ -99,6 +101,7 @@ class ParsedCascade:
     source: Source
     name: str | None = None
     description: str = ""
+    family: str = ""
     ranks: list = None
     inputs: list = None
     outputs: list = None
@@ -117,7 +120,7 @@ class ParsedCascade:
         self.workload = [] if self.workload is None else self.workload
 
 
-_KEYWORDS = {"cascade", "ranks", "param", "input", "output", "stop", "workload"}
+_KEYWORDS = {"cascade", "family", "ranks", "param", "input", "output", "stop", "workload"}
 _CMP = {"<", "<=", ">", ">=", "==", "!=", "="}
 
 
@@ -201,7 +204,7 @@ class _Parser:
             else:
                 raise self.error(
                     "unexpected {found} at the start of a statement",
-                    hint="a statement is a directive (cascade, ranks, param, input, output, stop, workload) "
+                    hint="a statement is a directive (cascade, family, ranks, param, input, output, stop, workload) "
                          "or an Einsum `T[...] = ...`",
                 )
         return out
@@ -210,7 +213,20 @@ class _Parser:
         kw = self.next()
         if out.name is not None:
             raise self.error("the cascade is already named", kw, "use one `cascade NAME` line per file")
-        first = self.expect_name("a cascade name after 'cascade'")
+        out.name = self._hyphenated("a cascade name after 'cascade'", "a cascade name")
+        if self.at("STRING"):
+            out.description = self.next().text[1:-1]
+        self.end_of_statement()
+
+    def _stmt_family(self, out: ParsedCascade):
+        kw = self.next()
+        if out.family:
+            raise self.error("the family is already given", kw, "use one `family NAME` line per file")
+        out.family = self._hyphenated("a family name after 'family' (e.g. softmax-attention)", "a family name")
+        self.end_of_statement()
+
+    def _hyphenated(self, what: str, noun: str) -> str:
+        first = self.expect_name(what)
         parts = [first.text]
         end_col = first.col + len(first.text)
         # names may contain hyphens and digits (attention-1pass): glue adjacent tokens together
@@ -220,11 +236,8 @@ class _Parser:
             parts.append(t.text)
             end_col = t.col + len(t.text)
         if parts[-1] == "-":
-            raise self.error("a cascade name cannot end with '-'", self.toks[self.i - 1])
-        out.name = "".join(parts)
-        if self.at("STRING"):
-            out.description = self.next().text[1:-1]
-        self.end_of_statement()
+            raise self.error(f"{noun} cannot end with '-'", self.toks[self.i - 1])
+        return "".join(parts)
 
     def _decls(self, param: bool) -> list[RankDecl]:
         self.next()
@@ -242,7 +255,16 @@ class _Parser:
             size = None
             if self.at_op("="):
                 self.next()
-                size = self.index_expr()
+                if param and self.at("NUMBER") and not re.fullmatch(r"\d+", self.tok.text):
+                    num = self.next()       # a real-valued parameter: a value, never a size
+                    size = Num(float(num.text), self.span(num))
+                elif (param and self.at_op("-") and self.toks[self.i + 1].kind == "NUMBER"
+                      and not re.fullmatch(r"\d+", self.toks[self.i + 1].text)):
+                    self.next()
+                    num = self.next()
+                    size = Num(-float(num.text), self.span(num))
+                else:
+                    size = self.index_expr()
             decls.append(RankDecl(t.text, size, param, self.span(t)))
         self.next()
         if not decls:

@@ -223,7 +223,9 @@ def _analyse(c: Cascade, rank: str, part: tuple[str, str] | None) -> PassReport:
             for a in accesses:
                 if carries(a.tensor) and not final_read(a):
                     reads.setdefault(a.tensor, set()).add(p)
-            if need == 0 and carries(e.name) and not e.reduce:
+            iterating = c.einsum_kind(i) == "update" or any(
+                c.tensors[a.tensor].iterative is not None and c.access_kind(a) in ("prev", "next") for a in accesses)
+            if need == 0 and carries(e.name) and not e.reduce and not iterating:
                 # an element-wise function of inputs alone: fresh data that any pass can produce
                 # (a re-layout such as BK = K[e, m1*M0+m0])
                 state[e.name] = ("const", 0)

@@ -12,6 +12,8 @@ def cascade_text(c) -> str:
         if c.description:
             head += f' "{c.description}"'
         lines.append(head)
+    if c.family:
+        lines.append(f"family {c.family}")
     ranks = [r for r in c.ranks if not r.param]
     params = [r for r in c.ranks if r.param]
     if ranks:

@@ -423,6 +423,7 @@ def running_max(cascade: Cascade, rank: str, *, tile_size: int | None = None, ch
         name=_renamed(c.name, "running-max"), ranks=ranks, inputs=c.inputs, einsums=tuple(inits + body),
         stop=c.stop + (Compare(Var(v1), ">=", Sym(t1)),), outputs=c.outputs,
         description=_redescribed(c.description, f"running max over tiles of {rank}"), operators=c.operators,
+        workload=c.workload, family=c.family,
     )
     if check:
         check_equivalent(cascade, new)

@@ -23,7 +23,7 @@ import itertools
 import math
 from dataclasses import dataclass, field
 
-from ..einsum import Access, Call, Cascade, Const, FixedPoint, SizeRef
+from ..einsum import Access, Call, Cascade, Const, FixedPoint, Position, SizeRef, is_constant
 from ..einsum._ir import BinOp, Sym, Var
 from ._errors import RTLError
 
@@ -332,9 +332,13 @@ def compile_program(cascade: Cascade, binding, array: tuple[int, int], numbers: 
             return const(x.value)
         if isinstance(x, SizeRef):
             return const(sizes[x.name])
+        if isinstance(x, Position):
+            raise RTLError(f"Einsum {einsum} uses the position {x.var!r} as a value, which the engine has no "
+                           "counter for yet; give the positions as an input tensor (e.g. an ALiBi bias B[m,p]) "
+                           "to lower it")
         if not isinstance(x, Call):
             raise RTLError(f"Einsum {einsum}: cannot compile {x!r}")
-        if not x.accesses():                    # a constant subexpression, folded now
+        if is_constant(x):                      # a constant subexpression, folded now
             return const(float(_fold(x, sizes, cascade)))
         op = cascade.operators[x.op]
         args = [compile_expr(a, env, array, einsum, out) for a in x.args]

@@ -17,6 +17,9 @@ from einforge.einsum import (
 )
 
 LIB = library()
+# masks over key and query positions of one sequence (every query sees itself): keys and queries alike
+SELF_ATTENTION = {"attention-causal", "attention-window", "attention-alibi", "attention-sinks", "attention-lolcats",
+                  "attention-mossformer", "attention-cca"}
 
 
 @st.composite
@@ -33,10 +36,12 @@ def sizes_for(draw, c):
         sizes[r.name] = draw(st.integers(1, 5))
     for whole, tile in wholes.items():
         sizes[whole] = sizes[tile] * draw(st.integers(1, 4))
-    if "P" in sizes and c.name in ("attention-causal", "attention-window"):
+    if "P" in sizes and c.name in SELF_ATTENTION:
         sizes["P"] = sizes["M"]               # every query sees at least one key
     for r in c.ranks:
-        if r.param:
+        if r.real:
+            sizes[r.name] = draw(st.floats(0.05, 60.0))
+        elif r.param:
             sizes[r.name] = draw(st.integers(1, sizes.get("M", 4)))
     return sizes
 

@@ -64,6 +64,40 @@ EXPECTED = {
     "encoder-linear": {"T": 1, "D": 2, "A": 1, "S": 1},
     # softmax alone with the online normalizer: the division must wait for the final denominator -> 2
     "softmax-online": {"M": 2, "M1": 2, "M0": 2},
+    # the zoo. A bias, a cap or a second filtered key set is element-wise on the logit tile: the
+    # running max keeps one pass over M, two over each M0 tile, as attention-1pass
+    "attention-alibi": {"M": 1, "M1": 1, "M0": 2},
+    "attention-softcap": {"M": 1, "M1": 1, "M0": 2},
+    "attention-sinks": {"M": 1, "M1": 1, "M0": 2},
+    "attention-mla": {"M": 1, "M1": 1, "M0": 2},
+    "attention-mla-decode": {"M": 1, "M1": 1, "M0": 2},
+    # Linformer: the projections are M-summaries read only over R -> 1 over M; the softmax over the
+    # projected rank R needs its max, then its sum -> 3 over R
+    "attention-linformer": {"M": 1, "R": 3},
+    # channel attention: QK sums the tokens T away, AV traverses T again -> 2; the softmax over the
+    # channels D -> 3
+    "attention-channel": {"T": 2, "D": 3},
+    # Aaren: every output reads the current iterates of the scan -> 1
+    "attention-aaren": {"M": 1},
+    # the untiled hybrids: the exponentials need the max over M first -> 2 (divisions deferred)
+    "attention-lolcats": {"M": 2},
+    "attention-mossformer": {"M": 2},
+    # CCA: pooling reads M once; the joint softmax needs both maxima before its exponentials -> 2
+    # over M and over the core tokens N
+    "attention-cca": {"M": 2, "N": 2},
+    # normalization: RMSNorm's sum of squares, then the scaling -> 2; LayerNorm's mean, variance,
+    # normalization -> 3; Welford's running mean and deviations in one pass, then normalize -> 2
+    "rmsnorm": {"D": 2},
+    "layernorm": {"D": 3},
+    "layernorm-welford": {"D": 2},
+    # element-wise
+    "gelu": {"D": 1},
+    "silu": {"D": 1},
+    "residual": {"D": 1},
+    "rope": {"I": 1, "P": 1},
+    # SwiGLU: the projections sum D away and the down projection writes D again -> 2 (fresh data, no
+    # footprint, as encoder-linear); F is produced and consumed element by element -> 1
+    "ffn-swiglu": {"D": 2, "F": 1},
 }
 
 
