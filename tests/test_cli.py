@@ -95,3 +95,14 @@ def test_bad_input_exits_2_with_location(tmp_path):
     assert r.exit_code == 2 and "cascade list" in r.output
     r = CliRunner().invoke(main, ["cascade", "run", "attention-1pass", "M=60"])
     assert r.exit_code == 2 and "does not divide" in r.output
+
+
+def test_real_parameters_on_the_command_line():
+    r = run("cascade", "run", "attention-softcap", "--size", "CAP=7.5", "--size", "M=16", "--size", "P=4",
+            "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["sizes"]["CAP"] == 7.5 and json.loads(r.output)["passed"] is True
+    bad = run("evaluate", "--cascade", "attention-softcap", "--param", "CAP=wide")
+    assert bad.exit_code == 2 and "CAP is a real-valued parameter" in bad.output
+    bad = run("evaluate", "--cascade", "attention-softcap", "--size", "CAP=3")
+    assert bad.exit_code == 2 and "set it with --param CAP=X" in bad.output

@@ -49,3 +49,26 @@ def test_sigmoid_design_example():
     assert float(a[-3]) > 0.99 and float(b[-4]) > 0.99
     assert float(a[-5]) > 10 * float(b[-5])
     assert "passed, bit-exact True" in out.stdout
+
+
+def test_zoo(tmp_path):
+    out = subprocess.run([sys.executable, str(EXAMPLES / "zoo.py"), "--out", str(tmp_path / "zoo.png")],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "zoo.png").stat().st_size > 0
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("zoo", EXAMPLES / "zoo.py")
+    zoo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(zoo)
+    rows, notes = zoo.zoo("BERT", "4K")
+    names = {e.name for e in zoo.attention_cascades()}
+    assert {r["cascade"] for r in rows} == names and not notes        # every attention cascade mapped
+    assert all(r["cascade"] in out.stdout for r in rows)
+    lat = [r["latency_s"] for r in rows]
+    assert lat == sorted(lat) and all(x > 0 for x in lat)
+    by = {r["cascade"]: r for r in rows}
+    # the paper's claim at this point: one pass beats three on FuseMax, and a window beats causal
+    assert by["attention-1pass"]["latency_s"] < by["attention-3pass"]["latency_s"]
+    assert by["attention-window"]["latency_s"] < by["attention-causal"]["latency_s"]
+    assert by["attention-1pass"]["passes"] == 1 and by["attention-3pass"]["passes"] == 3

@@ -52,9 +52,11 @@ __all__ = ["Report", "EinsumCost", "evaluate"]
 
 
 def _tile_sizes(cascade: Cascade, binding: Binding, arch: Architecture, workload: Workload) -> dict:
-    """The tiled mapping's tile: as many keys as the 2D array has rows (fewer if the sequence is shorter)."""
+    """The tile: as many keys as the 2D array has rows (fewer if the sequence is shorter). The tiled
+    mapping streams tiles of this size; the unfused one runs each phase whole, so any size costs the
+    same there and this one is as good as another."""
     r = roles(cascade)
-    if binding.mapping != "tiled" or r.tile is None or r.tile in dict(workload.sizes):
+    if binding.mapping not in ("tiled", "unfused") or r.tile is None or r.tile in dict(workload.sizes):
         return {}
     rows = arch.array("2d").rows
     if binding.tile is not None and binding.tile > rows:

@@ -116,7 +116,7 @@ def search(arch: Architecture, cascade: Cascade, workload: Workload, *, objectiv
     if pinned is not None:
         state.consider(arch, cascade, pinned, workload)
         return state.result(pinned_space=1, seconds=time.perf_counter() - t0)
-    seeds = _seeds(cascade)
+    seeds = [s for s in _seeds(cascade) if not (rtl and s == "unfused")]   # the engine streams tiles
     if max_energy == "seed":
         first = _State(objective)
         first.consider(arch, cascade, load_binding(seeds[0], cascade), workload, seed=True)
@@ -132,7 +132,7 @@ def search(arch: Architecture, cascade: Cascade, workload: Workload, *, objectiv
 
 def _seeds(cascade: Cascade) -> list[str]:
     if roles(cascade).tile is not None:
-        return ["fusemax", "arch", "cascade"]
+        return ["fusemax", "arch", "cascade", "unfused"]     # unfused: when no query rank stays resident
     return ["unfused", "flat"]
 
 

@@ -362,6 +362,13 @@ def _unfused(ctx: _Ctx, plan: _Plan) -> _Access:
     def base(t):
         return alias.get(t, t)
 
+    # a filtered intermediate goes to DRAM as its present values (a banded or compressed layout):
+    # a sliding window's logits cost the window, not M x P
+    kept = {p.output: ctx.present[p.label] for p in plan.einsums if p.array}
+
+    def stored(t):
+        return ctx.tensor_size(t) * kept.get(t, 1.0)
+
     for phase in _phases(plan):
         labels = {p.label for p in phase}
         made = {p.output for p in phase}
@@ -372,7 +379,7 @@ def _unfused(ctx: _Ctx, plan: _Plan) -> _Access:
                 if t not in made and t not in ins:
                     ins.append(t)
         outs = [t for t in made if t in c.outputs or any(u.label not in labels for u in cons.get(t, []))]
-        words = sum(ctx.tensor_size(t) for t in ins) + sum(ctx.tensor_size(t) for t in outs)
+        words = sum(stored(t) for t in ins) + sum(stored(t) for t in outs)
         acc.traffic_words += words
         acc.phases.append((tuple(sorted(labels)), words))
         if phase[0].array == "2d":

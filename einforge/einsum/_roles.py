@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from ._cascade import Cascade
-from ._ir import Access, BinOp, Sym, rank_of
+from ._ir import Access, BinOp, Sym, Var, rank_of
 
 __all__ = ["Roles", "roles"]
 
@@ -66,11 +66,33 @@ def _layout_sources(c: Cascade) -> dict[str, str]:
     return out
 
 
+def _derived_from_one_input(c: Cascade) -> dict[str, str]:
+    """Computed tensors that regroup one input alone (a re-layout BK = K[e, m1*M0+m0], a pooling
+    KC = K[e, n*G+g] / G, and what depends on such a tensor only): tensor -> that input. They play
+    the input's part in a product. A map of the input at the same coordinates (a feature map
+    elu(K)+1) is a computation of its own and is not among them."""
+    out: dict[str, str] = {}
+    for e in c.einsums:
+        accs = e.expr.accesses()
+        srcs = set()
+        for a in accs:
+            info = c.tensors[a.tensor]
+            if info.is_input:
+                srcs.add(a.tensor if any(not isinstance(ix, Var) for ix in a.indices) else "?")
+            else:
+                srcs.add(out.get(a.tensor, "?"))
+        if len(srcs) == 1 and "?" not in srcs and c.tensors[e.name].iterative is None:
+            out[e.name] = srcs.pop()
+    return out
+
+
 def _value_inputs(c: Cascade, layout: dict[str, str]) -> list[str]:
     from ._execute import product_factors
 
+    derived = _derived_from_one_input(c)
+
     def base(t):
-        return layout.get(t, t)
+        return layout.get(t, derived.get(t, t))
 
     out: list[str] = []
     for e in c.einsums:
@@ -95,6 +117,10 @@ def roles(cascade: Cascade) -> Roles:
     names = [r.name for r in c.ranks if not r.param]
     parts = _partitions(c)
     stream = tile = loop = None
+    # a partition tiles its rank when some computed tensor keeps the inner rank (BK[e,m1,m0]); one
+    # whose inner rank is summed away where it appears pools groups (CCA's K[e, n*G+g] summed over g)
+    kept = {r for info in c.tensors.values() if not info.is_input for r in info.ranks}
+    parts = [p for p in parts if p[2] in kept]
     if parts:
         iters = set(c.iterative_ranks)
         # the partition whose outer rank the loop steps over (the iterative rank's bound), else the first

@@ -272,3 +272,53 @@ def test_error_teaal_points_into_yaml():
     assert "- Y = A[k] * C[k]" in str(e)
     with pytest.raises(CascadeError, match="no `einsum:` section"):
         parse_teaal("mapping: {}\n", "spec.yaml")
+
+
+# ------------------------------------------------------------------------------------------------
+# positions as values and real-valued parameters
+# ------------------------------------------------------------------------------------------------
+
+def test_positions_are_coordinates_and_work_tiled_or_not():
+    whole = parse_cascade("ranks M=12 P=5\ninput S[m,p]\nB[m,p] = S[m,p] - 0.5 * (p - m)\n")
+    tiled = parse_cascade("ranks M=12 P=5 M0=4\ninput S[m,p]\nB[m1,m0,p] = S[m1*M0+m0,p] - 0.5 * (p - (m1*M0 + m0))\n")
+    s = np.random.default_rng(0).normal(size=(12, 5))
+    m, p = np.arange(12)[:, None], np.arange(5)[None, :]
+    want = s - 0.5 * (p - m)
+    assert np.array_equal(evaluate(whole, {"S": s}, {})["B"], want)
+    assert np.array_equal(evaluate(tiled, {"S": s}, {})["B"].reshape(12, 5), want)
+    assert "0.5 * (p - m)" in whole.text() and parse_cascade(whole.text()) == whole
+
+
+def test_error_position_of_another_einsum():
+    e = _error("ranks M=4 P=3\ninput S[m,p] T[p]\nB[p] = T[p] * m\n")
+    assert "position 'm' is not a rank variable of this Einsum" in e.message and e.line == 3
+    assert "index the output or an operand" in e.hint
+
+
+def test_real_parameters_are_values():
+    c = parse_cascade("ranks M=4\nparam CAP=2.5 W=3\ninput S[m]\nB[m] = CAP * tanh(S[m] / CAP)\n")
+    assert c.rank("CAP").real and not c.rank("W").real
+    s = np.linspace(-4, 4, 4)
+    assert np.allclose(evaluate(c, {"S": s}, {"CAP": 1.5})["B"], 1.5 * np.tanh(s / 1.5))
+    assert resolve_sizes(c, {})["CAP"] == 2.5
+    assert parse_cascade(c.text()) == c and "CAP=2.5" in c.text()
+    with pytest.raises(CascadeError, match="parameter CAP must be a finite number"):
+        resolve_sizes(c, {"CAP": float("nan")})
+    with pytest.raises(CascadeError, match="size of W must be an integer"):
+        resolve_sizes(c, {"W": 2.5})
+
+
+@pytest.mark.parametrize("text,where", [
+    ("ranks M=8 P=8\nparam W=1.5\ninput S[m,p]\nB[m,p: p-W < m] = S[m,p]\n", 4),          # a filter
+    ("ranks M=8\nparam W=1.5\ninput S[m]\nB[m] = S[m+W]\n", 4),                         # an index
+    ("ranks M=8 M0=X\nparam X=0.5\ninput S[m]\nB[m1,m0] = S[m1*M0+m0]\n", 1),            # a size
+])
+def test_error_real_parameter_where_a_size_is_needed(text, where):
+    e = _error(text)
+    assert "is a real-valued parameter" in e.message and e.line == where
+    assert "give it a whole-number default" in e.hint
+
+
+def test_error_family_twice():
+    e = _error("cascade a\nfamily x\nfamily y\nranks K=2\ninput A[k]\nY = A[k]\n")
+    assert "family is already given" in e.message and e.line == 3
