@@ -102,8 +102,10 @@ _BUILTINS = (
     Operator("log", 1, np.log, INTERSECT, None, ({"log": 1}, {"mac": 8}), "natural logarithm"),
     Operator("sqrt", 1, np.sqrt, INTERSECT, None, ({"sqrt": 1}, {"div": 1, "mac": 4}), "square root"),
     Operator("recip", 1, np.reciprocal, INTERSECT, None, ({"div": 1}, {"mac": 6}), "1/x"),
-    Operator("tanh", 1, np.tanh, INTERSECT, None, ({"tanh": 1}, {"exp": 1, "add": 2, "div": 1}, {"mac": 8, "add": 2, "div": 1}),
-             "hyperbolic tangent"),
+    Operator("tanh", 1, np.tanh, INTERSECT, None,
+             ({"tanh": 1}, {"exp": 2, "add": 5, "max": 2, "div": 1, "mul": 1},
+              {"exp": 2, "add": 5, "max": 2, "div": 1, "mac": 1}, {"mac": 13, "add": 5, "max": 2, "div": 1}),
+             "hyperbolic tangent (without a tanh unit: 2 sigmoid(2x) - 1, sigmoid's saturation-free form)"),
     Operator("sigmoid", 1, _sigmoid, INTERSECT, None,
              ({"sigmoid": 1}, {"exp": 2, "add": 3, "max": 2, "div": 1}, {"mac": 12, "add": 3, "max": 2, "div": 1}),
              "logistic function 1/(1+e**-x)"),
@@ -179,5 +181,14 @@ def _sigmoid_form(x):
     return Call("/", (num, den))
 
 
-_BUILTINS = tuple(replace(op, expand=_sigmoid_form) if op.name == "sigmoid" else op for op in _BUILTINS)
+def _tanh_form(x):
+    """2 sigmoid(2x) - 1 with sigmoid's hardware form: no exponent above 0, so nothing saturates;
+    the result is within two LSB of tanh in any fixed-point format."""
+    from ._ir import Call, Const
+
+    return Call("-", (Call("*", (Const(2.0), Call("sigmoid", (Call("+", (x, x)),)))), Const(1.0)))
+
+
+_FORMS = {"sigmoid": _sigmoid_form, "tanh": _tanh_form}
+_BUILTINS = tuple(replace(op, expand=_FORMS[op.name]) if op.name in _FORMS else op for op in _BUILTINS)
 DEFAULT_OPERATORS = OperatorTable(_BUILTINS)

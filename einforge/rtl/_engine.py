@@ -456,8 +456,13 @@ class AttentionEngine(wiring.Component):
                             m.d.comb += [v.eq(st[f"{side}col{j}"]), ok.eq(st[f"{side}colok{j}"])]
                         with m.Case(SRC["const"]):
                             m.d.comb += [v.eq(st[f"{side}_val"]), ok.eq(1)]
+                        with m.Case(SRC["pos"]):         # a coordinate as a fixed-point value
+                            m.d.comb += [v.eq(_sat(m, Array(coords)[st[f"{side}_idx"]] << F, W,
+                                                   f"{nm}_{side}pos")), ok.eq(1)]
                     return v, ok
 
+                coords = [Const(i, signed(32)), Cat(st["m1"], Const(0, 1)).as_signed(),
+                          Cat(st["ptile"] * C + j, Const(0, 1)).as_signed()]     # in POSITIONS' order
                 a, va = opnd("a")
                 b, vb = opnd("b")
                 pred = Signal(name=f"{nm}_pred")

@@ -32,7 +32,10 @@ __all__ = ["Operand", "Instr", "Program", "compile_program", "OPS"]
 # operation codes shared by the compiler, the hardware and the manifest
 OPS = {"nop": 0, "mac": 1, "add": 2, "sub": 3, "mul": 4, "max": 5, "min": 6, "neg": 7,
        "exp0": 8, "exps": 9, "expl": 10, "rmax": 11, "radd": 12, "rmac": 13, "div": 14}
-SRC = {"none": 0, "reg": 1, "row": 2, "col": 3, "lane": 4, "const": 5}
+SRC = {"none": 0, "reg": 1, "row": 2, "col": 3, "lane": 4, "const": 5, "pos": 6}
+#: the coordinates a 2D PE knows, as operands ``Operand("pos", index=k)``: its row in the tile, the
+#: tile (step of the loop), its query
+POSITIONS = ("tile", "loop", "query")
 MODE = {"plain": 0, "prev": 1, "cur": 2, "rot": 3}
 UNION = {"add", "max", "min"}
 
@@ -333,9 +336,12 @@ def compile_program(cascade: Cascade, binding, array: tuple[int, int], numbers: 
         if isinstance(x, SizeRef):
             return const(sizes[x.name])
         if isinstance(x, Position):
-            raise RTLError(f"Einsum {einsum} uses the position {x.var!r} as a value, which the engine has no "
-                           "counter for yet; give the positions as an input tensor (e.g. an ALiBi bias B[m,p]) "
-                           "to lower it")
+            where = {tv: "tile", mv: "loop", lv: "query"}.get(x.var)
+            if array != "2d" or where is None:
+                raise RTLError(f"Einsum {einsum} uses the position {x.var!r} as a value; the engine's 2D PEs know "
+                               f"their coordinates {tv}, {mv} and {lv} only (bind the Einsum to the 2D array, or "
+                               "give the positions as an input tensor)")
+            return Operand("pos", index=POSITIONS.index(where))
         if not isinstance(x, Call):
             raise RTLError(f"Einsum {einsum}: cannot compile {x!r}")
         if is_constant(x):                      # a constant subexpression, folded now

@@ -97,3 +97,47 @@ def test_sigmoid_of_an_absent_value_is_absent():
     per = _exp_bound(q, np.minimum(x, 0.0)) + _exp_bound(q, -np.abs(x)) + 1 / 256
     for p in range(4):
         assert abs(q.to_float(out["Y"][p]) - s[: p + 1, p].sum()) <= per[: p + 1, p].sum() * 1.001
+
+
+@pytest.mark.parametrize("q", FORMATS, ids=lambda q: q.describe())
+def test_tanh_is_accurate_over_the_whole_range(q):
+    """tanh(x) = 2 sigmoid(2x) - 1: the doubling and the final 2s - 1 are exact (short of saturation),
+    so the error is twice sigmoid's bound (above) at 2x."""
+    x = _all_values(q)
+    xf = q.to_float(x)
+    got = q.to_float(q.map(OPS["tanh"], x))
+    two = np.clip(2 * xf, q.to_float(q.lo), q.to_float(q.hi))       # x + x saturates like the hardware
+    bound = 2 * (_exp_bound(q, np.minimum(two, 0.0)) + _exp_bound(q, -np.abs(two)) + 2.0 ** -q.frac_bits)
+    with np.errstate(over="ignore"):
+        ref = 2.0 / (1.0 + np.exp(-two)) - 1.0
+    assert np.all(np.abs(got - ref) <= bound * 1.001)
+
+
+def test_hardware_forms_cost_what_their_recipes_say():
+    """An operator computed from others (sigmoid, tanh) is priced by the recipe that counts its
+    hardware form's operations, unit by unit: the cost model and the RTL run the same instructions."""
+    from einforge.einsum import Call, Const
+
+    def count(x, out):
+        if isinstance(x, Call):
+            op = OPS[x.op]
+            if op.expand is not None:           # operands computed once, then the form over them
+                for a in x.args:
+                    count(a, out)
+                count(op.expand(*[Const(0.5)] * len(x.args)), out)
+                return out
+            for u, n in op.recipes[0].items():
+                out[u] = out.get(u, 0) + n
+            for a in x.args:
+                count(a, out)
+        return out
+
+    for op in OPS.values():
+        if op.expand is None:
+            continue
+        form = count(op.expand(*([Const(0.5)] * max(op.arity, 1))), {})
+        assert form in [dict(r) for r in op.recipes], (op.name, form, op.recipes)
+        # the all-MAC variant: exp as 6 MACs, multiplies as MACs
+        macs = dict(form)
+        macs["mac"] = macs.pop("mul", 0) + 6 * macs.pop("exp", 0) + macs.get("mac", 0)
+        assert macs in [dict(r) for r in op.recipes], (op.name, macs)

@@ -302,3 +302,18 @@ def test_the_searched_binding_lowers_and_keeps_its_cycles(name):
     assert d.manifest["model_cycles"] == r.report.details["latency_cycles"]
     s = simulate(d, seed=3)
     assert s.passed and s.cycles == s.model_cycles
+
+
+@needs_icarus
+@pytest.mark.parametrize("name,binding,extra", [
+    ("attention-alibi", "arch", {"P": 16}),            # positions as values: the PEs' own coordinates
+    ("attention-alibi", "fusemax", {"P": 16, "S": 0.25}),
+    ("attention-softcap", "arch", {"CAP": 2.5}),        # tanh from the engine's instructions (2 sigmoid(2x) - 1)
+    ("attention-softcap", "fusemax", {"CAP": 4.0}),
+])
+def test_zoo_cascades_lower_without_new_datapath(name, binding, extra):
+    from einforge.sim import verify
+
+    r = verify(design(name, binding=binding, **extra))
+    assert r.passed and r.bit_exact and r.cycles == r.model_cycles
+    assert r.compared_lanes > 0
