@@ -559,11 +559,23 @@ def search_cmd(cascade_ref, arch_ref, model, seq, size, params, objective, max_e
 @click.option("-o", "--output", "out", type=click.Path(dir_okay=False), required=True, help="results CSV")
 @size_option
 @click.option("--param", "params", multiple=True, metavar="W=N", help="parameter value for every point (repeatable)")
+@click.option("--store", type=click.Path(file_okay=False), default=None,
+              help="run on Dask and keep each finished batch in this directory (Parquet); rerun to resume")
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help="a running Dask scheduler (tcp://host:8786 or tls://...; TLS from Dask's config)")
+@click.option("--workers", type=int, default=None, help="local Dask workers (default: one per core)")
+@click.option("--batch-points", type=int, default=2000, show_default=True,
+              help="points per Dask task (whole groups of one array and workload)")
 @click.option("--json", "as_json", is_flag=True, help="print a JSON summary")
 @handles_errors
-def sweep(spec, out, size, params, as_json):
+def sweep(spec, out, size, params, store, scheduler, workers, batch_points, as_json):
     """Evaluate the cross product of a sweep spec (architecture parameters x workloads x lengths x
-    the sizes and parameters it sweeps); --size and --param fix a rank or parameter for every point."""
+    the sizes and parameters it sweeps); --size and --param fix a rank or parameter for every point.
+
+    With --store (or --scheduler / --workers) the work runs as Dask tasks (a local cluster on
+    127.0.0.1 unless --scheduler names one) and every finished batch is written to the store at
+    once: a run stopped at any moment loses only the batches in flight, and the same command
+    resumes it. The CSV (and Parquet) table is written from the store at the end."""
     from dataclasses import replace
 
     from rich.progress import Progress
@@ -582,7 +594,15 @@ def sweep(spec, out, size, params, as_json):
         s = replace(s, sizes=s.sizes + tuple((k, (v,)) for k, v in fixed.items()))
     with Progress(console=err_console, transient=True, disable=as_json) as prog:
         task = prog.add_task("evaluating", total=s.size)
-        rows = run_sweep(s, progress=lambda: prog.advance(task))
+        if store or scheduler or workers:
+            from .arch import run_distributed
+
+            cols = run_distributed(s, store or f"{out}.store", scheduler=scheduler, workers=workers,
+                                   per_batch=batch_points, progress=lambda n: prog.advance(task, n))
+            keys = list(cols)
+            rows = [dict(zip(keys, vals)) for vals in zip(*(cols[k].tolist() for k in keys))]
+        else:
+            rows = run_sweep(s, progress=lambda: prog.advance(task))
     files = write_table(rows, out)
     front = [r for r in rows if r["pareto_latency_area"]]
     if as_json:

@@ -12,7 +12,9 @@ _MODULES = {
     "_flat": ["flat_dataflow"],
     "_designs": ["design", "DESIGNS", "evaluate_design", "evaluate", "end_to_end"],
     "_sweep": ["SweepSpec", "load_sweep", "pareto_front", "pareto_sweep", "run_sweep", "scaled_fusemax", "sweep_columns",
-               "write_table"],
+               "sweep_groups", "evaluate_groups", "write_table"],
+    "_store": ["ResultStore", "point_key"],
+    "_dist": ["run_distributed", "client_for"],
     "_figures": ["ATTENTION_DESIGNS", "MODELS", "SEQS", "evaluation_table", "figures", "headline_ratios"],
     "_search": ["OBJECTIVES", "SearchResult", "search"],
 }

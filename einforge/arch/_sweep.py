@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import itertools
 import math
 import re
@@ -20,7 +21,7 @@ from ._designs import evaluate
 from ._spec import ArchError, Architecture, load_architecture
 from ._workload import load_workload
 
-__all__ = ["SweepSpec", "load_sweep", "run_sweep", "sweep_columns", "pareto_front", "scaled_fusemax", "pareto_sweep",
+__all__ = ["SweepSpec", "load_sweep", "run_sweep", "sweep_columns", "sweep_groups", "evaluate_groups", "pareto_front", "scaled_fusemax", "pareto_sweep",
            "write_table"]
 
 
@@ -226,53 +227,92 @@ def load_sweep(path: str | Path) -> SweepSpec:
     )
 
 
+PROVENANCE = ("key", "cascade", "cascade_hash", "arch", "einforge")
 COLUMNS = ("workload", "seq", "rows", "cols", "buffer_bytes", "bandwidth_Bps", "clock_hz", "binding",
            "latency_s", "energy_pJ", "traffic_bytes", "util_2d", "util_1d", "area_um2", "error", "warnings",
            "pareto_latency_area", "pareto_energy_latency")
 
 
-def sweep_columns(spec: SweepSpec, progress=None) -> dict[str, np.ndarray]:
-    """Evaluate the cross product as columns (one numpy array per quantity, one entry per point):
-    the parameters (``size_<R>`` for swept sizes), the results, ``error`` ("" for evaluated points)
-    and the Pareto marks (latency vs area, energy vs latency) within each workload, sequence length
-    and swept sizes. Each (workload, sizes, array) is one shape over all buffers, bandwidths and
-    clocks (:func:`einforge.arch._grid.evaluate_grid`); a ``binding: search`` sweep maps every point."""
+def sweep_groups(spec: SweepSpec) -> list[tuple]:
+    """The units of a sweep's work: one (workload, sequence length, swept sizes, array) each, evaluated
+    as one shape over every buffer, bandwidth and clock."""
+    return list(itertools.product(spec.workloads, spec.seqs, spec.size_points, spec.arrays))
+
+
+def _checked(spec: SweepSpec):
     cascade = load_cascade(spec.cascade)
-    searching = spec.binding == "search"
-    binding = None if searching else load_binding(spec.binding, cascade)
-    base = load_architecture(spec.arch)
     names = {r.name for r in cascade.ranks}
     for k, _ in spec.sizes:
         if k not in names:
             raise ArchError(f"{spec.source}: {k} is not a rank or parameter of {cascade.name} "
                             f"(its ranks: {', '.join(cascade.rank_names)})")
-    wl = {name: load_workload(name) for name in spec.workloads}
-    parts: list[dict] = []
-    for wname, seq, extra, arr in itertools.product(spec.workloads, spec.seqs, spec.size_points, spec.arrays):
+    return cascade
+
+
+def evaluate_groups(spec: SweepSpec, groups: list[tuple], progress=None) -> dict[str, np.ndarray]:
+    """Columns of the points of ``groups`` (see :func:`sweep_groups`), with each point's group key and
+    provenance (cascade and its content hash, binding, architecture, einforge version); no Pareto
+    marks (they need every point). A pure function of its arguments: it runs the same in a Dask
+    worker as here."""
+    from .. import __version__
+    from ._store import point_key
+
+    cascade = _checked(spec)
+    searching = spec.binding == "search"
+    binding = None if searching else load_binding(spec.binding, cascade)
+    base = load_architecture(spec.arch)
+    chash = hashlib.sha256(cascade.text().encode()).hexdigest()[:16]
+    parts = []
+    for wname, seq, extra, arr in groups:
         a = base
         if arr is not None:
             a = a.with_part("2d", rows=arr[0], cols=arr[1])
             if "1d" in a.parts():
                 a = a.with_part("1d", cols=arr[1])
-        w = wl[wname].with_seq(seq).with_sizes(extra)
+        wl = load_workload(wname)
+        w = wl.with_seq(seq).with_sizes(extra)
         bufs = [a.buffer.capacity if b is None else b for b in spec.buffers]
         bws = [a.dram_bandwidth if b is None else b for b in spec.bandwidths]
         clks = [a.clock_hz if c is None else c for c in spec.clocks]
         cols = _searched(a, cascade, w, bufs, bws, clks) if searching else _grid_columns(a, cascade, binding, w,
                                                                                          bufs, bws, clks)
         n = len(cols["latency_s"])
-        cols.update(workload=np.full(n, wl[wname].name, dtype=object), seq=np.full(n, seq),
+        cols.update(workload=np.full(n, wl.name, dtype=object), seq=np.full(n, seq),
                     rows=np.full(n, a.part("2d").rows), cols=np.full(n, a.part("2d").cols))
         for k, v in extra.items():
             cols[f"size_{k}"] = np.full(n, v)
+        group = {"cascade": chash, "binding": spec.binding, "arch": spec.arch, "workload": wl.name, "seq": seq,
+                 "sizes": extra, "array": arr}
+        # a point is (group, buffer, bandwidth, clock): the group's key names everything else
+        cols["key"] = np.full(n, point_key(group), dtype=object)
+        cols.update(cascade=np.full(n, cascade.name, dtype=object), cascade_hash=np.full(n, chash, dtype=object),
+                    arch=np.full(n, spec.arch, dtype=object), einforge=np.full(n, __version__, dtype=object))
         parts.append(cols)
         if progress is not None:
-            for _ in range(n):
-                progress()
-    out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+            progress(n)
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def sweep_columns(spec: SweepSpec, progress=None) -> dict[str, np.ndarray]:
+    """Evaluate the cross product as columns (one numpy array per quantity, one entry per point):
+    the parameters (``size_<R>`` for swept sizes), the results, ``error`` ("" for evaluated points),
+    the Pareto marks (latency vs area, energy vs latency) within each workload, sequence length
+    and swept sizes, and each point's key and provenance. Each (workload, sizes, array) is one shape
+    over all buffers, bandwidths and clocks (:func:`einforge.arch._grid.evaluate_grid`); a
+    ``binding: search`` sweep maps every point. Runs in this process; :func:`run_distributed`
+    runs the same groups on Dask into a resumable store."""
+    def advance(n):
+        for _ in range(n):
+            progress()
+
+    return finish_columns(evaluate_groups(spec, sweep_groups(spec), advance if progress else None), spec)
+
+
+def finish_columns(out: dict, spec: SweepSpec) -> dict[str, np.ndarray]:
+    """The Pareto marks, and the columns in their documented order."""
     _mark_pareto(out, spec)
     order = [k for k in COLUMNS[:7] if k in out] + [f"size_{k}" for k, _ in spec.sizes] + \
-        [k for k in COLUMNS[7:] if k in out]
+        [k for k in COLUMNS[7:] if k in out] + [k for k in PROVENANCE if k in out]
     return {k: out[k] for k in order}
 
 
