@@ -53,7 +53,7 @@ class ResultStore:
         tmp = self.path / f".batch-{name}.{os.getpid()}.tmp"
         table = pa.table({k: (v.tolist() if isinstance(v, np.ndarray) and v.dtype == object else v)
                           for k, v in columns.items()})
-        pq.write_table(table, tmp)
+        pq.write_table(table, tmp, compression="none")      # results are small; speed over size
         os.replace(tmp, final)
         return final
 
@@ -63,7 +63,7 @@ class ResultStore:
 
         out: set[str] = set()
         for f in self.batches():
-            out.update(pq.read_table(f, columns=["key"]).column("key").to_pylist())
+            out.update(pq.ParquetFile(f).read(columns=["key"]).column("key").to_pylist())
         return out
 
     def read(self) -> dict[str, np.ndarray]:
@@ -74,7 +74,5 @@ class ResultStore:
         files = self.batches()
         if not files:
             return {}
-        table = pa.concat_tables([pq.read_table(f) for f in files], promote_options="default")
-        return {name: np.asarray(table.column(name).to_pylist(), dtype=object
-                                 if pa.types.is_string(table.schema.field(name).type) else None)
-                for name in table.column_names}
+        table = pa.concat_tables([pq.ParquetFile(f).read() for f in files], promote_options="default")
+        return {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names}
