@@ -620,6 +620,29 @@ def sweep(spec, out, size, params, store, scheduler, workers, batch_points, as_j
     console.print(t)
 
 
+@main.command("plot")
+@click.argument("results", type=click.Path(exists=True))
+@click.option("-x", "x", required=True, help="column on the x axis (e.g. latency_s)")
+@click.option("-y", "y", required=True, help="column on the y axis (e.g. energy_pJ)")
+@click.option("--color", default=None, help="column whose values get a colour each (e.g. workload)")
+@click.option("--line", is_flag=True, help="lines through the points of each colour, in x order")
+@click.option("--logx", is_flag=True, help="logarithmic x axis")
+@click.option("--logy", is_flag=True, help="logarithmic y axis")
+@click.option("--no-pareto", is_flag=True, help="do not draw the Pareto front")
+@click.option("--title", default=None)
+@click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False),
+              help="the figure: .png, .pdf or .svg")
+@handles_errors
+def plot_cmd(results, x, y, color, line, logx, logy, no_pareto, title, out):
+    """Plot two columns of sweep results (a CSV, a Parquet file or a --store directory), coloured by
+    a third, with the Pareto front (both minimized) of each colour."""
+    from .arch import load_results, plot_results
+
+    path = plot_results(load_results(results), x, y, out, color=color, line=line, logx=logx, logy=logy,
+                        pareto=not no_pareto, title=title)
+    console.print(f"wrote {path}")
+
+
 @main.command("figures")
 @click.option("-o", "--output", "out", type=click.Path(file_okay=False), required=True, help="output directory")
 @handles_errors

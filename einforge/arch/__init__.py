@@ -15,6 +15,7 @@ _MODULES = {
                "sweep_groups", "evaluate_groups", "write_table"],
     "_store": ["ResultStore", "point_key"],
     "_dist": ["run_distributed", "client_for"],
+    "_plot": ["load_results", "plot_results"],
     "_figures": ["ATTENTION_DESIGNS", "MODELS", "SEQS", "evaluation_table", "figures", "headline_ratios"],
     "_search": ["OBJECTIVES", "SearchResult", "search"],
 }
