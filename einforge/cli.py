@@ -12,6 +12,7 @@ import json
 import math
 import sys
 import time
+from pathlib import Path
 
 import click
 from rich.console import Console
@@ -760,6 +761,50 @@ def rtl_synth(cascade_ref, sizes, array, size, int_bits, frac_bits, binding, mod
     for k, v in stats["cells_by_type"].items():
         t.add_row(escape(k), str(v))
     console.print(t)
+
+
+@rtl.command("regress")
+@click.argument("spec", type=click.Path(dir_okay=False, exists=True))
+@click.option("--store", type=click.Path(file_okay=False), default=None,
+              help="where results go (default: SPEC's name + .store); rerun to resume")
+@click.option("--scheduler", default=None, metavar="ADDRESS", help="a running Dask scheduler")
+@click.option("--workers", type=int, default=None, help="local Dask workers (default: one per core)")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@handles_errors
+def rtl_regress(spec, store, scheduler, workers, as_json):
+    """Run a regression matrix (cascades x arrays x bindings x seeds x simulators) on Dask; every
+    design's results go to the store as they finish. Exit status 1 if any run failed."""
+    from rich.progress import Progress
+
+    from .sim import load_regression, regress
+
+    s = load_regression(spec)
+    total = len(s.designs()) * len(s.seeds)
+    with Progress(console=err_console, transient=True, disable=as_json) as prog:
+        task = prog.add_task("simulating", total=total)
+        cols = regress(s, store or f"{spec}.store", scheduler=scheduler, workers=workers,
+                       progress=lambda n: prog.advance(task, n))
+    keys = ("cascade", "array", "binding", "simulator", "seed", "passed", "compared_lanes", "cycles", "model_cycles",
+            "max_abs_error_vs_float", "seconds", "error")
+    rows = [dict(zip(keys, vals)) for vals in zip(*(cols[k].tolist() for k in keys))]
+    failed = [r for r in rows if not r["passed"]]
+    if as_json:
+        emit_json({"runs": len(rows), "failed": len(failed), "rows": rows})
+    else:
+        t = Table(title=f"RTL regression: {len(rows)} runs, {len(failed)} failed")
+        for col in ("cascade", "array", "binding", "sim", "seed", "passed", "lanes", "cycles", "model", "error vs float",
+                    "s"):
+            t.add_column(col)
+        for r in rows:
+            t.add_row(Path(r["cascade"]).name, r["array"], r["binding"], r["simulator"], str(r["seed"]),
+                      "yes" if r["passed"] else "[red]NO[/]", str(r["compared_lanes"]), f"{r['cycles']:g}",
+                      f"{r['model_cycles']:g}", f"{r['max_abs_error_vs_float']:.3g}", f"{r['seconds']:.1f}")
+        console.print(t)
+        for r in failed:
+            if r["error"]:
+                console.print(f"  {Path(r['cascade']).name} {r['array']} {r['binding']}: {r['error'][:300]}")
+    if failed:
+        raise SystemExit(1)
 
 
 @rtl.command("test")

@@ -14,7 +14,7 @@ _MODULES = {
     "_sweep": ["SweepSpec", "load_sweep", "pareto_front", "pareto_sweep", "run_sweep", "scaled_fusemax", "sweep_columns",
                "sweep_groups", "evaluate_groups", "write_table"],
     "_store": ["ResultStore", "point_key"],
-    "_dist": ["run_distributed", "client_for"],
+    "_dist": ["run_distributed", "client_for", "as_completed_results"],
     "_plot": ["load_results", "plot_results"],
     "_figures": ["ATTENTION_DESIGNS", "MODELS", "SEQS", "evaluation_table", "figures", "headline_ratios"],
     "_search": ["OBJECTIVES", "SearchResult", "search"],

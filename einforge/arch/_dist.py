@@ -18,7 +18,7 @@ import numpy as np
 from ._spec import ArchError
 from ._store import ResultStore, point_key
 
-__all__ = ["run_distributed", "client_for"]
+__all__ = ["run_distributed", "client_for", "as_completed_results"]
 
 
 def client_for(scheduler: str | None = None, workers: int | None = None):
@@ -33,6 +33,23 @@ def client_for(scheduler: str | None = None, workers: int | None = None):
     cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
                            host="127.0.0.1", dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR)
     return Client(cluster)
+
+
+def as_completed_results(client, tasks: dict):
+    """Submit ``tasks`` (name -> (function, *arguments)) and yield (name, result) as each finishes.
+
+    Raises
+    ------
+    ArchError
+        A task failed (its exception is in the message).
+    """
+    from distributed import as_completed
+
+    futures = {client.submit(fn, *args, key=name, pure=False): name for name, (fn, *args) in tasks.items()}
+    for fut in as_completed(futures):
+        if fut.status == "error":
+            raise ArchError(f"task {futures[fut]} failed: {fut.exception()}")
+        yield futures[fut], fut.result()
 
 
 def _batches(spec, groups: list, per_batch: int) -> list[tuple[str, list]]:
@@ -60,8 +77,6 @@ def run_distributed(spec, store_path, *, scheduler: str | None = None, workers: 
     ArchError
         The store holds points of another sweep (its keys are not this spec's), or a task failed.
     """
-    from distributed import as_completed
-
     from .. import __version__
     from ._sweep import _checked, evaluate_groups, finish_columns, sweep_groups
 
@@ -81,13 +96,9 @@ def run_distributed(spec, store_path, *, scheduler: str | None = None, workers: 
     if own:
         client = client_for(scheduler, workers)
     try:
-        futures = {client.submit(evaluate_groups, spec, groups, key=f"einforge-sweep-{name}", pure=False): name
-                   for name, groups in todo}
-        for fut in as_completed(futures):
-            if fut.status == "error":
-                raise ArchError(f"a sweep task failed: {fut.exception()}")
-            cols = fut.result()
-            store.write(futures[fut], cols)
+        tasks = {f"einforge-sweep-{name}": (evaluate_groups, spec, groups) for name, groups in todo}
+        for name, cols in as_completed_results(client, tasks):
+            store.write(name.removeprefix("einforge-sweep-"), cols)
             if progress is not None:
                 progress(len(cols["key"]))
     finally:
