@@ -586,7 +586,9 @@ def sweep(spec, out, size, params, store, scheduler, workers, batch_points, as_j
     from .einsum import load_cascade
 
     s = load_sweep(spec)
-    fixed = _given_sizes(load_cascade(s.cascade), size, params)
+    fixed = {}
+    for c in s.cascades:
+        fixed = _given_sizes(load_cascade(c), size, params)
     if fixed:
         swept = {k for k, _ in s.sizes}
         clash = sorted(set(fixed) & swept)

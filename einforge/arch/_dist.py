@@ -16,7 +16,7 @@ import os
 import numpy as np
 
 from ._spec import ArchError
-from ._store import ResultStore, point_key
+from ._store import ResultStore
 
 __all__ = ["run_distributed", "client_for", "as_completed_results"]
 
@@ -78,14 +78,11 @@ def run_distributed(spec, store_path, *, scheduler: str | None = None, workers: 
         The store holds points of another sweep (its keys are not this spec's), or a task failed.
     """
     from .. import __version__
-    from ._sweep import _checked, evaluate_groups, finish_columns, sweep_groups
+    from ._sweep import _checked, evaluate_groups, finish_columns, group_key, sweep_groups
 
-    cascade = _checked(spec)
-    chash = hashlib.sha256(cascade.text().encode()).hexdigest()[:16]
+    hashes = {c: hashlib.sha256(_checked(spec, c).text().encode()).hexdigest()[:16] for c in spec.cascades}
     store = ResultStore(store_path)
-    keyed = [(point_key({"cascade": chash, "binding": spec.binding, "arch": spec.arch, "workload": _wl_name(w),
-                         "seq": seq, "sizes": extra, "array": arr}), (w, seq, extra, arr))
-             for w, seq, extra, arr in sweep_groups(spec)]
+    keyed = [(group_key(spec, g, hashes[g[0]]), g) for g in sweep_groups(spec)]
     have = store.keys()
     foreign = have - {k for k, _ in keyed}
     if foreign:
@@ -112,9 +109,3 @@ def run_distributed(spec, store_path, *, scheduler: str | None = None, workers: 
     order = {k: i for i, (k, _) in enumerate(keyed)}
     idx = np.argsort([order[k] for k in cols["key"]], kind="stable")     # the serial order
     return finish_columns({k: v[idx] for k, v in cols.items()}, spec)
-
-
-def _wl_name(name: str) -> str:
-    from ._workload import load_workload
-
-    return load_workload(name).name

@@ -105,8 +105,8 @@ def pareto_sweep(models=("BERT", "TrXL", "T5", "XLM"), pes=(16, 32, 64, 128, 256
 
 @dataclass(frozen=True)
 class SweepSpec:
-    cascade: str
-    binding: str
+    cascades: tuple        # cascade names or files (an axis)
+    bindings: tuple        # binding names, files, or "search" (an axis)
     arch: str
     workloads: tuple
     seqs: tuple
@@ -116,6 +116,17 @@ class SweepSpec:
     clocks: tuple
     sizes: tuple = ()      # (name, (values...)): rank sizes and parameters swept by name
     source: str = ""
+    fields: tuple = ()     # (path, (values...)): any architecture field, e.g. ("2d.rf_depth", (16, 32))
+    scale_with_array: bool = False   # the buffer's width and the 1D shared register file follow the array
+
+    @property
+    def cascade(self) -> str:
+        """The cascade of a sweep with one (the first of several)."""
+        return self.cascades[0]
+
+    @property
+    def binding(self) -> str:
+        return self.bindings[0]
 
     @property
     def size_points(self) -> list[dict]:
@@ -123,9 +134,15 @@ class SweepSpec:
         return [dict(zip(names, combo)) for combo in itertools.product(*(v for _, v in self.sizes))] or [{}]
 
     @property
+    def field_points(self) -> list[tuple]:
+        names = [n for n, _ in self.fields]
+        return [tuple(zip(names, combo)) for combo in itertools.product(*(v for _, v in self.fields))] or [()]
+
+    @property
     def size(self) -> int:
-        return (len(self.workloads) * len(self.seqs) * len(self.arrays) * len(self.buffers)
-                * len(self.bandwidths) * len(self.clocks) * len(self.size_points))
+        return (len(self.cascades) * len(self.bindings) * len(self.workloads) * len(self.seqs) * len(self.arrays)
+                * len(self.buffers) * len(self.bandwidths) * len(self.clocks) * len(self.size_points)
+                * len(self.field_points))
 
 
 def _one_or_list(tp):
@@ -163,9 +180,11 @@ class _GridSpec(BaseModel):
 
 class _SweepModel(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
-    cascade: str = "attention-1pass"
-    binding: str = "fusemax"
+    cascade: _one_or_list(str) = "attention-1pass"
+    binding: _one_or_list(str) = "fusemax"
     arch: str = "fusemax"
+    fields: dict[str, _one_or_list(int | float | str | list)] = {}
+    scale_with_array: bool = False
     workloads: _one_or_list(str)
     seq: _one_or_list(int | str) = "64K"
     grid: _GridSpec = _GridSpec()
@@ -199,6 +218,65 @@ def _relative(ref: str, base: Path) -> str:
     return str(p) if p.is_file() else ref
 
 
+def _mark(marks, loc) -> str:
+    from ..schema import position
+
+    pos = position(marks, loc)
+    return f"{pos[0]}:{pos[1]}" if pos else "1:1"
+
+
+def set_field(arch: Architecture, path: str, value) -> Architecture:
+    """``arch`` with one field changed, named by path: ``2d.rf_depth`` (an array by its part or its
+    name), ``buffer.banks``, ``dram_bandwidth``, ``word_bytes``...
+
+    Raises
+    ------
+    ArchError
+        A path that names no field (the message lists the fields there), or a value of the wrong kind.
+    """
+    from dataclasses import fields as dc_fields
+    from dataclasses import replace
+
+    head, _, rest = path.partition(".")
+    if rest:
+        if head == "buffer":
+            target, apply = arch.buffer, (lambda **kw: arch.with_buffer(**kw))
+        elif head in arch.parts() or head in {a.name for a in arch.arrays}:
+            role = head if head in arch.parts() else next(r for r, n in arch.parts().items() if n == head)
+            target, apply = arch.part(role), (lambda **kw: arch.with_part(role, **kw))
+        else:
+            raise ArchError(f"{path!r}: {arch.name} has no part {head!r} (parts: buffer, "
+                            f"{', '.join(arch.parts())})")
+        names = [f.name for f in dc_fields(target) if f.name != "name"]
+        if rest not in names:
+            raise ArchError(f"{path!r}: {head} has no field {rest!r} (its fields: {', '.join(names)})")
+        old = getattr(target, rest)
+    else:
+        names = [f.name for f in dc_fields(arch) if f.name not in ("name", "arrays", "buffer", "energy", "area")]
+        if path not in names:
+            raise ArchError(f"{path!r} is not a field of an architecture (fields: {', '.join(names)}, or "
+                            "PART.FIELD such as 2d.rf_depth, buffer.banks)")
+        old = getattr(arch, path)
+        apply = (lambda **kw: replace(arch, **kw))
+        rest = path
+    if isinstance(old, bool) or not isinstance(value, type(old)) and not (isinstance(old, float) and
+                                                                            isinstance(value, int)):
+        if not (isinstance(old, tuple) and isinstance(value, tuple)):
+            raise ArchError(f"{path!r} takes a {type(old).__name__} (like {old!r}), not {value!r}")
+    return apply(**{rest: float(value) if isinstance(old, float) else value})
+
+
+def scaled_with_array(base: Architecture, rows: int, cols: int) -> Architecture:
+    """The rule a sweep applies with ``scale_with_array``: the buffer delivers one 16-bit word per
+    column per bank and cycle (FuseMax's Fig. 12 sweep: a buffer PE*16 bits wide), and the 1D
+    array's shared register file grows with the columns; register-file depths per PE stay."""
+    a = base.with_part("2d", rows=rows, cols=cols)
+    if "1d" in a.parts():
+        one = base.part("1d")
+        a = a.with_part("1d", cols=cols, shared_rf=one.shared_rf * cols // max(one.cols, 1) if one.shared_rf else 0)
+    return a.with_buffer(width_bits=cols * 16)
+
+
 def load_sweep(path: str | Path) -> SweepSpec:
     """Read a sweep spec (see ``examples/sweep.yaml``). Files it names are found next to it.
 
@@ -217,8 +295,19 @@ def load_sweep(path: str | Path) -> SweepSpec:
     overlap = set(m.sizes) & set(m.params)
     if overlap:
         raise ArchError(f"{file}: {', '.join(sorted(overlap))} is swept both as a size and a parameter")
+    arch = _relative(m.arch, base)
+    fields = tuple((k, tuple(tuple(x) if isinstance(x, list) else x for x in _list(v))) for k, v in m.fields.items())
+    probe = load_architecture(arch)
+    for path, values in fields:
+        for v in values:
+            try:
+                set_field(probe, path, v)
+            except ArchError as exc:
+                raise ArchError(f"{file}:{_mark(marks, ('fields', path))}: {exc}") from None
     return SweepSpec(
-        cascade=_relative(m.cascade, base), binding=_relative(m.binding, base), arch=_relative(m.arch, base),
+        cascades=tuple(_relative(c, base) for c in _list(m.cascade)),
+        bindings=tuple(_relative(b, base) for b in _list(m.binding)), arch=arch,
+        fields=fields, scale_with_array=m.scale_with_array,
         workloads=tuple(_relative(w, base) for w in _list(m.workloads)), seqs=tuple(m.seq), arrays=tuple(arrays),
         buffers=tuple(_list(g.buffer)) if g.buffer is not None else (None,),
         bandwidths=tuple(_list(g.bandwidth)) if g.bandwidth is not None else (None,),
@@ -234,13 +323,14 @@ COLUMNS = ("workload", "seq", "rows", "cols", "buffer_bytes", "bandwidth_Bps", "
 
 
 def sweep_groups(spec: SweepSpec) -> list[tuple]:
-    """The units of a sweep's work: one (workload, sequence length, swept sizes, array) each, evaluated
-    as one shape over every buffer, bandwidth and clock."""
-    return list(itertools.product(spec.workloads, spec.seqs, spec.size_points, spec.arrays))
+    """The units of a sweep's work: one (cascade, binding, workload, sequence length, swept sizes,
+    array, architecture fields) each, evaluated as one shape over every buffer, bandwidth and clock."""
+    return list(itertools.product(spec.cascades, spec.bindings, spec.workloads, spec.seqs, spec.size_points,
+                                  spec.arrays, spec.field_points))
 
 
-def _checked(spec: SweepSpec):
-    cascade = load_cascade(spec.cascade)
+def _checked(spec: SweepSpec, cascade_ref: str | None = None):
+    cascade = load_cascade(cascade_ref or spec.cascade)
     names = {r.name for r in cascade.ranks}
     for k, _ in spec.sizes:
         if k not in names:
@@ -249,42 +339,64 @@ def _checked(spec: SweepSpec):
     return cascade
 
 
+def group_arch(spec: SweepSpec, base: Architecture, arr, fields) -> Architecture:
+    """The architecture of a group: the array (scaled by the rule when asked), then the fields."""
+    a = base
+    if arr is not None:
+        if spec.scale_with_array:
+            a = scaled_with_array(base, arr[0], arr[1])
+        else:
+            a = a.with_part("2d", rows=arr[0], cols=arr[1])
+            if "1d" in a.parts():
+                a = a.with_part("1d", cols=arr[1])
+    for path, v in fields:
+        a = set_field(a, path, v)
+    return a
+
+
+def group_key(spec: SweepSpec, group: tuple, cascade_hash: str) -> str:
+    """The key of a group's points: everything that decides their results except buffer, bandwidth
+    and clock (their own columns)."""
+    from ._store import point_key
+
+    casc, binding, wname, seq, extra, arr, fields = group
+    return point_key({"cascade": cascade_hash, "binding": binding, "arch": spec.arch, "workload": wname, "seq": seq,
+                      "sizes": extra, "array": arr, "fields": fields, "scale": spec.scale_with_array})
+
+
 def evaluate_groups(spec: SweepSpec, groups: list[tuple], progress=None) -> dict[str, np.ndarray]:
     """Columns of the points of ``groups`` (see :func:`sweep_groups`), with each point's group key and
     provenance (cascade and its content hash, binding, architecture, einforge version); no Pareto
     marks (they need every point). A pure function of its arguments: it runs the same in a Dask
     worker as here."""
     from .. import __version__
-    from ._store import point_key
 
-    cascade = _checked(spec)
-    searching = spec.binding == "search"
-    binding = None if searching else load_binding(spec.binding, cascade)
     base = load_architecture(spec.arch)
-    chash = hashlib.sha256(cascade.text().encode()).hexdigest()[:16]
+    loaded: dict = {}
     parts = []
-    for wname, seq, extra, arr in groups:
-        a = base
-        if arr is not None:
-            a = a.with_part("2d", rows=arr[0], cols=arr[1])
-            if "1d" in a.parts():
-                a = a.with_part("1d", cols=arr[1])
+    for group in groups:
+        casc_ref, bname, wname, seq, extra, arr, fields = group
+        if (casc_ref, bname) not in loaded:
+            cascade = _checked(spec, casc_ref)
+            binding = None if bname == "search" else load_binding(bname, cascade)
+            loaded[(casc_ref, bname)] = (cascade, binding, hashlib.sha256(cascade.text().encode()).hexdigest()[:16])
+        cascade, binding, chash = loaded[(casc_ref, bname)]
+        a = group_arch(spec, base, arr, fields)
         wl = load_workload(wname)
         w = wl.with_seq(seq).with_sizes(extra)
         bufs = [a.buffer.capacity if b is None else b for b in spec.buffers]
         bws = [a.dram_bandwidth if b is None else b for b in spec.bandwidths]
         clks = [a.clock_hz if c is None else c for c in spec.clocks]
-        cols = _searched(a, cascade, w, bufs, bws, clks) if searching else _grid_columns(a, cascade, binding, w,
-                                                                                         bufs, bws, clks)
+        cols = _searched(a, cascade, w, bufs, bws, clks) if binding is None else _grid_columns(a, cascade, binding,
+                                                                                               w, bufs, bws, clks)
         n = len(cols["latency_s"])
         cols.update(workload=np.full(n, wl.name, dtype=object), seq=np.full(n, seq),
                     rows=np.full(n, a.part("2d").rows), cols=np.full(n, a.part("2d").cols))
         for k, v in extra.items():
             cols[f"size_{k}"] = np.full(n, v)
-        group = {"cascade": chash, "binding": spec.binding, "arch": spec.arch, "workload": wl.name, "seq": seq,
-                 "sizes": extra, "array": arr}
-        # a point is (group, buffer, bandwidth, clock): the group's key names everything else
-        cols["key"] = np.full(n, point_key(group), dtype=object)
+        for path, v in fields:
+            cols[f"field_{path}"] = np.full(n, str(v) if isinstance(v, tuple) else v)
+        cols["key"] = np.full(n, group_key(spec, group, chash), dtype=object)
         cols.update(cascade=np.full(n, cascade.name, dtype=object), cascade_hash=np.full(n, chash, dtype=object),
                     arch=np.full(n, spec.arch, dtype=object), einforge=np.full(n, __version__, dtype=object))
         parts.append(cols)
@@ -312,7 +424,8 @@ def finish_columns(out: dict, spec: SweepSpec) -> dict[str, np.ndarray]:
     """The Pareto marks, and the columns in their documented order."""
     _mark_pareto(out, spec)
     order = [k for k in COLUMNS[:7] if k in out] + [f"size_{k}" for k, _ in spec.sizes] + \
-        [k for k in COLUMNS[7:] if k in out] + [k for k in PROVENANCE if k in out]
+        [f"field_{k}" for k, _ in spec.fields] + [k for k in COLUMNS[7:] if k in out] + \
+        [k for k in PROVENANCE if k in out]
     return {k: out[k] for k in order}
 
 
