@@ -100,16 +100,28 @@ def _write_csv(path: Path, rows: list[dict]):
 def _save(fig, out: Path, stem: str, written: list):
     for ext in ("png", "pdf"):
         p = out / f"{stem}.{ext}"
-        fig.savefig(p, dpi=110 if ext == "png" else None)
+        fig.savefig(p, dpi=200 if ext == "png" else None, bbox_inches="tight")
         written.append(p)
 
 
+def _legend(ax):
+    """The legend beside the axes, never over the data."""
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+
+
 def figures(out: str | Path, models=MODELS, seqs=SEQS) -> list[Path]:
-    """Write Figures 6-12 to ``out`` and return the files written."""
+    """Write Figures 6-12 to ``out`` and return the files written (sized for a paper page: at most
+    8.5 in wide, 9-pt text, 7-pt ticks, legends beside the axes)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    with plt.rc_context({"font.size": 9, "axes.titlesize": 9}):
+        return _figures(out, models, seqs, plt)
+
+
+def _figures(out, models, seqs, plt) -> list[Path]:
     import numpy as np
 
     out = Path(out)
@@ -117,24 +129,27 @@ def figures(out: str | Path, models=MODELS, seqs=SEQS) -> list[Path]:
     rows = evaluation_table(models, seqs)
     written: list[Path] = []
     get = {(r["design"], r["model"], r["seq"]): r for r in rows}
-    labels = [f"{m}\n{seq_label(s)}" for m in models for s in seqs]
+    labels = [seq_label(s) for m in models for s in seqs]
     x = np.arange(len(labels))
     width = 0.16
 
-    def grouped(ax, designs, value, ylabel, log=False):
+    def grouped(ax, designs, value, ylabel, log=False, names=True):
         for k, d in enumerate(designs):
             vals = [value(get[(d, m, seq_label(s))], m, s) for m in models for s in seqs]
             ax.bar(x + (k - (len(designs) - 1) / 2) * width, vals, width, label=_LABEL[d])
         ax.set_xticks(x)
-        ax.set_xticklabels(labels, fontsize=6)
+        ax.set_xticklabels(labels, fontsize=7)
+        for k, m in enumerate(models if names else ()):     # the model under its group of lengths
+            ax.text((k + 0.5) / len(models), -0.16, m, transform=ax.transAxes, ha="center", va="top",
+                    fontsize=8, fontweight="bold")
         ax.set_ylabel(ylabel)
         if log:
             ax.set_yscale("log")
-        ax.legend(fontsize=7, ncol=len(designs))
+        _legend(ax)
 
     # Fig. 6: utilization of each array
-    fig, axes = plt.subplots(2, 1, figsize=(14, 6.5), sharex=True)
-    grouped(axes[0], ATTENTION_DESIGNS, lambda r, m, s: r["util_1d"], "1D array utilization")
+    fig, axes = plt.subplots(2, 1, figsize=(8.5, 5.0), sharex=True)
+    grouped(axes[0], ATTENTION_DESIGNS, lambda r, m, s: r["util_1d"], "1D array utilization", names=False)
     grouped(axes[1], ATTENTION_DESIGNS, lambda r, m, s: r["util_2d"], "2D array utilization")
     axes[0].set_title("Fig. 6: (a) 1D and (b) 2D PE array utilization, attention")
     fig.tight_layout()
@@ -146,7 +161,7 @@ def figures(out: str | Path, models=MODELS, seqs=SEQS) -> list[Path]:
 
     # Fig. 7: BERT 2D utilization by Einsum
     f7 = [d for d in ("flat", "cascade", "arch", "fusemax")]
-    fig, ax = plt.subplots(figsize=(12, 4))
+    fig, ax = plt.subplots(figsize=(7.5, 3.2))
     cols = list(ROLES)
     xs, ticks = [], []
     pos = 0
@@ -165,10 +180,10 @@ def figures(out: str | Path, models=MODELS, seqs=SEQS) -> list[Path]:
             pos += 1
         pos += 1
     ax.set_xticks(xs)
-    ax.set_xticklabels(ticks, fontsize=6)
+    ax.set_xticklabels(ticks, fontsize=7)
     ax.set_ylabel("2D utilization")
     ax.set_title("Fig. 7: BERT 2D array utilization broken down by Einsum")
-    ax.legend(fontsize=7)
+    _legend(ax)
     fig.tight_layout()
     _save(fig, out, "fig7_einsum_utilization", written)
     plt.close(fig)
@@ -186,8 +201,8 @@ def figures(out: str | Path, models=MODELS, seqs=SEQS) -> list[Path]:
         def val(r, m, s, key=key, speedup=speedup):
             base = get[("unfused", m, seq_label(s))][key]
             return base / r[key] if speedup else r[key] / base
-        fig, ax = plt.subplots(figsize=(14, 3.8))
-        grouped(ax, others, val, "speedup" if speedup else "normalized energy")
+        fig, ax = plt.subplots(figsize=(8.5, 3.0))
+        grouped(ax, others, val, "speedup (x)" if speedup else "energy (x unfused)")
         ax.set_title(title)
         fig.tight_layout()
         _save(fig, out, stem, written)
@@ -198,18 +213,18 @@ def figures(out: str | Path, models=MODELS, seqs=SEQS) -> list[Path]:
 
     # Fig. 12: Pareto, latency against area at 256K
     pts = pareto_sweep(models)
-    fig, ax = plt.subplots(figsize=(6, 4.5))
+    fig, ax = plt.subplots(figsize=(5.0, 3.6))
     for m in models:
         mine = [p for p in pts if p.model == m]
         ax.plot([p.area * 1e-8 for p in mine], [p.latency for p in mine], "o-", label=m)
         for p in mine:
-            ax.annotate(f"{p.pe}", (p.area * 1e-8, p.latency), fontsize=6)
+            ax.annotate(f"{p.pe}", (p.area * 1e-8, p.latency), fontsize=7)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("area (cm$^2$)")
     ax.set_ylabel("attention latency (s)")
     ax.set_title("Fig. 12: FuseMax at 256K tokens, 16x16 to 512x512 PEs")
-    ax.legend(fontsize=7)
+    _legend(ax)
     fig.tight_layout()
     _save(fig, out, "fig12_pareto", written)
     plt.close(fig)
