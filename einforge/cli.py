@@ -786,19 +786,19 @@ def rtl_regress(spec, store, scheduler, workers, as_json):
         task = prog.add_task("simulating", total=total)
         cols = regress(s, store or f"{spec}.store", scheduler=scheduler, workers=workers,
                        progress=lambda n: prog.advance(task, n))
-    keys = ("cascade", "array", "binding", "simulator", "seed", "passed", "compared_lanes", "cycles", "model_cycles",
-            "max_abs_error_vs_float", "seconds", "error")
+    keys = ("cascade", "array", "binding", "simulator", "format", "seed", "passed", "compared_lanes", "cycles",
+            "model_cycles", "max_abs_error_vs_float", "seconds", "error")
     rows = [dict(zip(keys, vals)) for vals in zip(*(cols[k].tolist() for k in keys))]
     failed = [r for r in rows if not r["passed"]]
     if as_json:
         emit_json({"runs": len(rows), "failed": len(failed), "rows": rows})
     else:
         t = Table(title=f"RTL regression: {len(rows)} runs, {len(failed)} failed")
-        for col in ("cascade", "array", "binding", "sim", "seed", "passed", "lanes", "cycles", "model", "error vs float",
-                    "s"):
+        for col in ("cascade", "array", "binding", "sim", "format", "seed", "passed", "lanes", "cycles", "model",
+                    "error vs float", "s"):
             t.add_column(col)
         for r in rows:
-            t.add_row(Path(r["cascade"]).name, r["array"], r["binding"], r["simulator"], str(r["seed"]),
+            t.add_row(Path(r["cascade"]).name, r["array"], r["binding"], r["simulator"], r["format"], str(r["seed"]),
                       "yes" if r["passed"] else "[red]NO[/]", str(r["compared_lanes"]), f"{r['cycles']:g}",
                       f"{r['model_cycles']:g}", f"{r['max_abs_error_vs_float']:.3g}", f"{r['seconds']:.1f}")
         console.print(t)

@@ -116,3 +116,28 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
     resumed = run_distributed(spec, store, workers=1, per_batch=10)
     _equal(resumed, sweep_columns(spec))
     assert len(ResultStore(store).batches()) == total
+
+
+def test_a_killed_worker_costs_nothing_but_time(tmp_path):
+    from einforge.arch import client_for
+
+    spec = _spec(tmp_path, SLOW)
+    client = client_for(workers=2)
+    try:
+        pids = client.run(os.getpid)                 # worker address -> process id
+        victim = next(iter(pids.values()))
+        store = tmp_path / "store"
+        killed = []
+
+        def progress(n):                             # after the first batch, kill a worker mid-run
+            if not killed:
+                os.kill(victim, signal.SIGKILL)
+                killed.append(victim)
+
+        got = run_distributed(spec, store, client=client, per_batch=10, progress=progress)
+        assert killed
+        _equal(got, sweep_columns(spec))
+    finally:
+        cluster = client.cluster
+        client.close()
+        cluster.close()

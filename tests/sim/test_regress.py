@@ -17,6 +17,7 @@ arrays: [2x2]
 bindings: [arch]
 seeds: [0, 1]
 sizes: {M: 8, P: 4, E: 2, F: 2}
+formats: [{int_bits: 8, frac_bits: 8}]
 """
 
 
@@ -35,7 +36,7 @@ def test_a_matrix_on_a_local_cluster_equals_the_runs_alone_and_resumes(tmp_path)
         # the sinks cascade filters two Einsums differently: the engine refuses it, and says so
         assert [r[2] for r in rows] == [True, True, True, True, False, False]
         assert "filter" in rows[4][4]
-        alone = run_design(spec, ("attention-alibi", "2x2", "arch", "icarus"))
+        alone = run_design(spec, ("attention-alibi", "2x2", "arch", "icarus", "Q8.8"))
         assert alone["cycles"].tolist() == [r[3] for r in rows[2:4]]
         again = regress(spec, tmp_path / "store", client=client)      # everything stored: nothing runs
         assert again["key"].tolist() == cols["key"].tolist()
