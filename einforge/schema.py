@@ -146,7 +146,9 @@ def validate(model, data, marks: Marks, file: str, error, context: dict | None =
 
 
 def _message(exc, model, marks, file) -> str:
-    err = exc.errors(include_url=False)[0]
+    errors = exc.errors(include_url=False)
+    # an unknown key first: it is usually the misspelling of a key reported missing
+    err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     loc = tuple(err["loc"])
     if err["type"] == "extra_forbidden":
         key = loc[-1]
@@ -164,7 +166,7 @@ def _message(exc, model, marks, file) -> str:
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
     if err["type"] == "missing":
-        return f"{_where(file, pos)}missing `{field}`"
+        return f"{_where(file, pos)}missing `{'.'.join(str(x) for x in loc)}`"
     return f"{_where(file, pos)}{field}: {msg}" if field else f"{_where(file, pos)}{msg}"
 
 

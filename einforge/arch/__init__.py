@@ -16,6 +16,10 @@ _MODULES = {
     "_store": ["ResultStore", "point_key"],
     "_dist": ["run_distributed", "client_for", "as_completed_results"],
     "_plot": ["load_results", "plot_results"],
+    "_parallel": ["Interconnect", "all_reduce", "all_gather", "reduce_scatter", "all_to_all", "ParallelReport",
+                  "ulysses", "ring_attention", "tensor_parallel", "usp"],
+    "_llm": ["DecoderModel", "LayerOp", "LayerReport", "Generation", "load_model", "models", "layer_ops",
+             "evaluate_layer", "generate"],
     "_figures": ["ATTENTION_DESIGNS", "MODELS", "SEQS", "evaluation_table", "figures", "headline_ratios"],
     "_search": ["OBJECTIVES", "SearchResult", "search"],
 }

@@ -157,6 +157,11 @@ def _spatial_candidates(cascade: Cascade, binding: Binding, sizes: dict | None, 
         col = next((x for x in cols if x in names), None)
         return tile, col, tuple((a, dims) for a, dims in binding.spatial)
     cols = tuple(_by_size(r.query, sizes)) + tuple(_by_size(r.batch, sizes))
+    if not cols and binding.mapping != "tiled":
+        # no query- or batch-like rank (a norm, an activation, a matrix product): spread the
+        # largest rank an output keeps
+        kept = [x for x in names if x not in r.reduced and any(x in cascade.tensors[o].ranks for o in cascade.outputs)]
+        cols = tuple(_by_size(kept, sizes))
     col = cols[0] if cols else None
     if binding.mapping == "tiled":
         tile = r.tile

@@ -164,11 +164,20 @@ class _GridSpec(BaseModel):
     bandwidth: _one_or_list(_BANDWIDTH) | None = None
     clock: _one_or_list(_CLOCK) | None = None
 
+    @field_validator("buffer", "bandwidth", "clock")
+    @classmethod
+    def _some(cls, v):
+        if isinstance(v, list) and not v:
+            raise ValueError("give at least one value (or leave the axis out)")
+        return v
+
     @field_validator("array")
     @classmethod
     def _arrays(cls, v):
         if v is None:
             return None
+        if isinstance(v, list) and not v:
+            raise ValueError("give at least one array (or leave the axis out)")
         out = []
         for a in _list(v):
             m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", a)
@@ -191,9 +200,26 @@ class _SweepModel(BaseModel):
     sizes: dict[str, _one_or_list(int | str)] = {}
     params: dict[str, _one_or_list(int | float | str)] = {}     # real-valued parameters take floats
 
+    @field_validator("cascade", "binding", "workloads")
+    @classmethod
+    def _some(cls, v):
+        if isinstance(v, list) and not v:
+            raise ValueError("give at least one value")
+        return v
+
+    @field_validator("sizes", "params", "fields")
+    @classmethod
+    def _some_each(cls, v):
+        for k, xs in v.items():
+            if isinstance(xs, list) and not xs:
+                raise ValueError(f"{k}: give at least one value")
+        return v
+
     @field_validator("seq")
     @classmethod
     def _seqs(cls, v):
+        if isinstance(v, list) and not v:
+            raise ValueError("give at least one sequence length")
         out = []
         for x in _list(v):
             n = count(x, "seq")

@@ -50,9 +50,13 @@ def _attention_masked(mask_fn):
     return ref
 
 
-def _attention_grouped(x, sz):
+def _attention_grouped(x, sz, causal_window=None):
     s = np.einsum("bgrep,bgem->bgrmp", x["Q"], x["K"])
-    return {"AV": np.einsum("bgfm,bgrmp->bgrfp", x["V"], _softmax(s, 3))}
+    if causal_window is None:
+        return {"AV": np.einsum("bgfm,bgrmp->bgrfp", x["V"], _softmax(s, 3))}
+    m = np.arange(s.shape[3])[:, None]
+    p = np.arange(s.shape[4])[None, :]
+    return {"AV": np.einsum("bgfm,bgrmp->bgrfp", x["V"], _masked_softmax(s, (p - causal_window < m) & (m <= p), 3))}
 
 
 def _attention_mha(x, sz):
@@ -248,6 +252,8 @@ _REFERENCES: dict[str, Callable] = {
     "rope": _rope,
     "residual": _residual,
     "attention-gqa": _attention_grouped,
+    "attention-gqa-causal": lambda x, sz: _attention_grouped(x, sz, causal_window=sz["W"]),
+    "gemm": lambda x, sz: {"C": x["A"].T @ x["B"]},
     "attention-mqa": _attention_grouped,
     "attention-mha": _attention_mha,
     "attention-decode": _attention_decode,

@@ -18,7 +18,7 @@ from einforge.einsum import (
 
 LIB = library()
 # masks over key and query positions of one sequence (every query sees itself): keys and queries alike
-SELF_ATTENTION = {"attention-causal", "attention-window", "attention-alibi", "attention-sinks", "attention-lolcats",
+SELF_ATTENTION = {"attention-causal", "attention-gqa-causal", "attention-window", "attention-alibi", "attention-sinks", "attention-lolcats",
                   "attention-mossformer", "attention-cca"}
 
 

@@ -49,6 +49,9 @@ EXPECTED = {
     "attention-window": {"M": 1, "M1": 1, "M0": 2},
     "attention-cross": {"M": 1, "M1": 1, "M0": 2},
     "attention-gqa": {"M": 1, "M1": 1, "M0": 2},
+    "attention-gqa-causal": {"M": 1, "M1": 1, "M0": 2},
+    # one product: reads each operand once -> 1 everywhere
+    "gemm": {"M": 1, "K": 1, "N": 1},
     "attention-mqa": {"M": 1, "M1": 1, "M0": 2},
     "attention-decode": {"M": 1, "M1": 1, "M0": 2},
     # sigmoid: no reduction over M is consumed along M -> 1

@@ -1,0 +1,274 @@
+"""Decoder layers of today's LLMs as compositions of cascades, in prefill and decode, on one chip.
+
+A layer is its operators in order (:func:`layer_ops`): the attention block's norm, Q/K/V projection,
+RoPE, attention (a library cascade chosen from the model: causal grouped-query attention, with a
+sliding window for Mistral-style layers, or multi-head latent attention), output projection and
+residual; the FFN block's norm, FFN (SwiGLU, or GELU between two projections) and residual. Each
+operator is one cascade with explicit sizes, mapped by the mapper (:func:`einforge.arch.search`) and
+evaluated by the cost model; a layer's latency is the sum of its operators' (they depend on each
+other), and a model's is the layers' sum.
+
+A generation (prompt, then N tokens) reports time to first token, time per output token, tokens/s,
+energy per token, and the bytes of weights and KV cache, refused when they do not fit the memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+from ..schema import load_yaml_file, validate
+from ._spec import ArchError, Architecture
+from ._workload import Workload
+
+__all__ = ["DecoderModel", "LayerOp", "LayerReport", "Generation", "load_model", "models", "layer_ops",
+           "evaluate_layer", "generate"]
+
+MODELS_DIR = Path(__file__).parent / "data" / "models"
+
+
+class _ModelSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    name: str
+    layers: int
+    hidden: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    ffn: str
+    ffn_dim: int
+    norm: str
+    window: int = 0
+    latent: int = 0
+    bytes_per_value: int = 2
+    source: str
+
+
+@dataclass(frozen=True)
+class DecoderModel:
+    """A decoder-only model's shape (see ``arch/data/models/*.yaml`` for the built-ins)."""
+
+    name: str
+    layers: int
+    hidden: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    ffn: str                  # "swiglu" or "gelu"
+    ffn_dim: int
+    norm: str                 # "rmsnorm" or "layernorm"
+    window: int = 0           # sliding-window attention over this many keys (0: full causal)
+    latent: int = 0           # multi-head latent attention: the compressed KV width (0: none)
+    bytes_per_value: int = 2
+    source: str = ""
+
+    @property
+    def weights_per_layer(self) -> int:
+        """Parameters of one layer (projections and FFN; norms are negligible and left out)."""
+        d, h, kv, hd = self.hidden, self.heads, self.kv_heads, self.head_dim
+        attn = d * hd * (h + 2 * kv) + h * hd * d
+        if self.latent:
+            attn = d * h * hd + d * self.latent + self.latent * h * hd * 2 + h * hd * d
+        ffn = (3 if self.ffn == "swiglu" else 2) * d * self.ffn_dim
+        return attn + ffn
+
+    def kv_bytes(self, batch: int, tokens: int) -> int:
+        """The KV cache of every layer for ``batch`` sequences of ``tokens`` (a latent per token with
+        MLA; a sliding window keeps at most ``window`` tokens)."""
+        kept = min(tokens, self.window) if self.window else tokens
+        per_token = self.latent if self.latent else 2 * self.kv_heads * self.head_dim
+        return self.layers * batch * kept * per_token * self.bytes_per_value
+
+
+def models() -> dict[str, Path]:
+    """Built-in models by name."""
+    return {load_model(p).name: p for p in sorted(MODELS_DIR.glob("*.yaml"))}
+
+
+@lru_cache(maxsize=32)
+def _load(path: Path, mtime: int) -> DecoderModel:
+    data, marks, file = load_yaml_file(path, "model", ArchError)
+    m = validate(_ModelSpec, data, marks, file, ArchError)
+    if m.ffn not in ("swiglu", "gelu"):
+        raise ArchError(f"{file}: ffn must be swiglu or gelu, not {m.ffn!r}")
+    if m.norm not in ("rmsnorm", "layernorm"):
+        raise ArchError(f"{file}: norm must be rmsnorm or layernorm, not {m.norm!r}")
+    if m.heads % m.kv_heads:
+        raise ArchError(f"{file}: {m.heads} heads cannot share {m.kv_heads} key/value heads evenly")
+    return DecoderModel(**m.model_dump())
+
+
+def load_model(name_or_file: str | Path) -> DecoderModel:
+    """A built-in model (``Llama-3-8B``, ``llama3-8b``) or a model YAML file.
+
+    Raises
+    ------
+    ArchError
+        No such model, or a file that is not a valid model.
+    """
+    p = Path(name_or_file)
+    if p.is_file():
+        return _load(p.resolve(), p.stat().st_mtime_ns)
+    for f in sorted(MODELS_DIR.glob("*.yaml")):
+        m = _load(f, f.stat().st_mtime_ns)
+        if str(name_or_file).lower() in (m.name.lower(), f.stem):
+            return m
+    names = [_load(f, f.stat().st_mtime_ns).name for f in sorted(MODELS_DIR.glob("*.yaml"))]
+    raise ArchError(f"no model named {name_or_file!r} (built-in: {', '.join(names)}) and no such file")
+
+
+@dataclass(frozen=True)
+class LayerOp:
+    """One operator of a layer: a library cascade and the workload that sizes it."""
+
+    name: str
+    cascade: str
+    workload: Workload
+
+
+def layer_ops(model: DecoderModel, phase: str, batch: int, tokens: int, kv: int | None = None) -> list[LayerOp]:
+    """The operators of one decoder layer.
+
+    Parameters
+    ----------
+    phase : ``prefill`` (``tokens`` prompt tokens per sequence, attending causally to themselves) or
+        ``decode`` (one new token per sequence against a KV cache of ``kv`` tokens)
+    """
+    if phase not in ("prefill", "decode"):
+        raise ArchError(f"phase must be prefill or decode, not {phase!r}")
+    if phase == "decode" and not kv:
+        raise ArchError("decode needs the KV cache length (kv=...)")
+    m = model
+    t = batch * (tokens if phase == "prefill" else 1)             # tokens through the projections
+    d, h, g, hd = m.hidden, m.heads, m.kv_heads, m.head_dim
+    norm = "rmsnorm" if m.norm == "rmsnorm" else "layernorm"
+
+    def gemm(name, k, n):
+        return LayerOp(name, "gemm", Workload(name, sizes=(("K", k), ("M", t), ("N", n))))
+
+    def sized(name, cascade, **sizes):
+        return LayerOp(name, cascade, Workload(name, sizes=tuple(sorted(sizes.items()))))
+
+    ops = [sized("norm_attention", norm, D=d, T=t)]
+    if m.latent:
+        ops += [gemm("q_projection", d, h * hd), gemm("kv_compression", d, m.latent)]
+    else:
+        ops.append(gemm("qkv_projection", d, (h + 2 * g) * hd))
+    ops.append(sized("rope", "rope", I=hd // 2, P=t * (h + (g if not m.latent else 0))))
+    ops.append(_attention(m, phase, batch, tokens, kv))
+    ops += [gemm("output_projection", h * hd, d), sized("residual_attention", "residual", D=d, T=t),
+            sized("norm_ffn", norm, D=d, T=t)]
+    if m.ffn == "swiglu":
+        ops.append(sized("ffn", "ffn-swiglu", D=d, F=m.ffn_dim, T=t))
+    else:
+        ops += [gemm("ffn_up", d, m.ffn_dim), sized("gelu", "gelu", D=m.ffn_dim, T=t),
+                gemm("ffn_down", m.ffn_dim, d)]
+    ops.append(sized("residual_ffn", "residual", D=d, T=t))
+    return ops
+
+
+def _attention(m: DecoderModel, phase: str, batch: int, tokens: int, kv: int | None) -> LayerOp:
+    if m.latent:
+        if phase == "prefill":
+            return LayerOp("attention", "attention-mla", Workload(
+                "attention", batch=batch, heads=m.heads, head_dim=m.head_dim, keys=tokens, queries=tokens,
+                sizes=(("C", m.latent),)))
+        return LayerOp("attention", "attention-mla-decode", Workload(
+            "attention", batch=batch, heads=m.heads, head_dim=m.head_dim, keys=kv, sizes=(("C", m.latent),)))
+    if phase == "prefill":
+        window = m.window or tokens
+        return LayerOp("attention", "attention-gqa-causal", Workload(
+            "attention", batch=batch, heads=m.heads, kv_heads=m.kv_heads, head_dim=m.head_dim, keys=tokens,
+            queries=tokens, sizes=(("W", window),)))
+    keys = min(kv, m.window) if m.window else kv          # a rolling cache of the window
+    return LayerOp("attention", "attention-decode", Workload(
+        "attention", batch=batch, heads=m.heads, kv_heads=m.kv_heads, head_dim=m.head_dim, keys=keys))
+
+
+@dataclass(frozen=True)
+class LayerReport:
+    """One layer: per-operator latency, energy and DRAM bytes, and their sums."""
+
+    model: str
+    phase: str
+    ops: tuple                 # (name, cascade, binding, latency_s, energy_pJ, traffic_bytes)
+    latency_s: float
+    energy_pJ: float
+    traffic_bytes: float
+    details: dict = field(default_factory=dict, compare=False)
+
+    def op(self, name: str) -> tuple:
+        return next(o for o in self.ops if o[0] == name)
+
+
+def evaluate_layer(arch: Architecture, model: DecoderModel, phase: str, batch: int, tokens: int,
+                   kv: int | None = None) -> LayerReport:
+    """One decoder layer on ``arch``, every operator with the mapper's best binding (latency first)."""
+    rows = []
+    for op in layer_ops(model, phase, batch, tokens, kv):
+        r, binding = _best(arch, op.cascade, op.workload)
+        rows.append((op.name, op.cascade, binding, r.latency_s, r.energy_pJ, r.traffic_bytes))
+    return LayerReport(model.name, phase, tuple(rows), sum(o[3] for o in rows), sum(o[4] for o in rows),
+                       sum(o[5] for o in rows))
+
+
+@lru_cache(maxsize=4096)
+def _best(arch: Architecture, cascade_name: str, workload: Workload):
+    from ..einsum import load_cascade
+    from ._search import search
+
+    found = search(arch, load_cascade(cascade_name), workload)
+    return found.report, found.binding.name
+
+
+@dataclass(frozen=True)
+class Generation:
+    """A prompt of ``prompt`` tokens, then ``new_tokens`` generated, for ``batch`` sequences."""
+
+    model: str
+    batch: int
+    prompt: int
+    new_tokens: int
+    ttft_s: float                 # time to first token: the prefill of every layer
+    tpot_s: float                 # mean time per output token over the decode steps
+    tokens_per_s: float           # generated tokens per second (the batch's)
+    energy_per_token_pJ: float    # decode energy per generated token
+    weight_bytes: int
+    kv_bytes: int                 # the KV cache at the end
+    prefill: LayerReport
+    decode_first: LayerReport
+    decode_last: LayerReport
+
+
+def generate(arch: Architecture, model: DecoderModel, batch: int, prompt: int, new_tokens: int,
+             memory_bytes: float | None = None) -> Generation:
+    """Prefill, then ``new_tokens`` decode steps with the cache growing from ``prompt`` tokens.
+
+    Decode steps are evaluated at the first and the last cache length and summed as a line between
+    them: every operator's cost is constant in the cache length except attention's, which the model
+    prices per key tile, linear up to the rounding of the last tile.
+
+    Raises
+    ------
+    ArchError
+        Weights and the final KV cache exceed ``memory_bytes`` (when given).
+    """
+    weights = model.layers * model.weights_per_layer * model.bytes_per_value
+    kv_end = model.kv_bytes(batch, prompt + new_tokens)
+    if memory_bytes is not None and weights + kv_end > memory_bytes:
+        raise ArchError(f"{model.name}: {weights / 2**30:.1f} GiB of weights and a {kv_end / 2**30:.1f} GiB KV cache "
+                        f"({batch} x {prompt + new_tokens} tokens) do not fit {memory_bytes / 2**30:.1f} GiB; use "
+                        "more chips, a smaller batch or a shorter context")
+    pre = evaluate_layer(arch, model, "prefill", batch, prompt)
+    first = evaluate_layer(arch, model, "decode", batch, 1, kv=prompt + 1)
+    last = evaluate_layer(arch, model, "decode", batch, 1, kv=prompt + max(new_tokens, 1))
+    steps = max(new_tokens, 1)
+    decode_s = model.layers * steps * (first.latency_s + last.latency_s) / 2
+    decode_pJ = model.layers * steps * (first.energy_pJ + last.energy_pJ) / 2
+    return Generation(model.name, batch, prompt, new_tokens, ttft_s=model.layers * pre.latency_s,
+                      tpot_s=decode_s / steps, tokens_per_s=batch * steps / decode_s,
+                      energy_per_token_pJ=decode_pJ / (batch * steps), weight_bytes=weights, kv_bytes=kv_end,
+                      prefill=pre, decode_first=first, decode_last=last)
