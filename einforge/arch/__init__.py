@@ -18,8 +18,8 @@ _MODULES = {
     "_plot": ["load_results", "plot_results"],
     "_parallel": ["Interconnect", "all_reduce", "all_gather", "reduce_scatter", "all_to_all", "ParallelReport",
                   "ulysses", "ring_attention", "tensor_parallel", "usp"],
-    "_llm": ["DecoderModel", "LayerOp", "LayerReport", "Generation", "load_model", "models", "layer_ops",
-             "evaluate_layer", "generate"],
+    "_llm": ["DecoderModel", "LayerOp", "LayerReport", "Generation", "DecodeOnChips", "load_model", "models",
+             "layer_ops", "evaluate_layer", "generate", "decode_on_chips"],
     "_figures": ["ATTENTION_DESIGNS", "MODELS", "SEQS", "evaluation_table", "figures", "headline_ratios"],
     "_search": ["OBJECTIVES", "SearchResult", "search"],
 }

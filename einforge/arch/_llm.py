@@ -24,8 +24,8 @@ from ..schema import load_yaml_file, validate
 from ._spec import ArchError, Architecture
 from ._workload import Workload
 
-__all__ = ["DecoderModel", "LayerOp", "LayerReport", "Generation", "load_model", "models", "layer_ops",
-           "evaluate_layer", "generate"]
+__all__ = ["DecoderModel", "LayerOp", "LayerReport", "Generation", "DecodeOnChips", "load_model", "models",
+           "layer_ops", "evaluate_layer", "generate", "decode_on_chips"]
 
 MODELS_DIR = Path(__file__).parent / "data" / "models"
 
@@ -272,3 +272,89 @@ def generate(arch: Architecture, model: DecoderModel, batch: int, prompt: int, n
                       tpot_s=decode_s / steps, tokens_per_s=batch * steps / decode_s,
                       energy_per_token_pJ=decode_pJ / (batch * steps), weight_bytes=weights, kv_bytes=kv_end,
                       prefill=pre, decode_first=first, decode_last=last)
+
+
+@dataclass(frozen=True)
+class DecodeOnChips:
+    """One decode step of a whole model on several chips: per chip."""
+
+    strategy: str
+    chips: int
+    kv: int
+    compute_s: float            # per token, every layer
+    comm_s: float               # per token, not overlapped
+    latency_s: float            # time per output token
+    bytes_sent: float           # per chip per token
+    memory_bytes: float         # per chip: its weights and its part of the KV cache
+
+
+def decode_on_chips(arch: Architecture, model: DecoderModel, batch: int, kv: int, net, strategy: str,
+                    ulysses_degree: int = 0, memory_bytes: float | None = None) -> DecodeOnChips:
+    """Time per output token of ``model`` with a ``kv``-token cache on ``net.chips`` chips of ``arch``.
+
+    Every strategy shards the dense part of each layer (projections, FFN) by tensor parallelism
+    (two all-reduces of the token's activations per layer); they differ in how attention and its KV
+    cache are split: ``tensor`` and ``ulysses`` by heads (for one new token Ulysses' all-to-alls of
+    Q/K/V/O replace nothing but move the same heads), ``ring`` by sequence (each chip attends to its
+    share of the cache with every head; the partial results merge by the 1-pass cascade's running
+    max and sum, an all-reduce of B x H x (d + 2) fp32 values, after an all-gather of the token's
+    queries), ``usp`` by heads within groups of ``ulysses_degree`` chips and by sequence across the
+    groups. K/V heads fewer than the chips splitting heads are replicated (and read on each).
+
+    Raises
+    ------
+    ArchError
+        An unknown strategy, heads that do not split, or (with ``memory_bytes``, per chip) weights and
+        cache share that do not fit.
+    """
+    from dataclasses import replace
+
+    from ._parallel import all_gather, all_reduce, all_to_all
+
+    n = net.chips
+    b = model.bytes_per_value
+    if strategy == "usp":
+        u = ulysses_degree or n
+        if n % u:
+            raise ArchError(f"{n} chips do not split into Ulysses groups of {u}")
+        heads_split, seq_split = u, n // u
+    else:
+        heads_split, seq_split = {"tensor": (n, 1), "ulysses": (n, 1), "ring": (1, n)}.get(strategy, (0, 0))
+        if not heads_split:
+            raise ArchError(f"strategy must be tensor, ulysses, ring or usp, not {strategy!r}")
+    if model.heads % heads_split or model.heads % n:
+        raise ArchError(f"{model.heads} heads do not split over {heads_split} (and {n}) chips")
+    kv_split = max(1, min(heads_split, model.kv_heads))
+    # attention: the chip's heads over its share of the cache
+    att_model = replace(model, heads=model.heads // heads_split, kv_heads=max(model.kv_heads // kv_split, 1))
+    keys = -(-kv // seq_split)
+    att = evaluate_layer(arch, att_model, "decode", batch, 1, kv=keys).op("attention")[3]
+    # the dense part: 1/n of every projection and of the FFN
+    dense_model = replace(model, heads=model.heads // n, kv_heads=max(model.kv_heads // min(n, model.kv_heads), 1),
+                          ffn_dim=model.ffn_dim // n)
+    dense_rep = evaluate_layer(arch, dense_model, "decode", batch, 1, kv=keys)
+    dense = dense_rep.latency_s - dense_rep.op("attention")[3]
+    act = batch * model.hidden * b
+    comm = 2 * all_reduce(net, act)
+    sent = 2 * 2 * (n - 1) / n * act
+    if strategy == "ulysses" or (strategy == "usp" and heads_split > 1):
+        sw = type(net)(heads_split, net.bandwidth, net.latency, "switch")
+        per = batch * model.head_dim * b
+        comm += sum(all_to_all(sw, per * h / heads_split) for h in (model.heads, model.kv_heads, model.kv_heads,
+                                                                      model.heads))
+        sent += (heads_split - 1) / heads_split * per * (2 * model.heads + 2 * model.kv_heads) / heads_split
+    if seq_split > 1:
+        ring = type(net)(seq_split, net.bandwidth, net.latency, "ring")
+        q = batch * (model.heads // heads_split) * model.head_dim * b
+        partial = batch * (model.heads // heads_split) * (model.head_dim + 2) * 4          # fp32 partials
+        comm += all_gather(ring, q) + all_reduce(ring, partial)
+        sent += (seq_split - 1) / seq_split * q + 2 * (seq_split - 1) / seq_split * partial
+    weights = model.weights_per_layer * b / n
+    kv_bytes = model.kv_bytes(batch, kv) / model.layers / (kv_split * seq_split)
+    need = model.layers * (weights + kv_bytes)
+    if memory_bytes is not None and need > memory_bytes:
+        raise ArchError(f"{model.name} with {strategy} on {n} chips: {need / 2**30:.1f} GiB a chip (weights and its "
+                        f"share of a {batch} x {kv}-token cache) do not fit {memory_bytes / 2**30:.1f} GiB")
+    name = strategy if strategy != "usp" else f"usp({heads_split}x{seq_split})"
+    return DecodeOnChips(name, n, kv, model.layers * (att + dense), model.layers * comm,
+                         model.layers * (att + dense + comm), model.layers * sent, need)
