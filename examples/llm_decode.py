@@ -40,7 +40,7 @@ def compare(model="Llama-3-70B", contexts=(4096, 32768, 131072, 524288), chips=8
     for r in rows:
         if r["ms"] is not None and (r["context"] not in best or r["ms"] < best[r["context"]]["ms"]):
             best[r["context"]] = r
-    changes, last = [], None
+    changes, last, prev = [], None, None
     for kv in contexts:
         w = best.get(kv, {}).get("strategy", "nothing fits")
         if last is not None and w != last:
