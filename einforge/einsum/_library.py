@@ -262,6 +262,7 @@ _REFERENCES: dict[str, Callable] = {
     "attention-linear": _attention_linear,
     "attention-hedgehog": _attention_hedgehog,
     "softmax-online": _softmax_only,
+    "softmax": _softmax_only,
     "cascade1": _toy,
     "cascade2": _toy,
     "cascade3": _toy,

@@ -67,6 +67,8 @@ EXPECTED = {
     "encoder-linear": {"T": 1, "D": 2, "A": 1, "S": 1},
     # softmax alone with the online normalizer: the division must wait for the final denominator -> 2
     "softmax-online": {"M": 2, "M1": 2, "M0": 2},
+    # the textbook softmax: max, then exp and sum, then divide -> 3
+    "softmax": {"M": 3},
     # the zoo. A bias, a cap or a second filtered key set is element-wise on the logit tile: the
     # running max keeps one pass over M, two over each M0 tile, as attention-1pass
     "attention-alibi": {"M": 1, "M1": 1, "M0": 2},

@@ -1,0 +1,85 @@
+"""einforge against real hardware: one GPT-3 175B layer on an A100-class accelerator, operator by
+operator, against measured A100 latencies (LLMCompass's artifact, ISCA 2024).
+
+The setting is the measurement's: tensor parallel over 4 GPUs (24 of 96 heads and 1/4 of the
+projection columns per GPU), fp16, batch 8; prefill of 2048 tokens and one decode step against a
+3072-token cache. Attention is unfused, as measured (Q*K, softmax and A*V are separate kernels). The
+A100 is einforge's architecture file ``a100`` (public figures, cited there); every operator is a
+library cascade evaluated by the cost model with the mapper's binding, nothing tuned per operator;
+the two all-reduces use the alpha-beta ring on NVLink (300 GB/s a direction, NVIDIA's figure).
+
+Run: python examples/a100_gpt3.py [--measured tests/data/llmcompass-a100/gpt3_layer_A100.csv]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+
+from einforge.arch import Interconnect, Workload, all_reduce, load_architecture, search
+from einforge.einsum import load_cascade
+
+D, HEADS, HD, TP, BATCH = 12288, 96, 128, 4, 8
+MEASURED = Path(__file__).resolve().parents[1] / "tests" / "data" / "llmcompass-a100" / "gpt3_layer_A100.csv"
+NVLINK = Interconnect(TP, 300e9, 5e-6, "switch")
+
+
+def _op(arch, cascade, instances=1, **sizes):
+    c = load_cascade(cascade)
+    w = Workload(cascade, sizes=tuple(sorted(sizes.items())))
+    return search(arch, c, w).report.latency_s * instances
+
+
+def operators(phase: str, arch=None) -> dict[str, float]:
+    """Seconds per operator of one GPU's share of the layer, named as in the measurement."""
+    arch = arch or load_architecture("a100")
+    h = HEADS // TP
+    t = BATCH * (2048 if phase == "prefill" else 1)      # tokens through the projections
+    q, k = (2048, 2048) if phase == "prefill" else (1, 3072)
+    act = t * D * 2
+    return {
+        "Q_K_V": _op(arch, "gemm", M=t, K=D, N=3 * D // TP),
+        "Q_mul_K": _op(arch, "gemm", BATCH * h, M=q, K=HD, N=k),
+        "A_mul_V": _op(arch, "gemm", BATCH * h, M=q, K=k, N=HD),
+        "Wo_proj": _op(arch, "gemm", M=t, K=D // TP, N=D),
+        "W1_proj": _op(arch, "gemm", M=t, K=D, N=4 * D // TP),
+        "W2_proj": _op(arch, "gemm", M=t, K=4 * D // TP, N=D),
+        # every (sequence, head, query) row is independent: the kernel's rows, spread over the lanes
+        "Softmax": _op(arch, "softmax", M=k, P=BATCH * h * q),
+        "LayerNorm_MHA": _op(arch, "layernorm", D=D, T=t),
+        "LayerNorm_FFN": _op(arch, "layernorm", D=D, T=t),
+        "GeLU": _op(arch, "gelu", D=4 * D // TP, T=t),
+        "AllReduce_MHA": all_reduce(NVLINK, act),
+        "AllReduce_FFN": all_reduce(NVLINK, act),
+    }
+
+
+def compare(measured_file=MEASURED) -> dict[str, list]:
+    """phase -> rows (operator, measured s, model s, error) with a total row last."""
+    with open(measured_file, newline="") as f:
+        measured = list(csv.DictReader(f))
+    out = {}
+    for phase in ("prefill", "decode"):
+        model = operators(phase)
+        rows = [(r["operator"], float(r[f"{phase}_s"]), model[r["operator"]]) for r in measured]
+        total_m = sum(x[1] for x in rows)
+        total_e = sum(x[2] for x in rows)
+        out[phase] = [(op, m, e, e / m - 1) for op, m, e in rows] + [("total", total_m, total_e, total_e / total_m - 1)]
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--measured", default=str(MEASURED))
+    a = ap.parse_args(argv)
+    for phase, rows in compare(a.measured).items():
+        print(f"GPT-3 175B layer, {phase}, one A100 of 4 (tensor parallel), batch 8")
+        print(f"  {'operator':<14} {'measured ms':>12} {'einforge ms':>12} {'error':>8}")
+        for op, m, e, err in rows:
+            print(f"  {op:<14} {m * 1e3:>12.3f} {e * 1e3:>12.3f} {err:>+8.1%}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
