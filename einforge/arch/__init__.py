@@ -17,7 +17,7 @@ _MODULES = {
     "_dist": ["run_distributed", "client_for", "as_completed_results"],
     "_plot": ["load_results", "plot_results"],
     "_parallel": ["Interconnect", "all_reduce", "all_gather", "reduce_scatter", "all_to_all", "ParallelReport",
-                  "ulysses", "ring_attention", "tensor_parallel", "usp"],
+                  "ulysses", "ring_attention", "tensor_parallel", "megatron_sp", "usp"],
     "_llm": ["DecoderModel", "LayerOp", "LayerReport", "Generation", "DecodeOnChips", "load_model", "models",
              "layer_ops", "evaluate_layer", "generate", "decode_on_chips"],
     "_figures": ["ATTENTION_DESIGNS", "MODELS", "SEQS", "evaluation_table", "figures", "headline_ratios"],

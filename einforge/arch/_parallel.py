@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from ._spec import ArchError
 
 __all__ = ["Interconnect", "all_reduce", "all_gather", "reduce_scatter", "all_to_all", "ParallelReport",
-           "ulysses", "ring_attention", "tensor_parallel", "usp"]
+           "ulysses", "ring_attention", "tensor_parallel", "megatron_sp", "usp"]
 
 
 @dataclass(frozen=True)
@@ -148,6 +148,18 @@ def tensor_parallel(net: Interconnect, batch: int, tokens: int, hidden: int, byt
     compute = layer_s(net.chips)
     n = net.chips
     return ParallelReport("tensor", n, compute, comm, comm, compute + comm, 2 * 2 * (n - 1) / n * act, 2, act)
+
+
+def megatron_sp(net: Interconnect, batch: int, seq: int, hidden: int, bytes_per_value: int, layer_s) -> ParallelReport:
+    """Megatron-LM sequence parallelism (with tensor parallelism): the norms and dropout run on
+    ``seq / P`` tokens; two all-gathers and two reduce-scatters of the B x S x D activations per layer
+    replace tensor parallelism's all-reduces, so each chip sends ``4 (P-1)/P B S D b`` bytes, whatever P
+    (Ulysses sends P times less for multi-head attention)."""
+    n = net.chips
+    act = batch * seq * hidden * bytes_per_value
+    comm = 2 * all_gather(net, act) + 2 * reduce_scatter(net, act)
+    compute = layer_s(n)
+    return ParallelReport("megatron-sp", n, compute, comm, comm, compute + comm, 4 * (n - 1) / n * act, 4, act / n)
 
 
 def usp(net: Interconnect, ulysses_degree: int, batch: int, seq: int, heads: int, kv_heads: int, head_dim: int,

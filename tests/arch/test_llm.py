@@ -18,6 +18,7 @@ from einforge.arch import (
     load_architecture,
     load_binding,
     load_model,
+    megatron_sp,
     models,
     ring_attention,
     tensor_parallel,
@@ -165,3 +166,12 @@ def test_tensor_parallelism_and_usp_report_per_chip():
     assert tp.comm_s == pytest.approx(2 * all_reduce(net, 8 * 2048 * 12288 * 2)) and tp.compute_s == 2.5e-4
     u = usp(Interconnect(8, 100e9, 1e-6), 2, 1, 8192, 32, 8, 128, 2, lambda q, k: 1e-4)
     assert u.chips == 8 and u.steps == 4 + 3 and u.bytes_sent > 0
+
+
+def test_ulysses_sends_p_times_less_than_megatron_sequence_parallelism():
+    # multi-head attention (H_kv = H, H d = D): Ulysses' 4 (P-1)/P B (S/P) D b against Megatron's 4 (P-1)/P B S D b
+    for p in (2, 4, 8, 16):
+        sw = Interconnect(p, 100e9, 0.0, "switch")
+        uly = ulysses(sw, 1, 8192, 32, 32, 128, 2, lambda q, k, h, g: 0.0).bytes_sent
+        meg = megatron_sp(Interconnect(p, 100e9, 0.0), 1, 8192, 32 * 128, 2, lambda n: 0.0).bytes_sent
+        assert meg / uly == pytest.approx(p)
