@@ -22,8 +22,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..einsum import Access, Cascade
-from ..einsum._execute import product_factors
+from ..einsum import Access, Cascade, product_factors
 from ..schema import load_yaml_file, validate
 from ._spec import ArchError
 

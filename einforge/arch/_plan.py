@@ -9,8 +9,7 @@ from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 
-from ..einsum import Cascade, is_constant, presence_filters, roles
-from ..einsum._execute import product_factors
+from ..einsum import Cascade, is_constant, presence_filters, product_factors, roles
 from ..einsum._ir import Access, Call
 from ._binding import Binding, bind_arrays
 from ._spec import ArchError, Architecture

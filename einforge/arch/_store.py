@@ -32,8 +32,8 @@ class ResultStore:
     --------
     >>> import tempfile, numpy as np
     >>> store = ResultStore(tempfile.mkdtemp())
-    >>> store.write("b0", {"key": np.array(["a", "b"]), "x": np.array([1.0, 2.0])})
-    >>> sorted(store.keys()), list(store.read()["x"])
+    >>> _ = store.write("b0", {"key": np.array(["a", "b"]), "x": np.array([1.0, 2.0])})
+    >>> sorted(store.keys()), store.read()["x"].tolist()
     (['a', 'b'], [1.0, 2.0])
     """
 

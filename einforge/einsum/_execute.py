@@ -26,7 +26,7 @@ import numpy as np
 
 from ._cascade import Cascade
 from ._errors import CascadeError
-from ._ir import Access, BinOp, Call, Const, Einsum, Position, SizeRef, Var, is_constant
+from ._ir import Access, BinOp, Const, Einsum, Position, SizeRef, Var, fold_target, product_factors
 from ._numbers import FLOAT64, NumberSystem
 
 __all__ = ["evaluate", "resolve_sizes", "tensor_shape"]
@@ -360,34 +360,6 @@ def _init_pin(cascade: Cascade, i: int, windows) -> dict:
     info = cascade.tensors[e.name]
     ix = e.output.indices[info.iterative]
     return {ix.name: 0} if isinstance(ix, Var) else {}
-
-
-def fold_target(factors, output_vars, var_size) -> int | None:
-    """Where a product's constant factors are folded: the index (among ``factors``) of the operand
-    with the fewest elements, or None when the result is smaller than every operand (the constant
-    then scales the result). Ties go to the first operand. The executor, the cost model and the
-    RTL all fold here, so they agree on the numbers and on the work."""
-    best, best_n = None, math.prod(var_size[v] for v in output_vars)
-    for k, f in enumerate(factors):
-        if isinstance(f, Access):
-            n = math.prod(var_size[v] for v in f.variables())
-            if n <= best_n if best is None else n < best_n:
-                best, best_n = k, n
-    return best
-
-
-def product_factors(expr):
-    """The factors of a pure product (accesses, and constants such as ``1/sqrt(E)``), or None."""
-    if isinstance(expr, (Access, Const, SizeRef)):
-        return [expr]
-    if isinstance(expr, Call) and is_constant(expr):
-        return [expr]
-    if isinstance(expr, Call) and expr.op == "*":
-        a = product_factors(expr.args[0])
-        b = product_factors(expr.args[1])
-        if a is not None and b is not None:
-            return a + b
-    return None
 
 
 class _Runner:

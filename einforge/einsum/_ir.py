@@ -7,6 +7,7 @@ messages and excluded from equality, so a cascade printed and parsed again compa
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from ._errors import CascadeError, Span
@@ -523,3 +524,35 @@ def _ordered_vars(ix) -> list[str]:
         return _ordered_vars(ix.left) + _ordered_vars(ix.right)
     return []
 
+
+# ---------------------------------------------------------------------------------------------
+# Products (the executor, the cost model and the RTL fold constants the same way)
+# ---------------------------------------------------------------------------------------------
+
+
+def fold_target(factors, output_vars, var_size) -> int | None:
+    """Where a product's constant factors are folded: the index (among ``factors``) of the operand
+    with the fewest elements, or None when the result is smaller than every operand (the constant
+    then scales the result). Ties go to the first operand. The executor, the cost model and the
+    RTL all fold here, so they agree on the numbers and on the work."""
+    best, best_n = None, math.prod(var_size[v] for v in output_vars)
+    for k, f in enumerate(factors):
+        if isinstance(f, Access):
+            n = math.prod(var_size[v] for v in f.variables())
+            if n <= best_n if best is None else n < best_n:
+                best, best_n = k, n
+    return best
+
+
+def product_factors(expr):
+    """The factors of a pure product (accesses, and constants such as ``1/sqrt(E)``), or None."""
+    if isinstance(expr, (Access, Const, SizeRef)):
+        return [expr]
+    if isinstance(expr, Call) and is_constant(expr):
+        return [expr]
+    if isinstance(expr, Call) and expr.op == "*":
+        a = product_factors(expr.args[0])
+        b = product_factors(expr.args[1])
+        if a is not None and b is not None:
+            return a + b
+    return None

@@ -46,7 +46,7 @@ class NumberSystem:
 
 
 def _ufunc_reduce(op: Operator, x, axis, where, identity):
-    fn = op.fn
+    fn = getattr(op.fn, "ufunc", op.fn)       # the table names numpy's ufuncs lazily
     if isinstance(fn, np.ufunc):
         return fn.reduce(x, axis=axis, where=True if where is None else where, initial=identity)
     # variadic python functions (max/min) and user-defined reducers: fold along the axis

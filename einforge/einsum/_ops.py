@@ -9,10 +9,9 @@ the RTL lowering picks PE templates by the same units. Adding an operator is one
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-
-import numpy as np
 
 __all__ = ["Operator", "OperatorTable", "DEFAULT_OPERATORS"]
 
@@ -63,7 +62,35 @@ class Operator:
         return self.identity is not None
 
 
+class _Ufunc:
+    """A numpy ufunc named now and imported at first use: building the operator table (which every
+    cascade does) then costs no numpy import, and a command that never runs numbers never pays it.
+    ``.ufunc`` is the function itself (for ``reduce``)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str):
+        self.name = name
+
+    @property
+    def ufunc(self):
+        import numpy
+
+        return getattr(numpy, self.name)
+
+    def __call__(self, *args, **kwargs):
+        return self.ufunc(*args, **kwargs)
+
+    def __getattr__(self, attr):
+        return getattr(self.ufunc, attr)
+
+    def __repr__(self) -> str:
+        return f"numpy.{self.name}"
+
+
 def _np_max(*xs):
+    import numpy as np
+
     out = xs[0]
     for x in xs[1:]:
         out = np.maximum(out, x)
@@ -71,6 +98,8 @@ def _np_max(*xs):
 
 
 def _np_min(*xs):
+    import numpy as np
+
     out = xs[0]
     for x in xs[1:]:
         out = np.minimum(out, x)
@@ -78,44 +107,48 @@ def _np_min(*xs):
 
 
 def _sigmoid(x):
+    import numpy as np
+
     x = np.asarray(x, dtype=float)
     with np.errstate(over="ignore"):
         return np.where(x >= 0, 1.0 / (1.0 + np.exp(-np.abs(x))), np.exp(-np.abs(x)) / (1.0 + np.exp(-np.abs(x))))
 
 
 def _elu(x):
+    import numpy as np
+
     x = np.asarray(x, dtype=float)
     with np.errstate(over="ignore"):
         return np.where(x > 0, x, np.expm1(np.minimum(x, 0.0)))
 
 
 _BUILTINS = (
-    Operator("+", 2, np.add, UNION, 0.0, ({"add": 1},), "addition; reduces with identity 0", "add"),
-    Operator("-", 2, np.subtract, INTERSECT, None, ({"add": 1},), "subtraction", "sub"),
-    Operator("*", 2, np.multiply, INTERSECT, 1.0, ({"mul": 1}, {"mac": 1}), "multiplication", "mul"),
-    Operator("/", 2, np.divide, INTERSECT, None, ({"div": 1},), "division", "div"),
-    Operator("neg", 1, np.negative, INTERSECT, None, ({"add": 1},), "negation", "neg"),
-    Operator("max", -1, _np_max, UNION, -np.inf, ({"max": 1},), "maximum; reduces with identity -inf", "max"),
-    Operator("min", -1, _np_min, UNION, np.inf, ({"max": 1},), "minimum; reduces with identity +inf", "min"),
-    Operator("exp", 1, np.exp, INTERSECT, None, ({"exp": 1}, {"mac": 6}),
+    Operator("+", 2, _Ufunc("add"), UNION, 0.0, ({"add": 1},), "addition; reduces with identity 0", "add"),
+    Operator("-", 2, _Ufunc("subtract"), INTERSECT, None, ({"add": 1},), "subtraction", "sub"),
+    Operator("*", 2, _Ufunc("multiply"), INTERSECT, 1.0, ({"mul": 1}, {"mac": 1}), "multiplication", "mul"),
+    Operator("/", 2, _Ufunc("divide"), INTERSECT, None, ({"div": 1},), "division", "div"),
+    Operator("neg", 1, _Ufunc("negative"), INTERSECT, None, ({"add": 1},), "negation", "neg"),
+    Operator("max", -1, _np_max, UNION, -math.inf, ({"max": 1},), "maximum; reduces with identity -inf", "max"),
+    Operator("min", -1, _np_min, UNION, math.inf, ({"max": 1},), "minimum; reduces with identity +inf", "min"),
+    Operator("exp", 1, _Ufunc("exp"), INTERSECT, None, ({"exp": 1}, {"mac": 6}),
              "e**x (FuseMax PEs: 6 MACs of a Taylor series)", "exp"),
-    Operator("log", 1, np.log, INTERSECT, None, ({"log": 1}, {"mac": 8}), "natural logarithm"),
-    Operator("sqrt", 1, np.sqrt, INTERSECT, None, ({"sqrt": 1}, {"div": 1, "mac": 4}), "square root"),
-    Operator("recip", 1, np.reciprocal, INTERSECT, None, ({"div": 1}, {"mac": 6}), "1/x"),
-    Operator("tanh", 1, np.tanh, INTERSECT, None,
+    Operator("log", 1, _Ufunc("log"), INTERSECT, None, ({"log": 1}, {"mac": 8}), "natural logarithm"),
+    Operator("sqrt", 1, _Ufunc("sqrt"), INTERSECT, None, ({"sqrt": 1}, {"div": 1, "mac": 4}), "square root"),
+    Operator("recip", 1, _Ufunc("reciprocal"), INTERSECT, None, ({"div": 1}, {"mac": 6}), "1/x"),
+    Operator("tanh", 1, _Ufunc("tanh"), INTERSECT, None,
              ({"tanh": 1}, {"exp": 2, "add": 5, "max": 2, "div": 1, "mul": 1},
               {"exp": 2, "add": 5, "max": 2, "div": 1, "mac": 1}, {"mac": 13, "add": 5, "max": 2, "div": 1}),
              "hyperbolic tangent (without a tanh unit: 2 sigmoid(2x) - 1, sigmoid's saturation-free form)"),
     Operator("sigmoid", 1, _sigmoid, INTERSECT, None,
              ({"sigmoid": 1}, {"exp": 2, "add": 3, "max": 2, "div": 1}, {"mac": 12, "add": 3, "max": 2, "div": 1}),
              "logistic function 1/(1+e**-x)"),
-    Operator("relu", 1, lambda x: np.maximum(x, 0.0), INTERSECT, None, ({"max": 1},), "max(x, 0)"),
+    Operator("relu", 1, lambda x: _Ufunc("maximum")(x, 0.0), INTERSECT, None, ({"max": 1},), "max(x, 0)"),
     Operator("elu", 1, _elu, INTERSECT, None, ({"exp": 1, "max": 1}, {"mac": 6, "max": 1}),
              "exponential linear unit (x if x>0 else e**x-1)"),
-    Operator("abs", 1, np.abs, INTERSECT, None, ({"max": 1},), "absolute value"),
-    Operator("sin", 1, np.sin, INTERSECT, None, ({"sincos": 1}, {"mac": 8}),
+    Operator("abs", 1, _Ufunc("abs"), INTERSECT, None, ({"max": 1},), "absolute value"),
+    Operator("sin", 1, _Ufunc("sin"), INTERSECT, None, ({"sincos": 1}, {"mac": 8}),
              "sine (PEs without a sin/cos unit: range reduction and a degree-7 polynomial, ~8 MACs)"),
-    Operator("cos", 1, np.cos, INTERSECT, None, ({"sincos": 1}, {"mac": 8}),
+    Operator("cos", 1, _Ufunc("cos"), INTERSECT, None, ({"sincos": 1}, {"mac": 8}),
              "cosine (as sin)"),
 )
 

@@ -87,7 +87,7 @@ def _derived_from_one_input(c: Cascade) -> dict[str, str]:
 
 
 def _value_inputs(c: Cascade, layout: dict[str, str]) -> list[str]:
-    from ._execute import product_factors
+    from ._ir import product_factors
 
     derived = _derived_from_one_input(c)
 

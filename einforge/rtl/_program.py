@@ -605,7 +605,7 @@ def _fold_constants(cascade: Cascade, plan, vsize: dict, numbers) -> tuple[dict,
     words on their way in, so the Einsum itself is a plain product.
 
     Returns (label -> the product without its constants, input -> raw constant)."""
-    from ..einsum._execute import fold_target, product_factors
+    from ..einsum import fold_target, product_factors
 
     layout = {}
     for i, e in enumerate(cascade.einsums):
