@@ -167,10 +167,10 @@ def _tile_visits(plan: _Plan, vsize: dict, sizes: dict, block: int | None = None
 
 def _tile_visits_many(plan: _Plan, vsize: dict, sizes: dict, block_sizes, slopes: dict | None = None) -> list[float]:
     """:func:`_tile_visits` for several block sizes (``None``: the array's columns) in one pass."""
-    import numpy as np
-
     if _over_tile(plan) is None:
         return [1.0] * len(block_sizes)
+    import numpy as np
+
     rv = plan.row_rank.lower() if plan.row_rank else None
     n = vsize[plan.loop_var]
     sizes_ = [b or _row_block(plan) for b in block_sizes]

@@ -158,11 +158,21 @@ class AreaTable:
 
 @lru_cache(maxsize=8)
 def _buffer_fit(points):
-    import numpy as np
+    """Least squares of log area = c0 + c1 log width + c2 log depth: the 3x3 normal equations,
+    solved by Cramer's rule (three coefficients do not need numpy, which start-up would pay for)."""
+    rows = [(1.0, math.log(w), math.log(d)) for w, d, _ in points]
+    ys = [math.log(a) for _, _, a in points]
+    ata = [[sum(r[i] * r[j] for r in rows) for j in range(3)] for i in range(3)]
+    aty = [sum(r[i] * y for r, y in zip(rows, ys)) for i in range(3)]
 
-    x = np.array([[1.0, math.log(w), math.log(d)] for w, d, _ in points])
-    y = np.array([math.log(a) for _, _, a in points])
-    coef, *_ = np.linalg.lstsq(x, y, rcond=None)
+    def det(m):
+        return (m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
+                + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0]))
+
+    d = det(ata)
+    if abs(d) < 1e-12:
+        raise ArchError("the area table's buffer points do not determine a fit (give at least 3 distinct shapes)")
+    coef = [det([[aty[i] if j == k else ata[i][j] for j in range(3)] for i in range(3)]) / d for k in range(3)]
     return math.exp(coef[0]), coef[1], coef[2]
 
 

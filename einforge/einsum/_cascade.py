@@ -652,12 +652,13 @@ class _Checker:
         coordinates are exactly the operand's, and hold what the map makes of the operand's empty
         value (``-inf`` stays ``-inf`` through a copy). None when the map reads more than one
         tensor, a size, or the result is not a number."""
-        import numpy as np
-
         accs = expr.accesses()
         if len(accs) != 1 or accs[0].tensor not in self.tensors:
             return None
         empty = self.tensors[accs[0].tensor].empty
+        if isinstance(expr, Access):
+            return None if empty != empty else empty       # a copy or re-layout: its source's
+        import numpy as np
 
         def value(x):
             if isinstance(x, Access):

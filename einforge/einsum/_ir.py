@@ -202,6 +202,8 @@ IndexExpr = Var | Sym | Num | BinOp
 
 
 def _has_zero(b) -> bool:
+    if isinstance(b, (int, float)):          # sizes: plain numbers, no numpy needed
+        return b == 0
     import numpy as np
 
     return bool(np.any(np.asarray(b) == 0))
