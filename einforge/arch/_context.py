@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 
-from ..einsum._ir import Access
+from ..einsum import Access, BinOp, reads_of
 from ._plan import _E, _loop_members, _over_tile, _Plan, _row_block
 from ._spec import Architecture
 
@@ -24,11 +24,13 @@ class _Ctx:
         self.vsize = {r.name.lower(): sizes[r.name] for r in c.ranks if not r.param}
         for rk, it in c.iterative_ranks.items():
             self.vsize[it.var] = int(it.bound.evaluate(sizes))
+        # the declared share each data-dependent filter keeps (`density` line of the cascade)
+        self.data_density = {t: c.density(t, sizes) for t, _ in c.densities}
         densities: dict = {}        # Einsums of a cascade often share their filters
         self.density = {}
         for p in plan.einsums:
             if p.array and p.filters not in densities:
-                densities[p.filters] = _filter_density(p.filters, self.vsize, sizes)
+                densities[p.filters] = _filter_density(p.filters, self.vsize, sizes, self.data_density)
             self.density[p.label] = densities[p.filters] if p.array else 1.0
         # the fraction of tile-loop steps the controller visits; an Einsum of the loop works only
         # there (one with filters already counts only its present points)
@@ -59,7 +61,7 @@ class _Ctx:
         """Work out :meth:`tile_visits` for several block sizes at once."""
         todo = [b for b in dict.fromkeys(blocks) if b not in self._visits_by_block]
         if todo:
-            got = _tile_visits_many(self.plan, self.vsize, self.sizes, todo, self._slopes)
+            got = _tile_visits_many(self.plan, self.vsize, self.sizes, todo, self._slopes, self.data_density)
             self._visits_by_block.update(zip(todo, got))
 
     def points(self, p: _E) -> float:
@@ -132,11 +134,25 @@ class _Ctx:
         return n
 
 
-def _filter_density(filters, vsize, sizes) -> float:
+def _filter_density(filters, vsize, sizes, data: dict | None = None) -> float:
     """Fraction of the iteration space that passes the filters (exact for small spaces, sampled
-    on a regular grid of at most 64 points per variable otherwise)."""
+    on a regular grid of at most 64 points per variable otherwise); a filter on data keeps its
+    tensor's declared share (``data``), independently of the others."""
+    share = 1.0
+    for t in {t for f in filters for t in reads_of(f)}:
+        share *= (data or {})[t]
+    filters = _static(filters)
     if not filters:
-        return 1.0
+        return share
+    return share * _static_density(filters, vsize, sizes)
+
+
+def _static(filters) -> tuple:
+    """The filters that read no data (decided by coordinates alone)."""
+    return tuple(f for f in filters if not reads_of(f))
+
+
+def _static_density(filters, vsize, sizes) -> float:
     import numpy as np
 
     vs = sorted({v for f in filters for v in f.variables()})
@@ -165,7 +181,8 @@ def _tile_visits(plan: _Plan, vsize: dict, sizes: dict, block: int | None = None
     return _tile_visits_many(plan, vsize, sizes, [block], slopes)[0]
 
 
-def _tile_visits_many(plan: _Plan, vsize: dict, sizes: dict, block_sizes, slopes: dict | None = None) -> list[float]:
+def _tile_visits_many(plan: _Plan, vsize: dict, sizes: dict, block_sizes, slopes: dict | None = None,
+                      data: dict | None = None) -> list[float]:
     """:func:`_tile_visits` for several block sizes (``None``: the array's columns) in one pass."""
     if _over_tile(plan) is None:
         return [1.0] * len(block_sizes)
@@ -174,6 +191,9 @@ def _tile_visits_many(plan: _Plan, vsize: dict, sizes: dict, block_sizes, slopes
     rv = plan.row_rank.lower() if plan.row_rank else None
     n = vsize[plan.loop_var]
     sizes_ = [b or _row_block(plan) for b in block_sizes]
+    factors = [_data_factor(plan, sizes, b, data or {}) for b in sizes_]
+    if all(not _static(p.filters) for p in _over_tile(plan)):
+        return factors                           # only data decides which tiles hold points
     groups = [_samples(math.ceil(vsize[rv] / b) if rv else 1) for b in sizes_]
     blocks = np.concatenate(groups)
     block = np.concatenate([np.full(len(g), b) for g, b in zip(groups, sizes_)])
@@ -182,11 +202,42 @@ def _tile_visits_many(plan: _Plan, vsize: dict, sizes: dict, block_sizes, slopes
     if counted is not None:
         for part in np.split(np.maximum(counted / n, 1.0 / n), np.cumsum([len(g) for g in groups])[:-1]):
             out.append(float(part.mean()))
-        return out
+        return [v * f for v, f in zip(out, factors)]
     for g, b in zip(groups, sizes_):
         seen = visited_tiles(plan, vsize, sizes, _samples(n), g, b)
         out.append(float(np.maximum(seen.mean(axis=0), 1.0 / n).mean()))
-    return out
+    return [v * f for v, f in zip(out, factors)]
+
+
+def _data_factor(plan: _Plan, sizes: dict, block: int, data: dict) -> float:
+    """The share of tiles a block of ``block`` queries visits because of data-dependent filters:
+    a tile is needed when any of the block's mask rows keeps it. With the mask's rows independent
+    and each keeping a tile with its declared density ``d``, that is ``1 - (1 - d)**k`` for the ``k``
+    mask rows the block spans (a mask row covers ``X`` queries when it is read at ``p // X``)."""
+    rv = plan.row_rank.lower() if plan.row_rank else None
+    factor = 1.0
+    for p in _over_tile(plan) or ():
+        for f in p.filters:
+            for t in reads_of(f):
+                d = data[t]
+                per = 1
+                for r in _reads_in(f):
+                    for ix in r.indices:
+                        if isinstance(ix, BinOp) and ix.op == "//" and ix.left.variables() == {rv}:
+                            per = int(ix.right.evaluate(sizes))
+                k = max(1, math.ceil(block / max(per, 1)))
+                factor = min(factor, 1.0 - (1.0 - d) ** k)
+    return factor
+
+
+def _reads_in(x) -> list:
+    from ..einsum import Read
+
+    if isinstance(x, Read):
+        return [x]
+    if hasattr(x, "left") and hasattr(x, "right"):
+        return _reads_in(x.left) + _reads_in(x.right)
+    return []
 
 
 def _samples(n):
@@ -217,7 +268,7 @@ def _visited_steps(plan: _Plan, vsize: dict, sizes: dict, blocks, block, slopes:
             continue
         first = np.zeros(blocks.size)
         last = np.full(blocks.size, n - 1.0)
-        for f in p.filters:
+        for f in _static(p.filters):
             if f not in per_filter:
                 per_filter[f] = _filter_steps(f, lv, rv, vsize, sizes, blocks, block, slopes)
             if per_filter[f] is None:
@@ -345,7 +396,7 @@ def visited_tiles(plan: _Plan, vsize: dict, sizes: dict, steps, blocks, block: i
     visited = np.zeros((steps.size, blocks.size), bool)
     for p in over:
         present = np.ones_like(visited)
-        for f in p.filters:
+        for f in _static(p.filters):
             box = sorted(f.variables() - {lv})
             ranges = []
             for v in box:

@@ -221,8 +221,9 @@ def bind_sizes(cascade: Cascade, workload: Workload, mapping: dict[str, int] | N
     for r in cascade.ranks:
         if r.derived:
             continue
+        number = float if r.real else int           # real-valued parameters stay real
         if r.name in explicit:
-            given[r.name], origin[r.name] = int(explicit[r.name]), "given"
+            given[r.name], origin[r.name] = number(explicit[r.name]), "given"
         elif mapping and r.name in mapping:
             given[r.name], origin[r.name] = int(mapping[r.name]), "mapping"
         elif r.name in line:
@@ -232,7 +233,7 @@ def bind_sizes(cascade: Cascade, workload: Workload, mapping: dict[str, int] | N
                                 f"{v:g}, not a positive whole number")
             given[r.name], origin[r.name] = int(v), f"workload: {line[r.name].text()}"
         elif r.param and r.size is not None:
-            given[r.name], origin[r.name] = int(r.size.value), "cascade default"
+            given[r.name], origin[r.name] = number(r.size.value), "cascade default"
     missing = [r.name for r in cascade.ranks if not r.derived and r.name not in given]
     if missing:
         roles = ", ".join(missing)

@@ -30,6 +30,7 @@ from ._ir import (
     Var,
     positions,
     rank_of,
+    reads_of,
     var_of,
 )
 from ._ops import DEFAULT_OPERATORS, UNION, OperatorTable
@@ -99,6 +100,7 @@ class Cascade:
     description: str = ""
     workload: tuple[tuple[str, object], ...] = ()   # (rank, expression over WORKLOAD_FIELDS)
     family: str = ""                                # the kind of algorithm, for listings
+    densities: tuple[tuple[str, object], ...] = ()  # (input, real parameter name or number): data filters' share
     operators: OperatorTable = field(default=DEFAULT_OPERATORS, compare=False, repr=False)
     source: Source | None = field(default=None, compare=False, repr=False)
 
@@ -110,7 +112,7 @@ class Cascade:
         h = self.__dict__.get("_hash")
         if h is None:
             h = hash((self.name, self.ranks, self.inputs, self.einsums, self.stop, self.outputs, self.description,
-                      self.workload, self.family))
+                      self.workload, self.family, self.densities))
             object.__setattr__(self, "_hash", h)
         return h
 
@@ -165,6 +167,10 @@ class Cascade:
         out = []
         for i, e in enumerate(self.einsums):
             me = self.label(i)
+            for t in sorted({t for f in e.filters for t in reads_of(f)}):
+                info = self.tensors[t]
+                for src in ([t] if info.is_input else [self.label(p) for p in info.producers]):
+                    out.append((src, me, t, "stream"))
             for a in e.expr.accesses():
                 info = self.tensors[a.tensor]
                 if info.is_input:
@@ -250,6 +256,12 @@ class Cascade:
         g.remove_edges_from([(u, v) for u, v, k in self.graph.edges(data="kind") if k == "carried"])
         return nx.freeze(g)
 
+    def density(self, tensor: str, sizes: dict) -> float:
+        """The declared share of ``tensor``'s entries a filter on it keeps (``density`` line), with
+        parameters from ``sizes``."""
+        v = dict(self.densities)[tensor]
+        return float(sizes[v]) if isinstance(v, str) else float(v)
+
     def text(self) -> str:
         """The cascade as text that parses back to an equal cascade."""
         from ._printer import cascade_text
@@ -284,6 +296,17 @@ def _iter_index_kind(ix, it: IterativeRank) -> str:
 def _is_next(ix) -> bool:
     return (isinstance(ix, BinOp) and ix.op == "+" and isinstance(ix.left, Var)
             and isinstance(ix.right, Num) and ix.right.value == 1)
+
+
+def _reads(x) -> list:
+    """The :class:`Read` nodes of a comparison or index expression."""
+    from ._ir import Read
+
+    if isinstance(x, Read):
+        return [x]
+    if isinstance(x, (BinOp, Compare)):
+        return _reads(x.left) + _reads(x.right)
+    return []
 
 
 def _strip_filtered(expr, filters: list):
@@ -344,6 +367,16 @@ class _Checker:
                         f"the size of {r.name} uses the rank variable {v!r}", r.size.span or r.span,
                         f"sizes are written with upper-case rank names, e.g. {r.name}={v.upper()}",
                     )
+        inputs = {t.name for t in c.inputs}
+        for t, v in c.densities:
+            if t not in inputs:
+                raise self.err(f"density {t}: {t} is not an input", None, "declare it with `input`")
+            if isinstance(v, str):
+                if v not in self.ranks or not self.ranks[v].real:
+                    raise self.err(f"density {t}={v}: {v} is not a real-valued parameter", None,
+                                   f"declare it: `param {v}=0.25`")
+            elif not 0 < v <= 1:
+                raise self.err(f"density {t}={v:g} must be a share in (0, 1]")
         for t in c.inputs:
             if t.name in self.tensors:
                 raise self.err(f"input {t.name} is declared twice", t.span)
@@ -603,6 +636,19 @@ class _Checker:
                     f"position {v!r} is not a rank variable of this Einsum", e.span,
                     "a rank variable used as a value must index the output or an operand of the same Einsum")
         for f in filters:
+            for t in sorted(reads_of(f)):
+                read = self.tensors.get(t)
+                if read is None:
+                    raise self.err(f"the filter reads {t}, which is not an input or a tensor computed before",
+                                   f.span, f"declare it: `input {t}[...]`")
+                r = next(x for x in _reads(f) if x.tensor == t)
+                if len(r.indices) != len(read.ranks):
+                    raise self.err(f"{t} has {len(read.ranks)} ranks ({', '.join(read.ranks)}) but is read with "
+                                   f"{len(r.indices)} indices", r.span or f.span)
+                if t not in dict(self.c.densities):
+                    raise self.err(f"the filter reads {t}: say how much of it a filter keeps", f.span,
+                                   f"add `density {t}=KEEP` with `param KEEP=0.25` (the cost model's share of "
+                                   "kept points; the executor reads the data)")
             for v in f.variables():
                 if v not in space:
                     raise self.err(
@@ -931,6 +977,7 @@ def parse_cascade(text: str, file: str = "<string>", operators: OperatorTable | 
         name=p.name or _stem(file), ranks=ranks, inputs=tuple(inputs), einsums=einsums,
         stop=tuple(p.stop), outputs=outputs, description=p.description,
         workload=tuple((tok.text, expr) for tok, expr in p.workload), family=p.family,
+        densities=tuple((t.text, float(v.text) if v.kind == "NUMBER" else v.text) for t, v in p.densities),
         operators=operators or DEFAULT_OPERATORS, source=p.source,
     )
     for f in fields(Cascade):

@@ -26,7 +26,7 @@ import numpy as np
 
 from ._cascade import Cascade
 from ._errors import CascadeError
-from ._ir import Access, BinOp, Const, Einsum, Position, SizeRef, Var, fold_target, product_factors
+from ._ir import TENSORS, Access, BinOp, Const, Einsum, Position, SizeRef, Var, fold_target, product_factors, reads_of
 from ._numbers import FLOAT64, NumberSystem
 from ._sizes import resolve_sizes
 
@@ -368,6 +368,9 @@ class _Runner:
     def _run(self, e: Einsum, free, out_vars, red, fixed, ranges, carried_red):
         self._space = (free, ranges, fixed)      # lets gathers of plain indices use slices (views)
         env = self._grids(free, ranges, fixed)
+        data = {t for f in e.filters for t in reads_of(f)}
+        if data:                                 # data-dependent filters read these tensors
+            env[TENSORS] = {t: self.state[t].values for t in data}
         shape = tuple(ranges[v][1] - ranges[v][0] for v in free)
         fmask = None
         for f in e.filters:

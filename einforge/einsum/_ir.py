@@ -198,7 +198,56 @@ class BinOp:
         return a // b
 
 
-IndexExpr = Var | Sym | Num | BinOp
+@dataclass(frozen=True)
+class Read:
+    """A tensor's value inside a filter: data-dependent sparsity, e.g. the block mask of
+    ``BQK[m1,m0,p: BM[m1, p//Q0] != 0]``. ``tensor`` is read at ``indices`` (index expressions)."""
+
+    tensor: str
+    indices: tuple
+    span: Span | None = field(default=None, compare=False, repr=False)
+
+    def variables(self) -> set[str]:
+        out: set[str] = set()
+        for ix in self.indices:
+            out |= ix.variables()
+        return out
+
+    def symbols(self) -> set[str]:
+        out: set[str] = set()
+        for ix in self.indices:
+            out |= ix.symbols()
+        return out
+
+    def reads(self) -> set[str]:
+        return {self.tensor}
+
+    def text(self) -> str:
+        return f"{self.tensor}[{','.join(ix.text() for ix in self.indices)}]"
+
+    def evaluate(self, env):
+        tensors = env.get(TENSORS)
+        if tensors is None or self.tensor not in tensors:
+            raise CascadeError(f"{self.text()} reads data, which this evaluation does not have", self.span,
+                               "the executor reads it; the cost model takes the density declared by `density`")
+        values = tensors[self.tensor]
+        return values[tuple(ix.evaluate(env) for ix in self.indices)]
+
+
+#: the key of an evaluation environment that holds tensors' values (for :class:`Read`)
+TENSORS = "@tensors"
+
+
+def reads_of(x) -> set[str]:
+    """The tensors an index expression or comparison reads (data-dependent filters)."""
+    if isinstance(x, Read):
+        return {x.tensor}
+    if isinstance(x, (BinOp, Compare)):
+        return reads_of(x.left) | reads_of(x.right)
+    return set()
+
+
+IndexExpr = Var | Sym | Num | BinOp | Read
 
 
 def _has_zero(b) -> bool:

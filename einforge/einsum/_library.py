@@ -123,9 +123,15 @@ def _read_text(p: Path) -> str:
 
 def random_inputs(cascade: Cascade, sizes: Mapping[str, int], rng: np.random.Generator,
                   scale: float = 1.0) -> dict[str, np.ndarray]:
-    """Standard-normal inputs shaped by the cascade's inputs (weights of library cascades scaled)."""
+    """Standard-normal inputs shaped by the cascade's inputs (weights of library cascades scaled); an
+    input a data-dependent filter reads (``density`` line) is a 0/1 mask with its declared density."""
     per = _INPUT_SCALE.get(cascade.name, {})
-    return {
-        t.name: rng.normal(size=[sizes[r] for r in t.ranks]) * scale * per.get(t.name, 1.0)
-        for t in cascade.inputs
-    }
+    masks = dict(cascade.densities)
+    out = {}
+    for t in cascade.inputs:
+        shape = [sizes[r] for r in t.ranks]
+        if t.name in masks:        # a mask a data-dependent filter reads: 1 with its declared density
+            out[t.name] = (rng.random(size=shape) < cascade.density(t.name, sizes)).astype(float)
+        else:
+            out[t.name] = rng.normal(size=shape) * scale * per.get(t.name, 1.0)
+    return out

@@ -11,6 +11,7 @@ The grammar, one statement per line (``#`` starts a comment; newlines inside bra
     output   T ...                           optional; default: computed tensors nobody reads
     stop     cond [& cond]                   stopping condition of iterative ranks (also ``⋄ : cond``)
     workload R=field[*field/field] ...       how ranks take their sizes from a transformer workload
+    density  T=P|0.25 ...                    the share of an input's entries a filter on it keeps
     T[idx[:cond], ...] = expr [:: op(v,...) ...]     an Extended Einsum
 
 Index expressions are integer arithmetic over rank variables (lower case) and sizes (upper case):
@@ -25,7 +26,7 @@ import re
 from dataclasses import dataclass
 
 from ._errors import CascadeError, Source, Span
-from ._ir import MAX_NESTING, Access, BinOp, Call, Compare, Const, Einsum, Num, RankDecl, Sym, Var
+from ._ir import MAX_NESTING, Access, BinOp, Call, Compare, Const, Einsum, Num, RankDecl, Read, Sym, Var
 
 __all__ = ["tokenize", "parse_statements", "ParsedCascade"]
 
@@ -102,6 +103,7 @@ class ParsedCascade:
     name: str | None = None
     description: str = ""
     family: str = ""
+    densities: list = None   # (tensor token, parameter name or number token)
     ranks: list = None
     inputs: list = None
     outputs: list = None
@@ -118,9 +120,10 @@ class ParsedCascade:
         self.stop = [] if self.stop is None else self.stop
         self.reductions = {} if self.reductions is None else self.reductions
         self.workload = [] if self.workload is None else self.workload
+        self.densities = [] if self.densities is None else self.densities
 
 
-_KEYWORDS = {"cascade", "family", "ranks", "param", "input", "output", "stop", "workload"}
+_KEYWORDS = {"cascade", "family", "ranks", "param", "input", "output", "stop", "workload", "density"}
 _CMP = {"<", "<=", ">", ">=", "==", "!=", "="}
 
 
@@ -204,7 +207,7 @@ class _Parser:
             else:
                 raise self.error(
                     "unexpected {found} at the start of a statement",
-                    hint="a statement is a directive (cascade, family, ranks, param, input, output, stop, workload) "
+                    hint="a statement is a directive (cascade, family, ranks, param, input, output, stop, workload, density) "
                          "or an Einsum `T[...] = ...`",
                 )
         return out
@@ -330,6 +333,24 @@ class _Parser:
             raise self.error("expected at least one R=field after 'workload'", kw)
         self.next()
 
+    def _stmt_density(self, out: ParsedCascade):
+        kw = self.next()
+        n = 0
+        while not self.at("NEWLINE"):
+            if self.at_op(","):
+                self.next()
+                continue
+            t = self.expect_name("an input tensor such as BM in `density BM=KEEP`")
+            self.expect_op("=", f" after {t.text} (write {t.text}=KEEP with a parameter, or {t.text}=0.25)")
+            if not (self.at("NAME") or self.at("NUMBER")):
+                raise self.error("expected a parameter or a number (the share of the tensor's entries a filter "
+                                 "on it keeps) but found {found}")
+            out.densities.append((t, self.next()))
+            n += 1
+        if n == 0:
+            raise self.error("expected at least one T=density after 'density'", kw)
+        self.next()
+
     def _stmt_stop(self, out: ParsedCascade):
         self.next()
         if self.at_op(":"):
@@ -406,10 +427,14 @@ class _Parser:
         return indices, filters
 
     def conditions(self) -> list[Compare]:
-        out = self.chain()
-        while self.at_op("&") or self.at("NAME", "and"):
-            self.next()
-            out.extend(self.chain())
+        outer, self.in_condition = getattr(self, "in_condition", False), True
+        try:
+            out = self.chain()
+            while self.at_op("&") or self.at("NAME", "and"):
+                self.next()
+                out.extend(self.chain())
+        finally:
+            self.in_condition = outer
         return out
 
     def chain(self) -> list[Compare]:
@@ -454,6 +479,9 @@ class _Parser:
         t = self.tok
         if t.kind == "NUMBER":
             if not re.fullmatch(r"\d+", t.text):
+                if getattr(self, "in_condition", False):     # a filter may compare data with 0.5
+                    self.next()
+                    return Num(float(t.text), self.span(t))
                 raise self.error(f"index {t.text} must be a whole number", t)
             if len(t.text) > 18:
                 raise self.error(f"{t.text} is too large: sizes and indices are below 10**18", t)
@@ -462,6 +490,8 @@ class _Parser:
         if t.kind == "NAME":
             self.next()
             if t.text[0].isupper():
+                if getattr(self, "in_condition", False) and self.at_op("["):
+                    return self._read(t)
                 return Sym(t.text, self.span(t))
             return Var(t.text, self.span(t))
         if self.at_op("("):
@@ -479,6 +509,23 @@ class _Parser:
                 return Num(-inner.value, self.span(t))
             return BinOp("-", Num(0), inner, self.span(t))
         raise self.error("expected an index (a rank variable, a size or a number) but found {found}")
+
+    def _read(self, t):
+        """``T[i, ...]`` inside a condition: the tensor's value (data-dependent sparsity)."""
+        self.next()
+        outer, self.in_condition = self.in_condition, False      # its indices are plain indices
+        try:
+            idx = []
+            while not self.at_op("]"):
+                idx.append(self.index_expr())
+                if self.at_op(","):
+                    self.next()
+                elif not self.at_op("]"):
+                    raise self.error("expected ',' or ']' in a tensor read but found {found}")
+        finally:
+            self.in_condition = outer
+        self.next()
+        return Read(t.text, tuple(idx), self.span(t))
 
     # -- payload expressions ------------------------------------------------------------------
     def expr(self):

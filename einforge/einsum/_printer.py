@@ -24,6 +24,8 @@ def cascade_text(c) -> str:
         lines.append("workload " + " ".join(f"{r}={e.text()}" for r, e in c.workload))
     if c.inputs:
         lines.append("input " + " ".join(t.text() for t in c.inputs))
+    if c.densities:
+        lines.append("density " + " ".join(f"{t}={v}" for t, v in c.densities))
     if c.outputs:
         lines.append("output " + " ".join(c.outputs))
     for e in c.einsums:

@@ -203,6 +203,18 @@ def _residual(x, sz):
     return {"Y": x["X"] + x["F"]}
 
 
+def _attention_seer(x, sz):
+    s = x["K"].T @ x["Q"]
+    m = np.arange(s.shape[0])[:, None]
+    p = np.arange(s.shape[1])[None, :]
+    keep = x["BM"][m // sz["M0"], p // sz["B0"]] != 0
+    e = np.where(keep, np.exp(s - np.max(np.where(keep, s, -np.inf), axis=0, initial=-np.inf)), 0.0)
+    den = e.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(den > 0, (x["V"] @ e) / den, 0.0)      # a query block that keeps no tile: empty (0)
+    return {"AV": out}
+
+
 REFERENCES: dict[str, Callable] = {
     "encoder-linear": _encoder_linear,
     "attention-3pass": _attention,
@@ -227,6 +239,7 @@ REFERENCES: dict[str, Callable] = {
     "attention-lolcats": _attention_lolcats,
     "attention-mossformer": _attention_mossformer,
     "attention-cca": _attention_cca,
+    "attention-seer": _attention_seer,
     "rmsnorm": _rmsnorm,
     "layernorm": _layernorm,
     "layernorm-welford": _layernorm,

@@ -23,7 +23,7 @@ import itertools
 import math
 from dataclasses import dataclass, field
 
-from ..einsum import Access, Call, Cascade, Const, FixedPoint, Position, SizeRef, is_constant
+from ..einsum import Access, Call, Cascade, Const, FixedPoint, Position, SizeRef, is_constant, reads_of
 from ..einsum._ir import BinOp, Sym, Var
 from ._errors import RTLError
 
@@ -133,6 +133,12 @@ def compile_program(cascade: Cascade, binding, array: tuple[int, int], numbers: 
     R, C = array
     q = numbers
     from ..arch import ArchError
+
+    for i, e in enumerate(cascade.einsums):
+        for f in e.filters:
+            if reads_of(f):
+                raise RTLError(f"Einsum {cascade.label(i)}: the filter {f.text()} reads data; the engine's controller "
+                               "has no mask memory to skip tiles from yet (the executor and the cost model take it)")
 
     # PEs get a divider only when an Einsum bound to the 2D array cannot be computed without one
     divider_2d = False

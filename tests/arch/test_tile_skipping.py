@@ -104,3 +104,24 @@ def test_counted_step_intervals_equal_the_stepwise_marks(case, m, m0, p, block):
     marks = visited_tiles(pl, vsize, sizes, np.arange(n), np.arange(nblk), block)
     stepwise = float(np.maximum(marks.mean(axis=0), 1.0 / n).mean())
     assert _tile_visits(pl, vsize, sizes, block) == pytest.approx(stepwise, rel=1e-12, abs=1e-12)
+
+
+def test_a_block_mask_removes_work_in_proportion_to_the_kept_blocks():
+    from einforge.arch import load_workload
+    from einforge.rtl import RTLError, lower
+
+    seer = LIB["attention-seer"].load()
+    dense = LIB["attention-1pass"].load()
+    arch = load_architecture("fusemax")
+    w = load_workload("BERT", "16K").with_sizes({"B0": 256})
+    full = evaluate(arch, dense, load_binding("fusemax", dense), load_workload("BERT", "16K"))
+    lat = {}
+    for keep in (0.125, 0.25, 0.5, 1.0):
+        r = evaluate(arch, seer, load_binding("fusemax", seer), w.with_sizes({"KEEP": keep}))
+        lat[keep] = r.latency_s
+        assert r.sizes["KEEP"] == keep                    # a real-valued parameter stays real
+    assert lat[1.0] == full.latency_s                     # everything kept: dense attention
+    for keep in (0.125, 0.25, 0.5):                       # the tile loop's work scales with the kept blocks
+        assert lat[keep] == pytest.approx(keep * full.latency_s, rel=0.1)
+    with pytest.raises(RTLError, match="reads data; the engine's controller has no mask memory"):
+        lower(seer, "arch", (2, 2), None, {"M": 8, "P": 4, "E": 2, "F": 2, "M0": 2, "B0": 2})

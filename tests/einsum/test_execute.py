@@ -39,7 +39,9 @@ def sizes_for(draw, c):
     if "P" in sizes and c.name in SELF_ATTENTION:
         sizes["P"] = sizes["M"]               # every query sees at least one key
     for r in c.ranks:
-        if r.real:
+        if r.real and r.name in dict(c.densities).values():
+            sizes[r.name] = draw(st.floats(0.05, 1.0))      # a share of a mask
+        elif r.real:
             sizes[r.name] = draw(st.floats(0.05, 60.0))
         elif r.param:
             sizes[r.name] = draw(st.integers(1, sizes.get("M", 4)))

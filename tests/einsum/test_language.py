@@ -322,3 +322,39 @@ def test_error_real_parameter_where_a_size_is_needed(text, where):
 def test_error_family_twice():
     e = _error("cascade a\nfamily x\nfamily y\nranks K=2\ninput A[k]\nY = A[k]\n")
     assert "family is already given" in e.message and e.line == 3
+
+
+# ------------------------------------------------------------------------------------------------
+# data-dependent filters
+# ------------------------------------------------------------------------------------------------
+
+SEER = """ranks M=8 P=4 M0=2 M1=M/M0
+param KEEP=0.5
+density BM=KEEP
+input S[m,p] BM[m1,p]
+B[m1,m0,p: BM[m1,p] != 0] = S[m1*M0+m0,p]
+"""
+
+
+def test_a_filter_on_data_keeps_what_the_data_says():
+    c = parse_cascade(SEER)
+    s = np.arange(32.0).reshape(8, 4)
+    bm = np.array([[1, 0, 1, 0], [0, 0, 1, 1], [1, 1, 1, 1], [0, 0, 0, 0]], float)
+    out = evaluate(c, {"S": s, "BM": bm}, {}, with_presence=True)
+    keep = np.repeat(bm != 0, 2, axis=0).reshape(4, 2, 4)
+    assert np.array_equal(out["B?"], keep)
+    assert np.array_equal(out["B"][keep], s.reshape(4, 2, 4)[keep])
+    assert parse_cascade(c.text()) == c and "density BM=KEEP" in c.text()
+
+
+@pytest.mark.parametrize("text,message", [
+    (SEER.replace("density BM=KEEP\n", ""), "the filter reads BM: say how much of it a filter keeps"),
+    (SEER.replace("BM[m1,p] != 0", "XM[m1,p] != 0"), "the filter reads XM, which is not an input"),
+    (SEER.replace("BM[m1,p] != 0", "BM[m1] != 0"), "BM has 2 ranks \\(M1, P\\) but is read with 1 indices"),
+    (SEER.replace("density BM=KEEP", "density S2=KEEP"), "density S2: S2 is not an input"),
+    (SEER.replace("param KEEP=0.5", "param KEEP=2"), "density BM=KEEP: KEEP is not a real-valued parameter"),
+    (SEER.replace("density BM=KEEP", "density BM=1.5"), "density BM=1.5 must be a share in"),
+])
+def test_error_data_filters_say_what_is_missing(text, message):
+    with pytest.raises(CascadeError, match=message):
+        parse_cascade(text, "bad.cascade")

@@ -74,6 +74,7 @@ EXPECTED = {
     "attention-alibi": {"M": 1, "M1": 1, "M0": 2},
     "attention-softcap": {"M": 1, "M1": 1, "M0": 2},
     "attention-sinks": {"M": 1, "M1": 1, "M0": 2},
+    "attention-seer": {"M": 1, "M1": 1, "M0": 2},
     "attention-mla": {"M": 1, "M1": 1, "M0": 2},
     "attention-mla-decode": {"M": 1, "M1": 1, "M0": 2},
     # Linformer: the projections are M-summaries read only over R -> 1 over M; the softmax over the
