@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 
-from amaranth import Array, Cat, Const, Module, Mux, Signal, signed
+from amaranth import Array, Cat, Const, Module, Mux, ResetInserter, Signal, signed
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -565,7 +565,12 @@ class AttentionEngine(wiring.Component):
             with m.Else():
                 m.d.sync += obeat.eq(obeat + 1)
         m.d.comb += [self.busy.eq((state == 1) | (state == 2)), self.done.eq((state == 3) & ~out_busy & ~out_start)]
-        return m
+        # a new job after done, without reset: the first input word offered while done returns the
+        # whole engine to its reset state on that edge (the word is taken on the next, as in_ready
+        # is low while done); the buffers are rewritten by the job's own loads
+        restart = Signal()
+        m.d.comb += restart.eq(self.done & self.in_valid)
+        return ResetInserter({"sync": restart})(m)
 
     # -- helpers ---------------------------------------------------------------------------------
     def _scaled_word(self, m, word, constant: int, name: str):

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 
-from amaranth import Array, Cat, Module, Mux, Signal, signed
+from amaranth import Array, Cat, Module, Mux, ResetInserter, Signal, signed
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -269,4 +269,8 @@ class SystolicGemm(wiring.Component):
         with m.If((state == 3) & ~drain_busy & ~start_next):
             m.d.sync += state.eq(4)
         m.d.comb += [self.busy.eq((state == 1) | (state == 2) | (state == 3)), self.done.eq(state == 4)]
-        return m
+        # a new job after done, without reset: the first input word offered while done restarts the
+        # array on that edge (it is taken on the next; the operand buffers are rewritten by the load)
+        restart = Signal()
+        m.d.comb += restart.eq(self.done & self.in_valid)
+        return ResetInserter({"sync": restart})(m)

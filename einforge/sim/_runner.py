@@ -157,7 +157,8 @@ SUITE = (("random", 0), ("random", 1), ("random", 2), ("lsb", 0), ("alternating"
 def verify(design: Design, *, sim: str = "icarus", suite=SUITE, build_dir: str | Path | None = None,
            waves: bool = False, verilog: str | None = None) -> SimResult:
     """The default check of a design: every stimulus of ``suite`` (kind, seed) in one simulation,
-    each job from reset. Passes only if every job passes."""
+    the first job from reset, each later one started in band after the last one's done (no reset: the
+    design must take a new job as it is). Passes only if every job passes."""
     jobs = [(kind, seed, stimuli(design, seed, kind)) for kind, seed in suite]
     return run_jobs(design, jobs, sim=sim, build_dir=build_dir, waves=waves, verilog=verilog)
 

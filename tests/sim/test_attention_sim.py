@@ -317,3 +317,15 @@ def test_zoo_cascades_lower_without_new_datapath(name, binding, extra):
     r = verify(design(name, binding=binding, **extra))
     assert r.passed and r.bit_exact and r.cycles == r.model_cycles
     assert r.compared_lanes > 0
+
+
+@needs_icarus
+def test_the_engine_takes_new_jobs_without_a_reset():
+    # the default suite runs six jobs in one simulation; only the first starts from reset, each later
+    # one starts by offering its first word while the engine is done
+    from einforge.sim import SUITE, verify
+
+    r = verify(design("attention-causal", array=(2, 2), M=8, P=4, E=2, F=2))
+    jobs = r.details["jobs"]
+    assert len(jobs) == len(SUITE) > 1
+    assert all(j["passed"] and j["cycles"] == r.model_cycles for j in jobs)
