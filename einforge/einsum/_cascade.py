@@ -298,6 +298,15 @@ def _is_next(ix) -> bool:
             and isinstance(ix.right, Num) and ix.right.value == 1)
 
 
+def _blocked(ix):
+    """(outer, inner) variables of a blocked index ``x*X0+x0`` (the inner variable's rank is X0), or None."""
+    if (isinstance(ix, BinOp) and ix.op == "+" and isinstance(ix.left, BinOp) and ix.left.op == "*"
+            and isinstance(ix.left.left, Var) and isinstance(ix.left.right, Sym) and isinstance(ix.right, Var)
+            and rank_of(ix.right.name) == ix.left.right.name):
+        return ix.left.left.name, ix.right.name
+    return None
+
+
 def _reads(x) -> list:
     """The :class:`Read` nodes of a comparison or index expression."""
     from ._ir import Read
@@ -552,17 +561,24 @@ class _Checker:
         pinned = {f.left.name: f for f in filters
                   if f.op == "==" and isinstance(f.left, Var) and not f.right.variables()}
         out_ranks = []
+        out_vars = []
         for k, ix in enumerate(out.indices):
             if isinstance(ix, Var):
                 out_ranks.append(self._rank_of_var(ix.name, ix.span or out.span))
+                out_vars.append(ix.name)
             elif _is_next(ix):
                 out_ranks.append(self._rank_of_var(ix.left.name, ix.span or out.span))
+                out_vars.append(ix.left.name)
+            elif _blocked(ix) is not None:
+                outer, inner = _blocked(ix)
+                out_ranks.append(self._blocked_rank(ix, outer, inner, out))
+                out_vars += [outer, inner]
             else:
                 raise self.err(
                     f"the output index {ix.text()!r} of {out.tensor} must be a rank variable", ix.span or out.span,
-                    "write outputs with plain variables (`T[m,p]`); `v+1` writes the next iterate",
+                    "write outputs with plain variables (`T[m,p]`), `v+1` for the next iterate, or a block "
+                    "and its offset (`T[c*C0+c0]`)",
                 )
-        out_vars = [ix.name if isinstance(ix, Var) else ix.left.name for ix in out.indices]
         dup = {v for v in out_vars if out_vars.count(v) > 1}
         if dup:
             raise self.err(f"rank variable {sorted(dup)[0]!r} appears twice in the output of {out.tensor}", out.span)
@@ -746,6 +762,19 @@ class _Checker:
                 raise self.err(f"{expr.op} needs at least one operand", expr.span)
             return Call(expr.op, args, expr.span)
         return expr
+
+    def _blocked_rank(self, ix, outer: str, inner: str, out) -> str:
+        """The rank a blocked output index ``x*X0+x0`` writes: the one X partitions (X = R/X0)."""
+        x, x0 = rank_of(outer), rank_of(inner)
+        decl = self.ranks.get(x)
+        if (decl is None or not isinstance(decl.size, BinOp) or decl.size.op != "/"
+                or not isinstance(decl.size.left, Sym) or not isinstance(decl.size.right, Sym)
+                or decl.size.right.name != x0):
+            raise self.err(f"the output index {ix.text()} of {out.tensor} writes blocks of {x0}, but {x} is not a "
+                           f"partition R/{x0} of a rank", ix.span or out.span,
+                           f"declare it (`ranks ... {x}=R/{x0}`) or read a tensor at {ix.text()} before")
+        self._rank_of_var(inner, ix.span or out.span)
+        return decl.size.left.name
 
     def _check_symbol(self, s: str, span):
         if s not in self.ranks:

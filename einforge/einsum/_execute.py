@@ -596,9 +596,22 @@ class _Runner:
         win = self.windows.get(e.name)
         # output indices are distinct variables in the order of out_vars: slices address the
         # region directly (a view), unless a variable repeats (a diagonal), which needs index grids
-        grids = len(set(out_vars)) != len([ix for ix in e.output.indices
-                                           if (ix.name if isinstance(ix, Var) else ix.left.name) not in fixed])
+        blocked = [ix for ix in e.output.indices if not isinstance(ix, Var) and ix.op == "+" and isinstance(ix.left, BinOp)]
+        grids = bool(blocked) or len(set(out_vars)) != len(
+            [ix for ix in e.output.indices if (ix.name if isinstance(ix, Var) else ix.left.name) not in fixed])
         for axis, ix in enumerate(e.output.indices):
+            if ix in blocked:                    # a block and its offset (x*X0 + x0): index grids
+                env = dict(self.env)
+                for v in ix.variables():
+                    if v in fixed:
+                        env[v] = fixed[v]
+                    else:
+                        a, b = ranges[v]
+                        shp = [1] * nd
+                        shp[out_vars.index(v)] = b - a
+                        env[v] = np.arange(a, b).reshape(shp)
+                idx.append(np.asarray(ix.evaluate(env)))
+                continue
             v, plus = (ix.name, 0) if isinstance(ix, Var) else (ix.left.name, 1)
             if v in fixed:
                 k = fixed[v] + plus

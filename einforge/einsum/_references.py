@@ -215,6 +215,13 @@ def _attention_seer(x, sz):
     return {"AV": out}
 
 
+def _attention_chunked(x, sz):
+    s = x["K"].T @ x["Q"]
+    m = np.arange(s.shape[0])[:, None]
+    p = np.arange(s.shape[1])[None, :]
+    return {"AV": x["V"] @ _masked_softmax(s, m // sz["K0"] == p // sz["Q0"], 0)}
+
+
 REFERENCES: dict[str, Callable] = {
     "encoder-linear": _encoder_linear,
     "attention-3pass": _attention,
@@ -240,6 +247,7 @@ REFERENCES: dict[str, Callable] = {
     "attention-mossformer": _attention_mossformer,
     "attention-cca": _attention_cca,
     "attention-seer": _attention_seer,
+    "attention-chunked": _attention_chunked,
     "rmsnorm": _rmsnorm,
     "layernorm": _layernorm,
     "layernorm-welford": _layernorm,

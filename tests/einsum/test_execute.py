@@ -38,6 +38,8 @@ def sizes_for(draw, c):
         sizes[whole] = sizes[tile] * draw(st.integers(1, 4))
     if "P" in sizes and c.name in SELF_ATTENTION:
         sizes["P"] = sizes["M"]               # every query sees at least one key
+    if "K0" in sizes and "Q0" in sizes:
+        sizes["K0"] = sizes["Q0"]             # chunks of keys and of queries alike
     for r in c.ranks:
         if r.real and r.name in dict(c.densities).values():
             sizes[r.name] = draw(st.floats(0.05, 1.0))      # a share of a mask

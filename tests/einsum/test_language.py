@@ -358,3 +358,23 @@ def test_a_filter_on_data_keeps_what_the_data_says():
 def test_error_data_filters_say_what_is_missing(text, message):
     with pytest.raises(CascadeError, match=message):
         parse_cascade(text, "bad.cascade")
+
+
+def test_blocked_outputs_write_each_block_back_in_place():
+    c = LIB_CHUNKED()
+    assert c.tensors["AV"].ranks == ("F", "P")
+    assert "AV[f,c*Q0+q0]" in c.text().replace(" ", "") and parse_cascade(c.text()) == c
+
+
+def LIB_CHUNKED():
+    return library()["attention-chunked"].load()
+
+
+@pytest.mark.parametrize("index,message", [
+    ("c*Q0+k0", "must be a rank variable"),              # the offset is not of the block's size
+    ("q0*Q0+q0", "is not a partition R/Q0 of a rank"),   # the block variable partitions nothing
+])
+def test_error_blocked_outputs_name_the_fix(index, message):
+    text = library()["attention-chunked"].file.read_text().replace("AV[f, c*Q0+q0]", f"AV[f, {index}]")
+    with pytest.raises(CascadeError, match=message):
+        parse_cascade(text, "bad.cascade")

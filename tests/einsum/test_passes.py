@@ -75,6 +75,8 @@ EXPECTED = {
     "attention-softcap": {"M": 1, "M1": 1, "M0": 2},
     "attention-sinks": {"M": 1, "M1": 1, "M0": 2},
     "attention-seer": {"M": 1, "M1": 1, "M0": 2},
+    # chunked: one pass over the sequence; the softmax's two passes run over one chunk's keys (K0)
+    "attention-chunked": {"P": 1, "C": 1, "Q0": 1, "K0": 2},
     "attention-mla": {"M": 1, "M1": 1, "M0": 2},
     "attention-mla-decode": {"M": 1, "M1": 1, "M0": 2},
     # Linformer: the projections are M-summaries read only over R -> 1 over M; the softmax over the
