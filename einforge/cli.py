@@ -646,6 +646,121 @@ def plot_cmd(results, x, y, color, line, logx, logy, no_pareto, title, out):
     console.print(f"wrote {path}")
 
 
+@main.group()
+def llm():
+    """Decoder layers of LLMs: models, generation on one chip, decode on many."""
+
+
+@llm.command("models")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@handles_errors
+def llm_models(as_json):
+    """The built-in decoder models and their shapes."""
+    from .arch import load_model, models
+
+    rows = [load_model(n) for n in models()]
+    if as_json:
+        emit_json([{k: getattr(m, k) for k in ("name", "layers", "hidden", "heads", "kv_heads", "head_dim", "ffn",
+                                               "ffn_dim", "norm", "window", "latent", "source")} for m in rows])
+        return
+    t = Table(title="decoder models")
+    for col in ("name", "layers", "hidden", "heads", "kv heads", "FFN", "norm", "attention"):
+        t.add_column(col)
+    for m in rows:
+        att = f"MLA (latent {m.latent})" if m.latent else (f"window {m.window}" if m.window else "causal GQA")
+        t.add_row(m.name, str(m.layers), str(m.hidden), str(m.heads), str(m.kv_heads), f"{m.ffn} {m.ffn_dim}",
+                  m.norm, att)
+    console.print(t)
+    console.print("sources: `einforge llm models --json`")
+
+
+@llm.command("generate")
+@click.option("--model", "model_ref", default="Llama-3-8B", show_default=True, help="a built-in model or a YAML file")
+@click.option("--arch", "arch_ref", default="fusemax", show_default=True)
+@click.option("--batch", default=1, show_default=True)
+@click.option("--prompt", default="2K", show_default=True, help="prompt tokens")
+@click.option("--tokens", default="256", show_default=True, help="tokens to generate")
+@click.option("--memory", default=None, help="the chip's memory (e.g. 80GiB): refuse what does not fit")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@handles_errors
+def llm_generate(model_ref, arch_ref, batch, prompt, tokens, memory, as_json):
+    """Prefill a prompt, then generate tokens: time to first token, time per output token, tokens/s,
+    energy per token, weights and KV cache; every operator of a layer mapped by the mapper."""
+    from .arch import generate, load_architecture, load_model
+    from .units import quantity
+
+    m = load_model(model_ref)
+    mem = quantity(memory, "bytes", "--memory") if memory else None
+    g = generate(load_architecture(arch_ref), m, batch, parse_count(prompt), parse_count(tokens), memory_bytes=mem)
+    out = {"model": m.name, "arch": arch_ref, "batch": batch, "prompt": g.prompt, "new_tokens": g.new_tokens,
+           "ttft_s": g.ttft_s, "tpot_s": g.tpot_s, "tokens_per_s": g.tokens_per_s,
+           "energy_per_token_pJ": g.energy_per_token_pJ, "weight_bytes": g.weight_bytes, "kv_bytes": g.kv_bytes,
+           "prefill_layer": [dict(zip(("op", "cascade", "binding", "latency_s", "energy_pJ", "traffic_bytes"), o))
+                             for o in g.prefill.ops]}
+    if as_json:
+        emit_json(out)
+        return
+    console.print(f"[bold]{m.name}[/] on {arch_ref}, batch {batch}, prompt {g.prompt}, {g.new_tokens} new tokens")
+    console.print(f"  time to first token {g.ttft_s:.4g} s, time per output token {g.tpot_s * 1e3:.4g} ms, "
+                  f"{g.tokens_per_s:.4g} tokens/s, {g.energy_per_token_pJ * 1e-9:.4g} mJ a token")
+    console.print(f"  weights {g.weight_bytes / 2**30:.1f} GiB, KV cache at the end {g.kv_bytes / 2**30:.2f} GiB")
+    t = Table(title="one prefill layer")
+    for col in ("operator", "cascade", "binding", "ms", "MB"):
+        t.add_column(col)
+    for o in g.prefill.ops:
+        t.add_row(o[0], o[1], o[2], f"{o[3] * 1e3:.4g}", f"{o[5] / 1e6:.4g}")
+    console.print(t)
+
+
+@llm.command("decode")
+@click.option("--model", "model_ref", default="Llama-3-70B", show_default=True)
+@click.option("--arch", "arch_ref", default="fusemax", show_default=True)
+@click.option("--batch", default=8, show_default=True)
+@click.option("--context", default="32K", show_default=True, help="KV cache length")
+@click.option("--chips", default=8, show_default=True)
+@click.option("--link", default="300GB/s", show_default=True, help="link bandwidth each way")
+@click.option("--latency", default=2e-6, show_default=True, help="link latency, seconds")
+@click.option("--memory", default=None, help="each chip's memory (e.g. 96GiB)")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@handles_errors
+def llm_decode(model_ref, arch_ref, batch, context, chips, link, latency, memory, as_json):
+    """Time per output token on several chips (a switch) for tensor parallelism, Ulysses, Ring
+    Attention and USP splits; the fastest that fits is marked."""
+    from .arch import ArchError, Interconnect, decode_on_chips, load_architecture, load_model
+    from .units import quantity
+
+    m = load_model(model_ref)
+    arch = load_architecture(arch_ref)
+    net = Interconnect(chips, quantity(link, "bytes/second", "--link"), latency, "switch")
+    mem = quantity(memory, "bytes", "--memory") if memory else None
+    kv = parse_count(context)
+    rows = []
+    strategies = [("tensor", 0), ("ulysses", 0), ("ring", 0)] + [("usp", u) for u in (2, 4) if chips % u == 0 and u < chips]
+    for strategy, u in strategies:
+        try:
+            r = decode_on_chips(arch, m, batch, kv, net, strategy, u, memory_bytes=mem)
+            rows.append({"strategy": r.strategy, "tpot_s": r.latency_s, "comm_s": r.comm_s,
+                         "memory_bytes": r.memory_bytes, "error": ""})
+        except ArchError as exc:
+            rows.append({"strategy": strategy if not u else f"usp({u}x{chips // u})", "tpot_s": None, "comm_s": None,
+                         "memory_bytes": None, "error": str(exc)})
+    ok = [r for r in rows if r["tpot_s"] is not None]
+    best = min(ok, key=lambda r: r["tpot_s"])["strategy"] if ok else None
+    if as_json:
+        emit_json({"model": m.name, "chips": chips, "context": kv, "batch": batch, "best": best, "rows": rows})
+        return
+    t = Table(title=f"{m.name} decode, batch {batch}, {kv} tokens of context, {chips} chips")
+    for col in ("strategy", "ms a token", "communication ms", "memory a chip GiB", ""):
+        t.add_column(col)
+    for r in rows:
+        if r["tpot_s"] is None:
+            t.add_row(r["strategy"], "does not fit" if "fit" in r["error"] else "refused", "", "", "")
+        else:
+            t.add_row(r["strategy"], f"{r['tpot_s'] * 1e3:.4g}", f"{r['comm_s'] * 1e3:.3g}",
+                      f"{r['memory_bytes'] / 2**30:.1f}", "fastest" if r["strategy"] == best else "")
+    console.print(t)
+
+
 @main.command("figures")
 @click.option("-o", "--output", "out", type=click.Path(file_okay=False), required=True, help="output directory")
 @handles_errors

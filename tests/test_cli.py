@@ -106,3 +106,18 @@ def test_real_parameters_on_the_command_line():
     assert bad.exit_code == 2 and "CAP is a real-valued parameter" in bad.output
     bad = run("evaluate", "--cascade", "attention-softcap", "--size", "CAP=3")
     assert bad.exit_code == 2 and "set it with --param CAP=X" in bad.output
+
+
+def test_llm_commands():
+    r = run("llm", "models", "--json")
+    assert r.exit_code == 0 and {"Llama-3-8B", "GPT-3-175B"} <= {m["name"] for m in json.loads(r.output)}
+    r = run("llm", "generate", "--model", "Llama-3-8B", "--batch", "2", "--prompt", "256", "--tokens", "8", "--json")
+    assert r.exit_code == 0, r.output
+    g = json.loads(r.output)
+    assert g["ttft_s"] > 0 and g["tpot_s"] > 0 and len(g["prefill_layer"]) == 9
+    r = run("llm", "generate", "--model", "Llama-3-70B", "--memory", "16GiB", "--json")
+    assert r.exit_code == 2 and "do not fit 16.0 GiB" in r.output
+    r = run("llm", "decode", "--chips", "16", "--memory", "96GiB", "--json")
+    assert r.exit_code == 0
+    d = json.loads(r.output)
+    assert d["best"] and len(d["rows"]) == 5
