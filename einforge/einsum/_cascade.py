@@ -862,12 +862,29 @@ class _Checker:
                 continue
             if isinstance(ix, Var):
                 vr = rank_of(ix.name)
-                if vr != rk and not self._same_size(vr, rk):
+                if vr != rk and not self._same_size(vr, rk) and not self._concatenates(vr, rk):
                     raise self.err(
                         f"operand ranks disagree: rank {k} of {a.tensor} is {rk}, but it is indexed by "
                         f"{ix.name!r} (rank {vr})", ix.span or a.span,
-                        f"index it with {var_of(rk)!r}, or declare {vr}={rk} if the two ranks have the same size",
+                        f"index it with {var_of(rk)!r}, or declare {vr}={rk} if the two ranks have the same size "
+                        f"({vr}={rk}+... to concatenate tensors along {vr})",
                     )
+
+    def _concatenates(self, whole: str, part: str) -> bool:
+        """Whether rank ``whole`` is declared as a sum with ``part`` first (``J=N+M``): a variable of J
+        then indexes a tensor along N, and reads past N's end are absent, so ``A[j] + B[j-N]`` (with
+        +'s union) concatenates A and B along J."""
+        d = self.ranks.get(whole)
+        if d is None or not isinstance(d.size, BinOp):
+            return False
+        terms, todo = [], [d.size]
+        while todo:
+            x = todo.pop()
+            if isinstance(x, BinOp) and x.op == "+":
+                todo += [x.right, x.left]
+            else:
+                terms.append(x)
+        return bool(terms) and isinstance(terms[0], Sym) and terms[0].name == part
 
     def _same_size(self, r1: str, r2: str) -> bool:
         d1, d2 = self.ranks.get(r1), self.ranks.get(r2)

@@ -466,7 +466,7 @@ class AttentionEngine(wiring.Component):
                 a, va = opnd("a")
                 b, vb = opnd("b")
                 pred = Signal(name=f"{nm}_pred")
-                m.d.comb += pred.eq(self._filter(st, i, j) | ~st["filt"])
+                m.d.comb += pred.eq(Array(self._filters(st, i, j))[st["filt"]])
                 res, rv = self._alu(m, st["op"], a, va, b, vb, st["imm"], exp_state, nm, divider=p.divider_2d)
                 wr = Signal(name=f"{nm}_wr")
                 writes = [OPS[k] for k in ("add", "sub", "mul", "max", "min", "neg", "expl")]
@@ -598,24 +598,21 @@ class AttentionEngine(wiring.Component):
         vals += [_Fields.encode(i, nh)[field] for i in p.epilogue]
         return max([abs(v) for v in vals] + [1])
 
-    def _filter(self, st, i, j):
-        """The Einsum's filter at PE (i, j): the variables are the tile (i), the query and the step."""
+    def _filters(self, st, i, j) -> list:
+        """The predicates at PE (i, j): [always] + one per filter set of the program (the variables
+        are the tile row i, the query and the step); an instruction selects one by its ``filt``."""
         p = self.prog
-        filters = [f for fs in p.filters.values() for f in fs]
-        if not filters:
-            return Const(1, 1)
-        if len({tuple(fs) for fs in p.filters.values()}) > 1:
-            from ._errors import RTLError
-
-            raise RTLError("the engine evaluates one filter; the cascade filters several Einsums differently")
         env = {p.tile_var: Const(i, signed(16)), p.loop_var: Cat(st["m1"], Const(0, 1)).as_signed(),
                p.lane_var: Cat(st["ptile"] * p.cols + j, Const(0, 1)).as_signed()}
-        ok = Const(1, 1)
-        for f in filters:
-            lhs, rhs = _index(f.left, env, p.sizes), _index(f.right, env, p.sizes)
-            ok = ok & {"<": lhs < rhs, "<=": lhs <= rhs, ">": lhs > rhs, ">=": lhs >= rhs,
-                       "==": lhs == rhs, "!=": lhs != rhs}[f.op]
-        return ok
+        preds = [Const(1, 1)]
+        for fs in p.filter_sets:
+            ok = Const(1, 1)
+            for f in fs:
+                lhs, rhs = _index(f.left, env, p.sizes), _index(f.right, env, p.sizes)
+                ok = ok & {"<": lhs < rhs, "<=": lhs <= rhs, ">": lhs > rhs, ">=": lhs >= rhs,
+                           "==": lhs == rhs, "!=": lhs != rhs}[f.op]
+            preds.append(ok)
+        return preds
 
 
 def _index(ix, env, sizes):

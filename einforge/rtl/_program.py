@@ -61,7 +61,7 @@ class Instr:
     dst_bank: int = 0
     first: bool = False      # MAC: start a new sum
     last: bool = False       # MAC: write the rounded sum to dst
-    filt: bool = False       # apply the Einsum's filter to the result's presence
+    filt: int = 0            # apply filter set k-1 of Program.filter_sets to the result's presence (0: none)
     imm: int = 0             # exp step coefficient
     einsum: str = ""
     stage: int = 0           # software pipelining: the tile this instruction works on, counted back
@@ -84,6 +84,7 @@ class Program:
     loads: list                         # (tensor, 'row'|'col', extent X, temporal T, base)
     outputs: list                       # (tensor, lane register base, beats)
     filters: dict                       # einsum -> (Compare..., var roles)
+    filter_sets: list                   # the distinct filters; Instr.filt = index + 1
     starts: dict
     makespan: int                       # the initiation interval: a tile starts every `makespan` cycles
     busy_2d: int
@@ -412,11 +413,15 @@ def compile_program(cascade: Cascade, binding, array: tuple[int, int], numbers: 
             return size_of(pe_reg[t][1])
         return 0
 
+    # the distinct filters of the 2D Einsums: each instruction names the one its Einsum applies
+    filter_sets = list(dict.fromkeys(cascade.einsums[p.index].filters for p in plan.einsums
+                                     if p.array == "2d" and cascade.einsums[p.index].filters))
+
     def compile_einsum(p) -> list[Instr]:
         e = cascade.einsums[p.index]
         temps_pe[0], temps_lane[0] = n_pe, n_lane
         instrs: list[Instr] = []
-        filt = bool(e.filters)
+        filt = filter_sets.index(e.filters) + 1 if e.filters else 0
         if filt and p.array != "2d":
             raise RTLError(f"Einsum {p.label}: filters are evaluated by the 2D PEs only")
         out_tmp = temporal_of(e.name)
@@ -563,7 +568,8 @@ def compile_program(cascade: Cascade, binding, array: tuple[int, int], numbers: 
         rows=R, cols=C, numbers=q, sizes=dict(sizes), loop_steps=M1, query_tiles=ptiles,
         row_depth=max(1, row_depth), col_depth=max(1, col_depth), pe_regs=max(1, max_pe[0]),
         lane_regs=max(1, max_lane[0]), timeline=[tuple(x) for x in timeline], epilogue=epilogue,
-        loads=loads, outputs=outputs, filters=filters, starts={k: int(v) for k, v in starts.items()},
+        loads=loads, outputs=outputs, filters=filters, filter_sets=filter_sets,
+        starts={k: int(v) for k, v in starts.items()},
         makespan=makespan, busy_2d=busy, depth=depth, lane_var=lv, tile_var=tv, loop_var=mv,
         banked={t: (b, math.prod(sizes[r] for r in tmp) if tmp else 1) for t, (b, tmp, bk) in lane_reg.items() if bk},
         load_ranks=load_ranks, load_scales=load_scales, divider_2d=divider_2d, tile_ranges=ranges, output_bank=output_bank,

@@ -378,3 +378,13 @@ def test_error_blocked_outputs_name_the_fix(index, message):
     text = library()["attention-chunked"].file.read_text().replace("AV[f, c*Q0+q0]", f"AV[f, {index}]")
     with pytest.raises(CascadeError, match=message):
         parse_cascade(text, "bad.cascade")
+
+
+def test_a_sum_rank_concatenates_tensors():
+    c = parse_cascade("ranks E=2 N=3 M=4 J=N+M\ninput KC[e,n] K[e,m]\nKJ[e,j] = KC[e,j] + K[e,j-N]\n")
+    kc, k = np.arange(6.0).reshape(2, 3), 10 + np.arange(8.0).reshape(2, 4)
+    out = evaluate(c, {"KC": kc, "K": k}, {}, with_presence=True)
+    assert np.array_equal(out["KJ"], np.concatenate([kc, k], axis=1)) and out["KJ?"].all()
+    # only the first term of the sum may be read with j itself (the others at an offset)
+    with pytest.raises(CascadeError, match=r"(?s)rank 1 of K is M, but it is indexed by 'j'.*to concatenate"):
+        parse_cascade("ranks E=2 N=3 M=4 J=N+M\ninput KC[e,n] K[e,m]\nKJ[e,j] = KC[e,j] + K[e,j]\n", "bad.cascade")

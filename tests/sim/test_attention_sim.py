@@ -310,6 +310,8 @@ def test_the_searched_binding_lowers_and_keeps_its_cycles(name):
     ("attention-alibi", "fusemax", {"P": 16, "S": 0.25}),
     ("attention-softcap", "arch", {"CAP": 2.5}),        # tanh from the engine's instructions (2 sigmoid(2x) - 1)
     ("attention-softcap", "fusemax", {"CAP": 4.0}),
+    ("attention-sinks", "arch", {"P": 16, "S": 2, "W": 3}),      # two filters: each instruction names its own
+    ("attention-sinks", "fusemax", {"P": 16, "S": 2, "W": 3}),
 ])
 def test_zoo_cascades_lower_without_new_datapath(name, binding, extra):
     from einforge.sim import verify
