@@ -90,9 +90,9 @@ EXPECTED = {
     # the untiled hybrids: the exponentials need the max over M first -> 2 (divisions deferred)
     "attention-lolcats": {"M": 2},
     "attention-mossformer": {"M": 2},
-    # CCA: pooling reads M once; the joint softmax needs both maxima before its exponentials -> 2
-    # over M and over the core tokens N
-    "attention-cca": {"M": 2, "N": 2},
+    # CCA: pooling and the local logits read M once; the joint softmax runs over the concatenated
+    # key rank J = N + M: its max, then the exponentials and sums -> 2 over J
+    "attention-cca": {"M": 1, "N": 1, "J": 2},
     # normalization: RMSNorm's sum of squares, then the scaling -> 2; LayerNorm's mean, variance,
     # normalization -> 3; Welford's running mean and deviations in one pass, then normalize -> 2
     "rmsnorm": {"D": 2},
