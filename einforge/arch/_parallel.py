@@ -93,11 +93,12 @@ class ParallelReport:
 
 
 def ulysses(net: Interconnect, batch: int, seq: int, heads: int, kv_heads: int, head_dim: int, bytes_per_value: int,
-            attention_s) -> ParallelReport:
+            attention_s, *, backward: bool = False) -> ParallelReport:
     """DeepSpeed-Ulysses: each chip holds ``seq / P`` tokens; all-to-alls turn Q, K, V into a head
     split before attention and the output back after it. Bytes each chip sends:
     ``(P-1)/P * B * (S/P) * d * b * (2H + 2H_kv)`` (with K/V heads replicated up to P when there are
-    fewer). ``attention_s(queries, keys, heads, kv_heads)`` prices the chip's attention."""
+    fewer). ``attention_s(queries, keys, heads, kv_heads)`` prices the chip's attention. The backward
+    pass moves the same volume (dO in, dQ, dK, dV out) and computes ``BACKWARD_COMPUTE`` times as much."""
     p = net.chips
     if heads % p:
         raise ArchError(f"Ulysses splits the {heads} heads over {p} chips: they must divide")
@@ -105,24 +106,33 @@ def ulysses(net: Interconnect, batch: int, seq: int, heads: int, kv_heads: int, 
     local = batch * (seq // p) * head_dim * bytes_per_value
     sent = (p - 1) / p * local * (2 * heads + 2 * kv)
     comm = sum(all_to_all(net, local * n) for n in (heads, kv, kv, heads))
-    compute = attention_s(seq, seq, heads // p, max(kv // p, 1))
-    return ParallelReport("ulysses", p, compute, comm, comm, compute + comm, sent, 4,
+    compute = attention_s(seq, seq, heads // p, max(kv // p, 1)) * (BACKWARD_COMPUTE if backward else 1.0)
+    return ParallelReport("ulysses" + ("-backward" if backward else ""), p, compute, comm, comm, compute + comm, sent, 4,
                           batch * seq * head_dim * bytes_per_value * (2 * heads + 2 * kv) / p)
 
 
+#: a block's backward against its forward: FlashAttention-2 recomputes the logits and runs four
+#: products where the forward runs two (Dao, ICLR 2024): 2.5x the forward's FLOPs
+BACKWARD_COMPUTE = 2.5
+
+
 def ring_attention(net: Interconnect, batch: int, seq: int, heads: int, kv_heads: int, head_dim: int,
-                   bytes_per_value: int, block_s, *, causal: bool = True, layout: str = "zigzag") -> ParallelReport:
+                   bytes_per_value: int, block_s, *, causal: bool = True, layout: str = "zigzag",
+                   backward: bool = False) -> ParallelReport:
     """Ring attention: each chip keeps ``seq / P`` queries and passes its key/value block around the
     ring, P-1 hops of ``2 B (S/P) H_kv d b`` bytes, each overlapped with one block of attention
     (``block_s(queries, keys)``, a full block of S/P x S/P). Causal with a contiguous split, step 0
     is the diagonal (half a block) and every later step waits for a chip with a full block; striped
-    or zigzag splits give every chip half a block a step: (2P-1)/P less time."""
+    or zigzag splits give every chip half a block a step: (2P-1)/P less time.
+
+    ``backward``: the gradient pass moves the key/value block and its accumulating gradients dK, dV
+    (twice the bytes a hop) and computes ``BACKWARD_COMPUTE`` times a forward block."""
     p = net.chips
     if layout not in ("contiguous", "striped", "zigzag"):
         raise ArchError(f"layout must be contiguous, striped or zigzag, not {layout!r}")
     blk = seq // p
-    c = block_s(blk, blk)
-    hop = 2 * batch * blk * kv_heads * head_dim * bytes_per_value
+    c = block_s(blk, blk) * (BACKWARD_COMPUTE if backward else 1.0)
+    hop = 2 * batch * blk * kv_heads * head_dim * bytes_per_value * (2 if backward else 1)
     t_hop = net.latency + hop / net.bandwidth if p > 1 else 0.0
     if not causal:
         works = [c] * p
@@ -134,7 +144,8 @@ def ring_attention(net: Interconnect, batch: int, seq: int, heads: int, kv_heads
     # overlaps this step's compute
     exposed = sum(max(0.0, t_hop - w) for w in works[:-1]) if p > 1 else 0.0
     compute = sum(works)
-    return ParallelReport(f"ring-{layout}", p, compute, t_hop * (p - 1), exposed, compute + exposed,
+    return ParallelReport(f"ring-{layout}" + ("-backward" if backward else ""), p, compute, t_hop * (p - 1), exposed,
+                          compute + exposed,
                           hop * (p - 1), p - 1, 2 * batch * blk * head_dim * bytes_per_value * (heads + 2 * kv_heads))
 
 

@@ -175,3 +175,14 @@ def test_ulysses_sends_p_times_less_than_megatron_sequence_parallelism():
         uly = ulysses(sw, 1, 8192, 32, 32, 128, 2, lambda q, k, h, g: 0.0).bytes_sent
         meg = megatron_sp(Interconnect(p, 100e9, 0.0), 1, 8192, 32 * 128, 2, lambda n: 0.0).bytes_sent
         assert meg / uly == pytest.approx(p)
+
+
+def test_backward_moves_gradients_too():
+    net = Interconnect(4, 100e9, 0.0)
+    fwd = ring_attention(net, 1, 4096, 32, 8, 128, 2, lambda q, k: 1e-3)
+    bwd = ring_attention(net, 1, 4096, 32, 8, 128, 2, lambda q, k: 1e-3, backward=True)
+    assert bwd.bytes_sent == 2 * fwd.bytes_sent and bwd.compute_s == pytest.approx(2.5 * fwd.compute_s)
+    sw = Interconnect(4, 100e9, 0.0, "switch")
+    uf = ulysses(sw, 1, 4096, 32, 8, 128, 2, lambda q, k, h, g: 1e-3)
+    ub = ulysses(sw, 1, 4096, 32, 8, 128, 2, lambda q, k, h, g: 1e-3, backward=True)
+    assert ub.bytes_sent == uf.bytes_sent and ub.compute_s == pytest.approx(2.5 * uf.compute_s)
