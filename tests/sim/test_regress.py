@@ -12,11 +12,11 @@ from einforge.sim import load_regression, regress, run_design, simulators
 needs_icarus = pytest.mark.skipif(not simulators()["icarus"], reason="Icarus Verilog is not installed")
 
 SPEC = """
-cascades: [attention-1pass, attention-alibi, attention-sinks]
+cascades: [attention-1pass, attention-alibi, attention-seer]
 arrays: [2x2]
 bindings: [arch]
 seeds: [0, 1]
-sizes: {M: 8, P: 4, E: 2, F: 2}
+sizes: {M: 8, P: 4, E: 2, F: 2, B0: 2}
 formats: [{int_bits: 8, frac_bits: 8}]
 """
 
@@ -33,7 +33,7 @@ def test_a_matrix_on_a_local_cluster_equals_the_runs_alone_and_resumes(tmp_path)
         assert len(cols["key"]) == 6
         rows = list(zip(cols["cascade"].tolist(), cols["seed"].tolist(), cols["passed"].tolist(),
                         cols["cycles"].tolist(), cols["error"].tolist()))
-        # the sinks cascade filters two Einsums differently: the engine refuses it, and says so
+        # the block-sparse cascade filters on data: the engine has no mask memory, and says so
         assert [r[2] for r in rows] == [True, True, True, True, False, False]
         assert "filter" in rows[4][4]
         alone = run_design(spec, ("attention-alibi", "2x2", "arch", "icarus", "Q8.8"))
