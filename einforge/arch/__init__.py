@@ -14,7 +14,7 @@ _MODULES = {
     "_sweep": ["SweepSpec", "load_sweep", "pareto_front", "pareto_sweep", "run_sweep", "scaled_fusemax", "sweep_columns",
                "sweep_groups", "evaluate_groups", "write_table"],
     "_store": ["ResultStore", "point_key"],
-    "_dist": ["run_distributed", "client_for", "as_completed_results"],
+    "_dist": ["run_distributed", "client_for", "as_completed_results", "run_into_store"],
     "_plot": ["load_results", "plot_results"],
     "_parallel": ["Interconnect", "all_reduce", "all_gather", "reduce_scatter", "all_to_all", "ParallelReport",
                   "ulysses", "ring_attention", "tensor_parallel", "megatron_sp", "usp"],

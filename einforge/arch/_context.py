@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 
-from ..einsum import Access, BinOp, reads_of
+from ..einsum import Access, BinOp, read_nodes, reads_of
 from ._plan import _E, _loop_members, _over_tile, _Plan, _row_block
 from ._spec import Architecture
 
@@ -221,23 +221,13 @@ def _data_factor(plan: _Plan, sizes: dict, block: int, data: dict) -> float:
             for t in reads_of(f):
                 d = data[t]
                 per = 1
-                for r in _reads_in(f):
+                for r in read_nodes(f):
                     for ix in r.indices:
                         if isinstance(ix, BinOp) and ix.op == "//" and ix.left.variables() == {rv}:
                             per = int(ix.right.evaluate(sizes))
                 k = max(1, math.ceil(block / max(per, 1)))
                 factor = min(factor, 1.0 - (1.0 - d) ** k)
     return factor
-
-
-def _reads_in(x) -> list:
-    from ..einsum import Read
-
-    if isinstance(x, Read):
-        return [x]
-    if hasattr(x, "left") and hasattr(x, "right"):
-        return _reads_in(x.left) + _reads_in(x.right)
-    return []
 
 
 def _samples(n):

@@ -18,7 +18,7 @@ import numpy as np
 from ._spec import ArchError
 from ._store import ResultStore
 
-__all__ = ["run_distributed", "client_for", "as_completed_results"]
+__all__ = ["run_distributed", "client_for", "as_completed_results", "run_into_store"]
 
 
 def client_for(scheduler: str | None = None, workers: int | None = None):
@@ -50,6 +50,28 @@ def as_completed_results(client, tasks: dict):
         if fut.status == "error":
             raise ArchError(f"task {futures[fut]} failed: {fut.exception()}")
         yield futures[fut], fut.result()
+
+
+def run_into_store(store: ResultStore, tasks: dict, *, client=None, scheduler: str | None = None,
+                   workers: int | None = None, progress=None) -> None:
+    """Run ``tasks`` (batch name -> (function, *arguments), each returning columns with a ``key``
+    column) on Dask and write each result to ``store`` under its name as it finishes; a cluster made
+    here is closed afterwards. ``progress`` gets each batch's row count."""
+    if not tasks:
+        return
+    own = client is None
+    if own:
+        client = client_for(scheduler, workers)
+    try:
+        for name, cols in as_completed_results(client, {f"einforge-{n}": t for n, t in tasks.items()}):
+            store.write(name.removeprefix("einforge-"), cols)
+            if progress is not None:
+                progress(len(cols["key"]))
+    finally:
+        if own:
+            cluster = client.cluster
+            client.close()
+            cluster.close()
 
 
 def _batches(spec, groups: list, per_batch: int) -> list[tuple[str, list]]:
@@ -89,20 +111,8 @@ def run_distributed(spec, store_path, *, scheduler: str | None = None, workers: 
         raise ArchError(f"{store_path} holds {len(foreign)} group(s) of another sweep (another spec, cascade, "
                         f"or einforge {__version__}'s predecessor); use a new directory for this one")
     todo = _batches(spec, [(k, g) for k, g in keyed if k not in have], per_batch)
-    own = client is None and todo
-    if own:
-        client = client_for(scheduler, workers)
-    try:
-        tasks = {f"einforge-sweep-{name}": (evaluate_groups, spec, groups) for name, groups in todo}
-        for name, cols in as_completed_results(client, tasks):
-            store.write(name.removeprefix("einforge-sweep-"), cols)
-            if progress is not None:
-                progress(len(cols["key"]))
-    finally:
-        if own:
-            cluster = client.cluster
-            client.close()
-            cluster.close()
+    run_into_store(store, {f"sweep-{name}": (evaluate_groups, spec, groups) for name, groups in todo},
+                   client=client, scheduler=scheduler, workers=workers, progress=progress)
     cols = store.read()
     if not cols:
         raise ArchError(f"{store_path}: the sweep has no points")

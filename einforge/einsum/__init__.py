@@ -8,7 +8,7 @@ _MODULES = {
     "_errors": ["CascadeError", "Source", "Span"],
     "_ir": ["Access", "BinOp", "Call", "Compare", "Const", "Einsum", "Num", "Position", "RankDecl", "SizeRef", "Sym",
             "TensorDecl", "Var", "is_constant", "positions", "product_factors", "fold_target", "Read",
-            "reads_of"],
+            "read_nodes", "reads_of"],
     "_ops": ["DEFAULT_OPERATORS", "Operator", "OperatorTable"],
     "_cascade": ["Cascade", "IterativeRank", "TensorInfo", "parse_cascade"],
     "_numbers": ["FLOAT64", "Float64", "NumberSystem"],

@@ -30,6 +30,7 @@ from ._ir import (
     Var,
     positions,
     rank_of,
+    read_nodes,
     reads_of,
     var_of,
 )
@@ -305,17 +306,6 @@ def _blocked(ix):
             and rank_of(ix.right.name) == ix.left.right.name):
         return ix.left.left.name, ix.right.name
     return None
-
-
-def _reads(x) -> list:
-    """The :class:`Read` nodes of a comparison or index expression."""
-    from ._ir import Read
-
-    if isinstance(x, Read):
-        return [x]
-    if isinstance(x, (BinOp, Compare)):
-        return _reads(x.left) + _reads(x.right)
-    return []
 
 
 def _strip_filtered(expr, filters: list):
@@ -657,7 +647,7 @@ class _Checker:
                 if read is None:
                     raise self.err(f"the filter reads {t}, which is not an input or a tensor computed before",
                                    f.span, f"declare it: `input {t}[...]`")
-                r = next(x for x in _reads(f) if x.tensor == t)
+                r = next(x for x in read_nodes(f) if x.tensor == t)
                 if len(r.indices) != len(read.ranks):
                     raise self.err(f"{t} has {len(read.ranks)} ranks ({', '.join(read.ranks)}) but is read with "
                                    f"{len(r.indices)} indices", r.span or f.span)

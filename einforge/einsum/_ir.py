@@ -238,13 +238,18 @@ class Read:
 TENSORS = "@tensors"
 
 
-def reads_of(x) -> set[str]:
-    """The tensors an index expression or comparison reads (data-dependent filters)."""
+def read_nodes(x) -> list:
+    """The :class:`Read` nodes of an index expression or comparison (data-dependent filters)."""
     if isinstance(x, Read):
-        return {x.tensor}
+        return [x]
     if isinstance(x, (BinOp, Compare)):
-        return reads_of(x.left) | reads_of(x.right)
-    return set()
+        return read_nodes(x.left) + read_nodes(x.right)
+    return []
+
+
+def reads_of(x) -> set[str]:
+    """The tensors an index expression or comparison reads."""
+    return {r.tensor for r in read_nodes(x)}
 
 
 IndexExpr = Var | Sym | Num | BinOp | Read

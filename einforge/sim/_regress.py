@@ -131,7 +131,7 @@ def regress(spec: RegressionSpec, store_path, *, scheduler: str | None = None, w
             client=None, progress=None) -> dict[str, np.ndarray]:
     """Run the matrix as Dask tasks (one per design) into the store at ``store_path``; designs
     already stored are skipped. Returns every row, in the matrix's order."""
-    from ..arch import ResultStore, as_completed_results, client_for
+    from ..arch import ResultStore, run_into_store
 
     store = ResultStore(store_path)
     have = store.keys()
@@ -139,21 +139,9 @@ def regress(spec: RegressionSpec, store_path, *, scheduler: str | None = None, w
     for design in spec.designs():
         if not set(run_key(spec, design)) <= have:
             todo.append(design)
-    own = client is None and todo
-    if own:
-        client = client_for(scheduler, workers)
-    try:
-        tasks = {f"einforge-rtl-{abs(hash(design)) & 0xffffffff:08x}-{k}": (run_design, spec, design)
-                 for k, design in enumerate(todo)}
-        for name, cols in as_completed_results(client, tasks):
-            store.write(name.removeprefix("einforge-rtl-"), cols)
-            if progress is not None:
-                progress(len(cols["key"]))
-    finally:
-        if own:
-            cluster = client.cluster
-            client.close()
-            cluster.close()
+    # a task is named by its rows' keys: the same on every run, so a rerun writes the same batch names
+    run_into_store(store, {f"rtl-{run_key(spec, d)[0][:20]}": (run_design, spec, d) for d in todo},
+                   client=client, scheduler=scheduler, workers=workers, progress=progress)
     cols = store.read()
     order = {k: i for i, k in enumerate(key for design in spec.designs() for key in run_key(spec, design))}
     idx = np.argsort([order.get(k, len(order)) for k in cols["key"]], kind="stable")
