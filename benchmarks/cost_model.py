@@ -9,10 +9,10 @@ Run: .venv/bin/python benchmarks/cost_model.py
 
 import dataclasses
 import itertools
-import statistics
 import tempfile
-import time
 from pathlib import Path
+
+from _timing import cpu
 
 from einforge.arch import (
     ArchError,
@@ -53,13 +53,6 @@ grid:
 """
 
 
-def cpu(fn, reps=5):
-    times = []
-    for _ in range(reps):
-        t = time.process_time()
-        out = fn()
-        times.append(time.process_time() - t)
-    return min(times), statistics.median(times), out
 
 
 def scalar_sweep(spec):

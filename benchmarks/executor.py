@@ -7,23 +7,13 @@ and within 2x of the tiled loop's memory.
 Run: .venv/bin/python benchmarks/executor.py   (--big adds M=P=32K, E=F=128: about a minute)
 """
 
-import statistics
 import sys
-import time
 import tracemalloc
 
 import numpy as np
+from _timing import cpu
 
 from einforge.einsum import evaluate, library, random_inputs, resolve_sizes
-
-
-def cpu(fn, reps=3):
-    times = []
-    for _ in range(reps):
-        t = time.process_time()
-        out = fn()
-        times.append(time.process_time() - t)
-    return min(times), statistics.median(times), out
 
 
 def peak(fn):
@@ -66,8 +56,8 @@ def main():
     for n, e, m0 in shapes:
         sizes = resolve_sizes(c, {"M": n, "P": n, "E": e, "F": e, "M0": m0})
         x = random_inputs(c, sizes, np.random.default_rng(0))
-        t_min, t_med, out = cpu(lambda x=x, sizes=sizes: evaluate(c, x, sizes))
-        n_min, n_med, ref = cpu(lambda x=x: numpy_attention(x))
+        t_min, t_med, out = cpu(lambda x=x, sizes=sizes: evaluate(c, x, sizes), reps=3)
+        n_min, n_med, ref = cpu(lambda x=x: numpy_attention(x), reps=3)
         err = np.max(np.abs(out["AV"] - ref)) / np.max(np.abs(ref))
         mem = peak(lambda x=x, sizes=sizes: evaluate(c, x, sizes))
         mem_np = peak(lambda x=x: numpy_attention(x))

@@ -9,8 +9,9 @@ Run: .venv/bin/python benchmarks/llm.py
 """
 
 import itertools
-import time
 from functools import cache
+
+from _timing import cpu
 
 from einforge.arch import (
     Interconnect,
@@ -29,26 +30,17 @@ from einforge.arch._llm import _best
 from einforge.einsum import load_cascade
 
 
-def cpu(fn, reps=5):
-    best = float("inf")
-    for _ in range(reps):
-        t = time.process_time()
-        fn()
-        best = min(best, time.process_time() - t)
-    return best
-
-
 def main():
     arch = load_architecture("fusemax")
     m = load_model("Llama-3-70B")
     for phase, tokens, kv in (("prefill", 4096, None), ("decode", 1, 32768)):
         _best.cache_clear()
-        cold = cpu(lambda: evaluate_layer(arch, m, phase, 8, tokens, kv=kv), reps=1)
+        cold = cpu(lambda: evaluate_layer(arch, m, phase, 8, tokens, kv=kv), reps=1)[0]
         bound = []
         for o in layer_ops(m, phase, 8, tokens, kv):
             c = load_cascade(o.cascade)
             bound.append((c, search(arch, c, o.workload).binding, o.workload))
-        fixed = cpu(lambda: [evaluate(arch, c, b, w) for c, b, w in bound])
+        fixed = cpu(lambda: [evaluate(arch, c, b, w) for c, b, w in bound])[0]
         print(f"{phase} layer: {cold * 1e3:.0f} ms with the mapper choosing every operator's binding, "
               f"{fixed * 1e3:.1f} ms evaluating its {len(bound)} operators with those bindings (target <= 2 ms)")
 
@@ -79,7 +71,7 @@ def main():
         return n
 
     n = sweep()                                  # block times for every shape, once
-    t = cpu(sweep)
+    t = cpu(sweep)[0]
     print(f"sequence-parallel sweep: {n} configurations in {t * 1e3:.1f} ms = {n / t:,.0f} configurations/s "
           f"(block attention from the cost model, remembered per shape); target >= 10,000/s")
 

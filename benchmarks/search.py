@@ -11,6 +11,8 @@ import dataclasses
 import itertools
 import time
 
+from _timing import cpu
+
 from einforge.arch import load_architecture, load_workload, search
 from einforge.einsum import load_cascade
 
@@ -20,14 +22,6 @@ MODELS = ("BERT", "TrXL", "T5", "XLM")
 SEQS = ("1K", "4K", "16K", "64K", "256K", "1M")
 
 
-def cpu(fn, reps=3):
-    best = None
-    for _ in range(reps):
-        t = time.process_time()
-        out = fn()
-        dt = time.process_time() - t
-        best = dt if best is None else min(best, dt)
-    return best, out
 
 
 def main():
@@ -41,7 +35,7 @@ def main():
             per_point.append(time.process_time() - t)
         return out
 
-    seconds, results = cpu(grid, reps=1)
+    seconds, _, results = cpu(grid, reps=1)
     print(f"24-point grid searched in {seconds:.2f} s CPU (target 60 s); slowest point {max(per_point):.3f} s "
           "(target 5 s)")
     worse = [(m, s) for m, s, r in results if r.report.latency_s > r.seed.latency_s * (1 + 1e-12)]
@@ -58,7 +52,7 @@ def main():
     decode = load_cascade("attention-decode")
     for label, heads, kv in (("BERT (12 heads)", 12, 0), ("GQA (64 heads, 8 KV heads)", 64, 8)):
         w = dataclasses.replace(load_workload("BERT", "4K"), heads=heads, kv_heads=kv)
-        sec, r = cpu(lambda w=w: search(FUSEMAX, decode, w))
+        sec, _, r = cpu(lambda w=w: search(FUSEMAX, decode, w), reps=3)
         floor = r.report.traffic_bytes / FUSEMAX.dram_bandwidth
         print(f"  {label}: {r.report.latency_s * 1e6:.1f} us, DRAM floor {floor * 1e6:.1f} us "
               f"(x{r.report.latency_s / floor:.3f}); searched in {sec:.2f} s")

@@ -693,6 +693,7 @@ def llm_generate(model_ref, arch_ref, batch, prompt, tokens, memory, as_json):
     mem = quantity(memory, "bytes", "--memory") if memory else None
     g = generate(load_architecture(arch_ref), m, batch, parse_count(prompt), parse_count(tokens), memory_bytes=mem)
     out = {"model": m.name, "arch": arch_ref, "batch": batch, "prompt": g.prompt, "new_tokens": g.new_tokens,
+           "memory_checked": mem is not None,
            "ttft_s": g.ttft_s, "tpot_s": g.tpot_s, "tokens_per_s": g.tokens_per_s,
            "energy_per_token_pJ": g.energy_per_token_pJ, "weight_bytes": g.weight_bytes, "kv_bytes": g.kv_bytes,
            "prefill_layer": [dict(zip(("op", "cascade", "binding", "latency_s", "energy_pJ", "traffic_bytes"), o))
@@ -703,7 +704,8 @@ def llm_generate(model_ref, arch_ref, batch, prompt, tokens, memory, as_json):
     console.print(f"[bold]{m.name}[/] on {arch_ref}, batch {batch}, prompt {g.prompt}, {g.new_tokens} new tokens")
     console.print(f"  time to first token {g.ttft_s:.4g} s, time per output token {g.tpot_s * 1e3:.4g} ms, "
                   f"{g.tokens_per_s:.4g} tokens/s, {g.energy_per_token_pJ * 1e-9:.4g} mJ a token")
-    console.print(f"  weights {g.weight_bytes / 2**30:.1f} GiB, KV cache at the end {g.kv_bytes / 2**30:.2f} GiB")
+    console.print(f"  weights {g.weight_bytes / 2**30:.1f} GiB, KV cache at the end {g.kv_bytes / 2**30:.2f} GiB"
+                  + ("" if mem else " (memory not checked: give --memory)"))
     t = Table(title="one prefill layer")
     for col in ("operator", "cascade", "binding", "ms", "MB"):
         t.add_column(col)
@@ -747,7 +749,8 @@ def llm_decode(model_ref, arch_ref, batch, context, chips, link, latency, memory
     ok = [r for r in rows if r["tpot_s"] is not None]
     best = min(ok, key=lambda r: r["tpot_s"])["strategy"] if ok else None
     if as_json:
-        emit_json({"model": m.name, "chips": chips, "context": kv, "batch": batch, "best": best, "rows": rows})
+        emit_json({"model": m.name, "chips": chips, "context": kv, "batch": batch, "best": best, "rows": rows,
+                   "memory_checked": mem is not None})
         return
     t = Table(title=f"{m.name} decode, batch {batch}, {kv} tokens of context, {chips} chips")
     for col in ("strategy", "ms a token", "communication ms", "memory a chip GiB", ""):
@@ -759,6 +762,8 @@ def llm_decode(model_ref, arch_ref, batch, context, chips, link, latency, memory
             t.add_row(r["strategy"], f"{r['tpot_s'] * 1e3:.4g}", f"{r['comm_s'] * 1e3:.3g}",
                       f"{r['memory_bytes'] / 2**30:.1f}", "fastest" if r["strategy"] == best else "")
     console.print(t)
+    if mem is None:
+        console.print("  memory not checked: give --memory (each chip's) to refuse what does not fit")
 
 
 @main.command("figures")
