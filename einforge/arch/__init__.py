@@ -3,6 +3,8 @@
 Names load on first use (a command that only evaluates does not load the figures' plotting).
 """
 
+from .._lazy import lazy_names
+
 _MODULES = {
     "_spec": ["Architecture", "ArchError", "AreaTable", "EnergyTable", "GlobalBuffer", "PEArray", "architectures",
               "load_architecture", "parse_quantity"],
@@ -23,20 +25,4 @@ _MODULES = {
     "_figures": ["ATTENTION_DESIGNS", "MODELS", "SEQS", "evaluation_table", "figures", "headline_ratios"],
     "_search": ["OBJECTIVES", "SearchResult", "search"],
 }
-_NAMES = {name: module for module, names in _MODULES.items() for name in names}
-__all__ = list(_NAMES)
-
-
-def __getattr__(name):
-    module = _NAMES.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_NAMES))
+__all__, __getattr__, __dir__ = lazy_names(__name__, globals(), _MODULES)

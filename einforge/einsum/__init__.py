@@ -4,6 +4,8 @@ Names load on first use, so that a command pays only for what it touches (numpy 
 sympy for pass analysis, matplotlib for plots).
 """
 
+from .._lazy import lazy_names
+
 _MODULES = {
     "_errors": ["CascadeError", "Source", "Span"],
     "_ir": ["Access", "BinOp", "Call", "Compare", "Const", "Einsum", "Num", "Position", "RankDecl", "SizeRef", "Sym",
@@ -24,20 +26,4 @@ _MODULES = {
     "_roles": ["Roles", "roles"],
     "_rename": ["rename"],
 }
-_NAMES = {name: module for module, names in _MODULES.items() for name in names}
-__all__ = list(_NAMES)
-
-
-def __getattr__(name):
-    module = _NAMES.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_NAMES))
+__all__, __getattr__, __dir__ = lazy_names(__name__, globals(), _MODULES)

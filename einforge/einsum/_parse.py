@@ -280,76 +280,58 @@ class _Parser:
     def _stmt_param(self, out: ParsedCascade):
         out.ranks.extend(self._decls(True))
 
-    def _stmt_input(self, out: ParsedCascade):
+    def _items(self, parse_one, what: str) -> list:
+        """A directive's comma- or space-separated items up to the end of the line (at least one)."""
         kw = self.next()
-        n = 0
+        items = []
         while not self.at("NEWLINE"):
             if self.at_op(","):
                 self.next()
                 continue
-            t = self.expect_name("an input tensor such as Q[e,p]")
-            idx = []
-            if self.at_op("["):
-                self.next()
-                while not self.at_op("]"):
-                    v = self.expect_name("a rank variable")
-                    idx.append(v)
-                    if self.at_op(","):
-                        self.next()
-                    elif not self.at_op("]"):
-                        raise self.error("expected ',' or ']' but found {found}")
-                self.next()
-            out.inputs.append((t, idx))
-            n += 1
-        if n == 0:
-            raise self.error("expected at least one input tensor after 'input'", kw)
+            items.append(parse_one())
+        if not items:
+            raise self.error(f"expected at least one {what} after '{kw.text}'", kw)
         self.next()
+        return items
+
+    def _input_decl(self):
+        t = self.expect_name("an input tensor such as Q[e,p]")
+        idx = []
+        if self.at_op("["):
+            self.next()
+            while not self.at_op("]"):
+                idx.append(self.expect_name("a rank variable"))
+                if self.at_op(","):
+                    self.next()
+                elif not self.at_op("]"):
+                    raise self.error("expected ',' or ']' but found {found}")
+            self.next()
+        return t, idx
+
+    def _workload_item(self):
+        t = self.expect_name("a rank name such as M in `workload M=keys`")
+        self.expect_op("=", f" after {t.text} (write {t.text}=keys, {t.text}=batch*queries, ...)")
+        return t, self.index_expr()
+
+    def _density_item(self):
+        t = self.expect_name("an input tensor such as BM in `density BM=KEEP`")
+        self.expect_op("=", f" after {t.text} (write {t.text}=KEEP with a parameter, or {t.text}=0.25)")
+        if not (self.at("NAME") or self.at("NUMBER")):
+            raise self.error("expected a parameter or a number (the share of the tensor's entries a filter "
+                             "on it keeps) but found {found}")
+        return t, self.next()
+
+    def _stmt_input(self, out: ParsedCascade):
+        out.inputs.extend(self._items(self._input_decl, "input tensor"))
 
     def _stmt_output(self, out: ParsedCascade):
-        kw = self.next()
-        n = 0
-        while not self.at("NEWLINE"):
-            if self.at_op(","):
-                self.next()
-                continue
-            out.outputs.append(self.expect_name("an output tensor name"))
-            n += 1
-        if n == 0:
-            raise self.error("expected at least one tensor after 'output'", kw)
-        self.next()
+        out.outputs.extend(self._items(lambda: self.expect_name("an output tensor name"), "tensor"))
 
     def _stmt_workload(self, out: ParsedCascade):
-        kw = self.next()
-        n = 0
-        while not self.at("NEWLINE"):
-            if self.at_op(","):
-                self.next()
-                continue
-            t = self.expect_name("a rank name such as M in `workload M=keys`")
-            self.expect_op("=", f" after {t.text} (write {t.text}=keys, {t.text}=batch*queries, ...)")
-            out.workload.append((t, self.index_expr()))
-            n += 1
-        if n == 0:
-            raise self.error("expected at least one R=field after 'workload'", kw)
-        self.next()
+        out.workload.extend(self._items(self._workload_item, "R=field"))
 
     def _stmt_density(self, out: ParsedCascade):
-        kw = self.next()
-        n = 0
-        while not self.at("NEWLINE"):
-            if self.at_op(","):
-                self.next()
-                continue
-            t = self.expect_name("an input tensor such as BM in `density BM=KEEP`")
-            self.expect_op("=", f" after {t.text} (write {t.text}=KEEP with a parameter, or {t.text}=0.25)")
-            if not (self.at("NAME") or self.at("NUMBER")):
-                raise self.error("expected a parameter or a number (the share of the tensor's entries a filter "
-                                 "on it keeps) but found {found}")
-            out.densities.append((t, self.next()))
-            n += 1
-        if n == 0:
-            raise self.error("expected at least one T=density after 'density'", kw)
-        self.next()
+        out.densities.extend(self._items(self._density_item, "T=density"))
 
     def _stmt_stop(self, out: ParsedCascade):
         self.next()
