@@ -1,8 +1,9 @@
 """Fault injection: how much of what can go wrong in the RTL the default verification catches.
 
 Each mutation edits the exported Verilog of an attention engine the way a real bug would break it:
-one PE dropping bit 0 of its MAC products, ``done`` stuck high, an extra output beat, a cycle
-counter that counts twice, an exp datapath with a wrong log2(e) constant. :func:`mutation_score`
+one PE dropping bit 0 of its products (its MAC, multiply and exp share one multiplier), ``done``
+stuck high, an extra output beat, a cycle counter that counts twice, an exp datapath with a wrong
+log2(e) constant. :func:`mutation_score`
 runs the default verification (:func:`einforge.sim.verify`) on each mutant and reports which were
 caught; every one should be.
 """
@@ -30,37 +31,49 @@ class Mutation:
         return out
 
 
+def _in_module(text, module: str, edit) -> str:
+    """``edit`` applied to the body of one Verilog module (the engine's units are modules of their own)."""
+    start = re.search(rf"^module \\?{re.escape(module)} ?\(", text, re.M)
+    if not start:
+        return text
+    end = text.index("endmodule", start.end())
+    return text[:start.start()] + edit(text[start.start():end]) + text[end:]
+
+
 def _pe_lsb(i: int, j: int):
     def apply(text, design):
-        width = re.search(rf"wire \[(\d+):0\] pe{i}_{j}_mprod;", text)
-        if not width:
-            return text
-        bits = int(width.group(1)) + 1
-        return re.sub(rf"(assign pe{i}_{j}_mprod = )(.*);", rf"\1(\2) & ~{bits}'d1;", text, count=1)
+        def edit(body):
+            width = re.search(r"wire \[(\d+):0\] alu_prod;", body)
+            if not width:
+                return body
+            bits = int(width.group(1)) + 1
+            return re.sub(r"(assign alu_prod = )(.*);", rf"\1(\2) & ~{bits}'d1;", body, count=1)
+        return _in_module(text, f"{design.name}.pe{i}_{j}", edit)
     return apply
 
 
 def _done_stuck(text, design):
-    return re.sub(r"assign done = .*;", "assign done = 1'h1;", text, count=1)
+    return _in_module(text, f"{design.name}.controller",
+                      lambda body: re.sub(r"assign done = .*;", "assign done = 1'h1;", body, count=1))
 
 
 def _extra_beat(text, design):
     def bump(m):
         width, value = m.group(2), int(m.group(3), 16)
         return f"{m.group(1)}{width}'h{value + 1:x}"
-    return re.sub(r"(obeat == )(\d+)'h([0-9a-f]+)", bump, text, count=1)
+    return _in_module(text, f"{design.name}.controller",
+                      lambda body: re.sub(r"(\bbeat == )(\d+)'h([0-9a-f]+)", bump, body, count=1))
 
 
 def _cycles_twice(text, design):
-    return re.sub(r"(= cycles \+ )1'h1;", r"\g<1>2'h2;", text, count=1)
+    return _in_module(text, f"{design.name}.controller",
+                      lambda body: re.sub(r"(= cycles \+ )1'h1;", r"\g<1>2'h2;", body, count=1))
 
 
 def _exp_constant(text, design):
+    """Every exp unit (PEs and lanes) multiplies by log2(e) + 1 LSB in its first step."""
     log2e = design.numbers.exp_constants()["log2e"]
-
-    def bump(m):
-        return f"{m.group(1)}'h{log2e + 1:x})"
-    return re.sub(rf"(\* \$signed\(\d+)'h{log2e:x}\)", bump, text)
+    return re.sub(rf"(alu_my = \d+)'h0*{log2e:x};", lambda m: f"{m.group(1)}'h{log2e + 1:x};", text)
 
 
 MUTATIONS = (
