@@ -9,7 +9,7 @@ from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 
-from ..einsum import Cascade, is_constant, presence_filters, product_factors, roles
+from ..einsum import Cascade, is_constant, presence_filters, product_factors, roles, unit_recipe
 from ..einsum._ir import Access, Call
 from ._binding import Binding, bind_arrays
 from ._spec import ArchError, Architecture
@@ -55,6 +55,7 @@ class _Plan:
 
 def _recipe(op, units, einsum_name, array):
     for r in op.recipes:
+        r = unit_recipe(r, units)
         if set(r) <= set(units):
             return r
     need = " or ".join("+".join(sorted(r)) for r in op.recipes) or "a unit named " + op.name

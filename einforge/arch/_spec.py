@@ -272,7 +272,7 @@ class _ArraySpec(_Strict):
     rows: PositiveInt | None = None
     cols: PositiveInt | None = None
     lanes: PositiveInt | None = None
-    units: list[Literal["mac", "mul", "add", "max", "div", "exp", "log", "sqrt", "tanh", "sigmoid"]]
+    units: list[Literal["mac", "mul", "add", "max", "div", "divstep", "exp", "log", "sqrt", "tanh", "sigmoid"]]
     rf_depth: NonNegativeInt = 0
     issue: Literal["sequential", "pipelined"] = "sequential"
     shared_rf: NonNegativeInt = 0

@@ -11,7 +11,7 @@ _MODULES = {
     "_ir": ["Access", "BinOp", "Call", "Compare", "Const", "Einsum", "Num", "Position", "RankDecl", "SizeRef", "Sym",
             "TensorDecl", "Var", "is_constant", "positions", "product_factors", "fold_target", "Read",
             "read_nodes", "reads_of"],
-    "_ops": ["DEFAULT_OPERATORS", "Operator", "OperatorTable"],
+    "_ops": ["DEFAULT_OPERATORS", "DIVIDER_STEPS", "Operator", "OperatorTable", "unit_recipe"],
     "_cascade": ["Cascade", "IterativeRank", "TensorInfo", "parse_cascade"],
     "_numbers": ["FLOAT64", "Float64", "NumberSystem"],
     "_execute": ["evaluate", "tensor_shape"],

@@ -13,10 +13,30 @@ import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 
-__all__ = ["Operator", "OperatorTable", "DEFAULT_OPERATORS"]
+__all__ = ["Operator", "OperatorTable", "DEFAULT_OPERATORS", "DIVIDER_STEPS", "unit_recipe"]
 
 INTERSECT = "intersect"
 UNION = "union"
+
+#: An iterative divider (the unit ``divstep``) finds a quotient in this many one-cycle steps, each
+#: producing a sixth of the quotient bits a combinational divider (``div``) produces at once.
+DIVIDER_STEPS = 6
+
+
+def unit_recipe(recipe: Mapping, units) -> dict:
+    """``recipe`` as hardware with ``units`` runs it: on an iterative divider each ``div`` action
+    is ``DIVIDER_STEPS`` ``divstep`` actions.
+
+    >>> unit_recipe({"exp": 2, "div": 1}, ("exp", "divstep"))
+    {'exp': 2, 'divstep': 6}
+    >>> unit_recipe({"div": 1}, ("div", "divstep"))
+    {'div': 1}
+    """
+    if "div" in recipe and "div" not in units and "divstep" in units:
+        out = {k: n for k, n in recipe.items() if k != "div"}
+        out["divstep"] = out.get("divstep", 0) + recipe["div"] * DIVIDER_STEPS
+        return out
+    return dict(recipe)
 
 
 @dataclass(frozen=True)

@@ -46,14 +46,15 @@ def engine_architecture(rows: int, cols: int, divider_2d: bool = False):
     """The attention engine as the cost model sees it: R x C PEs with mac, add and max (and a divider
     when the cascade divides on the 2D array), C lanes with a divider, one action per cycle, row
     reductions arriving ``rows`` cycles late, filtered points computed (masked) rather than skipped,
-    memory never the bottleneck."""
+    memory never the bottleneck. Its dividers are iterative (``divstep``: a division is
+    ``DIVIDER_STEPS`` one-cycle steps), which keeps them as shallow as the rest of the datapath."""
     from dataclasses import replace
 
     a = load_architecture("fusemax")
-    units_2d = ("mac", "add", "max", "div") if divider_2d else ("mac", "add", "max")
+    units_2d = ("mac", "add", "max", "divstep") if divider_2d else ("mac", "add", "max")
     a = a.with_array("2d", rows=rows, cols=cols, units=units_2d, issue="sequential",
                      row_drain=True, skips_filtered=False, fill_drain=False)
-    a = a.with_array("1d", cols=cols, units=("mac", "add", "max", "div"), issue="sequential",
+    a = a.with_array("1d", cols=cols, units=("mac", "add", "max", "divstep"), issue="sequential",
                      skips_filtered=False)
     return replace(a, name=f"engine-{rows}x{cols}", clock_hz=1.0, dram_bandwidth=1e30)
 

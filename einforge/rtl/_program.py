@@ -12,7 +12,7 @@ those instructions, with no knowledge of attention:
   buffers (those over the tiled rank) and column buffers (those over the query rank);
 * an Einsum becomes one instruction per point of its temporal (non-spatial) space and per action
   of its operators: a MAC per product summed in time, an ALU operation per operator, six MAC steps
-  per exp, and a reduction instruction when it reduces the tile rank down the array's columns;
+  per exp, six divider steps per division, and a reduction instruction when it reduces the tile rank down the array's columns;
 * the Einsums of one tile are placed by the cost model's list scheduler (``tile_schedule``), so
   the hardware's timing and the model's prediction are the same schedule.
 """
@@ -23,7 +23,7 @@ import itertools
 import math
 from dataclasses import dataclass, field
 
-from ..einsum import Access, Call, Cascade, Const, FixedPoint, Position, SizeRef, is_constant, reads_of
+from ..einsum import DIVIDER_STEPS, Access, Call, Cascade, Const, FixedPoint, Position, SizeRef, is_constant, reads_of
 from ..einsum._ir import BinOp, Sym, Var
 from ._errors import RTLError
 
@@ -31,7 +31,8 @@ __all__ = ["Operand", "Instr", "Program", "compile_program", "OPS"]
 
 # operation codes shared by the compiler, the hardware and the manifest
 OPS = {"nop": 0, "mac": 1, "add": 2, "sub": 3, "mul": 4, "max": 5, "min": 6, "neg": 7,
-       "exp0": 8, "exps": 9, "expl": 10, "rmax": 11, "radd": 12, "rmac": 13, "div": 14}
+       "exp0": 8, "exps": 9, "expl": 10, "rmax": 11, "radd": 12, "rmac": 13, "div0": 14, "divs": 15,
+       "divl": 16}
 SRC = {"none": 0, "reg": 1, "row": 2, "col": 3, "lane": 4, "const": 5, "pos": 6}
 #: the coordinates a 2D PE knows, as operands ``Operand("pos", index=k)``: its row in the tile, the
 #: tile (step of the loop), its query
@@ -375,6 +376,12 @@ def compile_program(cascade: Cascade, binding, array: tuple[int, int], numbers: 
             for c in k["coeffs"][1:-1]:
                 out.append(Instr("exps", imm=c, dst=dst, dst_mode=dst_mode, einsum=einsum))
             out.append(Instr("expl", imm=k["coeffs"][-1], dst=dst, dst_mode=dst_mode, filt=filt, einsum=einsum))
+        elif instr == "div":
+            # the iterative divider: operands in the first step, the quotient written by the last
+            out.append(Instr("div0", args[0], args[1], dst=dst, dst_mode=dst_mode, einsum=einsum))
+            for _ in range(DIVIDER_STEPS - 2):
+                out.append(Instr("divs", dst=dst, dst_mode=dst_mode, einsum=einsum))
+            out.append(Instr("divl", dst=dst, dst_mode=dst_mode, filt=filt, einsum=einsum))
         elif instr == "neg":
             out.append(Instr("neg", args[0], dst=dst, dst_mode=dst_mode, filt=filt, einsum=einsum))
         else:

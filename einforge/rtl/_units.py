@@ -14,6 +14,7 @@ from amaranth import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..einsum import DIVIDER_STEPS
 from ._program import MODE, OPS, SRC
 
 __all__ = ["sat", "round_shift", "alu", "PE", "Lane", "Buffer", "mul_width"]
@@ -95,9 +96,10 @@ def alu(m, numbers, op, a, va, b, vb, imm, name, *, divider: bool):
             m.d.sync += ep.eq(horner)
         with m.Case(OPS["expl"]):
             m.d.comb += [res.eq(exp_out), rv.eq(ev)]
-        if divider:
-            with m.Case(OPS["div"]):
-                m.d.comb += [res.eq(_divide(m, a, b, numbers, name)), rv.eq(va & vb)]
+    if divider:
+        quotient, quotient_ok = _divider(m, numbers, op, a, va, b, vb, name)
+        with m.If(op == OPS["divl"]):
+            m.d.comb += [res.eq(quotient), rv.eq(quotient_ok)]
     return res, rv, prod
 
 
@@ -120,19 +122,46 @@ def _scale_by_power_of_two(m, p, n, W, F, name):
     return out
 
 
-def _divide(m, a, b, numbers, name):
-    """``a / b`` in fixed point (truncated magnitude, saturated; by 0: the signed extreme)."""
+def _divider(m, numbers, op, a, va, b, vb, name):
+    """The iterative divider: ``a / b`` in fixed point over ``DIVIDER_STEPS`` instructions.
+
+    ``div0`` takes the operands, each step (``div0``, ``divs``..., ``divl``) finds the next
+    ``ceil((width + frac) / DIVIDER_STEPS)`` quotient bits by restoring division, and ``divl``
+    returns the quotient: the truncated magnitude ``(|a| << frac) // |b|`` with the sign applied,
+    saturated; by 0, the signed extreme of ``a``'s sign (the golden model's ``FixedPoint.div``).
+    """
     W, F = numbers.width, numbers.frac_bits
-    num = Signal(W + F, name=f"{name}_num")
-    den = Signal(W, name=f"{name}_den")
-    quo = Signal(W + F, name=f"{name}_quo")
-    m.d.comb += [num.eq(Mux(a < 0, -a, a) << F), den.eq(Mux(b < 0, -b, b))]
-    m.d.comb += quo.eq(num // Mux(den == 0, 1, den))
-    sq = Signal(signed(W + F + 2), name=f"{name}_sq")
-    m.d.comb += sq.eq(Mux((a < 0) ^ (b < 0), -quo, quo))
+    bits = -(-(W + F) // DIVIDER_STEPS)
+    NB = bits * DIVIDER_STEPS             # the numerator, zero-padded on top to whole steps
+    rem = Signal(W + 1, name=f"{name}_drem")
+    num = Signal(NB, name=f"{name}_dnum")
+    quo = Signal(NB, name=f"{name}_dquo")
+    den = Signal(W, name=f"{name}_dden")
+    neg, a_neg, zero, ok = (Signal(name=f"{name}_d{k}") for k in ("neg", "aneg", "zero", "ok"))
+    first = op == OPS["div0"]
+    abs_a, abs_b = Signal(W, name=f"{name}_dabsa"), Signal(W, name=f"{name}_dabsb")
+    m.d.comb += [abs_a.eq(Mux(a < 0, -a, a)), abs_b.eq(Mux(b < 0, -b, b))]
+    r = Mux(first, 0, rem)
+    n = Mux(first, abs_a << F, num)
+    d = Mux(first, abs_b, den)
+    q = Mux(first, 0, quo)
+    for k in range(bits):                 # one quotient bit per stage
+        t = Signal(W + 1, name=f"{name}_dt{k}")
+        m.d.comb += t.eq(Cat(n[NB - 1], r))
+        ge = Signal(name=f"{name}_dge{k}")
+        m.d.comb += ge.eq(t >= d)
+        r_next, q_next = Signal(W + 1, name=f"{name}_dr{k}"), Signal(NB, name=f"{name}_dq{k}")
+        m.d.comb += [r_next.eq(Mux(ge, t - d, t)), q_next.eq(Cat(ge, q))]
+        r, q, n = r_next, q_next, (n << 1)[:NB]
+    with m.If(op.matches(OPS["div0"], OPS["divs"])):
+        m.d.sync += [rem.eq(r), num.eq(n), quo.eq(q), den.eq(d)]
+    with m.If(first):
+        m.d.sync += [neg.eq((a < 0) ^ (b < 0)), a_neg.eq(a < 0), zero.eq(abs_b == 0), ok.eq(va & vb)]
+    signed_q = Signal(signed(NB + 2), name=f"{name}_dsq")
+    m.d.comb += signed_q.eq(Mux(neg, -q, q))
     out = Signal(signed(W), name=f"{name}_div")
-    m.d.comb += out.eq(Mux(den == 0, Mux(a < 0, numbers.lo, numbers.hi), sat(m, sq, W, f"{name}_sdiv")))
-    return out
+    m.d.comb += out.eq(Mux(zero, Mux(a_neg, numbers.lo, numbers.hi), sat(m, signed_q, W, f"{name}_sdiv")))
+    return out, ok
 
 
 class PE(wiring.Component):
@@ -199,7 +228,7 @@ class PE(wiring.Component):
         mac_out, mac_ok = self._mac(m, ins, prod, va & vb & pred)
         writes = [OPS[k] for k in ("add", "sub", "mul", "max", "min", "neg", "expl")]
         wr = Signal()
-        m.d.comb += wr.eq(ins["op"].matches(*writes, *([OPS["div"]] if p.divider_2d else [])))
+        m.d.comb += wr.eq(ins["op"].matches(*writes, *([OPS["divl"]] if p.divider_2d else [])))
         dst = Signal(range(NR + 1))
         m.d.comb += dst.eq(physical(ins["dst"], ins["dst_mode"], ins["dst_bank"]))
         for k in range(NR):
@@ -324,7 +353,7 @@ class Lane(wiring.Component):
         res, rv, _ = alu(m, q, self.op, a, va, b, vb, self.imm, "alu", divider=True)
         wr = Signal()
         m.d.comb += wr.eq(self.write & self.op.matches(OPS["add"], OPS["sub"], OPS["mul"], OPS["max"], OPS["min"],
-                                                       OPS["neg"], OPS["expl"], OPS["div"]))
+                                                       OPS["neg"], OPS["expl"], OPS["divl"]))
         # a reduction arriving from the bottom of the column: a sum of products is rounded once
         conv = Signal(signed(W))
         m.d.comb += conv.eq(Mux(self.red_mac, sat(m, round_shift(self.red_value, F), W, "red_mac"),

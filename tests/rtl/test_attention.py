@@ -2,7 +2,7 @@
 
 import pytest
 
-from einforge.einsum import FixedPoint, library, parse_cascade
+from einforge.einsum import DIVIDER_STEPS, FixedPoint, library, parse_cascade
 from einforge.rtl import RTLError, lower, synthesize, write_design
 
 LIB = library()
@@ -19,8 +19,9 @@ def test_interleaved_schedule_overlaps_tiles():
     assert sum(1 for _, b in prog.timeline if b is not None) == load1d
     stages = {ins.stage for pair in prog.timeline for ins in pair if ins is not None}
     assert stages == set(range(prog.depth))
+    # per block of queries: the tiles, then F = 4 divisions of DIVIDER_STEPS steps each
     assert d.manifest["rtl_cycles"] == d.manifest["model_cycles"] == \
-        2 * ((8 + prog.depth - 1) * prog.makespan + 4)
+        2 * ((8 + prog.depth - 1) * prog.makespan + 4 * DIVIDER_STEPS)
 
 
 def test_schedule_and_manifest():
@@ -33,7 +34,7 @@ def test_schedule_and_manifest():
     assert s["RD"] >= s["SLD"] + 4 and s["RNV"] >= s["SLNV"] + 4
     m = d.manifest
     assert m["mapping"] == {"rows": "M0", "cols": "P", "tiles": 4, "query_tiles": 2}
-    assert m["rtl_cycles"] == 2 * (4 * prog.makespan + 4) == m["model_cycles"]
+    assert m["rtl_cycles"] == 2 * (4 * prog.makespan + 4 * DIVIDER_STEPS) == m["model_cycles"]
     assert m["sizes"]["M0"] == 4                                  # the tile follows the array's rows
 
 
@@ -69,7 +70,8 @@ def test_pes_get_a_divider_only_when_the_2d_array_divides():
     sig = lower(LIB["attention-sigmoid-tiled"].load(), "arch", (2, 2), FixedPoint(8, 8), sizes)
     assert "div" in sig.manifest["units_2d"]
     ops = [ins.op for ins, _ in sig.program.timeline if ins is not None and ins.einsum == "S"]
-    assert ops.count("exp0") == 2 and ops.count("div") == 1 and ops.count("min") == 1
+    assert ops.count("exp0") == 2 and ops.count("div0") == 1 and ops.count("divl") == 1 and ops.count("min") == 1
+    assert ops.count("divs") == DIVIDER_STEPS - 2
     # the cost model sees the same PEs, so its cycle count still matches the program's
     assert sig.manifest["model_cycles"] == sig.manifest["rtl_cycles"]
 
