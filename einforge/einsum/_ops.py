@@ -18,9 +18,10 @@ __all__ = ["Operator", "OperatorTable", "DEFAULT_OPERATORS", "DIVIDER_STEPS", "u
 INTERSECT = "intersect"
 UNION = "union"
 
-#: An iterative divider (the unit ``divstep``) finds a quotient in this many one-cycle steps, each
-#: producing a sixth of the quotient bits a combinational divider (``div``) produces at once.
-DIVIDER_STEPS = 6
+#: An iterative divider (the unit ``divstep``) divides in this many one-cycle steps: one takes the
+#: operands' magnitudes, six find a sixth of the quotient bits each (what a combinational divider,
+#: ``div``, finds at once), one applies the sign and saturates.
+DIVIDER_STEPS = 8
 
 
 def unit_recipe(recipe: Mapping, units) -> dict:
@@ -28,7 +29,7 @@ def unit_recipe(recipe: Mapping, units) -> dict:
     is ``DIVIDER_STEPS`` ``divstep`` actions.
 
     >>> unit_recipe({"exp": 2, "div": 1}, ("exp", "divstep"))
-    {'exp': 2, 'divstep': 6}
+    {'exp': 2, 'divstep': 8}
     >>> unit_recipe({"div": 1}, ("div", "divstep"))
     {'div': 1}
     """

@@ -125,40 +125,38 @@ def _scale_by_power_of_two(m, p, n, W, F, name):
 def _divider(m, numbers, op, a, va, b, vb, name):
     """The iterative divider: ``a / b`` in fixed point over ``DIVIDER_STEPS`` instructions.
 
-    ``div0`` takes the operands, each step (``div0``, ``divs``..., ``divl``) finds the next
-    ``ceil((width + frac) / DIVIDER_STEPS)`` quotient bits by restoring division, and ``divl``
+    ``div0`` takes the operands' magnitudes and signs; each ``divs`` finds the next
+    ``ceil((width + frac) / (DIVIDER_STEPS - 2))`` quotient bits by restoring division; ``divl``
     returns the quotient: the truncated magnitude ``(|a| << frac) // |b|`` with the sign applied,
     saturated; by 0, the signed extreme of ``a``'s sign (the golden model's ``FixedPoint.div``).
+    Each step is a few subtractions deep, like the rest of the datapath.
     """
     W, F = numbers.width, numbers.frac_bits
-    bits = -(-(W + F) // DIVIDER_STEPS)
-    NB = bits * DIVIDER_STEPS             # the numerator, zero-padded on top to whole steps
+    bits = -(-(W + F) // (DIVIDER_STEPS - 2))
+    NB = bits * (DIVIDER_STEPS - 2)       # the numerator, zero-padded on top to whole steps
     rem = Signal(W + 1, name=f"{name}_drem")
     num = Signal(NB, name=f"{name}_dnum")
     quo = Signal(NB, name=f"{name}_dquo")
     den = Signal(W, name=f"{name}_dden")
     neg, a_neg, zero, ok = (Signal(name=f"{name}_d{k}") for k in ("neg", "aneg", "zero", "ok"))
-    first = op == OPS["div0"]
     abs_a, abs_b = Signal(W, name=f"{name}_dabsa"), Signal(W, name=f"{name}_dabsb")
     m.d.comb += [abs_a.eq(Mux(a < 0, -a, a)), abs_b.eq(Mux(b < 0, -b, b))]
-    r = Mux(first, 0, rem)
-    n = Mux(first, abs_a << F, num)
-    d = Mux(first, abs_b, den)
-    q = Mux(first, 0, quo)
+    with m.If(op == OPS["div0"]):
+        m.d.sync += [rem.eq(0), num.eq(abs_a << F), quo.eq(0), den.eq(abs_b), neg.eq((a < 0) ^ (b < 0)),
+                     a_neg.eq(a < 0), zero.eq(abs_b == 0), ok.eq(va & vb)]
+    r, q, n = rem, quo, num
     for k in range(bits):                 # one quotient bit per stage
         t = Signal(W + 1, name=f"{name}_dt{k}")
         m.d.comb += t.eq(Cat(n[NB - 1], r))
         ge = Signal(name=f"{name}_dge{k}")
-        m.d.comb += ge.eq(t >= d)
+        m.d.comb += ge.eq(t >= den)
         r_next, q_next = Signal(W + 1, name=f"{name}_dr{k}"), Signal(NB, name=f"{name}_dq{k}")
-        m.d.comb += [r_next.eq(Mux(ge, t - d, t)), q_next.eq(Cat(ge, q))]
+        m.d.comb += [r_next.eq(Mux(ge, t - den, t)), q_next.eq(Cat(ge, q))]
         r, q, n = r_next, q_next, (n << 1)[:NB]
-    with m.If(op.matches(OPS["div0"], OPS["divs"])):
-        m.d.sync += [rem.eq(r), num.eq(n), quo.eq(q), den.eq(d)]
-    with m.If(first):
-        m.d.sync += [neg.eq((a < 0) ^ (b < 0)), a_neg.eq(a < 0), zero.eq(abs_b == 0), ok.eq(va & vb)]
+    with m.If(op == OPS["divs"]):
+        m.d.sync += [rem.eq(r), num.eq(n), quo.eq(q)]
     signed_q = Signal(signed(NB + 2), name=f"{name}_dsq")
-    m.d.comb += signed_q.eq(Mux(neg, -q, q))
+    m.d.comb += signed_q.eq(Mux(neg, -quo, quo))
     out = Signal(signed(W), name=f"{name}_div")
     m.d.comb += out.eq(Mux(zero, Mux(a_neg, numbers.lo, numbers.hi), sat(m, signed_q, W, f"{name}_sdiv")))
     return out, ok

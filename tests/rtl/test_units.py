@@ -68,3 +68,21 @@ def test_the_horner_state_fits_the_shared_multiplier(int_bits, frac_bits):
         p = (p * f + (c << frac_bits) + (1 << frac_bits >> 1)) >> frac_bits if frac_bits else p * f + c
         assert p.min() >= 0 and p.max() < bound
     assert bound <= 2 ** (mul_width(q) - 1)
+
+
+@pytest.mark.parametrize("name,binding", [("attention-1pass", "fusemax"), ("attention-sigmoid-tiled", "arch")])
+def test_the_engine_is_at_most_twice_as_deep_as_the_gemm_array(tmp_path, name, binding):
+    """Timing closure by construction: every path of the engine (fetch, decode, the ALU with its shared
+    multiplier and exp, the divider's steps, PE dividers included) is at most twice as many gate levels
+    as the systolic GEMM array's MAC path at the same word width (yosys + abc, two-input gates)."""
+    from einforge.einsum import parse_cascade
+    from einforge.rtl import synthesize, write_design
+
+    gemm = lower(parse_cascade("ranks M=4 K=3 N=4\ninput A[k,m] B[k,n]\nC[m,n] = A[k,m] * B[k,n]\n"), None, (2, 2),
+                 FixedPoint(8, 8), {})
+    engine = lower(LIB[name].load(), binding, (2, 2), FixedPoint(8, 8), {"M": 8, "P": 4, "E": 2, "F": 2})
+    depth = {}
+    for d in (gemm, engine):
+        files = write_design(d, tmp_path / d.name)
+        depth[d.name] = synthesize(files["verilog"], d.name)["logic_depth"]
+    assert depth[engine.name] <= 2 * depth[gemm.name], depth
