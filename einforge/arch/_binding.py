@@ -18,12 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Literal
-
-from pydantic import BaseModel, ConfigDict, Field
 
 from ..einsum import Access, Cascade, product_factors
-from ..schema import load_yaml_file, validate
 from ._spec import ArchError
 
 __all__ = ["Binding", "load_binding", "BINDINGS", "bind_arrays", "is_layout", "is_tensor_product", "binding_yaml"]
@@ -129,52 +125,32 @@ def bind_arrays(cascade: Cascade, binding: Binding, tile_rank: str | None) -> di
     return out
 
 
-class _BindingSpec(BaseModel):
-    """The fields of a binding file (see :class:`Binding`)."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-    base: Literal["fusemax", "arch", "cascade", "flat", "unfused"] | None = None
-    rule: Literal["tile", "product"] | None = None
-    mapping: Literal["tiled", "flat", "unfused"] | None = None
-    schedule: Literal["overlap", "sequential", "stages", "phases"] | None = None
-    description: str | None = None
-    arrays: dict[str, str] = {}
-    spatial: dict[str, dict[Literal["rows", "cols"], str | list[str]]] = {}
-    stages: list[dict[str, str | list[str]]] = []
-    issue: dict[str, Literal["sequential", "pipelined"]] = {}
-    buffer_share: Annotated[float, Field(gt=0, le=1)] | Annotated[int, Field(gt=0, le=1)] | None = None
-    drain: bool | None = None
-    einsum_spatial: dict[str, dict[Literal["rows", "cols"], str]] = {}
-    skip_empty_tiles: bool | None = None
-    tile: Annotated[int, Field(gt=0)] | None = None
-
-
-def _from_spec(name: str, d: _BindingSpec, where: str) -> Binding:
-    base = dict(_DEFAULTS.get(d.base or name, _DEFAULTS["fusemax"]))
+def _from_spec(name: str, given: dict, where: str) -> Binding:
+    """The binding of the fields a file gives (validated; none for a built-in) over its base's."""
+    base = dict(_DEFAULTS.get(given.get("base") or name, _DEFAULTS["fusemax"]))
     for k in ("rule", "mapping", "schedule", "description", "drain", "skip_empty_tiles", "buffer_share"):
-        v = getattr(d, k)
-        if v is not None:
-            base[k] = v
+        if given.get(k) is not None:
+            base[k] = given[k]
     # by default the roles of the ranks decide what goes on each array dimension (arch._model)
     sp = tuple((a, tuple((dim, tuple(rs if isinstance(rs, list) else [rs])) for dim, rs in dims.items()))
-               for a, dims in d.spatial.items())
+               for a, dims in given.get("spatial", {}).items())
     stages = []
-    for st in d.stages:
+    for st in given.get("stages", []):
         drain = st.get("drain")
         if isinstance(drain, list):
             raise ArchError(f"{where}binding {name}: a stage's drain names one Einsum")
         stages.append((tuple((a, tuple(v if isinstance(v, list) else [v])) for a, v in st.items() if a != "drain"),
                        drain))
-    if stages and d.schedule is None:
+    if stages and given.get("schedule") is None:
         base["schedule"] = "stages"
     return Binding(
         name=name, rule=base["rule"], mapping=base["mapping"], schedule=base["schedule"],
         description=base.get("description", ""), drain=bool(base.get("drain", False)),
         skip_empty_tiles=bool(base.get("skip_empty_tiles", False)),
-        explicit=tuple(d.arrays.items()), spatial=sp, stages=tuple(stages),
-        einsum_spatial=tuple((k, tuple(v.items())) for k, v in d.einsum_spatial.items()),
-        issue=tuple((d.issue or base.get("issue") or {}).items()),
-        buffer_share=float(base.get("buffer_share", 1.0)), tile=d.tile, source=where,
+        explicit=tuple(given.get("arrays", {}).items()), spatial=sp, stages=tuple(stages),
+        einsum_spatial=tuple((k, tuple(v.items())) for k, v in given.get("einsum_spatial", {}).items()),
+        issue=tuple((given.get("issue") or base.get("issue") or {}).items()),
+        buffer_share=float(base.get("buffer_share", 1.0)), tile=given.get("tile"), source=where,
     )
 
 
@@ -188,22 +164,25 @@ def load_binding(name_or_file: str, cascade: Cascade) -> Binding:
     """
     p = Path(str(name_or_file))
     if p.is_file():
+        from ..schema import load_yaml_file, validate
+        from ._files import BindingSpec
+
         data, marks, file = load_yaml_file(p, "binding", ArchError)
         if not isinstance(data, dict):
             raise ArchError(f"{file}: a binding file is a YAML mapping of fields to values")
         name = p.stem
-        if len(data) == 1 and next(iter(data)) not in _BindingSpec.model_fields and \
+        if len(data) == 1 and next(iter(data)) not in BindingSpec.model_fields and \
                 isinstance(next(iter(data.values())), dict):
             # the binding under its own name:  mine: {base: fusemax, ...}
             name = next(iter(data))
             data = data[name]
             marks = {k[1:]: v for k, v in marks.items() if k and k[0] == name}
-        spec = validate(_BindingSpec, data, marks, file, ArchError)
-        return _from_spec(name, spec, f"{file}: ")
+        spec = validate(BindingSpec, data, marks, file, ArchError)
+        return _from_spec(name, spec.model_dump(exclude_unset=True), f"{file}: ")
     name = str(name_or_file)
     if name not in BINDINGS:
         raise ArchError(f"no built-in binding named {name!r} and no such file (built-in: {', '.join(BINDINGS)})")
-    return _from_spec(name, _BindingSpec(), "")
+    return _from_spec(name, {}, "")
 
 
 def binding_yaml(b: Binding) -> str:

@@ -8,23 +8,12 @@ operator costs on an array follows from the operator table's recipes and the uni
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    NonNegativeInt,
-    PositiveInt,
-    StringConstraints,
-    model_validator,
-)
-
-from ..schema import load_yaml_file, safe_load, validate
-from ..units import Quantity, QuantityError, quantity
+from ..units import QuantityError, quantity
 
 __all__ = [
     "ArchError", "PEArray", "GlobalBuffer", "Architecture", "EnergyTable", "AreaTable",
@@ -261,142 +250,9 @@ class Architecture:
 # ------------------------------------------------------------------------------------------------
 
 
-_BYTES, _BANDWIDTH, _CLOCK = Quantity("bytes"), Quantity("bytes/second"), Quantity("hertz")
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-class _ArraySpec(_Strict):
-    rows: PositiveInt | None = None
-    cols: PositiveInt | None = None
-    lanes: PositiveInt | None = None
-    units: list[Literal["mac", "mul", "add", "max", "div", "divstep", "exp", "log", "sqrt", "tanh", "sigmoid"]]
-    rf_depth: NonNegativeInt = 0
-    issue: Literal["sequential", "pipelined"] = "sequential"
-    shared_rf: NonNegativeInt = 0
-    fill_drain: bool = False
-    skips_filtered: bool = True
-    row_drain: bool = False
-
-    @model_validator(mode="after")
-    def _shape(self):
-        if self.lanes is not None and (self.rows is not None or self.cols is not None):
-            raise ValueError("give either lanes (a 1D array) or rows and cols (a 2D array), not both")
-        if self.lanes is None and (self.rows is None or self.cols is None):
-            raise ValueError("a 2D array needs rows and cols; a 1D array needs lanes")
-        if not self.units:
-            raise ValueError("an array needs at least one unit")
-        return self
-
-
-class _BufferSpec(_Strict):
-    capacity: _BYTES
-    width_bits: PositiveInt = 4096
-    banks: PositiveInt = 1
-
-
-class _DramSpec(_Strict):
-    bandwidth: _BANDWIDTH
-
-
-class _ArchSpec(_Strict):
-    name: Annotated[str, StringConstraints(min_length=1)]
-    description: str = ""
-    clock: _CLOCK
-    word_bits: Annotated[int, Field(ge=1, le=64)]
-    dram: _DramSpec
-    global_buffer: _BufferSpec
-    arrays: dict[str, _ArraySpec]
-    energy: str = "energy_45nm.yaml"
-    area: str = "area_45nm.yaml"
-    source: str = ""
-
-    @model_validator(mode="after")
-    def _arrays(self):
-        if not self.arrays:
-            raise ValueError("an architecture needs at least one array")
-        return self
-
-
-class _ComputeEnergy(_Strict):
-    energy: Annotated[float, Field(gt=0)] | Annotated[int, Field(gt=0)]
-    source: Annotated[str, StringConstraints(min_length=1)]
-
-
-class _BufferPointEnergy(_Strict):
-    capacity: _BYTES
-    read: Annotated[float, Field(gt=0)] | Annotated[int, Field(gt=0)]
-    write: Annotated[float, Field(gt=0)] | Annotated[int, Field(gt=0)]
-
-
-class _BufferEnergy(_Strict):
-    width_words: PositiveInt = 256
-    source: Annotated[str, StringConstraints(min_length=1)]
-    points: Annotated[list[_BufferPointEnergy], Field(min_length=1)]
-
-
-class _RegisterFileEnergy(_Strict):
-    read_base: float
-    per_entry: float
-    min_entries: PositiveInt
-    adder_per_bit: float
-    source: Annotated[str, StringConstraints(min_length=1)]
-
-
-class _DramEnergy(_Strict):
-    per_byte: Annotated[float, Field(gt=0)]
-    source: Annotated[str, StringConstraints(min_length=1)]
-
-
-class _EnergySpec(_Strict):
-    name: str
-    units: Literal["pJ"]
-    source: Annotated[str, StringConstraints(min_length=1)]
-    compute: dict[str, _ComputeEnergy]
-    dram: _DramEnergy
-    global_buffer: _BufferEnergy
-    register_file: _RegisterFileEnergy
-
-
-class _ComputeArea(_Strict):
-    area: Annotated[float, Field(ge=0)] | Annotated[int, Field(ge=0)]
-    source: Annotated[str, StringConstraints(min_length=1)]
-
-
-class _BufferPointArea(_Strict):
-    width: PositiveInt
-    depth: PositiveInt
-    area: Annotated[float, Field(gt=0)] | Annotated[int, Field(gt=0)]
-
-
-class _BufferArea(_Strict):
-    source: Annotated[str, StringConstraints(min_length=1)]
-    points: Annotated[list[_BufferPointArea], Field(min_length=1)]
-
-
-class _RegisterFileArea(_Strict):
-    per_bit: float
-    bits: PositiveInt
-    per_entry: float
-    min_entries: PositiveInt
-    adder_per_bit: float
-    source: Annotated[str, StringConstraints(min_length=1)]
-
-
-class _AreaSpec(_Strict):
-    name: str
-    units: Literal["um2"]
-    source: Annotated[str, StringConstraints(min_length=1)]
-    compute: dict[str, _ComputeArea]
-    link: float = 0.0
-    link_source: str = ""
-    register_file: _RegisterFileArea
-    global_buffer: _BufferArea
-
-
 def _load(path: Path, model, what: str):
+    from ..schema import load_yaml_file, validate
+
     data, marks, file = load_yaml_file(path, what, ArchError)
     if not isinstance(data, dict):
         raise ArchError(f"{file}: {what} must be a YAML mapping of keys to values")
@@ -405,7 +261,9 @@ def _load(path: Path, model, what: str):
 
 @lru_cache(maxsize=16)
 def _energy_table(path: Path, mtime: int) -> EnergyTable:
-    d = _load(path, _EnergySpec, "energy table")
+    from ._files import EnergySpec
+
+    d = _load(path, EnergySpec, "energy table")
     gb = d.global_buffer
     rf = d.register_file.model_dump(exclude={"source"})
     return EnergyTable(d.name, tuple((k, float(v.energy)) for k, v in d.compute.items()), float(d.dram.per_byte),
@@ -415,7 +273,9 @@ def _energy_table(path: Path, mtime: int) -> EnergyTable:
 
 @lru_cache(maxsize=16)
 def _area_table(path: Path, mtime: int) -> AreaTable:
-    d = _load(path, _AreaSpec, "area table")
+    from ._files import AreaSpec
+
+    d = _load(path, AreaSpec, "area table")
     rf = d.register_file.model_dump(exclude={"source"})
     return AreaTable(d.name, tuple((k, float(v.area)) for k, v in d.compute.items()), float(d.link),
                      tuple((k, float(v)) for k, v in rf.items()),
@@ -437,7 +297,7 @@ def _builtin_tables() -> list[str]:
     return sorted(p.name for p in DATA_DIR.glob("*_45nm.yaml"))
 
 
-def architecture_from_spec(d: _ArchSpec, base: Path, where: str = "") -> Architecture:
+def architecture_from_spec(d, base: Path, where: str = "") -> Architecture:
     arrays = tuple(
         PEArray(name, 1 if a.lanes else a.rows, a.lanes or a.cols, tuple(a.units), a.rf_depth, a.issue,
                 a.shared_rf, a.fill_drain, a.skips_filtered, a.row_drain)
@@ -469,12 +329,25 @@ def architectures() -> dict[str, Path]:
 
 @lru_cache(maxsize=4)
 def _architectures(files) -> tuple:
-    return tuple((p.stem, p) for p, _ in files if "arrays" in (safe_load(p.read_text()) or {}))
+    # a built-in file is an architecture when it has a top-level `arrays:` key (read as text: the
+    # list is needed before any file is parsed)
+    return tuple((p.stem, p) for p, _ in files if re.search(r"^arrays\s*:", p.read_text(), re.M))
 
 
 @lru_cache(maxsize=32)
 def _load_file(f: Path, mtime: int) -> Architecture:
-    return architecture_from_spec(_load(f, _ArchSpec, "architecture"), f.parent, f"{f}: ")
+    from .._cache import code_version, memo
+
+    return memo("specs", f"architecture\n{f}\n{code_version()}", lambda: _read_architecture(f))
+
+
+def _read_architecture(f: Path) -> tuple[Architecture, list[Path]]:
+    """The architecture of a file, and the files it was made from (it and its tables)."""
+    from ._files import ArchSpec
+
+    d = _load(f, ArchSpec, "architecture")
+    arch = architecture_from_spec(d, f.parent, f"{f}: ")
+    return arch, [f, _table_file(d.energy, f.parent, "energy", ""), _table_file(d.area, f.parent, "area", "")]
 
 
 def load_architecture(name_or_file: str | Path) -> Architecture:

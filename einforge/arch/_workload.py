@@ -14,11 +14,8 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
-
 from ..einsum import Cascade, CascadeError, resolve_sizes
 from ..einsum._ir import WORKLOAD_FIELDS
-from ..schema import load_yaml_file, validate
 from ..units import QuantityError, count
 from ._spec import DATA_DIR, ArchError
 
@@ -97,36 +94,6 @@ class Workload:
         return f"{self.name}-{seq_label(self.keys)}" if self.keys else self.name
 
 
-class _WorkloadModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-    description: StrictStr = ""
-    batch: StrictInt = Field(1, ge=1)
-    heads: StrictInt = Field(1, ge=1)
-    kv_heads: StrictInt = Field(0, ge=0)
-    head_dim: StrictInt = Field(64, ge=1)
-    value_dim: StrictInt = Field(0, ge=0)
-    model_dim: StrictInt = Field(0, ge=0)
-    ffn_dim: StrictInt = Field(0, ge=0)
-    keys: int | str = 0
-    queries: int | str = 0
-    sizes: dict[str, int | str] = {}
-
-    @field_validator("keys", "queries")
-    @classmethod
-    def _length(cls, v):
-        return count(v, "length")
-
-    @field_validator("sizes")
-    @classmethod
-    def _sizes(cls, v):
-        return {k: count(n, k) for k, n in v.items()}
-
-
-class _WorkloadFile(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-    workloads: dict[str, _WorkloadModel]
-
-
 def workloads(path: Path | str = DATA_DIR / "workloads.yaml") -> dict[str, Workload]:
     """The built-in workloads (BERT, TrXL, T5, XLM) or those of a YAML file."""
     path = Path(path)
@@ -139,8 +106,17 @@ def workloads(path: Path | str = DATA_DIR / "workloads.yaml") -> dict[str, Workl
 
 @lru_cache(maxsize=16)
 def _workloads(path: Path, mtime: int) -> tuple:
+    from .._cache import code_version, memo
+
+    return memo("specs", f"workloads\n{path}\n{code_version()}", lambda: (_read_workloads(path), [path]))
+
+
+def _read_workloads(path: Path) -> tuple:
+    from ..schema import load_yaml_file, validate
+    from ._files import WorkloadFile
+
     data, marks, file = load_yaml_file(path, "workloads", ArchError)
-    m = validate(_WorkloadFile, data, marks, file, ArchError)
+    m = validate(WorkloadFile, data, marks, file, ArchError)
     out = []
     for name, w in m.workloads.items():
         d = w.model_dump()
