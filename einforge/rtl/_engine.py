@@ -190,6 +190,9 @@ class Controller(wiring.Component):
         it = Signal(range(M1 + p.depth + 1))    # tiles started in this block of queries
         ptile = Signal(range(p.query_tiles + 1))
         out_start, out_busy = Signal(), Signal()
+        out_go, stream_busy = Signal(), Signal()     # the stream starts a cycle after out_start (decode stage)
+        m.d.sync += out_go.eq(out_start)
+        m.d.comb += stream_busy.eq(out_busy | out_go)
         out_tile = Signal(range(p.query_tiles + 1))     # the block of queries being streamed out
         # batch/head instances: an odometer of counters, the tile loop runs once per instance
         self.hcnt = [Signal(range(max(2, n)), name=f"inst_{v}") for v, n in p.instances]
@@ -197,21 +200,32 @@ class Controller(wiring.Component):
         t_first = _rom(m, "tile_first", [a for a, _ in p.tile_ranges], ptile, range(M1 + 1))
         t_count = _rom(m, "tile_count", [n for _, n in p.tile_ranges], ptile, range(M1 + 1))
         running = Signal()
-        m.d.comb += [running.eq((state == 1) | ((state == 2) & ~out_busy & has_epi)), self.loading.eq(state == 0)]
+        m.d.comb += [running.eq((state == 1) | ((state == 2) & ~stream_busy & has_epi)), self.loading.eq(state == 0)]
         with m.If(self.loaded):
             m.d.sync += state.eq(1)
+        self._decode = {}
         self._issue_2d(m, state, tcyc, it, ptile, t_first, t_count)
         self._issue_1d(m, state, running, tcyc, ecyc, it, ptile, t_count)
-        self._sequence(m, state, tcyc, ecyc, it, ptile, t_count, out_start, out_busy, out_tile, L, LE, has_epi)
+        self._sequence(m, state, tcyc, ecyc, it, ptile, t_count, out_start, stream_busy, out_tile, L, LE, has_epi)
         with m.If(running):
             m.d.sync += self.cycles.eq(self.cycles + 1)
-        with m.If(self.i2_op != 0):
+        with m.If(self._decoded("i2_op") != 0):
             m.d.sync += self.busy_2d.eq(self.busy_2d + 1)
-        self._output(m, out_start, out_busy, out_tile, t_count)
-        m.d.comb += [self.busy.eq((state == 1) | (state == 2)), self.done.eq((state == 3) & ~out_busy & ~out_start)]
+        # the decode stage: the units get each instruction a cycle after it is fetched and decoded,
+        # so the output stream starts a cycle later too (after the last instruction has written)
+        m.d.sync += [getattr(self, k).eq(v) for k, v in self._decode.items()]
+        self._output(m, out_go, out_busy, out_tile, t_count)
+        m.d.comb += [self.busy.eq((state == 1) | (state == 2)),
+                     self.done.eq((state == 3) & ~out_busy & ~out_start & ~out_go)]
         return m
 
     # -- fetch and decode ----------------------------------------------------------------------
+    def _decoded(self, port: str) -> Signal:
+        """The decoded value of an instruction port, registered into the port (the decode stage)."""
+        if port not in self._decode:
+            self._decode[port] = Signal.like(getattr(self, port), name=f"{port}_decoded")
+        return self._decode[port]
+
     def _fetch(self, m, prefix, instrs, index):
         fields = self.fields
         nh = len(self.prog.instances)
@@ -244,20 +258,20 @@ class Controller(wiring.Component):
         m.d.comb += valid.eq((state == 1) & (n2 >= 0) & (n2 < t_count))
         for k in PE.INSTR:
             if k in f2:
-                m.d.comb += getattr(self, f"i2_{k}").eq(f2[k])
-        m.d.comb += [self.i2_op.eq(Mux(valid, f2["op"], 0)),
-                     self.i2_m1.eq(t_first + n2),         # the tile itself (addresses, filter); n2 counts visits
-                     self.i2_visit.eq(n2), self.i2_ptile.eq(ptile),
-                     self.i2_dst_reg.eq(self._physical(f2["dst"], f2["dst_mode"], f2["dst_bank"], n2[0]))]
+                m.d.comb += self._decoded(f"i2_{k}").eq(f2[k])
+        m.d.comb += [self._decoded("i2_op").eq(Mux(valid, f2["op"], 0)),
+                     self._decoded("i2_m1").eq(t_first + n2),         # the tile itself (addresses, filter); n2 counts visits
+                     self._decoded("i2_visit").eq(n2), self._decoded("i2_ptile").eq(ptile),
+                     self._decoded("i2_dst_reg").eq(self._physical(f2["dst"], f2["dst_mode"], f2["dst_bank"], n2[0]))]
         for side in "ab":
             h = self._instance_offset(m, f2, side, f"i2_{side}_inst")
             m.d.comb += [
-                getattr(self, f"i2_{side}_row_addr").eq(f2[f"{side}_idx"] + self.i2_m1 * f2[f"{side}_stride"] + h),
-                getattr(self, f"i2_{side}_col_addr").eq(f2[f"{side}_idx"] + ptile * f2[f"{side}_stride"] + h),
-                getattr(self, f"i2_{side}_reg").eq(self._physical(f2[f"{side}_idx"], f2[f"{side}_mode"],
+                self._decoded(f"i2_{side}_row_addr").eq(f2[f"{side}_idx"] + self._decoded("i2_m1") * f2[f"{side}_stride"] + h),
+                self._decoded(f"i2_{side}_col_addr").eq(f2[f"{side}_idx"] + ptile * f2[f"{side}_stride"] + h),
+                self._decoded(f"i2_{side}_reg").eq(self._physical(f2[f"{side}_idx"], f2[f"{side}_mode"],
                                                                   f2[f"{side}_bank"], n2[0])),
                 # the previous iterate of the first tile is the (empty) initialization
-                getattr(self, f"i2_{side}_init").eq((f2[f"{side}_mode"] == MODE["prev"]) & (n2 == 0))]
+                self._decoded(f"i2_{side}_init").eq((f2[f"{side}_mode"] == MODE["prev"]) & (n2 == 0))]
 
     def _issue_1d(self, m, state, running, tcyc, ecyc, it, ptile, t_count):
         p = self.prog
@@ -271,16 +285,16 @@ class Controller(wiring.Component):
         valid = Signal()
         m.d.comb += valid.eq(Mux(state == 1, (n1 >= 0) & (n1 < t_count), running))
         first = (n1 == 0) & (state == 1)
-        m.d.comb += [self.i1_op.eq(Mux(valid, f1["op"], 0)), self.i1_imm.eq(f1["imm"]), self.i1_write.eq(running),
-                     self.i1_dst_reg.eq(self._physical(f1["dst"], f1["dst_mode"], f1["dst_bank"], n1[0]))]
+        m.d.comb += [self._decoded("i1_op").eq(Mux(valid, f1["op"], 0)), self._decoded("i1_imm").eq(f1["imm"]), self._decoded("i1_write").eq(running),
+                     self._decoded("i1_dst_reg").eq(self._physical(f1["dst"], f1["dst_mode"], f1["dst_bank"], n1[0]))]
         for side in "ab":
             h = self._instance_offset(m, f1, side, f"i1_{side}_inst")
             m.d.comb += [
-                getattr(self, f"i1_{side}_src").eq(f1[f"{side}_src"]), getattr(self, f"i1_{side}_val").eq(f1[f"{side}_val"]),
-                getattr(self, f"i1_{side}_reg").eq(self._physical(f1[f"{side}_idx"], f1[f"{side}_mode"],
+                self._decoded(f"i1_{side}_src").eq(f1[f"{side}_src"]), self._decoded(f"i1_{side}_val").eq(f1[f"{side}_val"]),
+                self._decoded(f"i1_{side}_reg").eq(self._physical(f1[f"{side}_idx"], f1[f"{side}_mode"],
                                                                   f1[f"{side}_bank"], n1[0])),
-                getattr(self, f"i1_{side}_init").eq((f1[f"{side}_mode"] == MODE["prev"]) & first),
-                getattr(self, f"i1_{side}_col_addr").eq(f1[f"{side}_idx"] + ptile * f1[f"{side}_stride"] + h)]
+                self._decoded(f"i1_{side}_init").eq((f1[f"{side}_mode"] == MODE["prev"]) & first),
+                self._decoded(f"i1_{side}_col_addr").eq(f1[f"{side}_idx"] + ptile * f1[f"{side}_stride"] + h)]
 
     # -- sequencing ----------------------------------------------------------------------------
     def _sequence(self, m, state, tcyc, ecyc, it, ptile, t_count, out_start, out_busy, out_tile, L, LE, has_epi):
