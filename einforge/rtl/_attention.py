@@ -12,7 +12,7 @@ from ._lower import Design, _ports, _verilog_name
 __all__ = ["lower_attention"]
 
 
-def lower_attention(cascade, binding, array, numbers, sizes) -> Design:
+def lower_attention(cascade, binding, array, numbers, sizes, layout=None) -> Design:
     from ..arch import load_binding
     from ._engine import AttentionEngine
     from ._program import compile_program
@@ -44,14 +44,15 @@ def lower_attention(cascade, binding, array, numbers, sizes) -> Design:
         sizes = resolve_sizes(cascade, given)
     except Exception as exc:
         raise RTLError(f"{cascade.name} on {R}x{C}: {exc}") from None
-    prog = compile_program(cascade, binding, (R, C), numbers, sizes)
+    prog = compile_program(cascade, binding, (R, C), numbers, sizes, layout)
     top = AttentionEngine(prog)
     top._MustUse__silence = True
     tens = cascade.tensors
     lane_rank = next(r for r in (x.name for x in cascade.ranks) if r.lower() == prog.lane_var)
 
     def pack(raw):
-        words = []
+        # the header of an engine that takes smaller jobs: this job's key tiles and queries
+        words = [prog.loop_steps, prog.queries] if prog.runtime_sizes else []
         for name, kind, X, T, base in prog.loads:
             info = tens[name]
             arr = np.asarray(raw[name])
@@ -122,10 +123,13 @@ def lower_attention(cascade, binding, array, numbers, sizes) -> Design:
                     "pe_registers": prog.pe_regs, "lane_registers": prog.lane_regs,
                     "schedule": prog.starts, "busy_2d_per_tile": prog.busy_2d},
         "ports": _ports(top),
-        "input_stream": "; then ".join(f"{n} by {k} ({X} x {T} words)" for n, k, X, T, _ in prog.loads),
+        "input_stream": ("header: key tiles, queries; then " if prog.runtime_sizes else "")
+        + "; then ".join(f"{n} by {k} ({X} x {T} words)" for n, k, X, T, _ in prog.loads),
         "output_stream": (f"{oname}: " + (f"per instance of {', '.join(inst_vars)}, " if inst_vars else "")
                           + f"per block of {C} queries, {obeats} beats of {C} lanes"),
-        "input_words": words,
+        "input_words": words + (2 if prog.runtime_sizes else 0),
+        "runtime_sizes": ({"header": [f"key tiles (of {R} keys: {tile})", f"queries ({lane_rank})"],
+                           "at_most": {"tiles": prog.loop_steps, lane_rank: P}} if prog.runtime_sizes else None),
         "output_beats": n_inst * obeats * prog.query_tiles,
         "rtl_cycles": n_inst * sum((n + prog.depth - 1) * prog.makespan + len(prog.epilogue)
                                    for _, n in prog.tile_ranges),
@@ -142,7 +146,30 @@ def lower_attention(cascade, binding, array, numbers, sizes) -> Design:
     d.manifest["model_cycles"] = model_cycles(d)
     d.manifest["binding"] = None
     d.program = prog
+    d._at = lambda smaller: _job_view(d, cascade, binding, array, numbers, smaller)
     return d
+
+
+def _job_view(design, cascade, binding, array, numbers, sizes) -> Design:
+    """The engine ``design`` running a job of smaller ``sizes``: the same hardware, this job's
+    input stream (header first), expected beats, golden model and predicted cycles."""
+    prog = design.program
+    if not prog.runtime_sizes:
+        raise RTLError(f"{design.name} runs jobs of its own sizes only: its blocks visit tiles chosen from the sizes, "
+                       "or a filter compares against them (lower it at the job's sizes instead)")
+    view = lower_attention(cascade, binding, array, numbers, sizes, layout=(prog.loop_steps, prog.query_tiles))
+    small = view.program
+    for what in ("timeline", "epilogue", "filter_sets", "load_scales", "instances", "pe_regs", "lane_regs",
+                 "row_depth", "col_depth", "outputs", "output_bank"):
+        if getattr(small, what) != getattr(prog, what):
+            raise RTLError(f"{design.name} cannot run a job of sizes {sizes}: its program differs in {what} "
+                           "(a size enters an instruction); lower it at the job's sizes instead")
+    if not (1 <= small.loop_steps <= prog.loop_steps and 1 <= small.queries <= prog.queries):
+        raise RTLError(f"a job of {small.loop_steps} key tiles and {small.queries} queries does not fit {design.name}, "
+                       f"built for at most {prog.loop_steps} and {prog.queries}")
+    view.top, view.name = design.top, design.name
+    view.manifest = dict(view.manifest, design=design.name, ports=design.manifest["ports"])
+    return view
 
 
 def oinfo_size(info, sizes, k):

@@ -95,14 +95,19 @@ def _address_shape(p: Program):
 
 class Loader(wiring.Component):
     """Writes the input stream into the buffers, input after input in the program's load order;
-    ``finished`` is high on the last word's beat."""
+    ``finished`` is high on the last word's beat.
+
+    An engine that takes jobs of any size up to its own (``Program.runtime_sizes``) reads a header
+    first: the job's number of key tiles, then of queries (``tiles``, ``queries``); the inputs
+    follow, as many words as those sizes give, in the engine's buffer layout."""
 
     def __init__(self, prog: Program):
         self.prog = prog
         W = prog.numbers.width
         super().__init__({"in_data": In(signed(W)), "in_valid": In(1), "in_ready": Out(1), "active": In(1),
                           "finished": Out(1), "w_addr": Out(_address_shape(prog)), "w_data": Out(signed(W)),
-                          "row_en": Out(prog.rows), "col_en": Out(prog.cols)})
+                          "row_en": Out(prog.rows), "col_en": Out(prog.cols),
+                          "tiles": Out(range(prog.loop_steps + 1)), "queries": Out(range(prog.queries + 1))})
 
     def elaborate(self, platform):
         m = Module()
@@ -116,16 +121,30 @@ class Loader(wiring.Component):
         t = Signal(range(max(max(t for _, _, _, t, _ in loads), 1) + 1))
         beat = Signal()
         m.d.comb += [self.in_ready.eq(self.active), beat.eq(self.in_valid & self.in_ready)]
+        header = Signal(range(3), init=0 if p.runtime_sizes else 2)     # header words taken
+        if p.runtime_sizes:
+            with m.If(beat & (header < 2)):
+                m.d.sync += header.eq(header + 1)
+                with m.If(header == 0):
+                    m.d.sync += self.tiles.eq(self.in_data)
+                with m.Else():
+                    m.d.sync += self.queries.eq(self.in_data)
+        else:
+            m.d.comb += [self.tiles.eq(p.loop_steps), self.queries.eq(p.queries)]
+        data = Signal()
+        m.d.comb += data.eq(beat & (header == 2))
         for k, (name, kind, X, T, base) in enumerate(loads):
             lanes = p.rows if kind == "row" else p.cols
+            # the extent of the distributed rank in this job: keys (tiles x rows) or queries
+            X = (self.tiles * p.rows if kind == "row" else self.queries) if p.runtime_sizes else X
             with m.If(which == k):
                 word = self.in_data
                 if name in p.load_scales:     # a constant factor folded into this input, applied on the way in
                     word = self._scaled(m, self.in_data, p.load_scales[name], name)
                 m.d.comb += [self.w_addr.eq(base + blk * T + t), self.w_data.eq(word)]
                 enables = self.row_en if kind == "row" else self.col_en
-                m.d.comb += enables.eq(Mux(beat, Const(1, lanes) << lane, 0))
-            with m.If(beat & (which == k)):
+                m.d.comb += enables.eq(Mux(data, Const(1, lanes) << lane, 0))
+            with m.If(data & (which == k)):
                 with m.If(t == T - 1):
                     m.d.sync += t.eq(0)
                     with m.If(x == X - 1):
@@ -168,6 +187,7 @@ class Controller(wiring.Component):
         p = prog
         reg, addr = range(p.lane_regs + 1), _address_shape(p)
         ports = {"loaded": In(1), "loading": Out(1), "out_ready": In(1), "out_valid": Out(1),
+                 "tiles": In(range(p.loop_steps + 1)), "queries": In(range(p.queries + 1)),
                  "out_reg": Out(reg), "out_lanes": Out(p.cols),
                  "busy": Out(1), "done": Out(1), "cycles": Out(32), "busy_2d": Out(32)}
         ports.update({f"i2_{k}": Out(fields[k]) for k in PE.INSTR})
@@ -197,8 +217,11 @@ class Controller(wiring.Component):
         # batch/head instances: an odometer of counters, the tile loop runs once per instance
         self.hcnt = [Signal(range(max(2, n)), name=f"inst_{v}") for v, n in p.instances]
         # the run of tiles this block visits: tile `first + k` is the k-th one started
-        t_first = _rom(m, "tile_first", [a for a, _ in p.tile_ranges], ptile, range(M1 + 1))
-        t_count = _rom(m, "tile_count", [n for _, n in p.tile_ranges], ptile, range(M1 + 1))
+        if p.runtime_sizes:             # every block visits all of this job's tiles
+            t_first, t_count = Const(0, range(M1 + 1)), self.tiles
+        else:
+            t_first = _rom(m, "tile_first", [a for a, _ in p.tile_ranges], ptile, range(M1 + 1))
+            t_count = _rom(m, "tile_count", [n for _, n in p.tile_ranges], ptile, range(M1 + 1))
         running = Signal()
         m.d.comb += [running.eq((state == 1) | ((state == 2) & ~stream_busy & has_epi)), self.loading.eq(state == 0)]
         with m.If(self.loaded):
@@ -315,7 +338,7 @@ class Controller(wiring.Component):
                 m.d.sync += tcyc.eq(tcyc + 1)
 
         def next_block():
-            with m.If(ptile == p.query_tiles - 1):
+            with m.If((ptile + 1) * p.cols >= self.queries):       # the job's last block of queries
                 with m.If(self._last_instance()):
                     m.d.sync += state.eq(3)
                 with m.Else():
@@ -366,7 +389,7 @@ class Controller(wiring.Component):
         # a final iterate is in the copy of the last tile's parity
         m.d.comb += [self.out_valid.eq(out_busy), self.out_reg.eq(base + beat + Mux(t_count[0], p.output_bank, 0))]
         # the lanes past the last query of a partial block carry nothing
-        m.d.comb += self.out_lanes.eq(Cat(*(out_tile * p.cols + j < p.queries for j in range(p.cols))))
+        m.d.comb += self.out_lanes.eq(Cat(*(out_tile * p.cols + j < self.queries for j in range(p.cols))))
 
 
 class AttentionEngine(wiring.Component):
@@ -413,6 +436,7 @@ class AttentionEngine(wiring.Component):
         return ResetInserter({"sync": restart})(m)
 
     def _connect_loading(self, m, ctl, loader, rowbuf, colbuf):
+        m.d.comb += [ctl.tiles.eq(loader.tiles), ctl.queries.eq(loader.queries)]
         m.d.comb += [loader.in_data.eq(self.in_data), loader.in_valid.eq(self.in_valid),
                      self.in_ready.eq(loader.in_ready), loader.active.eq(ctl.loading), ctl.loaded.eq(loader.finished)]
         for k, b in enumerate(rowbuf):

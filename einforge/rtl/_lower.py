@@ -38,12 +38,26 @@ class Design:
     _pack: object = None
     _unpack: object = None
     _expect: object = None
+    _at: object = None
 
     def pack(self, raw_inputs: dict) -> list[int]:
         return self._pack(raw_inputs)
 
     def unpack(self, beats: list[list[int]]) -> dict:
         return self._unpack(beats)
+
+    def at(self, sizes: dict) -> Design:
+        """This hardware running a job of other (smaller) sizes: its input stream, expected beats
+        and predicted cycles. Only designs whose manifest has ``runtime_sizes`` take them.
+
+        Raises
+        ------
+        RTLError
+            The design's sizes are fixed, or the job does not fit it.
+        """
+        if self._at is None:
+            raise RTLError(f"{self.name}'s sizes are fixed when it is generated; lower it at the job's sizes")
+        return self._at(sizes)
 
     def expected_beats(self, golden: dict) -> list[list[list[int]]]:
         """Every output beat the design must stream: per lane ``[value, present]`` (absent lanes

