@@ -82,7 +82,10 @@ def test_rtl_test_command_contract(tmp_path):
     out = json.loads(r.output)
     assert set(out) == {"design", "sim", "passed", "bit_exact", "accurate", "saturated", "compared_lanes",
                         "present_lanes", "done", "failed_checks", "cycles", "model_cycles",
-                        "max_abs_error_vs_float", "seconds", "jobs", "files"}
+                        "max_abs_error_vs_float", "seconds", "jobs", "files", "defaults_used"}
+    # the simulator was not chosen: the faster one installed ran, and the output says so
+    assert out["defaults_used"] == {"sim": out["sim"]} and out["sim"] == ("verilator" if simulators()["verilator"]
+                                                                         else "icarus")
     # the default suite: six stimuli, every lane of Z in each
     assert len(out["jobs"]) == 6 and out["compared_lanes"] == 6 * 16 and out["present_lanes"] == 6 * 16
     assert out["done"] and out["files"] is None
