@@ -6,12 +6,14 @@ operation merges presence as the executor does (intersection for ``- * / exp``, 
 
 The top module only wires its units, each a Verilog module of its own (``_units.py``):
 
-* **Loader** (``loader``). Takes the input stream and writes each word into its buffer.
+* **Loader** (``loader``). Takes the input stream and writes each word into its buffer; an engine
+  that takes jobs smaller than itself first reads their sizes (key tiles, queries) from a header.
 * **Buffers** (``rowbuf<i>``, ``colbuf<j>``). Row ``i`` holds the key/value-like inputs of keys
   ``m = i (mod R)``; column ``j`` the query-like inputs of queries ``p = j (mod C)``.
 * **Controller** (``controller``). Fetches and decodes the instructions: for every block of C
   queries it runs the tile timeline once per step of the iterative rank, then the epilogue, and
-  streams the outputs; it turns register fields into physical registers and buffer addresses.
+  streams the outputs; it turns register fields into physical registers and buffer addresses, and
+  registers the decoded instruction (a decode stage: the units run it the next cycle).
 * **2D array** (``pe<i>_<j>``). Row 0 executes the 2D instruction issued this cycle; the
   instruction (with the column operands read for it) moves down one row per cycle, so row ``i``
   runs it ``i`` cycles later. A reduction instruction combines a PE's value with the partial result
