@@ -1,6 +1,6 @@
 """Fault sensitivity of the default `rtl test`: the share of injected faults it catches.
 
-Faults (einforge.sim._mutations): one PE dropping bit 0 of its MAC products, done stuck high, an
+Faults (einforge.sim._mutations): one PE dropping bit 0 of its products (its one multiplier), done stuck high, an
 extra output beat, a cycle counter counting twice, a wrong log2(e) constant in the exp datapath.
 Target: every one caught.
 Run: .venv/bin/python benchmarks/mutations.py
