@@ -27,6 +27,9 @@ from ..units import Quantity, count
 __all__ = ["ArchSpec", "EnergySpec", "AreaSpec", "WorkloadFile", "BindingSpec"]
 
 _BYTES, _BANDWIDTH, _CLOCK = Quantity("bytes"), Quantity("bytes/second"), Quantity("hertz")
+_Text = Annotated[str, StringConstraints(min_length=1)]
+_Positive = Annotated[float, Field(gt=0)] | Annotated[int, Field(gt=0)]
+_NonNegative = Annotated[float, Field(ge=0)] | Annotated[int, Field(ge=0)]
 
 
 class Strict(BaseModel):
@@ -67,7 +70,7 @@ class DramSpec(Strict):
 
 
 class ArchSpec(Strict):
-    name: Annotated[str, StringConstraints(min_length=1)]
+    name: _Text
     description: str = ""
     clock: _CLOCK
     word_bits: Annotated[int, Field(ge=1, le=64)]
@@ -86,19 +89,19 @@ class ArchSpec(Strict):
 
 
 class ComputeEnergy(Strict):
-    energy: Annotated[float, Field(gt=0)] | Annotated[int, Field(gt=0)]
-    source: Annotated[str, StringConstraints(min_length=1)]
+    energy: _Positive
+    source: _Text
 
 
 class BufferPointEnergy(Strict):
     capacity: _BYTES
-    read: Annotated[float, Field(gt=0)] | Annotated[int, Field(gt=0)]
-    write: Annotated[float, Field(gt=0)] | Annotated[int, Field(gt=0)]
+    read: _Positive
+    write: _Positive
 
 
 class BufferEnergy(Strict):
     width_words: PositiveInt = 256
-    source: Annotated[str, StringConstraints(min_length=1)]
+    source: _Text
     points: Annotated[list[BufferPointEnergy], Field(min_length=1)]
 
 
@@ -107,18 +110,18 @@ class RegisterFileEnergy(Strict):
     per_entry: float
     min_entries: PositiveInt
     adder_per_bit: float
-    source: Annotated[str, StringConstraints(min_length=1)]
+    source: _Text
 
 
 class DramEnergy(Strict):
     per_byte: Annotated[float, Field(gt=0)]
-    source: Annotated[str, StringConstraints(min_length=1)]
+    source: _Text
 
 
 class EnergySpec(Strict):
     name: str
     units: Literal["pJ"]
-    source: Annotated[str, StringConstraints(min_length=1)]
+    source: _Text
     compute: dict[str, ComputeEnergy]
     dram: DramEnergy
     global_buffer: BufferEnergy
@@ -126,18 +129,18 @@ class EnergySpec(Strict):
 
 
 class ComputeArea(Strict):
-    area: Annotated[float, Field(ge=0)] | Annotated[int, Field(ge=0)]
-    source: Annotated[str, StringConstraints(min_length=1)]
+    area: _NonNegative
+    source: _Text
 
 
 class BufferPointArea(Strict):
     width: PositiveInt
     depth: PositiveInt
-    area: Annotated[float, Field(gt=0)] | Annotated[int, Field(gt=0)]
+    area: _Positive
 
 
 class BufferArea(Strict):
-    source: Annotated[str, StringConstraints(min_length=1)]
+    source: _Text
     points: Annotated[list[BufferPointArea], Field(min_length=1)]
 
 
@@ -147,13 +150,13 @@ class RegisterFileArea(Strict):
     per_entry: float
     min_entries: PositiveInt
     adder_per_bit: float
-    source: Annotated[str, StringConstraints(min_length=1)]
+    source: _Text
 
 
 class AreaSpec(Strict):
     name: str
     units: Literal["um2"]
-    source: Annotated[str, StringConstraints(min_length=1)]
+    source: _Text
     compute: dict[str, ComputeArea]
     link: float = 0.0
     link_source: str = ""
