@@ -62,13 +62,9 @@ def _digest(p: Path) -> str | None:
         return None
 
 
+@lru_cache(maxsize=1)
 def code_version() -> str:
     """einforge's version and the size and time of every module file: a changed module changes it."""
-    return _code_version()
-
-
-@lru_cache(maxsize=1)
-def _code_version() -> str:
     import hashlib
 
     from . import __version__

@@ -13,8 +13,8 @@ def rtl_architecture(design):
     cycle, skew fill and drain charged per tile, memory never the bottleneck."""
     r, c = design.array
     if design.manifest.get("datapath", "").startswith("attention engine"):  # noqa: SIM102
-        a = engine_architecture(r, c, divider_2d="div" in design.manifest.get("units_2d", ()))
-        prog = getattr(design, "program", None)
+        a = engine_architecture(r, c, divider_2d="divstep" in design.manifest.get("units_2d", ()))
+        prog = design.program
         if prog is not None:     # the engine's PEs and lanes hold this many registers
             a = a.with_array("2d", rf_depth=prog.pe_regs).with_array("1d", rf_depth=prog.lane_regs, shared_rf=0)
         return a

@@ -14,6 +14,7 @@ __all__ = ["lower_attention"]
 
 def lower_attention(cascade, binding, array, numbers, sizes, layout=None) -> Design:
     from ..arch import load_binding
+    from ._arch import engine_architecture
     from ._engine import AttentionEngine
     from ._program import compile_program
 
@@ -136,7 +137,7 @@ def lower_attention(cascade, binding, array, numbers, sizes, layout=None) -> Des
         "instances": {v: n for v, n in prog.instances},
         "tiles_visited": [n for _, n in prog.tile_ranges],
         "steady_state_util_2d": steady,
-        "units_2d": ["mac", "add", "max"] + (["div"] if prog.divider_2d else []),
+        "units_2d": list(engine_architecture(R, C, prog.divider_2d).array("2d").units),
         "fill_drain": False,
     }
     d = Design(top, name, cascade, numbers, sizes, (R, C), manifest, pack, unpack, expect)

@@ -30,7 +30,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ._program import MODE, OPS, SRC, Instr, Program
-from ._units import PE, Buffer, Lane
+from ._units import PE, Buffer, Lane, round_shift, sat
 
 __all__ = ["AttentionEngine"]
 
@@ -166,14 +166,9 @@ class Loader(wiring.Component):
     def _scaled(self, m, word, constant: int, name: str):
         """``sat(round(word * constant >> frac))``: FixedPoint.mul by a constant."""
         q = self.prog.numbers
-        W, F = q.width, q.frac_bits
-        prod = Signal(signed(2 * W + 2), name=f"scale_{name}_prod")
-        m.d.comb += prod.eq(word * Const(constant, signed(W + 1)))
-        rounded = Signal(signed(2 * W + 2), name=f"scale_{name}_round")
-        m.d.comb += rounded.eq((prod + (1 << (F - 1))) >> F if F else prod)
-        out = Signal(signed(W), name=f"scale_{name}")
-        m.d.comb += out.eq(Mux(rounded > q.hi, q.hi, Mux(rounded < q.lo, q.lo, rounded)))
-        return out
+        prod = Signal(signed(2 * q.width + 2), name=f"scale_{name}_prod")
+        m.d.comb += prod.eq(word * Const(constant, signed(q.width + 1)))
+        return sat(m, round_shift(prod, q.frac_bits), q.width, f"scale_{name}")
 
 
 class Controller(wiring.Component):

@@ -39,6 +39,7 @@ class Design:
     _unpack: object = None
     _expect: object = None
     _at: object = None
+    program: object = None        # the attention engine's compiled program (None for the GEMM array)
 
     def pack(self, raw_inputs: dict) -> list[int]:
         return self._pack(raw_inputs)

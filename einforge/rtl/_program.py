@@ -597,15 +597,7 @@ def _sizes_can_change(ranges: list, tiles: int, filter_sets: list, changing: set
     block visits every tile, and no filter compares against the number of keys, tiles or queries."""
     if any(r != (0, tiles) for r in ranges):
         return False
-
-    def syms(x):
-        if isinstance(x, Sym):
-            yield x.name
-        for k in ("left", "right"):
-            if hasattr(x, k):
-                yield from syms(getattr(x, k))
-
-    return not any(s in changing for fs in filter_sets for f in fs for s in syms(f))
+    return not any(f.symbols() & changing for fs in filter_sets for f in fs)
 
 
 def _subst(ix, sub):

@@ -119,6 +119,7 @@ def _verilator_bin() -> Path | None:
 #: Verilator compiles the model's per-cycle code with this optimization (the rest at -O0): an 8x8
 #: engine builds in ~1.5 min instead of ~40 s and simulates 2-3x faster (benchmarks/simulation.py)
 VERILATOR_OPT = "-O1"
+_VERILATOR_FLAGS = ("--no-public-flat-rw", "-Wno-fatal", "-Wno-WIDTH")
 
 
 def _verilator_args(bdir: Path, top: str) -> list[str]:
@@ -129,7 +130,7 @@ def _verilator_args(bdir: Path, top: str) -> list[str]:
     only, so a control file makes just those public (about 2x faster at 8x8)."""
     vlt = bdir / "top_ports.vlt"
     vlt.write_text(f'`verilator_config\npublic_flat_rw -module "{top}" -var "*"\n')
-    return ["--no-public-flat-rw", str(vlt), "-Wno-fatal", "-Wno-WIDTH"]
+    return [*_VERILATOR_FLAGS, str(vlt)]
 
 
 @contextmanager
@@ -272,7 +273,7 @@ def _build_and_run(design, sim, text, rdir: Path, sfile: Path, rfile: Path, wave
 
     from cocotb_tools.runner import get_runner
 
-    flags = f"{VERILATOR_OPT} top ports public" if sim == "verilator" else ""
+    flags = " ".join((VERILATOR_OPT, *_VERILATOR_FLAGS, "public: top ports")) if sim == "verilator" else ""
     key = hashlib.sha256(f"{_toolchain(sim)}\n{flags}\n{waves}\n{design.name}\n{text}".encode()).hexdigest()[:24]
     bdir = _cache_root() / key
     marker = bdir / "built"

@@ -61,14 +61,14 @@ def test_unsupported_constructs_are_named():
 def test_pes_get_a_divider_only_when_the_2d_array_divides():
     sizes = {"M": 4, "P": 2, "E": 2, "F": 2}
     plain = lower(LIB["attention-1pass"].load(), "arch", (2, 2), FixedPoint(8, 8), sizes)
-    assert "div" not in plain.manifest["units_2d"]
+    assert "divstep" not in plain.manifest["units_2d"]
     text = LIB["attention-1pass"].file.read_text().replace(
         "SLN[m1,m0,p]     = exp(BQK[m1,m0,p] - RM[m1+1,p])", "SLN[m1,m0,p]     = BQK[m1,m0,p] / RM[m1+1,p]")
     divided = lower(parse_cascade(text), "arch", (2, 2), FixedPoint(8, 8), sizes)
-    assert divided.manifest["units_2d"] == ["mac", "add", "max", "div"]
+    assert divided.manifest["units_2d"] == ["mac", "add", "max", "divstep"]
     # sigmoid has no instruction of its own: it is built from max, sub, exp, min, neg, add and div
     sig = lower(LIB["attention-sigmoid-tiled"].load(), "arch", (2, 2), FixedPoint(8, 8), sizes)
-    assert "div" in sig.manifest["units_2d"]
+    assert "divstep" in sig.manifest["units_2d"]
     ops = [ins.op for ins, _ in sig.program.timeline if ins is not None and ins.einsum == "S"]
     assert ops.count("exp0") == 2 and ops.count("div0") == 1 and ops.count("divl") == 1 and ops.count("min") == 1
     assert ops.count("divs") == DIVIDER_STEPS - 2

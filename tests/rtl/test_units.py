@@ -86,3 +86,18 @@ def test_the_engine_is_at_most_twice_as_deep_as_the_gemm_array(tmp_path, name, b
         files = write_design(d, tmp_path / d.name)
         depth[d.name] = synthesize(files["verilog"], d.name)["logic_depth"]
     assert depth[engine.name] <= 2 * depth[gemm.name], depth
+
+
+def test_the_iterative_dividers_table_rows_follow_from_the_dividers():
+    """The divstep rows of the 45 nm tables are derived (their sources say how) from the div rows
+    and the divider's step count and state; they must move with DIVIDER_STEPS and the RTL's widths."""
+    from einforge.arch import load_architecture
+    from einforge.einsum import DIVIDER_STEPS
+
+    a = load_architecture("fusemax")
+    energy, area = dict(a.energy.compute), dict(a.area.compute)
+    assert energy["divstep"] == pytest.approx(energy["div"] / DIVIDER_STEPS, abs=1e-6)
+    W, F = 16, 8                                              # the tables' word width
+    nb = -(-(W + F) // (DIVIDER_STEPS - 2)) * (DIVIDER_STEPS - 2)
+    flops = (W + 1) + nb + nb + W + 4                         # remainder, numerator, quotient, divisor, flags
+    assert area["divstep"] == pytest.approx(area["div"] / (DIVIDER_STEPS - 2) + flops * 4.522, abs=0.1)

@@ -155,7 +155,7 @@ def test_rtl_test_command_for_attention():
 @pytest.mark.parametrize("binding", ["arch", "fusemax"])
 def test_sigmoid_attention_on_pes_with_dividers(binding):
     d = design("attention-sigmoid-tiled", binding=binding)
-    assert "div" in d.manifest["units_2d"]
+    assert "divstep" in d.manifest["units_2d"]
     r = simulate(d, seed=4)
     assert r.passed and r.bit_exact
     assert r.cycles == r.model_cycles == d.manifest["rtl_cycles"]
