@@ -940,34 +940,55 @@ def rtl_regress(spec, store, scheduler, workers, as_json):
 @click.option("--build-dir", "build_dir", type=click.Path(file_okay=False), default=None,
               help="keep the run's Verilog, stimulus, logs and waveform here")
 @click.option("--keep", is_flag=True, help="keep the run's files in a fresh directory and print it")
+@click.option("--bandwidth", default=None, help="memory bandwidth in words a cycle, e.g. 1, 0.5 or 3/8 (default: 1)")
+@click.option("--fifo", default=None, type=click.IntRange(min=1),
+              help="words the memory fetches ahead of the engine (default: unbounded)")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 @handles_errors
 def rtl_test(cascade_ref, sizes, array, size, int_bits, frac_bits, binding, sim, seed, stimulus, waves, build_dir,
-             keep, as_json):
+             keep, bandwidth, fifo, as_json):
     """Simulate the design with cocotb against the fixed-point golden model.
 
     By default the design runs the verification suite (random operands under three seeds, and
     directed patterns at the products' last bit, alternating signs and ones), each job from
-    reset. A verdict compares every output lane, present or absent, and also requires the exact
-    number of beats, done, RTL cycles equal to the cost model's and an accurate format. A failing
-    run keeps its files and prints where."""
+    reset. The inputs stream from a memory of the given bandwidth. A verdict compares every output
+    lane, present or absent, and also requires the exact number of beats, done, RTL cycles equal
+    to the cost model's, the first-input-to-last-output cycles equal to the streaming timing model's,
+    and an accurate format. A failing run keeps its files and prints where."""
     import tempfile
+    from fractions import Fraction
 
+    from .rtl import MemoryModel
     from .sim import simulate, simulators, verify
 
     d = _lowered(cascade_ref, array, sizes, size, int_bits, frac_bits, binding)
-    chosen = sim is not None
-    sim = sim or ("verilator" if simulators()["verilator"] else "icarus")
+    defaults = {}
+    if sim is None:
+        sim = defaults["sim"] = "verilator" if simulators()["verilator"] else "icarus"
+    try:
+        bw = Fraction(bandwidth) if bandwidth is not None else Fraction(1)
+    except (ValueError, ZeroDivisionError):
+        raise click.BadParameter(f"{bandwidth!r} is not a number of words a cycle (e.g. 1, 0.5, 3/8)",
+                                 param_hint="--bandwidth") from None
+    memory = MemoryModel(bw, fifo)
+    if bandwidth is None:
+        defaults["bandwidth"] = "1 word a cycle"
+    if fifo is None:
+        defaults["fifo"] = "unbounded"
     if keep and build_dir is None:
         build_dir = tempfile.mkdtemp(prefix=f"einforge-{d.name}-")
     if seed is None and stimulus is None:
-        r = verify(d, sim=sim, build_dir=build_dir, waves=waves)
+        r = verify(d, sim=sim, build_dir=build_dir, waves=waves, memory=memory)
     else:
-        r = simulate(d, sim=sim, seed=seed or 0, kind=stimulus or "random", build_dir=build_dir, waves=waves)
+        r = simulate(d, sim=sim, seed=seed or 0, kind=stimulus or "random", build_dir=build_dir, waves=waves,
+                     memory=memory)
     files = r.details.get("files")
+    chosen = "sim" not in defaults
+    latency = (r.details.get("first_input_to_last_output"), r.details.get("model_first_input_to_last_output"))
     if as_json:
-        emit_json({**r.to_json(), "jobs": r.details.get("jobs"), "files": files,
-                   "defaults_used": {} if chosen else {"sim": sim}})
+        emit_json({**r.to_json(), "jobs": r.details.get("jobs"), "files": files, "memory": memory.describe(),
+                   "first_input_to_last_output": latency[0], "model_first_input_to_last_output": latency[1],
+                   "defaults_used": defaults})
     else:
         verdict = "[green]passed[/]" if r.passed else "[red]FAILED[/]"
         jobs = r.details.get("jobs")
@@ -982,6 +1003,10 @@ def rtl_test(cascade_ref, sizes, array, size, int_bits, frac_bits, binding, sim,
                           f"(up to {big:.4g}): use more integer bits (--int-bits)")
         console.print(f"  cycles: RTL {r.cycles}, cost model {r.model_cycles:.0f} "
                       f"({(r.cycles - r.model_cycles) / r.model_cycles:+.2%})")
+        if latency[1] is not None:
+            console.print(f"  first input to last output, inputs from {memory.describe()}"
+                          f"{' (default)' if 'bandwidth' in defaults else ''}: RTL {latency[0]}, "
+                          f"timing model {latency[1]}")
         console.print(f"  max |error| against float64: {r.max_abs_error_vs_float:.4g}   ({r.seconds:.1f} s)")
         if r.details.get("mismatches"):
             console.print("  first mismatches (beat, lane, got, expected, got present, expected present): "

@@ -12,7 +12,7 @@ from ._lower import Design, _ports, _verilog_name
 __all__ = ["lower_attention"]
 
 
-def lower_attention(cascade, binding, array, numbers, sizes, layout=None) -> Design:
+def lower_attention(cascade, binding, array, numbers, sizes) -> Design:
     from ..arch import load_binding
     from ._arch import engine_architecture
     from ._engine import AttentionEngine
@@ -45,23 +45,14 @@ def lower_attention(cascade, binding, array, numbers, sizes, layout=None) -> Des
         sizes = resolve_sizes(cascade, given)
     except Exception as exc:
         raise RTLError(f"{cascade.name} on {R}x{C}: {exc}") from None
-    prog = compile_program(cascade, binding, (R, C), numbers, sizes, layout)
+    prog = compile_program(cascade, binding, (R, C), numbers, sizes)
     top = AttentionEngine(prog)
     top._MustUse__silence = True
     tens = cascade.tensors
     lane_rank = next(r for r in (x.name for x in cascade.ranks) if r.lower() == prog.lane_var)
 
     def pack(raw):
-        # the header of an engine that takes smaller jobs: this job's key tiles and queries
-        words = [prog.loop_steps, prog.queries] if prog.runtime_sizes else []
-        for name, kind, X, T, base in prog.loads:
-            info = tens[name]
-            arr = np.asarray(raw[name])
-            dist_rank, temporal = prog.load_ranks[name]
-            order = [info.ranks.index(dist_rank)] + [info.ranks.index(r) for r in temporal]
-            flat = np.transpose(arr, order).reshape(X, T)
-            words.extend(int(v) for v in flat.ravel())
-        return words
+        return stream_words(prog, tens, raw)
 
     (oname, obase, obeats), = prog.outputs
     oinfo = tens[oname]
@@ -107,7 +98,7 @@ def lower_attention(cascade, binding, array, numbers, sizes, layout=None) -> Des
         return to_beats(golden[oname], golden.get(oname + "?"))
 
     name = _verilog_name(cascade.name)
-    words = sum(X * T for _, _, X, T, _ in prog.loads)
+    words = stream_length(prog)
     steady = prog.busy_2d / prog.makespan if prog.makespan else 0.0
     manifest = {
         "design": name, "cascade": cascade.name,
@@ -125,10 +116,17 @@ def lower_attention(cascade, binding, array, numbers, sizes, layout=None) -> Des
                     "schedule": prog.starts, "busy_2d_per_tile": prog.busy_2d},
         "ports": _ports(top),
         "input_stream": ("header: key tiles, queries; then " if prog.runtime_sizes else "")
-        + "; then ".join(f"{n} by {k} ({X} x {T} words)" for n, k, X, T, _ in prog.loads),
+        + (f"per instance of {', '.join(v for v, _ in prog.instances)}, " if prog.instances else "")
+        + f"per block of {C} queries: " + ", ".join(f"{n} ({T} words a query)" for n, k, X, T, _ in prog.loads
+                                                    if k == "col")
+        + f"; then per tile of {R} keys it visits: " + ", ".join(f"{n} ({T} words a key)" for n, k, X, T, _ in prog.loads
+                                                              if k == "row"),
+        "buffers": {"row_slots": prog.row_slots, "row_slot_words": sum(T for _, k, _, T, _ in prog.loads if k == "row"),
+                    "column_slots": 2, "column_slot_words": sum(T for _, k, _, T, _ in prog.loads if k == "col"),
+                    "slot_lag": prog.slot_lag},
         "output_stream": (f"{oname}: " + (f"per instance of {', '.join(inst_vars)}, " if inst_vars else "")
                           + f"per block of {C} queries, {obeats} beats of {C} lanes"),
-        "input_words": words + (2 if prog.runtime_sizes else 0),
+        "input_words": words,
         "runtime_sizes": ({"header": [f"key tiles (of {R} keys: {tile})", f"queries ({lane_rank})"],
                            "at_most": {"tiles": prog.loop_steps, lane_rank: P}} if prog.runtime_sizes else None),
         "output_beats": n_inst * obeats * prog.query_tiles,
@@ -158,7 +156,7 @@ def _job_view(design, cascade, binding, array, numbers, sizes) -> Design:
     if not prog.runtime_sizes:
         raise RTLError(f"{design.name} runs jobs of its own sizes only: its blocks visit tiles chosen from the sizes, "
                        "or a filter compares against them (lower it at the job's sizes instead)")
-    view = lower_attention(cascade, binding, array, numbers, sizes, layout=(prog.loop_steps, prog.query_tiles))
+    view = lower_attention(cascade, binding, array, numbers, sizes)
     small = view.program
     for what in ("timeline", "epilogue", "filter_sets", "load_scales", "instances", "pe_regs", "lane_regs",
                  "row_depth", "col_depth", "outputs", "output_bank"):
@@ -171,6 +169,54 @@ def _job_view(design, cascade, binding, array, numbers, sizes) -> Design:
     view.top, view.name = design.top, design.name
     view.manifest = dict(view.manifest, design=design.name, ports=design.manifest["ports"])
     return view
+
+
+def _instances(prog):
+    """Every instance (batch, head) as a dict of its indices, in the controller's order."""
+    import itertools
+
+    names = [v for v, _ in prog.instances]
+    for idx in itertools.product(*(range(n) for _, n in prog.instances)):
+        yield dict(zip(names, idx))
+
+
+def stream_words(prog, tensors, raw) -> list[int]:
+    """The input stream of a job: the header (an engine that takes smaller jobs), then per instance
+    and block of queries, the block's query-like inputs, then each tile it visits: its key-like
+    inputs (a lane's words in a row, lane after lane, input after input)."""
+    words = [prog.loop_steps, prog.queries] if prog.runtime_sizes else []
+    R, C = prog.rows, prog.cols
+    per = {}
+    for name, kind, X, T, base in prog.loads:
+        info = tensors[name]
+        dist, temporal = prog.load_ranks[name]
+        per[name] = (info, dist, temporal, np.asarray(raw[name]))
+    for inst in _instances(prog):
+        slices = {}
+        for name, (info, dist, temporal, arr) in per.items():
+            index = tuple(inst.get(r.lower(), slice(None)) for r in info.ranks)
+            kept = [r for r in info.ranks if r.lower() not in inst]
+            sub = arr[index]
+            order = [kept.index(dist)] + [kept.index(r) for r in temporal]
+            slices[name] = np.transpose(sub, order).reshape(sub.shape[order[0]], -1)
+        for b, (first, count) in enumerate(prog.tile_ranges):
+            for name, kind, *_ in prog.loads:
+                if kind == "col":
+                    words.extend(int(v) for v in slices[name][b * C:(b + 1) * C].ravel())
+            for tile in range(first, first + count):
+                for name, kind, *_ in prog.loads:
+                    if kind == "row":
+                        words.extend(int(v) for v in slices[name][tile * R:(tile + 1) * R].ravel())
+    return words
+
+
+def stream_length(prog) -> int:
+    """The number of words in a job's input stream."""
+    n_inst = math.prod(n for _, n in prog.instances) if prog.instances else 1
+    per_query = sum(T for _, k, _, T, _ in prog.loads if k == "col")
+    per_key = sum(T for _, k, _, T, _ in prog.loads if k == "row")
+    tiles = sum(n for _, n in prog.tile_ranges)
+    return (2 if prog.runtime_sizes else 0) + n_inst * (prog.queries * per_query + tiles * prog.rows * per_key)
 
 
 def oinfo_size(info, sizes, k):

@@ -45,11 +45,10 @@ UNION = {"add", "max", "min"}
 class Operand:
     src: str = "none"
     index: int = 0           # register, lane register, or static buffer address
-    stride: int = 0          # buffer address added per tile (rows: per m1; columns: per query tile)
+    stride: int = 0          # buffer address added per slot (rows: a tile's words; columns: a block's)
     mode: str = "plain"      # iterative tensors: previous or current bank; "rot": the copy of the tile's parity
     bank: int = 0            # registers per bank of an iterative tensor
     value: int = 0           # constant (raw fixed point)
-    hstride: tuple = ()      # buffer address added per step of each instance rank (batch, head)
 
 
 @dataclass(frozen=True)
@@ -103,6 +102,8 @@ class Program:
     load_ranks: dict = field(default_factory=dict)  # input -> (distributed rank, temporal ranks in order)
     load_scales: dict = field(default_factory=dict)  # input -> raw constant its words are multiplied by on load
     runtime_sizes: bool = False         # a job may have fewer key tiles and queries (a header gives them)
+    row_slots: int = 2                  # tiles the row buffers hold: one being loaded while others are read
+    slot_lag: int = 2                   # a tile's slot is free once this many later tiles have started
 
 
 @dataclass(frozen=True)
@@ -124,13 +125,10 @@ def _plain_vars(a: Access) -> list[str] | None:
     return out
 
 
-def compile_program(cascade: Cascade, binding, array: tuple[int, int], numbers: FixedPoint, sizes: dict,
-                    layout: tuple[int, int] | None = None) -> Program:
+def compile_program(cascade: Cascade, binding, array: tuple[int, int], numbers: FixedPoint, sizes: dict) -> Program:
     """Compile ``cascade`` for an ``R x C`` attention engine; raises :class:`RTLError` naming the
-    Einsum and the construct the engine cannot run.
-
-    ``layout`` (tiles, query blocks) places the inputs in buffers sized for that many (a job
-    smaller than the engine it runs on keeps the engine's buffer layout); by default, ``sizes``'."""
+    Einsum and the construct the engine cannot run. The buffers hold slots of streamed tiles and
+    query blocks, so their sizes do not depend on the sequence lengths."""
     from ..arch.schedule import aliases as _aliases
     from ..arch.schedule import instance_ranks, modulo_schedule, tile_schedule
     from ..arch.schedule import loop_members as _loop_members
@@ -191,24 +189,27 @@ def compile_program(cascade: Cascade, binding, array: tuple[int, int], numbers: 
                    and r.size.right.name == plan.tile_rank and isinstance(r.size.left, Sym)), None)
 
     # ---------------- inputs: row buffers (over the tiled rank) and column buffers (queries) -------
+    # Inputs stream in: a slot of the row buffers holds one tile of every key/value-like input (of one
+    # instance), a slot of the column buffers one block of queries; the controller reads the slot of
+    # the tile or block it works on, so buffer addresses carry no tile, block or instance offset.
     loads = []
     load_ranks: dict[str, tuple[str, list]] = {}
     regions: dict[str, tuple[str, int, int, list]] = {}     # input -> (kind, base, temporal size, temporal ranks)
-    row_depth = col_depth = 0
+    row_slot = col_slot = 0
     for t in cascade.inputs:
         ranks = list(t.ranks)
-        temporal = [r for r in ranks if r not in (parent, plan.row_rank)]
+        temporal = [r for r in ranks if r not in (parent, plan.row_rank) and r.lower() not in inst]
         tsize = math.prod(sizes[r] for r in temporal) if temporal else 1
         if parent in ranks and plan.row_rank not in ranks:
-            loads.append((t.name, "row", sizes[parent], tsize, row_depth))
+            loads.append((t.name, "row", sizes[parent], tsize, row_slot))
             load_ranks[t.name] = (parent, temporal)
-            regions[t.name] = ("row", row_depth, tsize, temporal)
-            row_depth += (layout[0] if layout else M1) * tsize
+            regions[t.name] = ("row", row_slot, tsize, temporal)
+            row_slot += tsize
         elif plan.row_rank in ranks and parent not in ranks:
-            loads.append((t.name, "col", P, tsize, col_depth))
+            loads.append((t.name, "col", P, tsize, col_slot))
             load_ranks[t.name] = (plan.row_rank, temporal)
-            regions[t.name] = ("col", col_depth, tsize, temporal)
-            col_depth += (layout[1] if layout else ptiles) * tsize
+            regions[t.name] = ("col", col_slot, tsize, temporal)
+            col_slot += tsize
         else:
             raise RTLError(f"input {t.name}[{','.join(ranks)}] must carry either the tiled rank {parent} or the "
                            f"query rank {plan.row_rank}, not both or neither")
@@ -282,29 +283,27 @@ def compile_program(cascade: Cascade, binding, array: tuple[int, int], numbers: 
             a = Access(lay.expr.tensor, tuple(_subst(ix, sub) for ix in lay.expr.indices))
         if info.is_input:
             kind, base, tsize, temporal = regions[t]
-            src_access = a
             envi = {}
             base_env = {**env, **{h: 0 for h in inst}}
-            hs = []
-            for r, ix in zip(info.ranks, src_access.indices):
+            for r, ix in zip(info.ranks, a.indices):
                 if r in temporal:
                     envi[r.lower()] = _eval_static(ix, base_env, sizes, einsum)
                 elif r == parent:
                     if not _is_tile_index(ix, mv, tv, plan.tile_rank):
                         raise RTLError(f"Einsum {einsum}: {t} must be read at {mv}*{plan.tile_rank}+{tv} "
                                        f"(one tile per step), not {ix.text()}")
+                elif r.lower() in inst:
+                    if not (isinstance(ix, Var) and ix.name == r.lower()):
+                        raise RTLError(f"Einsum {einsum}: {t} must be read at its instance {r.lower()}, "
+                                       f"not {ix.text()} (each instance streams its own slice)")
                 elif not (isinstance(ix, Var) and ix.name == lv):
                     raise RTLError(f"Einsum {einsum}: {t} must be read at the query {lv}, not {ix.text()}")
             off = toff(temporal, envi, t)
-            for h in inst:          # affine indices: the offset steps by a constant per instance
-                envh = {r.lower(): _eval_static(ix, {**base_env, h: 1}, sizes, einsum)
-                        for r, ix in zip(info.ranks, src_access.indices) if r in temporal}
-                hs.append(toff(temporal, envh, t) - off)
             if kind == "row":
                 if array != "2d":
                     raise RTLError(f"Einsum {einsum}: {t} is spread over the 2D rows; the 1D array cannot read it")
-                return Operand("row", base + off, stride=tsize, hstride=tuple(hs))
-            return Operand("col", base + off, stride=tsize, hstride=tuple(hs))
+                return Operand("row", base + off, stride=row_slot)
+            return Operand("col", base + off, stride=col_slot)
         vs = _plain_vars(a)
         if t in pe_reg:
             if vs is None or tv not in vs or lv not in vs:
@@ -576,9 +575,11 @@ def compile_program(cascade: Cascade, binding, array: tuple[int, int], numbers: 
                                "with skip_empty_tiles: false")
             else:
                 ranges.append((idx[0], len(idx)))
+    lag = _slot_lag(timeline, makespan, R)
+    slots = 1 << max(1, (lag - 1).bit_length())
     return Program(
         rows=R, cols=C, numbers=q, sizes=dict(sizes), loop_steps=M1, query_tiles=ptiles,
-        row_depth=max(1, row_depth), col_depth=max(1, col_depth), pe_regs=max(1, max_pe[0]),
+        row_depth=max(1, slots * row_slot), col_depth=max(1, 2 * col_slot), pe_regs=max(1, max_pe[0]),
         lane_regs=max(1, max_lane[0]), timeline=[tuple(x) for x in timeline], epilogue=epilogue,
         loads=loads, outputs=outputs, filters=filters, filter_sets=filter_sets,
         starts={k: int(v) for k, v in starts.items()},
@@ -589,7 +590,20 @@ def compile_program(cascade: Cascade, binding, array: tuple[int, int], numbers: 
         # (the header gives the sizes as words, so they must fit one)
         runtime_sizes=max(M1, P) < 2 ** (q.width - 1) and _sizes_can_change(
             ranges, M1, filter_sets, {parent, plan.row_rank} | {r.name for r in cascade.ranks if r.name.lower() == mv}),
+        row_slots=slots, slot_lag=lag,
     )
+
+
+def _slot_lag(timeline: list, makespan: int, rows: int) -> int:
+    """How many later tiles must have started before a tile's row-buffer slot may be overwritten.
+
+    Tile ``n``'s rows are read by the instructions of stages up to ``s`` (in the frames of tiles
+    ``n .. n+s``); an instruction runs a cycle after it is fetched (the decode stage) and reaches row
+    ``i`` ``i`` cycles later, so its last read can fall ``(rows - 1) // makespan + 1`` frames after its
+    own. Once tile ``n + s + that + 1`` has started, no read of tile ``n`` is pending: the loader,
+    which sees the start a cycle later, may write its slot then."""
+    reads = [ins.stage for ins, _ in timeline if ins is not None and "row" in (ins.a.src, ins.b.src)]
+    return max(reads, default=0) + (rows - 1) // max(1, makespan) + 2
 
 
 def _sizes_can_change(ranges: list, tiles: int, filter_sets: list, changing: set) -> bool:

@@ -61,7 +61,7 @@ def _extra_beat(text, design):
     def bump(m):
         width, value = m.group(2), int(m.group(3), 16)
         return f"{m.group(1)}{width}'h{value + 1:x}"
-    return _in_module(text, f"{design.name}.controller",
+    return _in_module(text, f"{design.name}.output",
                       lambda body: re.sub(r"(\bbeat == )(\d+)'h([0-9a-f]+)", bump, body, count=1))
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..einsum import evaluate
-from ..rtl import Design, export_verilog
+from ..rtl import Design, MemoryModel, export_verilog, stream_timing
 
 __all__ = ["SimError", "SimResult", "golden", "simulate", "simulators", "stimuli"]
 
@@ -172,7 +172,8 @@ def _sim_env(sim: str):
 
 def simulate(design: Design, raw_inputs: dict | None = None, *, sim: str = "icarus", seed: int = 0,
              input_gaps: float = 0.0, output_gaps: float = 0.0, build_dir: str | Path | None = None,
-             waves: bool = False, kind: str = "random", verilog: str | None = None) -> SimResult:
+             waves: bool = False, kind: str = "random", verilog: str | None = None,
+             memory: MemoryModel | None = None) -> SimResult:
     """Build the design's Verilog, run the cocotb testbench against the golden model on one stimulus.
 
     Raises
@@ -182,7 +183,7 @@ def simulate(design: Design, raw_inputs: dict | None = None, *, sim: str = "icar
     """
     raw = raw_inputs if raw_inputs is not None else stimuli(design, seed, kind)
     return run_jobs(design, [(kind, seed, raw)], sim=sim, input_gaps=input_gaps, output_gaps=output_gaps,
-                    build_dir=build_dir, waves=waves, verilog=verilog)
+                    build_dir=build_dir, waves=waves, verilog=verilog, memory=memory)
 
 
 #: the default verification: random operands under three seeds, and directed patterns
@@ -190,23 +191,26 @@ SUITE = (("random", 0), ("random", 1), ("random", 2), ("lsb", 0), ("alternating"
 
 
 def verify(design: Design, *, sim: str = "icarus", suite=SUITE, build_dir: str | Path | None = None,
-           waves: bool = False, verilog: str | None = None) -> SimResult:
+           waves: bool = False, verilog: str | None = None, memory: MemoryModel | None = None) -> SimResult:
     """The default check of a design: every stimulus of ``suite`` (kind, seed) in one simulation,
     the first job from reset, each later one started in band after the last one's done (no reset: the
     design must take a new job as it is). Passes only if every job passes."""
     jobs = [(kind, seed, stimuli(design, seed, kind)) for kind, seed in suite]
-    return run_jobs(design, jobs, sim=sim, build_dir=build_dir, waves=waves, verilog=verilog)
+    return run_jobs(design, jobs, sim=sim, build_dir=build_dir, waves=waves, verilog=verilog, memory=memory)
 
 
 def run_jobs(design: Design, jobs: list, *, sim: str = "icarus", input_gaps: float = 0.0,
              output_gaps: float = 0.0, build_dir: str | Path | None = None, waves: bool = False,
-             verilog: str | None = None) -> SimResult:
+             verilog: str | None = None, memory: MemoryModel | None = None) -> SimResult:
     """Simulate ``jobs`` ((kind, seed, raw inputs) each, and optionally the design's view at the job's
     sizes, ``design.at(sizes)``, for an engine that takes smaller jobs) in one build and one run. The compiled
     simulation is cached by the hash of its Verilog and simulator, so a design run again starts at
     once. ``verilog`` replaces the exported text (the mutation harness injects faults this way).
     With ``build_dir`` or ``waves`` the run's files (Verilog, stimulus, logs, waveform) are kept
-    there; a failing run always keeps them and says where."""
+    there; a failing run always keeps them and says where. ``memory`` offers the input words (by
+    default one a cycle, fetched ahead without bound); the attention engine's first-input-to-
+    last-output cycles must equal :func:`~einforge.rtl.stream_timing`'s for it."""
+    memory = memory if memory is not None else MemoryModel()
     if sim not in ("icarus", "verilator"):
         raise SimError(f"unknown simulator {sim!r}: use icarus or verilator")
     if not simulators()[sim]:
@@ -231,7 +235,9 @@ def run_jobs(design: Design, jobs: list, *, sim: str = "icarus", input_gaps: flo
     stim = {"jobs": [{"inputs": j["words"], "expected": j["expected"], "seed": j["seed"]} for j in prepared],
             "width": design.numbers.width, "lanes": len(prepared[0]["expected"][0]),
             "input_gaps": input_gaps, "output_gaps": output_gaps,
-            "timeout_cycles": int(50 * (design.manifest.get("rtl_cycles", 0) + max(len(j["words"]) for j in prepared)
+            "bandwidth": [memory.bandwidth.numerator, memory.bandwidth.denominator], "fifo": memory.fifo,
+            "timeout_cycles": int(50 * (design.manifest.get("rtl_cycles", 0)
+                                        + max(len(j["words"]) for j in prepared) / memory.bandwidth
                                         + 1000))}
     sfile, rfile = rdir / "stimulus.json", rdir / "result.json"
     sfile.write_text(json.dumps(stim))
@@ -241,7 +247,8 @@ def run_jobs(design: Design, jobs: list, *, sim: str = "icarus", input_gaps: flo
     if not rfile.exists():
         raise SimError(f"the {sim} simulation of {design.name} produced no result (files kept in {rdir})")
     reps = json.loads(rfile.read_text())["jobs"]
-    results = [_verdict(j["view"], sim, j["raw"], j["gold"], rep, timing, 0.0, stalls=bool(input_gaps or output_gaps))
+    results = [_verdict(j["view"], sim, j["raw"], j["gold"], rep, timing, 0.0, stalls=bool(input_gaps or output_gaps),
+                        memory=memory)
                for j, rep in zip(prepared, reps)]
     out = _combine(results, prepared, time.perf_counter() - t0)
     if keep or not out.passed:
@@ -343,7 +350,7 @@ def _combine(results: list[SimResult], prepared: list, seconds: float) -> SimRes
 
 
 def _verdict(design: Design, sim: str, raw: dict, gold: dict, rep: dict, timing: dict, seconds: float,
-             stalls: bool = False) -> SimResult:
+             stalls: bool = False, memory: MemoryModel | None = None) -> SimResult:
     """What the run shows. ``passed`` needs all of: every lane of every beat (present or absent)
     equal to the golden model, with at least one lane compared; exactly the expected beats, no
     more; ``done`` raised after the last and held; the RTL's cycle count equal to the cost
@@ -354,18 +361,23 @@ def _verdict(design: Design, sim: str, raw: dict, gold: dict, rep: dict, timing:
     err = _float_error(design, raw, got)
     sat = saturation(design, raw)
     model = design.manifest.get("model_cycles", 0.0)
+    latency = (stream_timing(design.program, memory or MemoryModel()).first_input_to_last_output
+               if design.program is not None else None)
     checks = {
         "lanes_compared": rep["compared_lanes"] > 0,
         "bit_exact": bit_exact,
         "beats": rep["received"] == rep["expected_beats"] and not rep["extra_beats"],
         "done": rep["done"],
         "cycles_equal_model": rep["cycles"] >= model if stalls else rep["cycles"] == model,
+        "latency_equal_model": latency is None or (
+            (rep["first_input_to_last_output"] or 0) >= latency if stalls else rep["first_input_to_last_output"] == latency),
         "no_timeout": not rep["timed_out"],
         "accurate": not sat,
     }
     failed = [k for k, ok in checks.items() if not ok]
     return SimResult(design.name, sim, not failed, bit_exact, rep["cycles"], model, err, seconds,
                      {"first_input_to_last_output": rep["first_input_to_last_output"],
+                      "model_first_input_to_last_output": latency,
                       "util_2d": (rep["busy_2d"] / rep["cycles"]) if rep.get("busy_2d") is not None and rep["cycles"]
                       else None,
                       "mismatches": rep["mismatches"], "received": rep["received"],

@@ -25,7 +25,7 @@ def _modules(text):
 def test_pes_lanes_buffers_and_controller_are_modules_of_their_own(verilog):
     name, text = verilog
     got = set(_modules(text))
-    want = ({name, f"{name}.controller", f"{name}.loader"} | {f"{name}.pe{i}_{j}" for i in range(2) for j in range(3)}
+    want = ({name, f"{name}.controller", f"{name}.loader", f"{name}.output"} | {f"{name}.pe{i}_{j}" for i in range(2) for j in range(3)}
             | {f"{name}.lane{j}" for j in range(3)} | {f"{name}.colbuf{j}" for j in range(3)}
             | {f"{name}.rowbuf{i}" for i in range(2)})
     assert got == want

@@ -82,10 +82,13 @@ def test_rtl_test_command_contract(tmp_path):
     out = json.loads(r.output)
     assert set(out) == {"design", "sim", "passed", "bit_exact", "accurate", "saturated", "compared_lanes",
                         "present_lanes", "done", "failed_checks", "cycles", "model_cycles",
-                        "max_abs_error_vs_float", "seconds", "jobs", "files", "defaults_used"}
-    # the simulator was not chosen: the faster one installed ran, and the output says so
-    assert out["defaults_used"] == {"sim": out["sim"]} and out["sim"] == ("verilator" if simulators()["verilator"]
-                                                                         else "icarus")
+                        "max_abs_error_vs_float", "seconds", "jobs", "files", "defaults_used", "memory",
+                        "first_input_to_last_output", "model_first_input_to_last_output"}
+    # the simulator and the memory were not chosen: the faster simulator installed ran, one word a
+    # cycle, and the output says so; the GEMM array has no streaming timing model
+    assert out["defaults_used"] == {"sim": out["sim"], "bandwidth": "1 word a cycle", "fifo": "unbounded"}
+    assert out["sim"] == ("verilator" if simulators()["verilator"] else "icarus")
+    assert out["model_first_input_to_last_output"] is None
     # the default suite: six stimuli, every lane of Z in each
     assert len(out["jobs"]) == 6 and out["compared_lanes"] == 6 * 16 and out["present_lanes"] == 6 * 16
     assert out["done"] and out["files"] is None

@@ -65,22 +65,38 @@ async def _run_job(dut, stim, job, reset=True):
     clock_start = time.perf_counter()
     beats, presence = [], []
     state = {"cycle": 0, "first_in": None, "last_out": None, "done_early": False, "stop": False}
+    start_ns = get_sim_time("ns")
+
+    def now() -> int:
+        return round((get_sim_time("ns") - start_ns) / PERIOD)
+
+    # the memory: `bandwidth` = n/d words a cycle into a FIFO of `fifo` words (None: unbounded); it
+    # fetches word w once the FIFO has room and the bandwidth allows (in 1/n cycles, from the cycle
+    # the engine takes the first word); the engine can take a word from the cycle after its fetch
+    n, d = stim.get("bandwidth", [1, 1])
+    fifo = stim.get("fifo")
 
     async def drive():
-        i, valid = 0, None
+        i, valid, taken, fetch_units, avail, t0 = 0, None, [], 0, 0, None
         while i < len(words) and not state["stop"]:
-            offer = not (gap_in and rnd.random() < gap_in)
+            cycle = now()
+            ready_word = i == 0 or cycle - t0 >= avail
+            offer = ready_word and not (gap_in and rnd.random() < gap_in)
             if offer != valid:                 # (writes cost time: only when something changes)
                 dut.in_valid.value = valid = int(offer)
             if offer:
                 dut.in_data.value = words[i]
             await ReadOnly()
-            accepted = offer and bool(dut.in_ready.value)
-            await RisingEdge(dut.clk)
-            if accepted:
-                if state["first_in"] is None:
-                    state["first_in"] = state["cycle"]
+            if offer and bool(dut.in_ready.value):
+                if t0 is None:
+                    t0 = state["first_in"] = cycle
+                taken.append(cycle - t0)
                 i += 1
+                fetch_units += d
+                if fifo is not None and i >= fifo:
+                    fetch_units = max(fetch_units, (taken[i - fifo] + 1) * n)
+                avail = -(-fetch_units // n)
+            await RisingEdge(dut.clk)
         dut.in_valid.value = 0
 
     driver = cocotb.start_soon(drive())
@@ -94,9 +110,8 @@ async def _run_job(dut, stim, job, reset=True):
         raw, praw = int(val), int(pres)
         beats.append([_signed((raw >> (width * j)) & mask, width) for j in range(lanes)])
         presence.append([(praw >> j) & 1 for j in range(lanes)])
-        state["last_out"] = state["cycle"]
+        state["last_out"] = now()
 
-    start_ns = get_sim_time("ns")
     dut.out_ready.value = int(not gap_out)
     while len(beats) < len(expected) and state["cycle"] < limit:
         ready = True
