@@ -53,8 +53,12 @@ def _pe_lsb(i: int, j: int):
 
 
 def _done_stuck(text, design):
-    return _in_module(text, f"{design.name}.controller",
-                      lambda body: re.sub(r"assign done = .*;", "assign done = 1'h1;", body, count=1))
+    """The engine's ``done`` port stuck high (what the testbench sees; inside, the engine runs on)."""
+    def edit(body):
+        head, rest = body.split("\n", 1)
+        rest = re.sub(r"(?<![\\\w$.])done(?![\w$])", "done_inner", rest)     # the wire, not ports
+        return head + "\n" + rest.replace("output done_inner;", "output done;\n  assign done = 1'h1;")
+    return _in_module(text, design.name, edit)
 
 
 def _extra_beat(text, design):
