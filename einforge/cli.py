@@ -984,11 +984,12 @@ def rtl_test(cascade_ref, sizes, array, size, int_bits, frac_bits, binding, sim,
                      memory=memory)
     files = r.details.get("files")
     chosen = "sim" not in defaults
-    latency = (r.details.get("first_input_to_last_output"), r.details.get("model_first_input_to_last_output"))
+    latency = (r.details.get("first_input_to_last_output"), r.details.get("model_first_input_to_last_output"),
+               r.details.get("cost_model_latency"))
     if as_json:
         emit_json({**r.to_json(), "jobs": r.details.get("jobs"), "files": files, "memory": memory.describe(),
                    "first_input_to_last_output": latency[0], "model_first_input_to_last_output": latency[1],
-                   "defaults_used": defaults})
+                   "cost_model_latency": latency[2], "defaults_used": defaults})
     else:
         verdict = "[green]passed[/]" if r.passed else "[red]FAILED[/]"
         jobs = r.details.get("jobs")
@@ -1006,7 +1007,8 @@ def rtl_test(cascade_ref, sizes, array, size, int_bits, frac_bits, binding, sim,
         if latency[1] is not None:
             console.print(f"  first input to last output, inputs from {memory.describe()}"
                           f"{' (default)' if 'bandwidth' in defaults else ''}: RTL {latency[0]}, "
-                          f"timing model {latency[1]}")
+                          f"timing model {latency[1]}, cost model (roofline, same bandwidth) {latency[2]:.0f} "
+                          f"({(latency[2] - latency[0]) / latency[0]:+.2%})")
         console.print(f"  max |error| against float64: {r.max_abs_error_vs_float:.4g}   ({r.seconds:.1f} s)")
         if r.details.get("mismatches"):
             console.print("  first mismatches (beat, lane, got, expected, got present, expected present): "

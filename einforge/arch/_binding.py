@@ -56,7 +56,9 @@ class Binding:
     busiest array in the stage) or ``phases`` (separate phases through DRAM).
     ``skip_empty_tiles``: the controller skips a step of the tile loop for a block of queries when
     every Einsum over the tile is empty there (a causal mask's upper tiles, a KV cache's unused
-    part), as FlashAttention-2 does; the iterates then stay as they are.
+    part), as FlashAttention-2 does; the iterates then stay as they are. ``resident_blocks`` caps
+    the blocks of queries the tiled mapping keeps resident, which share each key/value tile fetched
+    (the attention engine's RTL keeps one: every block streams its tiles).
     """
 
     name: str
@@ -71,6 +73,7 @@ class Binding:
     drain: bool = False                        # sequential schedule: expose the 2D drain of row reductions
     issue: tuple = ()                          # (array, "sequential"|"pipelined") overrides
     buffer_share: float = 1.0                  # share of the global buffer the tiled mapping may fill
+    resident_blocks: int | None = None         # at most this many blocks of queries resident (None: what fits)
     tile: int | None = None                    # keys per tile (default: the grid's rows)
     skip_empty_tiles: bool = False
     source: str = field(default="", compare=False)
@@ -150,7 +153,8 @@ def _from_spec(name: str, given: dict, where: str) -> Binding:
         explicit=tuple(given.get("arrays", {}).items()), spatial=sp, stages=tuple(stages),
         einsum_spatial=tuple((k, tuple(v.items())) for k, v in given.get("einsum_spatial", {}).items()),
         issue=tuple((given.get("issue") or base.get("issue") or {}).items()),
-        buffer_share=float(base.get("buffer_share", 1.0)), tile=given.get("tile"), source=where,
+        buffer_share=float(base.get("buffer_share", 1.0)), tile=given.get("tile"),
+        resident_blocks=given.get("resident_blocks"), source=where,
     )
 
 
@@ -205,4 +209,6 @@ def binding_yaml(b: Binding) -> str:
     d.update(buffer_share=b.buffer_share, drain=b.drain, skip_empty_tiles=b.skip_empty_tiles)
     if b.tile is not None:
         d["tile"] = b.tile
+    if b.resident_blocks is not None:
+        d["resident_blocks"] = b.resident_blocks
     return yaml.safe_dump({b.name: d}, sort_keys=False)

@@ -212,3 +212,4 @@ class BindingSpec(BaseModel):
     einsum_spatial: dict[str, dict[Literal["rows", "cols"], str]] = {}
     skip_empty_tiles: bool | None = None
     tile: Annotated[int, Field(gt=0)] | None = None
+    resident_blocks: Annotated[int, Field(gt=0)] | None = None

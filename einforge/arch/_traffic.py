@@ -46,6 +46,7 @@ class _Residency:
     streamed_words: float
     skips_tiles: bool
     cascade: str
+    max_blocks: int | None = None       # the binding's cap on resident blocks
 
 
 def resident_blocks(r: _Residency, capacity: float, arch_name: str) -> int:
@@ -67,7 +68,8 @@ def resident_blocks(r: _Residency, capacity: float, arch_name: str) -> int:
             f"{min(r.p0, r.rows_total)} query rows needs {(s * r.tile_words + per_block) / 2**20:.3g} MiB; use a "
             f"bigger buffer, a cascade that tiles the key rank (one pass keeps no whole rows), or --binding "
             f"unfused (intermediates spill to DRAM)")
-    return _largest_divisor(blocks, int(avail // per_block))
+    fits = int(avail // per_block)
+    return _largest_divisor(blocks, fits if r.max_blocks is None else min(fits, r.max_blocks))
 
 
 def resident(acc: _Access, ctx: _Ctx, capacity: float, arch_name: str) -> _Access:
@@ -230,7 +232,7 @@ def _tiled(ctx: _Ctx, plan: _Plan, binding: Binding) -> _Access:
     acc.residency = _Residency(
         word_bytes=s, share=binding.buffer_share, row_words=row_words, tile_words=tile_words, p0=p0,
         rows_total=rows_total, streamed_words=sum(ctx.tensor_size(t.name) for t in c.inputs if not has(t.name, row_v)),
-        skips_tiles=ctx.visits < 1.0, cascade=c.name)
+        skips_tiles=ctx.visits < 1.0, cascade=c.name, max_blocks=binding.resident_blocks)
     acc.details.update(P0=p0, row_words=row_words, tile_words=tile_words, row_ranks=",".join(sorted(row_ranks)))
 
     # reads, writes and register-file traffic of every Einsum

@@ -8,15 +8,20 @@ from ..arch._workload import Workload
 __all__ = ["rtl_architecture", "rtl_binding", "rtl_workload", "model_area"]
 
 
-def rtl_architecture(design):
+def rtl_architecture(design, memory=None):
     """The generated arrays as an architecture: R x C MAC PEs (and C 1D lanes), one action per
-    cycle, skew fill and drain charged per tile, memory never the bottleneck."""
+    cycle, skew fill and drain charged per tile; memory never the bottleneck, or (``memory``, a
+    :class:`~einforge.rtl.MemoryModel`) as fast as that memory: its words a cycle at a 1 Hz clock."""
     r, c = design.array
     if design.manifest.get("datapath", "").startswith("attention engine"):  # noqa: SIM102
         a = engine_architecture(r, c, divider_2d="divstep" in design.manifest.get("units_2d", ()))
         prog = design.program
         if prog is not None:     # the engine's PEs and lanes hold this many registers
             a = a.with_array("2d", rf_depth=prog.pe_regs).with_array("1d", rf_depth=prog.lane_regs, shared_rf=0)
+        if memory is not None:
+            from dataclasses import replace
+
+            a = replace(a, dram_bandwidth=float(memory.bandwidth) * a.word_bytes)
         return a
     a = load_architecture("fusemax")
     units2d = design.manifest.get("units_2d", ["mac", "add", "max"])
@@ -31,8 +36,13 @@ def rtl_architecture(design):
 
 def rtl_binding(design) -> Binding:
     m = design.manifest["mapping"]
-    if design.manifest.get("binding") is not None:
-        return design.manifest["binding"]
+    given = design.manifest.get("binding") or design.binding
+    if given is not None:
+        from dataclasses import replace
+
+        # the engine keeps one block of queries (its running state in the lanes): every block
+        # streams every tile it visits
+        return replace(given, resident_blocks=1)
     return Binding(name="rtl", rule="product", mapping="unfused", schedule="overlap",
                    spatial=(("2d", (("rows", (m["rows"],)), ("cols", (m["cols"],)))), ("1d", (("cols", (m["cols"],)),))))
 

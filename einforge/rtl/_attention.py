@@ -144,7 +144,7 @@ def lower_attention(cascade, binding, array, numbers, sizes) -> Design:
 
     d.manifest["model_cycles"] = model_cycles(d)
     d.manifest["binding"] = None
-    d.program = prog
+    d.program, d.binding = prog, binding
     d._at = lambda smaller: _job_view(d, cascade, binding, array, numbers, smaller)
     return d
 

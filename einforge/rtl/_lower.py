@@ -40,6 +40,7 @@ class Design:
     _expect: object = None
     _at: object = None
     program: object = None        # the attention engine's compiled program (None for the GEMM array)
+    binding: object = None        # the attention engine's binding (the cost model's view of it)
 
     def pack(self, raw_inputs: dict) -> list[int]:
         return self._pack(raw_inputs)
@@ -280,3 +281,22 @@ def model_cycles(design: Design) -> float:
     except ArchError as exc:
         raise RTLError(f"cost model: {exc}") from None
     return r.details["compute_cycles"]
+
+
+def model_latency(design: Design, memory) -> float | None:
+    """The cost model's latency (cycles) of the attention engine with its inputs from ``memory``:
+    the same arrays, mapping and sizes, DRAM as fast as the memory, one block of queries resident.
+    It is the model's roofline (the busier of compute and traffic), not the engine's event timing
+    (:func:`~einforge.rtl.stream_timing`), so it leaves out each block's first tile and last
+    outputs; None for the GEMM array."""
+    from ..arch import ArchError
+    from ..arch._designs import evaluate
+    from ._arch import rtl_architecture, rtl_binding, rtl_workload
+
+    if design.program is None:
+        return None
+    try:
+        r = evaluate(rtl_architecture(design, memory), design.cascade, rtl_binding(design), rtl_workload(design))
+    except ArchError as exc:
+        raise RTLError(f"cost model: {exc}") from None
+    return r.latency_s

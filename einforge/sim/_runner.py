@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..einsum import evaluate
-from ..rtl import Design, MemoryModel, export_verilog, stream_timing
+from ..rtl import Design, MemoryModel, export_verilog, model_latency, stream_timing
 
 __all__ = ["SimError", "SimResult", "golden", "simulate", "simulators", "stimuli"]
 
@@ -361,8 +361,8 @@ def _verdict(design: Design, sim: str, raw: dict, gold: dict, rep: dict, timing:
     err = _float_error(design, raw, got)
     sat = saturation(design, raw)
     model = design.manifest.get("model_cycles", 0.0)
-    latency = (stream_timing(design.program, memory or MemoryModel()).first_input_to_last_output
-               if design.program is not None else None)
+    memory = memory or MemoryModel()
+    latency = stream_timing(design.program, memory).first_input_to_last_output if design.program is not None else None
     checks = {
         "lanes_compared": rep["compared_lanes"] > 0,
         "bit_exact": bit_exact,
@@ -378,6 +378,7 @@ def _verdict(design: Design, sim: str, raw: dict, gold: dict, rep: dict, timing:
     return SimResult(design.name, sim, not failed, bit_exact, rep["cycles"], model, err, seconds,
                      {"first_input_to_last_output": rep["first_input_to_last_output"],
                       "model_first_input_to_last_output": latency,
+                      "cost_model_latency": model_latency(design, memory),
                       "util_2d": (rep["busy_2d"] / rep["cycles"]) if rep.get("busy_2d") is not None and rep["cycles"]
                       else None,
                       "mismatches": rep["mismatches"], "received": rep["received"],

@@ -83,12 +83,12 @@ def test_rtl_test_command_contract(tmp_path):
     assert set(out) == {"design", "sim", "passed", "bit_exact", "accurate", "saturated", "compared_lanes",
                         "present_lanes", "done", "failed_checks", "cycles", "model_cycles",
                         "max_abs_error_vs_float", "seconds", "jobs", "files", "defaults_used", "memory",
-                        "first_input_to_last_output", "model_first_input_to_last_output"}
+                        "first_input_to_last_output", "model_first_input_to_last_output", "cost_model_latency"}
     # the simulator and the memory were not chosen: the faster simulator installed ran, one word a
     # cycle, and the output says so; the GEMM array has no streaming timing model
     assert out["defaults_used"] == {"sim": out["sim"], "bandwidth": "1 word a cycle", "fifo": "unbounded"}
     assert out["sim"] == ("verilator" if simulators()["verilator"] else "icarus")
-    assert out["model_first_input_to_last_output"] is None
+    assert out["model_first_input_to_last_output"] is None and out["cost_model_latency"] is None
     # the default suite: six stimuli, every lane of Z in each
     assert len(out["jobs"]) == 6 and out["compared_lanes"] == 6 * 16 and out["present_lanes"] == 6 * 16
     assert out["done"] and out["files"] is None

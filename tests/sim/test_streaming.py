@@ -10,7 +10,7 @@ from fractions import Fraction
 import pytest
 
 from einforge.einsum import FixedPoint, library
-from einforge.rtl import MemoryModel, lower, stream_timing
+from einforge.rtl import MemoryModel, lower, model_latency, stream_timing
 from einforge.sim import run_jobs, simulate, simulators, stimuli
 
 LIB = library()
@@ -110,3 +110,24 @@ def test_memory_model_refuses_impossible_bandwidths():
             MemoryModel(bad)
     with pytest.raises(RTLError, match="FIFO"):
         MemoryModel(1, 0)
+
+
+@pytest.mark.parametrize("name,binding,array,sizes,bw", [
+    # memory-bound (a 16-bit port: a tile's words outnumber its frame's cycles)
+    ("attention-1pass", "fusemax", (4, 4), {"M": 256, "P": 64, "E": 4, "F": 4}, Fraction(1)),
+    ("attention-1pass", "fusemax", (4, 4), {"M": 256, "P": 64, "E": 16, "F": 16}, Fraction(1, 8)),
+    ("attention-1pass", "arch", (8, 8), {"M": 512, "P": 64, "E": 8, "F": 8}, Fraction(1, 2)),
+    ("attention-1pass", "fusemax", (16, 16), {"M": 2048, "P": 64, "E": 2, "F": 2}, Fraction(1)),
+    ("attention-causal", "fusemax", (4, 4), {"M": 256, "P": 256, "E": 4, "F": 4}, Fraction(1, 2)),
+    # compute-bound
+    ("attention-1pass", "arch", (4, 4), {"M": 512, "P": 16, "E": 2, "F": 2}, Fraction(1)),
+    ("attention-1pass", "arch", (2, 2), {"M": 512, "P": 8, "E": 2, "F": 2}, Fraction(1, 2)),
+    ("attention-causal", "arch", (4, 4), {"M": 512, "P": 512, "E": 2, "F": 2}, Fraction(1)),
+])
+def test_the_cost_model_with_the_same_bandwidth_predicts_the_latency_within_2_percent(name, binding, array, sizes, bw):
+    """The cost model's roofline (one block of queries resident, DRAM as fast as the memory)
+    against the engine's exact timing, away from the compute/memory crossover."""
+    d = lower(LIB[name].load(), binding, array, FixedPoint(8, 8), sizes)
+    memory = MemoryModel(bw)
+    exact = stream_timing(d.program, memory).first_input_to_last_output
+    assert abs(model_latency(d, memory) - exact) <= 0.02 * exact
