@@ -130,6 +130,7 @@ def lower_attention(cascade, binding, array, numbers, sizes) -> Design:
         "runtime_sizes": ({"header": [f"key tiles (of {R} keys: {tile})", f"queries ({lane_rank})"],
                            "at_most": {"tiles": prog.loop_steps, lane_rank: P}} if prog.runtime_sizes else None),
         "output_beats": n_inst * obeats * prog.query_tiles,
+        "output_packet_beats": obeats,       # out_last marks each block's last beat
         "rtl_cycles": n_inst * sum((n + prog.depth - 1) * prog.makespan + len(prog.epilogue)
                                    for _, n in prog.tile_ranges),
         "instances": {v: n for v, n in prog.instances},

@@ -431,7 +431,7 @@ class OutputStream(wiring.Component):
                           "run": In(1),
                           "queries": In(range(p.queries + 1)), "pending": Out(1),
                           "out_reg": Out(range(p.lane_regs + 1)), "out_lanes": Out(p.cols),
-                          "out_valid": Out(1), "out_ready": In(1)})
+                          "out_valid": Out(1), "out_last": Out(1), "out_ready": In(1)})
 
     def elaborate(self, platform):
         m = Module()
@@ -454,6 +454,7 @@ class OutputStream(wiring.Component):
             with m.Else():
                 m.d.sync += beat.eq(beat + 1)
         m.d.comb += [self.pending.eq(start | go | busy), self.out_valid.eq(busy),
+                     self.out_last.eq(busy & (beat == beats - 1)),      # a block's outputs are one packet
                      self.out_reg.eq(base + beat + Mux(bank, p.output_bank, 0)),
                      # the lanes past the last query of a partial block carry nothing
                      self.out_lanes.eq(Cat(*(tile * p.cols + j < self.queries for j in range(p.cols))))]
@@ -470,7 +471,7 @@ class AttentionEngine(wiring.Component):
         super().__init__({
             "in_data": In(signed(self.W)), "in_valid": In(1), "in_ready": Out(1),
             "out_data": Out(prog.cols * self.W), "out_present": Out(prog.cols), "out_valid": Out(1),
-            "out_ready": In(1),
+            "out_last": Out(1), "out_ready": In(1),
             "busy": Out(1), "done": Out(1), "cycles": Out(32), "busy_2d": Out(32),
         })
 
@@ -594,4 +595,4 @@ class AttentionEngine(wiring.Component):
             words.append(w)
             present.append(pr)
         m.d.comb += [self.out_data.eq(Cat(*words)), self.out_present.eq(Cat(*present)),
-                     self.out_valid.eq(out.out_valid), out.out_ready.eq(self.out_ready)]
+                     self.out_valid.eq(out.out_valid), self.out_last.eq(out.out_last), out.out_ready.eq(self.out_ready)]

@@ -3,7 +3,9 @@
 Each mutation edits the exported Verilog of an attention engine the way a real bug would break it:
 one PE dropping bit 0 of its products (its MAC, multiply and exp share one multiplier), ``done``
 stuck high, an extra output beat, a cycle counter that counts twice, an exp datapath with a wrong
-log2(e) constant. :func:`mutation_score`
+log2(e) constant, a loader that writes into slots still to be read, a controller that starts a
+tile without waiting for its words, an output stream that never marks a packet's last beat.
+:func:`mutation_score`
 runs the default verification (:func:`einforge.sim.verify`) on each mutant and reports which were
 caught; every one should be.
 """
@@ -74,6 +76,22 @@ def _cycles_twice(text, design):
                       lambda body: re.sub(r"(= cycles \+ )1'h1;", r"\g<1>2'h2;", body, count=1))
 
 
+def _slot_never_busy(text, design):
+    """The loader's free-slot test always passes: it writes tiles into slots still to be read."""
+    return _in_module(text, f"{design.name}.loader",
+                      lambda body: re.sub(r"= ahead <= \d+'h[0-9a-f]+;", "= 1'h1;", body, count=1))
+
+
+def _never_waits(text, design):
+    return _in_module(text, f"{design.name}.controller",
+                      lambda body: re.sub(r"assign stall = .*;", "assign stall = 1'h0;", body, count=1))
+
+
+def _last_stuck_low(text, design):
+    return _in_module(text, f"{design.name}.output",
+                      lambda body: re.sub(r"assign out_last = .*;", "assign out_last = 1'h0;", body, count=1))
+
+
 def _exp_constant(text, design):
     """Every exp unit (PEs and lanes) multiplies by log2(e) + 1 LSB in its first step."""
     log2e = design.numbers.exp_constants()["log2e"]
@@ -86,6 +104,9 @@ MUTATIONS = (
     Mutation("one extra output beat", _extra_beat),
     Mutation("cycle counter counts twice", _cycles_twice),
     Mutation("wrong log2(e) in the exp datapath", _exp_constant),
+    Mutation("loader writes into slots still to be read", _slot_never_busy),
+    Mutation("a tile starts before its words arrive", _never_waits),
+    Mutation("out_last stuck low", _last_stuck_low),
 )
 
 

@@ -372,6 +372,9 @@ def _verdict(design: Design, sim: str, raw: dict, gold: dict, rep: dict, timing:
         "latency_equal_model": latency is None or (
             (rep["first_input_to_last_output"] or 0) >= latency if stalls else rep["first_input_to_last_output"] == latency),
         "no_timeout": not rep["timed_out"],
+        # out_last on each packet's (a block's) last beat and no other
+        "packet_framing": design.manifest.get("output_packet_beats") is None or rep.get("lasts") == [
+            int((k + 1) % design.manifest["output_packet_beats"] == 0) for k in range(len(rep.get("lasts") or []))],
         "accurate": not sat,
     }
     failed = [k for k, ok in checks.items() if not ok]

@@ -63,7 +63,8 @@ async def _run_job(dut, stim, job, reset=True):
         dut.out_ready.value = 0
 
     clock_start = time.perf_counter()
-    beats, presence = [], []
+    beats, presence, lasts = [], [], []
+    has_last = hasattr(dut, "out_last")
     state = {"cycle": 0, "first_in": None, "last_out": None, "done_early": False, "stop": False}
     start_ns = get_sim_time("ns")
 
@@ -109,6 +110,8 @@ async def _run_job(dut, stim, job, reset=True):
             raise AssertionError(f"output beat {len(beats)} at cycle {state['cycle']} has X/Z bits: {val} {pres}")
         raw, praw = int(val), int(pres)
         beats.append([_signed((raw >> (width * j)) & mask, width) for j in range(lanes)])
+        if has_last:
+            lasts.append(int(dut.out_last.value))
         presence.append([(praw >> j) & 1 for j in range(lanes)])
         state["last_out"] = now()
 
@@ -158,6 +161,7 @@ async def _run_job(dut, stim, job, reset=True):
                 mismatches.append([b, j, got[j], wv, got_p[j], wp])
     return {
         "beats": beats[:len(expected)],
+        "lasts": lasts if has_last else None,
         "received": len(beats) - extra,
         "extra_beats": extra,
         "expected_beats": len(expected),
