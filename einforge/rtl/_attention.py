@@ -146,6 +146,12 @@ def lower_attention(cascade, binding, array, numbers, sizes) -> Design:
     d.manifest["model_cycles"] = model_cycles(d)
     d.manifest["binding"] = None
     d.program, d.binding = prog, binding
+    from ._timing import stream_timing
+
+    at_one = stream_timing(prog)
+    d.manifest["streaming"] = {"memory": "1 word a cycle (rtl test --bandwidth, --fifo for others)",
+                               "first_input_to_last_output": at_one.first_input_to_last_output,
+                               "stall_cycles": at_one.stall_cycles}
     d._at = lambda smaller: _job_view(d, cascade, binding, array, numbers, smaller)
     return d
 

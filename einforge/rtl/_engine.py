@@ -6,19 +6,26 @@ operation merges presence as the executor does (intersection for ``- * / exp``, 
 
 The top module only wires its units, each a Verilog module of its own (``_units.py``):
 
-* **Loader** (``loader``). Takes the input stream and writes each word into its buffer; an engine
-  that takes jobs smaller than itself first reads their sizes (key tiles, queries) from a header.
-* **Buffers** (``rowbuf<i>``, ``colbuf<j>``). Row ``i`` holds the key/value-like inputs of keys
-  ``m = i (mod R)``; column ``j`` the query-like inputs of queries ``p = j (mod C)``.
+* **Loader** (``loader``). Takes the input stream as it comes (per block of queries: its queries,
+  then the tiles of keys it visits) and writes each word into its buffer slot, holding ``in_ready``
+  low while that slot is still read; an engine that takes jobs smaller than itself first reads
+  their sizes (key tiles, queries) from a header.
+* **Buffers** (``rowbuf<i>``, ``colbuf<j>``). Row ``i`` holds, in a ring of ``row_slots`` tiles,
+  the key/value-like inputs of key ``i`` of each tile; column ``j`` holds the query-like inputs of
+  query ``j`` of two blocks (the current one and the next).
 * **Controller** (``controller``). Fetches and decodes the instructions: for every block of C
   queries it runs the tile timeline once per step of the iterative rank, then the epilogue, and
-  streams the outputs; it turns register fields into physical registers and buffer addresses, and
-  registers the decoded instruction (a decode stage: the units run it the next cycle).
+  hands the block to the output stream; it turns register fields into physical registers and buffer addresses, and
+  registers the decoded instruction (a decode stage: the units run it the next cycle). A tile's
+  first frame waits until the tile is loaded: the compute side (controller, instruction pipeline,
+  PEs, lanes) is frozen for that cycle, which keeps every order of events of the schedule.
 * **2D array** (``pe<i>_<j>``). Row 0 executes the 2D instruction issued this cycle; the
   instruction (with the column operands read for it) moves down one row per cycle, so row ``i``
   runs it ``i`` cycles later. A reduction instruction combines a PE's value with the partial result
   from the row above and passes it down; the bottom row writes the result into its column's lane.
 * **1D array** (``lane<j>``). Each lane runs the 1D instruction issued this cycle.
+* **Output stream** (``output``). After a block of queries, its output beats from the lanes'
+  registers, ``out_last`` on the block's last one; it never freezes.
 """
 
 from __future__ import annotations
