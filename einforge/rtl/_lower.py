@@ -274,7 +274,7 @@ def model_cycles(design: Design) -> float:
     from ..arch._designs import evaluate
     from ._arch import rtl_architecture, rtl_binding, rtl_workload
 
-    arch = rtl_architecture(design)
+    arch = rtl_architecture(design, registers=False)
     binding = rtl_binding(design)
     try:
         r = evaluate(arch, design.cascade, binding, rtl_workload(design))
@@ -296,7 +296,8 @@ def model_latency(design: Design, memory) -> float | None:
     if design.program is None:
         return None
     try:
-        r = evaluate(rtl_architecture(design, memory), design.cascade, rtl_binding(design), rtl_workload(design))
+        r = evaluate(rtl_architecture(design, memory, registers=False), design.cascade, rtl_binding(design),
+                     rtl_workload(design))
     except ArchError as exc:
         raise RTLError(f"cost model: {exc}") from None
     return r.latency_s

@@ -17,7 +17,7 @@ import time
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import First, ReadOnly, RisingEdge, Timer
+from cocotb.triggers import ClockCycles, First, ReadOnly, RisingEdge, Timer
 from cocotb.utils import get_sim_time
 
 WATCH = 64      # cycles to watch for extra beats and for done after the last expected beat
@@ -81,14 +81,25 @@ async def _run_job(dut, stim, job, reset=True):
         i, valid, taken, fetch_units, avail, t0 = 0, None, [], 0, 0, None
         while i < len(words) and not state["stop"]:
             cycle = now()
-            ready_word = i == 0 or cycle - t0 >= avail
-            offer = ready_word and not (gap_in and rnd.random() < gap_in)
+            if i and not gap_in and cycle - t0 < avail:
+                # the memory has no word for the engine before cycle t0 + avail: sleep until then
+                if valid:
+                    dut.in_valid.value = valid = 0
+                await ClockCycles(dut.clk, t0 + avail - cycle)
+                continue
+            offer = not (gap_in and rnd.random() < gap_in) and (i == 0 or cycle - t0 >= avail)
             if offer != valid:                 # (writes cost time: only when something changes)
                 dut.in_valid.value = valid = int(offer)
             if offer:
                 dut.in_data.value = words[i]
             await ReadOnly()
-            if offer and bool(dut.in_ready.value):
+            ready = bool(dut.in_ready.value)
+            if offer and not ready and not gap_in:
+                # the engine takes nothing until in_ready rises (a slot frees, or a restart): sleep
+                # until then; it rises just after a clock edge, where the loop goes on
+                await First(RisingEdge(dut.in_ready), Timer(max(1, limit - cycle) * PERIOD, unit="ns"))
+                continue
+            if offer and ready:
                 if t0 is None:
                     t0 = state["first_in"] = cycle
                 taken.append(cycle - t0)
