@@ -51,29 +51,38 @@ class StreamTiming:
 
 
 class _Words:
-    """The cycles the engine takes words at, word after word."""
+    """The cycles the engine takes words at, segment after segment."""
 
     def __init__(self, memory: MemoryModel):
         self.n, self.d = memory.bandwidth.numerator, memory.bandwidth.denominator
         self.fifo = memory.fifo
-        self.taken: list[int] = []
+        self.count = 0
+        self.last = -1              # the cycle the last word was taken
+        self.taken: list[int] = []  # every word's cycle (a bounded FIFO needs them)
         self.fetch_units = 0        # when the last word was fetched, in 1/n cycles
 
     def take(self, count: int, allowed: int) -> int:
         """Take ``count`` words that the loader accepts from cycle ``allowed`` on; the last one's cycle."""
+        if self.fifo is None:
+            # unbounded: word w arrives at ceil(w d / n), at least a cycle after the one before
+            # (d >= n), so once the engine has caught up with the memory it stays caught up
+            first, end = self.count, self.count + count - 1
+            start = max(self.last + 1, -(-first * self.d // self.n), allowed)
+            self.last = max(start + count - 1, -(-end * self.d // self.n))
+            self.count += count
+            return self.last
         for _ in range(count):
-            w = len(self.taken)
-            if w == 0:
-                fetched = 0
-            else:
+            w = self.count
+            fetched = 0
+            if w:
                 fetched = self.fetch_units + self.d
-                if self.fifo is not None and w >= self.fifo:
+                if w >= self.fifo:
                     fetched = max(fetched, (self.taken[w - self.fifo] + 1) * self.n)
             self.fetch_units = fetched
-            available = -(-fetched // self.n)
-            prev = self.taken[-1] + 1 if self.taken else 0
-            self.taken.append(max(prev, available, allowed))
-        return self.taken[-1]
+            self.last = max(self.last + 1, -(-fetched // self.n), allowed)
+            self.taken.append(self.last)
+            self.count += 1
+        return self.last
 
 
 def stream_timing(prog, memory: MemoryModel = MemoryModel()) -> StreamTiming:
@@ -122,7 +131,7 @@ def stream_timing(prog, memory: MemoryModel = MemoryModel()) -> StreamTiming:
             finished.append(last_frame_end + 3 + beats)
     last = finished[-1] if LE else last_frame_end
     last_out = last + 2 + beats
-    return StreamTiming(last_out + 1, len(words.taken), sum(b - a for a, b in frozen), words.taken[-1])
+    return StreamTiming(last_out + 1, words.count, sum(b - a for a, b in frozen), words.last)
 
 
 def _running_after(cycle: int, frozen: list, n: int) -> int:

@@ -131,3 +131,12 @@ def test_the_cost_model_with_the_same_bandwidth_predicts_the_latency_within_2_pe
     memory = MemoryModel(bw)
     exact = stream_timing(d.program, memory).first_input_to_last_output
     assert abs(model_latency(d, memory) - exact) <= 0.02 * exact
+
+
+@pytest.mark.parametrize("binding", ["arch", "fusemax"])
+@pytest.mark.parametrize("bw", [Fraction(1), Fraction(2, 3), Fraction(1, 7)])
+def test_the_unbounded_fifo_closed_form_equals_the_word_by_word_timing(binding, bw):
+    """An unbounded FIFO is timed a segment at a time; a FIFO larger than the job, word by word."""
+    for name, sizes in (("attention-1pass", {"M": 64, "P": 12}), ("attention-causal", {"M": 32, "P": 32})):
+        d = _design(name, binding, **sizes)
+        assert stream_timing(d.program, MemoryModel(bw)) == stream_timing(d.program, MemoryModel(bw, 10**9))
