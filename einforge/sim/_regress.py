@@ -10,10 +10,12 @@ A regression spec (YAML)::
     simulators: [icarus]
     sizes: {M: 16, P: 8, E: 4, F: 4}     # shared; a cascade takes the ranks it has
     formats: [{int_bits: 8, frac_bits: 8}, {int_bits: 6, frac_bits: 10}]   # number formats (an axis)
+    bandwidths: ["1", "1/2"]              # memory words a cycle the inputs stream at (an axis)
 
-One task runs every seed of one design (cascade, array, binding, simulator, format), so that no two tasks
-build the same Verilog at once; each seed is one row: passed, lanes compared, RTL and model cycles,
-error against float64, wall time, or the reason the design could not be built.
+One task runs every seed and bandwidth of one design (cascade, array, binding, simulator, format), so
+that no two tasks build the same Verilog at once; each (seed, bandwidth) is one row: passed, lanes
+compared, RTL and model cycles, first input to last output (simulated and predicted), error against
+float64, wall time, or the reason the design could not be built.
 """
 
 from __future__ import annotations
@@ -47,6 +49,25 @@ class RegressionSpec(BaseModel):
     simulators: list[str] = ["icarus"]
     sizes: dict[str, int] = {}
     formats: list[_Format] = [_Format()]
+    bandwidths: list[str] = ["1"]
+
+    @field_validator("bandwidths")
+    @classmethod
+    def _bandwidths(cls, v):
+        from fractions import Fraction
+
+        for b in v:
+            try:
+                ok = 0 < Fraction(b) <= 1
+            except (ValueError, ZeroDivisionError):
+                ok = False
+            if not ok:
+                raise ValueError(f"{b!r} is not a bandwidth in words a cycle, in (0, 1], such as \"1/2\"")
+        return v
+
+    def runs(self) -> list[tuple[int, str]]:
+        """(seed, bandwidth) of every row of a design, in order."""
+        return list(itertools.product(self.seeds, self.bandwidths))
 
     @field_validator("arrays")
     @classmethod
@@ -86,9 +107,11 @@ def load_regression(path: str | Path) -> RegressionSpec:
 def run_design(spec: RegressionSpec, design: tuple) -> dict[str, np.ndarray]:
     """Every seed of one design: lower it once, simulate each seed; a design that cannot be lowered
     or built gives one row per seed with the reason."""
+    from fractions import Fraction
+
     from .. import __version__
     from ..einsum import FixedPoint, load_cascade
-    from ..rtl import lower
+    from ..rtl import MemoryModel, lower
     from ._runner import simulate
 
     cascade_ref, array, binding, sim, fmt = design
@@ -102,25 +125,26 @@ def run_design(spec: RegressionSpec, design: tuple) -> dict[str, np.ndarray]:
         problem = None
     except Exception as exc:              # noqa: BLE001 - the reason is the result
         d, problem = None, f"{type(exc).__name__}: {exc}"
-    for seed in spec.seeds:
+    failed = dict(passed=False, bit_exact=False, compared_lanes=0, cycles=np.nan, model_cycles=np.nan,
+                  latency=np.nan, model_latency=np.nan, max_abs_error_vs_float=np.nan)
+    for (seed, bw), key in zip(spec.runs(), run_key(spec, design)):
         row = {"cascade": str(cascade_ref), "array": array, "binding": binding, "simulator": sim, "format": fmt,
-               "seed": seed,
-               "einforge": __version__,
-               "key": run_key(spec, design)[spec.seeds.index(seed)]}
+               "seed": seed, "bandwidth": bw, "einforge": __version__, "key": key}
         t0 = time.perf_counter()
         if d is not None:
             try:
-                res = simulate(d, seed=seed, sim=sim)
+                res = simulate(d, seed=seed, sim=sim, memory=MemoryModel(Fraction(bw)))
+                latency = res.details.get("first_input_to_last_output")
+                predicted = res.details.get("model_first_input_to_last_output")
                 row.update(passed=bool(res.passed), bit_exact=bool(res.bit_exact), compared_lanes=res.compared_lanes,
                            cycles=float(res.cycles), model_cycles=float(res.model_cycles),
+                           latency=np.nan if latency is None else float(latency),
+                           model_latency=np.nan if predicted is None else float(predicted),
                            max_abs_error_vs_float=float(res.max_abs_error_vs_float), error="")
             except Exception as exc:      # noqa: BLE001
-                problem_run = f"{type(exc).__name__}: {exc}"
-                row.update(passed=False, bit_exact=False, compared_lanes=0, cycles=np.nan, model_cycles=np.nan,
-                           max_abs_error_vs_float=np.nan, error=problem_run)
+                row.update(failed, error=f"{type(exc).__name__}: {exc}")
         else:
-            row.update(passed=False, bit_exact=False, compared_lanes=0, cycles=np.nan, model_cycles=np.nan,
-                       max_abs_error_vs_float=np.nan, error=problem)
+            row.update(failed, error=problem)
         row["seconds"] = time.perf_counter() - t0
         rows.append(row)
     return {k: np.array([row[k] for row in rows], dtype=object if isinstance(rows[0][k], str) else None)
@@ -149,7 +173,8 @@ def regress(spec: RegressionSpec, store_path, *, scheduler: str | None = None, w
 
 
 def run_key(spec: RegressionSpec, design: tuple) -> list[str]:
-    """The keys of a design's rows, one per seed in the spec's order."""
+    """The keys of a design's rows, one per (seed, bandwidth) in the spec's order."""
     from ..arch import point_key
 
-    return [point_key({"design": list(design), "seed": seed, "sizes": spec.sizes}) for seed in spec.seeds]
+    return [point_key({"design": list(design), "seed": seed, "bandwidth": bw, "sizes": spec.sizes})
+            for seed, bw in spec.runs()]

@@ -62,3 +62,18 @@ def test_a_bad_spec_names_the_line(tmp_path):
     (tmp_path / "r.yaml").write_text("cascades: [attention-1pass]\narrays: [2by2]\n")
     with pytest.raises(RTLError, match=r"not an array shape"):
         load_regression(tmp_path / "r.yaml")
+
+
+@needs_icarus
+def test_bandwidth_is_an_axis_of_the_matrix(tmp_path):
+    (tmp_path / "r.yaml").write_text("cascades: [attention-1pass]\narrays: [2x2]\nseeds: [3]\n"
+                                     "sizes: {M: 8, P: 4, E: 2, F: 2}\nbandwidths: ['1', '1/3']\n")
+    spec = load_regression(tmp_path / "r.yaml")
+    rows = run_design(spec, ("attention-1pass", "2x2", "arch", "icarus", "Q8.8"))
+    assert rows["bandwidth"].tolist() == ["1", "1/3"] and all(rows["passed"].tolist())
+    assert rows["latency"].tolist() == rows["model_latency"].tolist()
+    assert rows["latency"][1] > rows["latency"][0] and rows["cycles"][0] == rows["cycles"][1]
+    assert len(set(rows["key"].tolist())) == 2
+    (tmp_path / "r.yaml").write_text("cascades: [attention-1pass]\nbandwidths: ['3/2']\n")
+    with pytest.raises(RTLError, match=r"r.yaml:2:.*not a bandwidth"):
+        load_regression(tmp_path / "r.yaml")
