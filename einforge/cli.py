@@ -838,7 +838,7 @@ def rtl_generate(cascade_ref, sizes, array, size, int_bits, frac_bits, binding, 
     files = write_design(d, out)
     if as_json:
         emit_json({"files": {k: str(v) for k, v in files.items()},
-                   **{k: v for k, v in d.manifest.items() if k != "binding"}})
+                   **d.manifest})
         return
     m = d.manifest
     console.print(f"[bold]{d.name}[/]: {m['datapath']} on {m['array'][0]}x{m['array'][1]}, {m['numbers']['format']}")

@@ -42,7 +42,7 @@ def rtl_architecture(design, memory=None, registers=True):
 
 def rtl_binding(design) -> Binding:
     m = design.manifest["mapping"]
-    given = design.manifest.get("binding") or design.binding
+    given = design.binding
     if given is not None:
         from dataclasses import replace
 

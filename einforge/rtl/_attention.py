@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from ._errors import RTLError
@@ -62,7 +60,7 @@ def lower_attention(cascade, binding, array, numbers, sizes) -> Design:
     o_inst = [next(k for k, r in enumerate(oinfo.ranks) if r.lower() == v) for v in inst_vars]
     o_other = o_inst + [k for k in range(len(oinfo.ranks)) if k != o_lane and k not in o_inst]
     P = sizes[lane_rank]
-    n_inst = math.prod(n for _, n in prog.instances)
+    n_inst = prog.n_instances
 
     def to_beats(arr, present=None):
         arr = np.transpose(np.asarray(arr), o_other + [o_lane]).reshape(n_inst, obeats, P)
@@ -105,7 +103,7 @@ def lower_attention(cascade, binding, array, numbers, sizes) -> Design:
         "datapath": "attention engine (2D + 1D arrays, " + (
             f"tiles interleaved, a new one every {prog.makespan} cycles, {prog.depth} in flight)"
             if prog.depth > 1 else "one tile at a time)"),
-        "array": [R, C], "binding": None,
+        "array": [R, C],
         "numbers": {"format": numbers.describe(), "width": numbers.width, "frac_bits": numbers.frac_bits,
                     "accumulator_bits": top.AW, "rounding": "half up", "saturation": True},
         "sizes": {k: int(v) for k, v in sizes.items()},
@@ -121,9 +119,8 @@ def lower_attention(cascade, binding, array, numbers, sizes) -> Design:
                                                     if k == "col")
         + f"; then per tile of {R} keys it visits: " + ", ".join(f"{n} ({T} words a key)" for n, k, X, T, _ in prog.loads
                                                               if k == "row"),
-        "buffers": {"row_slots": prog.row_slots, "row_slot_words": sum(T for _, k, _, T, _ in prog.loads if k == "row"),
-                    "column_slots": 2, "column_slot_words": sum(T for _, k, _, T, _ in prog.loads if k == "col"),
-                    "slot_lag": prog.slot_lag},
+        "buffers": {"row_slots": prog.row_slots, "row_slot_words": prog.row_slot_words,
+                    "column_slots": 2, "column_slot_words": prog.col_slot_words, "slot_lag": prog.slot_lag},
         "output_stream": (f"{oname}: " + (f"per instance of {', '.join(inst_vars)}, " if inst_vars else "")
                           + f"per block of {C} queries, {obeats} beats of {C} lanes"),
         "input_words": words,
@@ -139,13 +136,11 @@ def lower_attention(cascade, binding, array, numbers, sizes) -> Design:
         "units_2d": list(engine_architecture(R, C, prog.divider_2d).array("2d").units),
         "fill_drain": False,
     }
-    d = Design(top, name, cascade, numbers, sizes, (R, C), manifest, pack, unpack, expect)
-    d.manifest["binding"] = binding
+    d = Design(top, name, cascade, numbers, sizes, (R, C), manifest, pack, unpack, expect,
+               program=prog, binding=binding)
     from ._lower import model_cycles
 
     d.manifest["model_cycles"] = model_cycles(d)
-    d.manifest["binding"] = None
-    d.program, d.binding = prog, binding
     from ._timing import stream_timing
 
     at_one = stream_timing(prog)
@@ -219,11 +214,9 @@ def stream_words(prog, tensors, raw) -> list[int]:
 
 def stream_length(prog) -> int:
     """The number of words in a job's input stream."""
-    n_inst = math.prod(n for _, n in prog.instances) if prog.instances else 1
-    per_query = sum(T for _, k, _, T, _ in prog.loads if k == "col")
-    per_key = sum(T for _, k, _, T, _ in prog.loads if k == "row")
     tiles = sum(n for _, n in prog.tile_ranges)
-    return (2 if prog.runtime_sizes else 0) + n_inst * (prog.queries * per_query + tiles * prog.rows * per_key)
+    return (2 if prog.runtime_sizes else 0) + prog.n_instances * (
+        prog.queries * prog.col_slot_words + tiles * prog.rows * prog.row_slot_words)
 
 
 def oinfo_size(info, sizes, k):

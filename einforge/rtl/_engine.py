@@ -140,7 +140,7 @@ class Loader(wiring.Component):
         col = [ld for ld in p.loads if ld[1] == "col"]
         # where the stream is: instance, block of queries (and its global count), tile, input, lane, word
         finished = Signal()
-        inst = Signal(range(max(2, math.prod(n for _, n in p.instances) if p.instances else 1)))
+        inst = Signal(range(max(2, p.n_instances)))
         ptile = Signal(range(p.query_tiles + 1))
         tile = Signal(range(p.loop_steps + 1))
         blocks_ahead = Signal(range(3))      # blocks begun (their queries loading or loaded), not finished
@@ -159,13 +159,11 @@ class Loader(wiring.Component):
                      beat.eq(self.in_valid & self.in_ready)]
         data = Signal()
         m.d.comb += data.eq(beat & (header == 2))
-        row_slot = sum(T for *_, T, _ in row)
-        col_slot = sum(T for *_, T, _ in col)
         last_word = Signal()
         with m.If(in_rows):
-            self._segment(m, row, which, lane, t, p.rows, row_slot_now * row_slot, self.row_en, data, last_word)
+            self._segment(m, row, which, lane, t, p.rows, row_slot_now * p.row_slot_words, self.row_en, data, last_word)
         with m.Else():
-            self._segment(m, col, which, lane, t, left, col_slot_now * col_slot, self.col_en, data, last_word)
+            self._segment(m, col, which, lane, t, left, col_slot_now * p.col_slot_words, self.col_en, data, last_word)
         tile_loaded, block_begun = Signal(), Signal()
         m.d.comb += [tile_loaded.eq(last_word & in_rows), block_begun.eq(last_word & ~in_rows)]
         m.d.sync += [self.ahead.eq(self.ahead + tile_loaded - self.tile_start),
@@ -179,8 +177,7 @@ class Loader(wiring.Component):
                     m.d.sync += [in_rows.eq(0), col_slot_now.eq(~col_slot_now)]
                     with m.If((ptile + 1) * p.cols >= self.queries):
                         m.d.sync += [ptile.eq(0), inst.eq(inst + 1)]
-                        n_inst = math.prod(n for _, n in p.instances) if p.instances else 1
-                        with m.If(inst == n_inst - 1):
+                        with m.If(inst == p.n_instances - 1):
                             m.d.sync += finished.eq(1)
                     with m.Else():
                         m.d.sync += ptile.eq(ptile + 1)

@@ -74,7 +74,7 @@ def _cache_file(design) -> Path | None:
     base = cache_dir("verilog")
     if base is None:
         return None
-    manifest = {k: v for k, v in design.manifest.items() if k not in ("binding", "model_cycles")}
+    manifest = {k: v for k, v in design.manifest.items() if k != "model_cycles"}
     key = hashlib.sha256("\n".join([
         _generator_hash(), design.name, repr(design.numbers), json.dumps(manifest, sort_keys=True, default=str),
         repr(getattr(design, "program", None)), design.cascade.text()]).encode()).hexdigest()[:32]
@@ -87,7 +87,7 @@ def write_design(design, out_dir: str | Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     text = export_verilog(design)
     files = {"verilog": out / f"{design.name}.v", "manifest": out / f"{design.name}.json"}
-    manifest = {k: v for k, v in design.manifest.items() if k not in ("binding",)}
+    manifest = dict(design.manifest)
     payload = {"verilog": text, "manifest": json.dumps(manifest, indent=2, default=str) + "\n"}
     tmps = {}
     try:

@@ -105,6 +105,21 @@ class Program:
     row_slots: int = 2                  # tiles the row buffers hold: one being loaded while others are read
     slot_lag: int = 2                   # a tile's slot is free once this many later tiles have started
 
+    @property
+    def row_slot_words(self) -> int:
+        """Words of one tile in a row buffer: every key/value-like input's words per key."""
+        return sum(T for _, kind, _, T, _ in self.loads if kind == "row")
+
+    @property
+    def col_slot_words(self) -> int:
+        """Words of one block in a column buffer: every query-like input's words per query."""
+        return sum(T for _, kind, _, T, _ in self.loads if kind == "col")
+
+    @property
+    def n_instances(self) -> int:
+        """Instances (batch x heads) the tile loop runs for."""
+        return math.prod(n for _, n in self.instances)
+
 
 @dataclass(frozen=True)
 class _Computed:

@@ -11,7 +11,6 @@ count is exact, not an estimate; ``tests/rtl`` holds it equal to the simulated e
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -90,16 +89,14 @@ def stream_timing(prog, memory: MemoryModel = MemoryModel()) -> StreamTiming:
     inputs offered by ``memory`` and its outputs taken at once (see the module's docstring)."""
     L, LE = prog.makespan, len(prog.epilogue)
     beats = prog.outputs[0][2]
-    per_query = sum(T for _, k, _, T, _ in prog.loads if k == "col")
-    per_tile = prog.rows * sum(T for _, k, _, T, _ in prog.loads if k == "row")
+    per_query, per_tile = prog.col_slot_words, prog.rows * prog.row_slot_words
     words = _Words(memory)
     if prog.runtime_sizes:
         words.take(2, 0)
     starts: list[int] = []          # the first frame of every tile, in order
     finished: list[int] = []        # the cycle each block's next_block happens
     frozen: list[tuple[int, int]] = []      # cycles [a, b) the compute side waited for a tile
-    n_inst = math.prod(n for _, n in prog.instances) if prog.instances else 1
-    blocks = [rng for _ in range(n_inst) for rng in prog.tile_ranges]
+    blocks = [rng for _ in range(prog.n_instances) for rng in prog.tile_ranges]
     streams: list[int] = []         # the cycle each block's first output beat leaves
     for g, (_, count) in enumerate(blocks):
         # the block's queries: their slot frees when the block two back is finished

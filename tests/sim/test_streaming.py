@@ -91,15 +91,15 @@ def test_latency_is_bounded_by_compute_and_by_memory(binding, M, P):
         assert bounded.first_input_to_last_output >= t.first_input_to_last_output
 
 
-def test_an_engine_that_keeps_up_hides_the_loads():
-    """When a tile's words arrive within its frame (per-tile words <= makespan at the bandwidth),
-    only the first tile of each block waits: the stalls are the prologue, never a tile after."""
-    d = _design(binding="arch", M=64, P=8, E=2, F=2)
-    per_tile = 4 * (2 + 2)
-    assert per_tile <= d.program.makespan
-    t = stream_timing(d.program, MemoryModel())
-    # two blocks; each one's first tile waits for its queries and its own words at most
-    assert t.stall_cycles <= 2 * (4 * 2 + per_tile + 2)
+@pytest.mark.parametrize("M,P", [(64, 8), (128, 16), (512, 16)])
+def test_an_engine_that_keeps_up_hides_the_loads(M, P):
+    """When a tile's words arrive within its frame (per-tile words <= makespan at one word a
+    cycle), only the job's first tile waits: for the header, the first block's queries and its own
+    words; every later tile and block is loaded while earlier ones compute, however many there are."""
+    d = _design(binding="arch", M=M, P=P, E=2, F=2)
+    per_tile, first_block = 4 * (2 + 2), 4 * 2
+    assert per_tile <= d.program.makespan and d.program.runtime_sizes
+    assert stream_timing(d.program, MemoryModel()).stall_cycles == 2 + first_block + per_tile
 
 
 def test_memory_model_refuses_impossible_bandwidths():
