@@ -1009,7 +1009,8 @@ def rtl_test(cascade_ref, sizes, array, size, int_bits, frac_bits, binding, sim,
                           f"{' (default)' if 'bandwidth' in defaults else ''}: RTL {latency[0]}, "
                           f"timing model {latency[1]}, cost model (roofline, same bandwidth) {latency[2]:.0f} "
                           f"({(latency[2] - latency[0]) / latency[0]:+.2%})")
-        console.print(f"  max |error| against float64: {r.max_abs_error_vs_float:.4g}   ({r.seconds:.1f} s)")
+        console.print(f"  max |error| against float64: {r.max_abs_error_vs_float:.4g}, derived bound "
+                      f"{r.error_bound_vs_float:.4g} (running error analysis of the format)   ({r.seconds:.1f} s)")
         if r.details.get("mismatches"):
             console.print("  first mismatches (beat, lane, got, expected, got present, expected present): "
                           f"{r.details['mismatches'][:5]}")

@@ -370,7 +370,7 @@ class _Runner:
         env = self._grids(free, ranges, fixed)
         data = {t for f in e.filters for t in reads_of(f)}
         if data:                                 # data-dependent filters read these tensors
-            env[TENSORS] = {t: self.state[t].values for t in data}
+            env[TENSORS] = {t: self.ns.to_float(self.state[t].values) for t in data}   # real values
         shape = tuple(ranges[v][1] - ranges[v][0] for v in free)
         fmask = None
         for f in e.filters:
@@ -636,7 +636,7 @@ class _Runner:
         if math.isinf(empty):
             # a max over nothing but -inf (a fully masked tile) is the empty value: it stays empty, so
             # exp(x - max) meets an empty operand instead of computing exp(-inf - -inf) = NaN
-            newp = newp & (value != self.ns.const(empty))
+            newp = newp & (self.ns.to_float(value) != self.ns.to_float(self.ns.const(empty)))
             present = newp
         if carried_red:
             op = self.ops[carried_red[0][1]]

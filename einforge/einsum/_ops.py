@@ -66,6 +66,10 @@ class Operator:
         How hardware computes it from other operators: a function from operand expressions to an
         expression (sigmoid is ``1 / (1 + exp(-x))``). Fixed-point arithmetic and the RTL use it, so
         they agree bit for bit; float64 keeps ``fn``.
+    slope : callable or None
+        For a unary operator, ``slope(lo, hi)``: the largest ``|f'|`` over ``[lo, hi]`` (arrays),
+        which carries an operand's error bound through it (:class:`ErrorBounds`). ``None``: no
+        error bound is derived through this operator.
     """
 
     name: str
@@ -77,6 +81,7 @@ class Operator:
     doc: str = ""
     rtl: str | None = None   # the attention engine's instruction for it (None: no datapath yet)
     expand: Callable | None = field(default=None, compare=False)   # hardware form from other operators
+    slope: Callable | None = field(default=None, compare=False)    # largest |f'| over an interval
 
     @property
     def can_reduce(self) -> bool:
@@ -207,13 +212,15 @@ class OperatorTable(Mapping):
         return OperatorTable(tuple(o for o in self.ops if o.name != op.name) + (op,))
 
     def with_function(self, name: str, fn: Callable, *, arity: int = 1, merge: str = INTERSECT,
-                      identity: float | None = None, recipes: tuple = (), doc: str = "") -> OperatorTable:
-        """A new table with a user-defined function (a feature map, an activation, ...)."""
+                      identity: float | None = None, recipes: tuple = (), doc: str = "",
+                      slope: Callable | None = None) -> OperatorTable:
+        """A new table with a user-defined function (a feature map, an activation, ...); ``slope``
+        (the largest ``|f'|`` over an interval) lets error bounds pass through it."""
         if not name.isidentifier() or not name[0].islower():
             raise ValueError(f"function name {name!r} must be a lower-case identifier")
         if merge not in (INTERSECT, UNION):
             raise ValueError(f"merge must be {INTERSECT!r} or {UNION!r}, not {merge!r}")
-        return self.with_operator(Operator(name, arity, fn, merge, identity, tuple(recipes), doc))
+        return self.with_operator(Operator(name, arity, fn, merge, identity, tuple(recipes), doc, slope=slope))
 
     def functions(self) -> list[str]:
         """Names callable as ``name(...)`` in cascade text."""
@@ -244,5 +251,44 @@ def _tanh_form(x):
 
 
 _FORMS = {"sigmoid": _sigmoid_form, "tanh": _tanh_form}
-_BUILTINS = tuple(replace(op, expand=_FORMS[op.name]) if op.name in _FORMS else op for op in _BUILTINS)
+
+
+def _constant_slope(c: float) -> Callable:
+    def slope(lo, hi):
+        import numpy as np
+
+        return np.full(np.broadcast_shapes(np.shape(lo), np.shape(hi)), c)
+    return slope
+
+
+def _exp_slope(lo, hi):
+    import numpy as np
+
+    return np.exp(hi)
+
+
+def _positive_only(f: Callable) -> Callable:
+    """A slope that exists only on a positive interval (log, sqrt: unbounded at 0)."""
+    def slope(lo, hi):
+        import numpy as np
+
+        lo = np.asarray(lo, np.float64)
+        return np.where(lo > 0, f(np.where(lo > 0, lo, 1.0)), np.inf)
+    return slope
+
+
+def _recip_slope(lo, hi):
+    import numpy as np
+
+    near = np.minimum(np.abs(lo), np.abs(hi))           # |x| closest to 0, if 0 is outside
+    return np.where(np.sign(lo) == np.sign(hi), 1.0 / np.where(near > 0, near, 1.0) ** 2, np.inf)
+
+
+# |f'| bounds: 1-Lipschitz maps, sigmoid's 1/4, exp's e**hi, and the poles of log, sqrt and 1/x
+_SLOPES = {"neg": _constant_slope(1.0), "abs": _constant_slope(1.0), "relu": _constant_slope(1.0),
+           "tanh": _constant_slope(1.0), "elu": _constant_slope(1.0), "sin": _constant_slope(1.0),
+           "cos": _constant_slope(1.0), "sigmoid": _constant_slope(0.25), "exp": _exp_slope,
+           "log": _positive_only(lambda lo: 1.0 / lo), "sqrt": _positive_only(lambda lo: 0.5 / lo ** 0.5),
+           "recip": _recip_slope}
+_BUILTINS = tuple(replace(op, expand=_FORMS.get(op.name), slope=_SLOPES.get(op.name)) for op in _BUILTINS)
 DEFAULT_OPERATORS = OperatorTable(_BUILTINS)

@@ -1,7 +1,19 @@
 """Golden models, cocotb testbenches and simulator runners: prove the generated RTL right."""
 
 from ._regress import RegressionSpec, load_regression, regress, run_design
-from ._runner import SUITE, SimError, SimResult, golden, run_jobs, saturation, simulate, simulators, stimuli, verify
+from ._runner import (
+           SUITE,
+           SimError,
+           SimResult,
+           accuracy,
+           golden,
+           run_jobs,
+           saturation,
+           simulate,
+           simulators,
+           stimuli,
+           verify,
+)
 
-__all__ = ["SUITE", "SimError", "SimResult", "golden", "run_jobs", "saturation", "simulate", "simulators", "stimuli",
+__all__ = ["SUITE", "SimError", "SimResult", "accuracy", "golden", "run_jobs", "saturation", "simulate", "simulators", "stimuli",
            "verify", "RegressionSpec", "load_regression", "regress", "run_design"]

@@ -126,7 +126,8 @@ def run_design(spec: RegressionSpec, design: tuple) -> dict[str, np.ndarray]:
     except Exception as exc:              # noqa: BLE001 - the reason is the result
         d, problem = None, f"{type(exc).__name__}: {exc}"
     failed = dict(passed=False, bit_exact=False, compared_lanes=0, cycles=np.nan, model_cycles=np.nan,
-                  latency=np.nan, model_latency=np.nan, max_abs_error_vs_float=np.nan)
+                  latency=np.nan, model_latency=np.nan, max_abs_error_vs_float=np.nan,
+                  error_bound_vs_float=np.nan)
     for (seed, bw), key in zip(spec.runs(), run_key(spec, design)):
         row = {"cascade": str(cascade_ref), "array": array, "binding": binding, "simulator": sim, "format": fmt,
                "seed": seed, "bandwidth": bw, "einforge": __version__, "key": key}
@@ -140,7 +141,8 @@ def run_design(spec: RegressionSpec, design: tuple) -> dict[str, np.ndarray]:
                            cycles=float(res.cycles), model_cycles=float(res.model_cycles),
                            latency=np.nan if latency is None else float(latency),
                            model_latency=np.nan if predicted is None else float(predicted),
-                           max_abs_error_vs_float=float(res.max_abs_error_vs_float), error="")
+                           max_abs_error_vs_float=float(res.max_abs_error_vs_float),
+                           error_bound_vs_float=float(res.error_bound_vs_float), error="")
             except Exception as exc:      # noqa: BLE001
                 row.update(failed, error=f"{type(exc).__name__}: {exc}")
         else:

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..einsum import evaluate
+from ..einsum import ErrorBounds, evaluate, within_bounds
 from ..rtl import Design, MemoryModel, export_verilog, model_latency, stream_timing
 
-__all__ = ["SimError", "SimResult", "golden", "simulate", "simulators", "stimuli"]
+__all__ = ["SimError", "SimResult", "accuracy", "golden", "simulate", "simulators", "stimuli"]
 
 TESTBENCHES = Path(__file__).parent / "testbenches"
 
@@ -36,7 +36,10 @@ class SimResult:
     """A simulation's verdict. ``passed`` needs the RTL to match the golden model bit for bit *and*
     the number format to be accurate for these inputs: no value the cascade computes may leave the
     format's range (``saturated`` names the tensors that would), since a saturating design matches
-    its golden model while both are far from the real answer."""
+    its golden model while both are far from the real answer; and every present output within
+    its derived error bound of float64 on the same inputs (``error_bound_vs_float``, the largest
+    bound, from a running error analysis of the format's arithmetic: :class:`~einforge.einsum.ErrorBounds`).
+    A bound that cannot be derived (a division by a value within its own error) is infinite and fails."""
 
     design: str
     sim: str
@@ -47,6 +50,7 @@ class SimResult:
     max_abs_error_vs_float: float
     seconds: float
     details: dict = field(default_factory=dict)
+    error_bound_vs_float: float = float("inf")      # the largest derived bound over present output lanes
     accurate: bool = True
     saturated: dict = field(default_factory=dict)    # tensor -> (values outside the range, largest |value|)
     compared_lanes: int = 0                          # output lanes compared, present or absent
@@ -59,7 +63,8 @@ class SimResult:
                 "compared_lanes": self.compared_lanes, "present_lanes": self.present_lanes, "done": self.done,
                 "failed_checks": self.details.get("failed_checks", []),
                 "cycles": self.cycles, "model_cycles": self.model_cycles,
-                "max_abs_error_vs_float": self.max_abs_error_vs_float, "seconds": self.seconds}
+                "max_abs_error_vs_float": self.max_abs_error_vs_float,
+                "error_bound_vs_float": self.error_bound_vs_float, "seconds": self.seconds}
 
 
 def golden(design: Design, raw_inputs: dict) -> dict:
@@ -335,7 +340,8 @@ def _combine(results: list[SimResult], prepared: list, seconds: float) -> SimRes
         return first
     jobs = [{"stimulus": f"{p['kind']}:{p['seed']}", "passed": r.passed, "bit_exact": r.bit_exact,
              "cycles": r.cycles, "failed_checks": r.details.get("failed_checks", []),
-             "max_abs_error_vs_float": r.max_abs_error_vs_float} for p, r in zip(prepared, results)]
+             "max_abs_error_vs_float": r.max_abs_error_vs_float, "error_bound_vs_float": r.error_bound_vs_float}
+            for p, r in zip(prepared, results)]
     failed = sorted({c for r in results for c in r.details.get("failed_checks", [])})
     details = dict(first.details, jobs=jobs, failed_checks=failed,
                    mismatches=next((r.details["mismatches"] for r in results if r.details["mismatches"]), []))
@@ -344,7 +350,8 @@ def _combine(results: list[SimResult], prepared: list, seconds: float) -> SimRes
         sat.update(r.saturated)
     return SimResult(first.design, first.sim, all(r.passed for r in results), all(r.bit_exact for r in results),
                      first.cycles, first.model_cycles, max(r.max_abs_error_vs_float for r in results), seconds,
-                     details, accurate=all(r.accurate for r in results), saturated=sat,
+                     details, max(r.error_bound_vs_float for r in results),
+                     accurate=all(r.accurate for r in results), saturated=sat,
                      compared_lanes=sum(r.compared_lanes for r in results),
                      present_lanes=sum(r.present_lanes for r in results), done=all(r.done for r in results))
 
@@ -355,10 +362,10 @@ def _verdict(design: Design, sim: str, raw: dict, gold: dict, rep: dict, timing:
     equal to the golden model, with at least one lane compared; exactly the expected beats, no
     more; ``done`` raised after the last and held; the RTL's cycle count equal to the cost
     model's (at least it, when the testbench stalls the streams); and a number format that holds
-    every exact value of the run."""
+    every exact value of the run, with every present output within its derived error bound."""
     bit_exact = rep["mismatch_count"] == 0 and rep["received"] == rep["expected_beats"] and not rep["extra_beats"]
     got = design.unpack(rep["beats"]) if rep["received"] == rep["expected_beats"] else {}
-    err = _float_error(design, raw, got)
+    acc = accuracy(design, raw, got)
     sat = saturation(design, raw)
     model = design.manifest.get("model_cycles", 0.0)
     memory = memory or MemoryModel()
@@ -376,9 +383,10 @@ def _verdict(design: Design, sim: str, raw: dict, gold: dict, rep: dict, timing:
         "packet_framing": design.manifest.get("output_packet_beats") is None or rep.get("lasts") == [
             int((k + 1) % design.manifest["output_packet_beats"] == 0) for k in range(len(rep.get("lasts") or []))],
         "accurate": not sat,
+        "error_within_bound": acc["within_bound"],
     }
     failed = [k for k, ok in checks.items() if not ok]
-    return SimResult(design.name, sim, not failed, bit_exact, rep["cycles"], model, err, seconds,
+    return SimResult(design.name, sim, not failed, bit_exact, rep["cycles"], model, acc["max_abs_error"], seconds,
                      {"first_input_to_last_output": rep["first_input_to_last_output"],
                       "model_first_input_to_last_output": latency,
                       "cost_model_latency": model_latency(design, memory),
@@ -388,7 +396,8 @@ def _verdict(design: Design, sim: str, raw: dict, gold: dict, rep: dict, timing:
                       "expected_beats": rep["expected_beats"], "extra_beats": rep["extra_beats"],
                       "rtl_cycles_expected": design.manifest.get("rtl_cycles"), "failed_checks": failed,
                       "simulated_cycles": rep.get("simulated_cycles"), "simulation_seconds": rep.get("simulation_seconds"),
-                      **timing}, accurate=not sat, saturated=sat,
+                      "error_bound_share": acc["share"], **timing}, acc["bound"],
+                     accurate=not sat and acc["within_bound"], saturated=sat,
                      compared_lanes=rep["compared_lanes"], present_lanes=rep["present_lanes"], done=rep["done"])
 
 
@@ -411,13 +420,28 @@ def saturation(design: Design, raw: dict) -> dict:
     return out
 
 
-def _float_error(design: Design, raw: dict, got: dict) -> float:
-    """Largest |RTL result - float64 result| over the outputs, in real units."""
-    if not got:
-        return float("inf")
+def accuracy(design: Design, raw: dict, got: dict) -> dict:
+    """How far ``got`` (the RTL's outputs, raw) is from float64 on the same inputs, against the
+    bound the format's arithmetic allows at each present output lane, derived by running error
+    analysis of the golden model (:class:`~einforge.einsum.ErrorBounds`): ``max_abs_error`` and
+    ``bound`` (the largest, in real units), ``within_bound`` (every lane within a finite bound)
+    and ``share`` (the largest share of its bound an error uses)."""
     q = design.numbers
-    ref = evaluate(design.cascade, {k: q.to_float(v) for k, v in raw.items()}, design.sizes)
-    worst = 0.0
-    for k, v in got.items():
-        worst = max(worst, float(np.max(np.abs(q.to_float(v) - ref[k]))) if np.size(v) else 0.0)
-    return worst
+    bounds = ErrorBounds(q)
+    floats = {k: q.to_float(v) for k, v in raw.items()}
+    bounded = evaluate(design.cascade, floats, design.sizes, bounds, with_presence=True)
+    ref = evaluate(design.cascade, floats, design.sizes)
+    out = {"max_abs_error": 0.0, "bound": 0.0, "within_bound": bool(got), "share": 0.0}
+    if not got:
+        return dict(out, max_abs_error=float("inf"), bound=float("inf"))
+    for name in design.cascade.outputs:
+        present = bounded[name + "?"]
+        if not present.any():
+            continue
+        lane_bounds = bounds.bound(bounded[name])
+        ok, share = within_bounds(got[name], lane_bounds, ref[name], q.one, present)
+        out["max_abs_error"] = max(out["max_abs_error"], float(np.max(np.abs(q.to_float(got[name]) - ref[name])[present])))
+        out["bound"] = max(out["bound"], float(np.max(lane_bounds[present])) / q.one)
+        out["within_bound"] &= ok and bool(np.all(np.isfinite(lane_bounds[present])))
+        out["share"] = max(out["share"], share)
+    return out

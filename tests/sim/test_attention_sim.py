@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from einforge.cli import main
 from einforge.einsum import FixedPoint, library
 from einforge.rtl import lower
-from einforge.sim import simulate, simulators
+from einforge.sim import golden, simulate, simulators
 
 needs_icarus = pytest.mark.skipif(not simulators()["icarus"], reason="Icarus Verilog is not installed")
 LIB = library()
@@ -250,6 +250,27 @@ def test_saturation_is_found_from_the_exact_values():
 
 
 @needs_icarus
+def test_the_verdict_derives_an_error_bound_and_fails_without_a_finite_one():
+    """The accuracy check: every present output within its bound of float64, derived by running
+    error analysis. Soft-capping at CAP=50 in Q8.8 divides the logits by 50 and loses all but a
+    few bits of them: no finite bound exists (the outputs are off by ~0.1), so the check fails;
+    CAP=2.5 is certified. One LSB off the golden model on a lane whose bound is below an LSB fails."""
+    from einforge.sim import accuracy, stimuli
+
+    for cap, certified in ((2.5, True), (50.0, False)):
+        d = design("attention-softcap", CAP=cap)
+        raw_in = stimuli(d, 0, "random")
+        gold = golden(d, raw_in)
+        acc = accuracy(d, raw_in, gold)
+        assert acc["within_bound"] == certified and np.isfinite(acc["bound"]) == certified, cap
+    d = design()
+    raw_in = stimuli(d, 0, "random")
+    gold = golden(d, raw_in)
+    acc = accuracy(d, raw_in, gold)
+    assert acc["within_bound"] and acc["max_abs_error"] <= acc["bound"] < 40 / 256
+    assert not accuracy(d, raw_in, {"AV": gold["AV"] + 40})["within_bound"]
+
+
 def test_a_saturating_format_does_not_pass_though_bit_exact():
     # the golden model saturates exactly as the RTL does, so bit-exactness alone would pass it
     d = design(array=(2, 2), numbers=FixedPoint(2, 8), M=8, P=4, E=4, F=4)

@@ -26,6 +26,8 @@ def test_gemm_bit_exact_and_cycles(k, m, n, r, c):
     assert abs(res.cycles - res.model_cycles) <= 0.05 * res.model_cycles
     # exact products, one rounding: within half an LSB of float64 on the same (quantized) operands
     assert res.max_abs_error_vs_float <= 0.5 / (1 << 10) + 1e-12
+    # ... the verdict's derived bound says so too: exact operands, so the rounding is all there is
+    assert res.max_abs_error_vs_float <= res.error_bound_vs_float <= 0.5 / (1 << 10)
 
 
 @needs_icarus
@@ -82,7 +84,7 @@ def test_rtl_test_command_contract(tmp_path):
     out = json.loads(r.output)
     assert set(out) == {"design", "sim", "passed", "bit_exact", "accurate", "saturated", "compared_lanes",
                         "present_lanes", "done", "failed_checks", "cycles", "model_cycles",
-                        "max_abs_error_vs_float", "seconds", "jobs", "files", "defaults_used", "memory",
+                        "max_abs_error_vs_float", "error_bound_vs_float", "seconds", "jobs", "files", "defaults_used", "memory",
                         "first_input_to_last_output", "model_first_input_to_last_output", "cost_model_latency"}
     # the simulator and the memory were not chosen: the faster simulator installed ran, one word a
     # cycle, and the output says so; the GEMM array has no streaming timing model
