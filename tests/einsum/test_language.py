@@ -11,6 +11,7 @@ from einforge.einsum import (
     Cascade,
     CascadeError,
     Einsum,
+    FixedPoint,
     RankDecl,
     TensorDecl,
     Var,
@@ -345,6 +346,19 @@ def test_a_filter_on_data_keeps_what_the_data_says():
     assert np.array_equal(out["B?"], keep)
     assert np.array_equal(out["B"][keep], s.reshape(4, 2, 4)[keep])
     assert parse_cascade(c.text()) == c and "density BM=KEEP" in c.text()
+
+
+@pytest.mark.parametrize("threshold", [0.5, -0.25, 1.0, 3.0])
+def test_a_filter_on_data_compares_real_values_in_any_number_system(threshold):
+    """A filter's threshold is a real number: fixed point keeps what float64 keeps (it once
+    compared the raw integers, 64 for 0.25, with the real 0.5)."""
+    c = parse_cascade(SEER.replace("BM[m1,p] != 0", f"BM[m1,p] > {threshold}"))
+    s = np.arange(32.0).reshape(8, 4) / 8
+    bm = np.array([[0.25, 0.75, -0.5, 1.0], [2.0, 0.5, 0.0, -0.25], [3.5, 0.125, 1.5, -1], [0, 4, 0.5, 0.25]])
+    floats = evaluate(c, {"S": s, "BM": bm}, {}, with_presence=True)
+    fixed = evaluate(c, {"S": s, "BM": bm}, {}, FixedPoint(8, 8), with_presence=True)
+    assert np.array_equal(fixed["B?"], floats["B?"])
+    assert np.array_equal(floats["B?"], np.repeat(bm > threshold, 2, axis=0).reshape(4, 2, 4))
 
 
 @pytest.mark.parametrize("text,message", [
