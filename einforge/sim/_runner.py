@@ -21,6 +21,7 @@ import numpy as np
 
 from ..einsum import ErrorBounds, evaluate, within_bounds
 from ..rtl import Design, MemoryModel, export_verilog, model_latency, stream_timing
+from ._harness import FIFO_SLOTS, HARNESS_TOP, LOAD_WORDS, harness_verilog
 
 __all__ = ["SimError", "SimResult", "accuracy", "golden", "simulate", "simulators", "stimuli"]
 
@@ -206,7 +207,8 @@ def verify(design: Design, *, sim: str = "icarus", suite=SUITE, build_dir: str |
 
 def run_jobs(design: Design, jobs: list, *, sim: str = "icarus", input_gaps: float = 0.0,
              output_gaps: float = 0.0, build_dir: str | Path | None = None, waves: bool = False,
-             verilog: str | None = None, memory: MemoryModel | None = None) -> SimResult:
+             verilog: str | None = None, memory: MemoryModel | None = None,
+             memory_in_hdl: bool = True) -> SimResult:
     """Simulate ``jobs`` ((kind, seed, raw inputs) each, and optionally the design's view at the job's
     sizes, ``design.at(sizes)``, for an engine that takes smaller jobs) in one build and one run. The compiled
     simulation is cached by the hash of its Verilog and simulator, so a design run again starts at
@@ -214,7 +216,9 @@ def run_jobs(design: Design, jobs: list, *, sim: str = "icarus", input_gaps: flo
     With ``build_dir`` or ``waves`` the run's files (Verilog, stimulus, logs, waveform) are kept
     there; a failing run always keeps them and says where. ``memory`` offers the input words (by
     default one a cycle, fetched ahead without bound); the attention engine's first-input-to-
-    last-output cycles must equal :func:`~einforge.rtl.stream_timing`'s for it."""
+    last-output cycles must equal :func:`~einforge.rtl.stream_timing`'s for it. The memory runs in
+    the simulation harness (HDL) unless ``memory_in_hdl`` is false, input gaps are asked for or its
+    FIFO is beyond the harness's; then the testbench offers each word (same timing, slower)."""
     memory = memory if memory is not None else MemoryModel()
     if sim not in ("icarus", "verilator"):
         raise SimError(f"unknown simulator {sim!r}: use icarus or verilator")
@@ -241,6 +245,8 @@ def run_jobs(design: Design, jobs: list, *, sim: str = "icarus", input_gaps: flo
             "width": design.numbers.width, "lanes": len(prepared[0]["expected"][0]),
             "input_gaps": input_gaps, "output_gaps": output_gaps,
             "bandwidth": [memory.bandwidth.numerator, memory.bandwidth.denominator], "fifo": memory.fifo,
+            "memory_in_hdl": memory_in_hdl and (memory.fifo is None or memory.fifo <= FIFO_SLOTS),
+            "load_words": LOAD_WORDS,
             "timeout_cycles": int(50 * (design.manifest.get("rtl_cycles", 0)
                                         + max(len(j["words"]) for j in prepared) / memory.bandwidth
                                         + 1000))}
@@ -248,7 +254,8 @@ def run_jobs(design: Design, jobs: list, *, sim: str = "icarus", input_gaps: flo
     sfile.write_text(json.dumps(stim))
     if rfile.exists():
         rfile.unlink()
-    timing = _build_and_run(design, sim, text, rdir, sfile, rfile, waves)
+    longest = max([len(design.pack(stimuli(design, 0, "zeros")))] + [len(j["words"]) for j in prepared])
+    timing = _build_and_run(design, sim, text, harness_verilog(text, design.name, longest), rdir, sfile, rfile, waves)
     if not rfile.exists():
         raise SimError(f"the {sim} simulation of {design.name} produced no result (files kept in {rdir})")
     reps = json.loads(rfile.read_text())["jobs"]
@@ -279,14 +286,14 @@ def _toolchain(sim: str) -> str:
     return f"{sim}|{exe}|{cocotb.__version__}|{Path(cocotb.__file__).parent}|{sys.executable}"
 
 
-def _build_and_run(design, sim, text, rdir: Path, sfile: Path, rfile: Path, waves: bool) -> dict:
-    """Compile (or reuse the cached compile of) the Verilog, then run the testbench."""
+def _build_and_run(design, sim, text, harness, rdir: Path, sfile: Path, rfile: Path, waves: bool) -> dict:
+    """Compile (or reuse the cached compile of) the design's Verilog in its harness, then run the testbench."""
     import hashlib
 
     from cocotb_tools.runner import get_runner
 
     flags = " ".join((VERILATOR_OPT, *_VERILATOR_FLAGS, "public: top ports")) if sim == "verilator" else ""
-    key = hashlib.sha256(f"{_toolchain(sim)}\n{flags}\n{waves}\n{design.name}\n{text}".encode()).hexdigest()[:24]
+    key = hashlib.sha256(f"{_toolchain(sim)}\n{flags}\n{waves}\n{design.name}\n{text}\n{harness}".encode()).hexdigest()[:24]
     bdir = _cache_root() / key
     marker = bdir / "built"
     timing: dict = {}
@@ -294,23 +301,22 @@ def _build_and_run(design, sim, text, rdir: Path, sfile: Path, rfile: Path, wave
         runner = get_runner(sim)
         if sim == "verilator":
             bdir.mkdir(parents=True, exist_ok=True)
-        build_args = _verilator_args(bdir, design.name) if sim == "verilator" else []
+        build_args = _verilator_args(bdir, HARNESS_TOP) if sim == "verilator" else []
+        sources = [bdir / f"{design.name}.v", bdir / f"{HARNESS_TOP}.v"]
+        (rdir / f"{HARNESS_TOP}.v").write_text(harness)
         try:
             tb = time.perf_counter()
-            if not marker.exists():
+            fresh = not marker.exists()
+            if fresh:
                 bdir.mkdir(parents=True, exist_ok=True)
-                vfile = bdir / f"{design.name}.v"
-                vfile.write_text(text)
-                runner.build(sources=[vfile], hdl_toplevel=design.name, build_dir=bdir,
-                             timescale=("1ns", "1ps"), build_args=build_args, always=True, waves=waves,
-                             log_file=rdir / "build.log")
+                sources[0].write_text(text)
+                sources[1].write_text(harness)
+            runner.build(sources=sources, hdl_toplevel=HARNESS_TOP, build_dir=bdir, timescale=("1ns", "1ps"),
+                         build_args=build_args, always=fresh, waves=waves, log_file=rdir / "build.log")
+            if fresh:
                 marker.write_text("ok")
-            else:
-                runner.build(sources=[bdir / f"{design.name}.v"], hdl_toplevel=design.name, build_dir=bdir,
-                             timescale=("1ns", "1ps"), build_args=build_args, always=False, waves=waves,
-                             log_file=rdir / "build.log")
             tr = time.perf_counter()
-            runner.test(test_module="stream_tb", hdl_toplevel=design.name, test_dir=TESTBENCHES,
+            runner.test(test_module="stream_tb", hdl_toplevel=HARNESS_TOP, test_dir=TESTBENCHES,
                         build_dir=bdir, results_xml=str(rdir / "results.xml"),
                         extra_env={"EINFORGE_STIMULUS": str(sfile), "EINFORGE_RESULT": str(rfile),
                                    "PYTHONPATH": os.pathsep.join([str(TESTBENCHES)] + sys.path)},
@@ -395,7 +401,7 @@ def _verdict(design: Design, sim: str, raw: dict, gold: dict, rep: dict, timing:
                       "mismatches": rep["mismatches"], "received": rep["received"],
                       "expected_beats": rep["expected_beats"], "extra_beats": rep["extra_beats"],
                       "rtl_cycles_expected": design.manifest.get("rtl_cycles"), "failed_checks": failed,
-                      "simulated_cycles": rep.get("simulated_cycles"), "simulation_seconds": rep.get("simulation_seconds"),
+                      "simulated_cycles": rep.get("simulated_cycles"), "memory_model": rep.get("memory_model"), "simulation_seconds": rep.get("simulation_seconds"),
                       "error_bound_share": acc["share"], **timing}, acc["bound"],
                      accurate=not sat and acc["within_bound"], saturated=sat,
                      compared_lanes=rep["compared_lanes"], present_lanes=rep["present_lanes"], done=rep["done"])
