@@ -231,14 +231,20 @@ def cascade_show(cascade_ref, as_json):
 @click.option("--seed", default=0, show_default=True, help="seed of the random inputs")
 @click.option("--scale", default=1.0, show_default=True, help="standard deviation of the random inputs")
 @click.option("--tol", default=1e-9, show_default=True, help="largest relative error that passes")
+@click.option("--fixed", "fixed", metavar="I.F",
+              help="also run in signed fixed point with I integer (sign included) and F fraction bits, as the "
+                   "RTL computes, and check every output against float64 within its derived error bound")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 @handles_errors
-def cascade_run(cascade_ref, sizes, size, reference_ref, seed, scale, tol, as_json):
+def cascade_run(cascade_ref, sizes, size, reference_ref, seed, scale, tol, fixed, as_json):
     """Run a cascade on random inputs and check it.
 
     A built-in cascade is compared with its direct numpy computation; any cascade with
     --reference OTHER is compared with OTHER on the same inputs. Without either, nothing is
-    compared and the report says so. Outputs with NaN or infinities fail."""
+    compared and the report says so. Outputs with NaN or infinities fail. With --fixed I.F the
+    cascade also runs in that fixed-point format on the same inputs (rounded to it), and each
+    output must lie within its error bound of float64, derived by running error analysis of the
+    format's arithmetic; no finite bound fails (the format cannot be shown to hold the cascade)."""
     import numpy as np
 
     from .einsum import compare_outputs, evaluate, library, load_cascade, random_inputs, resolve_sizes
@@ -270,13 +276,15 @@ def cascade_run(cascade_ref, sizes, size, reference_ref, seed, scale, tol, as_js
         raise CascadeError(f"{against} has none of the outputs of {c.name} ({', '.join(c.outputs)}): "
                            "nothing to compare")
     accurate = None if not compared else rel_err <= tol
-    passed = not nonfinite and accurate is not False
+    format_check = _fixed_point_check(c, x, sz, fixed) if fixed else None
+    passed = not nonfinite and accurate is not False and (format_check is None or format_check["within_bound"])
     if as_json:
         emit_json({"cascade": c.name, "sizes": sz, "reference": against, "compared": compared,
                    "max_abs_error": abs_err if abs_err is None or math.isfinite(abs_err) else "inf",
                    "max_rel_error": rel_err if rel_err is None or math.isfinite(rel_err) else "inf",
                    "non_finite_outputs": nonfinite, "seconds": seconds,
-                   "passed": passed if compared else (False if nonfinite else None),
+                   "passed": passed if compared or format_check else (False if nonfinite else None),
+                   "fixed_point": format_check,
                    "outputs": {o: list(out[o].shape) for o in c.outputs}})
     else:
         console.print(f"[bold]{c.name}[/]  sizes: " + " ".join(f"{k}={v}" for k, v in sz.items()))
@@ -293,9 +301,50 @@ def cascade_run(cascade_ref, sizes, size, reference_ref, seed, scale, tol, as_js
             verdict = "[green]ok[/]" if accurate else "[red]FAILED[/]"
             console.print(f"  {', '.join(compared)} vs {against}: max abs error {abs_err:.3e}, relative "
                           f"{rel_err:.3e} (tolerance {tol:g}) {verdict}")
+        if format_check:
+            verdict = "[green]ok[/]" if format_check["within_bound"] else "[red]FAILED[/]"
+            for o, r in format_check["outputs"].items():
+                bound = r["bound"] if isinstance(r["bound"], str) else f"{r['bound']:.3e}"
+                console.print(f"  {o} in {format_check['format']} vs float64: max abs error {r['max_abs_error']:.3e}, "
+                              f"derived bound {bound}")
+            console.print(f"  {format_check['format']} {verdict}"
+                          + ("" if format_check["within_bound"] else ": no finite error bound at some output "
+                             "(a value leaves the format or a division meets a divisor within its own error); "
+                             "use more bits"))
         console.print(f"  evaluated in {seconds:.3f} s")
     if not passed:
         sys.exit(1)
+
+
+def _fixed_point_check(c, inputs, sizes, fmt: str) -> dict:
+    """``c`` run in the fixed-point format ``fmt`` ("I.F") on ``inputs`` rounded to it: per output, the
+    largest error against float64 on the same rounded inputs and the largest derived bound."""
+    import numpy as np
+
+    from .einsum import ErrorBounds, FixedPoint, evaluate, within_bounds
+
+    try:
+        int_bits, frac_bits = (int(v) for v in fmt.removeprefix("Q").split("."))
+        q = FixedPoint(int_bits, frac_bits)
+    except ValueError as exc:
+        raise click.BadParameter(f"{fmt!r} is not a fixed-point format: give I.F, e.g. 8.8 ({exc})",
+                                 param_hint="--fixed") from exc
+    bounds = ErrorBounds(q)
+    rounded = {k: q.to_float(q.from_float(v)) for k, v in inputs.items()}
+    with np.errstate(all="ignore"):
+        got = evaluate(c, rounded, sizes, bounds, with_presence=True)
+        exact = evaluate(c, rounded, sizes)
+    report = {"format": q.describe(), "within_bound": True, "outputs": {}}
+    for o in c.outputs:
+        present = got[o + "?"]
+        lane = bounds.bound(got[o])[present]
+        ok, _ = within_bounds(bounds.raw(got[o]), bounds.bound(got[o]), exact[o], q.one, present)
+        err = np.abs(q.to_float(bounds.raw(got[o])) - exact[o])[present]
+        finite = bool(np.all(np.isfinite(lane)))
+        report["outputs"][o] = {"max_abs_error": float(err.max()) if err.size else 0.0,
+                                "bound": float(lane.max()) / q.one if lane.size and finite else "inf"}
+        report["within_bound"] &= ok and finite
+    return report
 
 
 # ------------------------------------------------------------------------------------------------

@@ -49,6 +49,25 @@ def test_cascade_run_fails_with_exit_1_beyond_tolerance():
     assert float(json.loads(r.output)["max_rel_error"]) > 1e-9   # "inf" when the outputs overflow
 
 
+def test_cascade_run_checks_a_fixed_point_format_against_its_derived_bound(tmp_path):
+    r = run("cascade", "run", "attention-1pass", "--fixed", "8.8", "--json")
+    out = json.loads(r.output)
+    fx = out["fixed_point"]
+    assert r.exit_code == 0 and out["passed"] and fx["format"] == "Q8.8" and fx["within_bound"]
+    assert 0 < fx["outputs"]["AV"]["max_abs_error"] <= fx["outputs"]["AV"]["bound"] < 1
+    # RoPE's BASE=10000 does not fit Q8.8: no finite bound, exit 1; wider formats are certified
+    r = run("cascade", "run", "rope", "--fixed", "8.8", "--json")
+    assert r.exit_code == 1 and json.loads(r.output)["fixed_point"]["outputs"]["YE"]["bound"] == "inf"
+    assert run("cascade", "run", "rope", "--fixed", "16.12", "--json").exit_code == 0
+    # a user's cascade without a reference: the format check is a comparison, so the run can pass
+    f = tmp_path / "gemm.cascade"
+    f.write_text("ranks K=3 M=2 N=2\ninput A[k,m] B[k,n]\nZ[m,n] = A[k,m] * B[k,n]\n")
+    out = json.loads(run("cascade", "run", str(f), "--fixed", "6.10", "--json").output)
+    assert out["passed"] is True and out["fixed_point"]["outputs"]["Z"]["bound"] <= 0.5 / 1024
+    bad = run("cascade", "run", "gemm", "--fixed", "eight")
+    assert bad.exit_code == 2 and "give I.F" in bad.output
+
+
 def test_cascade_show_and_file(tmp_path):
     f = tmp_path / "gemm.cascade"
     f.write_text("ranks K=3 M=2 N=2\ninput A[k,m] B[k,n]\nZ[m,n] = A[k,m] * B[k,n]\n")
