@@ -319,9 +319,7 @@ def cascade_run(cascade_ref, sizes, size, reference_ref, seed, scale, tol, fixed
 def _fixed_point_check(c, inputs, sizes, fmt: str) -> dict:
     """``c`` run in the fixed-point format ``fmt`` ("I.F") on ``inputs`` rounded to it: per output, the
     largest error against float64 on the same rounded inputs and the largest derived bound."""
-    import numpy as np
-
-    from .einsum import ErrorBounds, FixedPoint, evaluate, within_bounds
+    from .einsum import FixedPoint, format_error
 
     try:
         int_bits, frac_bits = (int(v) for v in fmt.removeprefix("Q").split("."))
@@ -329,22 +327,11 @@ def _fixed_point_check(c, inputs, sizes, fmt: str) -> dict:
     except ValueError as exc:
         raise click.BadParameter(f"{fmt!r} is not a fixed-point format: give I.F, e.g. 8.8 ({exc})",
                                  param_hint="--fixed") from exc
-    bounds = ErrorBounds(q)
-    rounded = {k: q.to_float(q.from_float(v)) for k, v in inputs.items()}
-    with np.errstate(all="ignore"):
-        got = evaluate(c, rounded, sizes, bounds, with_presence=True)
-        exact = evaluate(c, rounded, sizes)
-    report = {"format": q.describe(), "within_bound": True, "outputs": {}}
-    for o in c.outputs:
-        present = got[o + "?"]
-        lane = bounds.bound(got[o])[present]
-        ok, _ = within_bounds(bounds.raw(got[o]), bounds.bound(got[o]), exact[o], q.one, present)
-        err = np.abs(q.to_float(bounds.raw(got[o])) - exact[o])[present]
-        finite = bool(np.all(np.isfinite(lane)))
-        report["outputs"][o] = {"max_abs_error": float(err.max()) if err.size else 0.0,
-                                "bound": float(lane.max()) / q.one if lane.size and finite else "inf"}
-        report["within_bound"] &= ok and finite
-    return report
+    r = format_error(c, {k: q.to_float(q.from_float(v)) for k, v in inputs.items()}, sizes, q)
+    return {"format": q.describe(), "within_bound": r["within_bound"],
+            "outputs": {o: {"max_abs_error": v["max_abs_error"],
+                            "bound": v["bound"] if math.isfinite(v["bound"]) else "inf"}
+                        for o, v in r["outputs"].items()}}
 
 
 # ------------------------------------------------------------------------------------------------

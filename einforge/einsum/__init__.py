@@ -22,7 +22,7 @@ _MODULES = {
     "_rewrite": ["check_equivalent", "compare_outputs", "defer_division", "running_max"],
     "_plot": ["plot_cascade"],
     "_fixed": ["FixedPoint"],
-    "_bounds": ["ErrorBounds", "within_bounds"],
+    "_bounds": ["ErrorBounds", "format_error", "within_bounds"],
     "_presence": ["presence_filters"],
     "_roles": ["Roles", "roles"],
     "_rename": ["rename"],

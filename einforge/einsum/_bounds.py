@@ -27,11 +27,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._execute import evaluate
 from ._fixed import FixedPoint, _rshift_round
 from ._numbers import NumberSystem
 from ._ops import Operator
 
-__all__ = ["ErrorBounds", "within_bounds"]
+__all__ = ["ErrorBounds", "format_error", "within_bounds"]
 
 
 @dataclass(frozen=True)
@@ -183,3 +184,41 @@ def within_bounds(fixed_values, bounds, reference, one: int, present=None) -> tu
     share = float(np.max(np.where(b > 0, err / np.where(b > 0, b, 1), np.where(err > slack, np.inf, 0.0)))) \
         if err.size else 0.0
     return ok, share
+
+
+def format_error(cascade, inputs: dict, sizes: dict, fixed: FixedPoint, got: dict | None = None) -> dict:
+    """How far a fixed-point run of ``cascade`` is from float64 on the same ``inputs`` (real values the
+    format holds), against the bound its arithmetic allows at each present output coordinate.
+
+    ``got`` (raw outputs, e.g. an RTL's) is checked instead of the golden model's own values. Returns
+    per output (``"outputs"``) and over all of them: ``max_abs_error`` and ``bound`` (largest, real
+    units; infinite where none can be derived), ``share`` (largest share of a bound an error uses)
+    and ``within_bound`` (every coordinate within a finite bound).
+
+    Examples
+    --------
+    >>> from einforge.einsum import parse_cascade
+    >>> c = parse_cascade("ranks K\\ninput A[k]\\nZ[] = A[k] * A[k]\\n")
+    >>> r = format_error(c, {"A": np.array([0.5, 0.25])}, {}, FixedPoint(8, 8))
+    >>> r["within_bound"], r["bound"]
+    (True, 0.0)
+    """
+    bounds = ErrorBounds(fixed)
+    with np.errstate(all="ignore"):
+        bounded = evaluate(cascade, inputs, sizes, bounds, with_presence=True)
+        exact = evaluate(cascade, inputs, sizes)
+    report = {"outputs": {}, "max_abs_error": 0.0, "bound": 0.0, "share": 0.0, "within_bound": True}
+    for name in cascade.outputs:
+        present = bounded[name + "?"]
+        raw = bounds.raw(bounded[name]) if got is None else np.asarray(got[name])
+        lane = bounds.bound(bounded[name])
+        ok, share = within_bounds(raw, lane, exact[name], fixed.one, present)
+        err = np.abs(fixed.to_float(raw) - exact[name])[present]
+        one = {"max_abs_error": float(err.max()) if err.size else 0.0,
+               "bound": float(lane[present].max()) / fixed.one if err.size else 0.0,
+               "share": share, "within_bound": ok and bool(np.all(np.isfinite(lane[present])))}
+        report["outputs"][name] = one
+        for k in ("max_abs_error", "bound", "share"):
+            report[k] = max(report[k], one[k])
+        report["within_bound"] &= one["within_bound"]
+    return report

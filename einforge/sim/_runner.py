@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..einsum import ErrorBounds, evaluate, within_bounds
+from ..einsum import evaluate, format_error
 from ..rtl import Design, MemoryModel, export_verilog, model_latency, stream_timing
 from ._harness import FIFO_SLOTS, HARNESS_TOP, LOAD_WORDS, harness_verilog
 
@@ -428,26 +428,11 @@ def saturation(design: Design, raw: dict) -> dict:
 
 def accuracy(design: Design, raw: dict, got: dict) -> dict:
     """How far ``got`` (the RTL's outputs, raw) is from float64 on the same inputs, against the
-    bound the format's arithmetic allows at each present output lane, derived by running error
-    analysis of the golden model (:class:`~einforge.einsum.ErrorBounds`): ``max_abs_error`` and
-    ``bound`` (the largest, in real units), ``within_bound`` (every lane within a finite bound)
-    and ``share`` (the largest share of its bound an error uses)."""
-    q = design.numbers
-    bounds = ErrorBounds(q)
-    floats = {k: q.to_float(v) for k, v in raw.items()}
-    bounded = evaluate(design.cascade, floats, design.sizes, bounds, with_presence=True)
-    ref = evaluate(design.cascade, floats, design.sizes)
-    out = {"max_abs_error": 0.0, "bound": 0.0, "within_bound": bool(got), "share": 0.0}
+    bound the format's arithmetic allows at each present output lane
+    (:func:`~einforge.einsum.format_error`): ``max_abs_error`` and ``bound`` (the largest, in real
+    units), ``within_bound`` (every lane within a finite bound) and ``share`` (the largest share of
+    its bound an error uses). Nothing to check (no outputs received) is not within bound."""
     if not got:
-        return dict(out, max_abs_error=float("inf"), bound=float("inf"))
-    for name in design.cascade.outputs:
-        present = bounded[name + "?"]
-        if not present.any():
-            continue
-        lane_bounds = bounds.bound(bounded[name])
-        ok, share = within_bounds(got[name], lane_bounds, ref[name], q.one, present)
-        out["max_abs_error"] = max(out["max_abs_error"], float(np.max(np.abs(q.to_float(got[name]) - ref[name])[present])))
-        out["bound"] = max(out["bound"], float(np.max(lane_bounds[present])) / q.one)
-        out["within_bound"] &= ok and bool(np.all(np.isfinite(lane_bounds[present])))
-        out["share"] = max(out["share"], share)
-    return out
+        return {"max_abs_error": float("inf"), "bound": float("inf"), "within_bound": False, "share": 0.0}
+    q = design.numbers
+    return format_error(design.cascade, {k: q.to_float(v) for k, v in raw.items()}, design.sizes, q, got)
