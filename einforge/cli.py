@@ -1051,7 +1051,7 @@ def rtl_test(cascade_ref, sizes, array, size, int_bits, frac_bits, binding, sim,
             console.print("  first mismatches (beat, lane, got, expected, got present, expected present): "
                           f"{r.details['mismatches'][:5]}")
         if files:
-            console.print(f"  files (Verilog, stimulus, logs{', waveform' if waves else ''}): {files}")
+            console.print(f"  files (Verilog, its simulation harness, stimulus, logs{', waveform' if waves else ''}): {files}")
     if not r.passed:
         sys.exit(1)
 

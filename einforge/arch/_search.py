@@ -298,6 +298,7 @@ def _held_per_pe(arch, cascade, workload, base) -> dict[str, float]:
     ``_check_registers`` counts), so that leaves the registers cannot hold are dropped unpriced."""
     from ._model import _by_role, _tile_sizes
     from ._plan import _loop_members, _plan, instance_ranks
+    from ._traffic import reduced_across_rows
 
     a, b = _by_role(arch, base, arch.parts())
     labels = [cascade.label(i) for i, e in enumerate(cascade.einsums)
@@ -318,7 +319,7 @@ def _held_per_pe(arch, cascade, workload, base) -> dict[str, float]:
         if p.label not in members or cascade.tensors[p.output].iterative is not None:
             continue
         sp = {v for _, v, _ in p.spatial}
-        out[p.label] = math.prod(vsize[v] for v in p.out_vars if v not in sp and v not in outer)
+        out[p.label] = 0 if reduced_across_rows(p) else math.prod(vsize[v] for v in p.out_vars if v not in sp and v not in outer)
     return out
 
 

@@ -541,10 +541,17 @@ def _link_cycles(plan: _Plan, ctx: _Ctx) -> float:
     return words / lanes
 
 
+def reduced_across_rows(p) -> bool:
+    """Whether an Einsum on the grid reduces a rank spread over its rows: each column's result then
+    leaves the grid at the column's end (the 1D lane holds it), no PE keeps it."""
+    return any(dim == "rows" and v not in p.out_vars for dim, v, _ in p.spatial)
+
+
 def _check_registers(plan: _Plan, ctx: _Ctx, binding: Binding) -> None:
     """Values the PE grid produces and reads again within a tile stay in the PEs' register files:
     per PE, every such tensor's values that the grid's spatial ranks do not spread, for each tile
-    in flight (two when tiles interleave). A mapping that does not fit is refused, so a search
+    in flight (two when tiles interleave); a value reduced across the rows is held at the column's
+    end, not in the PEs. A mapping that does not fit is refused, so a search
     cannot win by keeping more in the PEs than they hold."""
     if binding.mapping != "tiled" or plan.loop_var is None:
         return
@@ -559,7 +566,7 @@ def _check_registers(plan: _Plan, ctx: _Ctx, binding: Binding) -> None:
     outer = {plan.loop_var} | set(instance_ranks(plan))      # one tile of one instance at a time
     for p in on_grid:
         info = ctx.c.tensors[p.output]
-        if p.output not in read_on_grid or info.iterative is not None:
+        if p.output not in read_on_grid or info.iterative is not None or reduced_across_rows(p):
             continue
         sp = {v for _, v, _ in p.spatial}
         per_pe = math.prod(ctx.vsize[v] for v in p.out_vars if v not in sp and v not in outer)

@@ -2,27 +2,23 @@
 
 from __future__ import annotations
 
-from ..arch import Binding, load_architecture
-from ..arch._workload import Workload
+from ..arch import Binding, Workload, load_architecture
 
 __all__ = ["rtl_architecture", "rtl_binding", "rtl_workload", "model_area"]
 
 
-def rtl_architecture(design, memory=None, registers=True):
+def rtl_architecture(design, memory=None):
     """The generated arrays as an architecture: R x C MAC PEs (and C 1D lanes), one action per
     cycle, skew fill and drain charged per tile; memory never the bottleneck, or (``memory``, a
     :class:`~einforge.rtl.MemoryModel`) as fast as that memory: its words a cycle at a 1 Hz clock.
 
-    With ``registers``, the engine's PEs and lanes hold the program's register counts (for area
-    and energy). Timing uses FuseMax's register files instead (``registers=False``): the cost
-    model's register check counts a tile's values per PE differently from the compiler (six for
-    FlashAttention-1's interleaved tiles, where the compiler allocates five), so it can refuse a
-    program the engine runs; cycles do not depend on the depth."""
+    The engine's PEs and lanes hold the program's register counts: the cost model's register check
+    sees the registers the compiler allocated (tested to accept every program the engine runs)."""
     r, c = design.array
     if design.manifest.get("datapath", "").startswith("attention engine"):  # noqa: SIM102
         a = engine_architecture(r, c, divider_2d="divstep" in design.manifest.get("units_2d", ()))
         prog = design.program
-        if prog is not None and registers:     # the engine's PEs and lanes hold this many registers
+        if prog is not None:                   # the engine's PEs and lanes hold this many registers
             a = a.with_array("2d", rf_depth=prog.pe_regs).with_array("1d", rf_depth=prog.lane_regs, shared_rf=0)
         if memory is not None:
             from dataclasses import replace

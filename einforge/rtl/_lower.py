@@ -270,11 +270,10 @@ def _verilog_name(name: str) -> str:
 
 def model_cycles(design: Design) -> float:
     """What the cost model predicts for this array and mapping (fill and drain included)."""
-    from ..arch import ArchError
-    from ..arch._designs import evaluate
+    from ..arch import ArchError, evaluate
     from ._arch import rtl_architecture, rtl_binding, rtl_workload
 
-    arch = rtl_architecture(design, registers=False)
+    arch = rtl_architecture(design)
     binding = rtl_binding(design)
     try:
         r = evaluate(arch, design.cascade, binding, rtl_workload(design))
@@ -289,14 +288,13 @@ def model_latency(design: Design, memory) -> float | None:
     It is the model's roofline (the busier of compute and traffic), not the engine's event timing
     (:func:`~einforge.rtl.stream_timing`), so it leaves out each block's first tile and last
     outputs; None for the GEMM array."""
-    from ..arch import ArchError
-    from ..arch._designs import evaluate
+    from ..arch import ArchError, evaluate
     from ._arch import rtl_architecture, rtl_binding, rtl_workload
 
     if design.program is None:
         return None
     try:
-        r = evaluate(rtl_architecture(design, memory, registers=False), design.cascade, rtl_binding(design),
+        r = evaluate(rtl_architecture(design, memory), design.cascade, rtl_binding(design),
                      rtl_workload(design))
     except ArchError as exc:
         raise RTLError(f"cost model: {exc}") from None

@@ -128,3 +128,21 @@ def test_per_query_einsums_on_the_grid_are_refused(label):
     b = dataclasses.replace(load_binding("fusemax", c), explicit=((label, "2d"),))
     with pytest.raises(RTLError, match=f"Einsum {label} is bound to the grid but does not range over the tile"):
         lower(c, b, (4, 4), FixedPoint(8, 8), {"M": 16, "P": 8, "E": 4, "F": 4})
+
+
+@pytest.mark.parametrize("name", ["attention-1pass", "attention-fa1", "attention-causal", "attention-sigmoid-tiled",
+                                  "attention-alibi", "attention-gqa"])
+@pytest.mark.parametrize("binding", ["fusemax", "arch"])
+def test_the_cost_model_sees_the_registers_the_compiler_allocated(name, binding):
+    """One rule for what a PE holds: the cost model's view of the engine has the program's register
+    counts, and its register check accepts every program (a value reduced across the rows, such as
+    a tile's local max, lands at the column's end and is not counted per PE; FlashAttention-1's
+    interleaved tiles were refused with 6 values for 5 registers when it was)."""
+    from einforge.arch import evaluate
+    from einforge.rtl._arch import rtl_architecture, rtl_binding, rtl_workload
+
+    d = lower(LIB[name].load(), binding, (4, 4), FixedPoint(8, 8), {"M": 16, "P": 8, "E": 4, "F": 4})
+    arch = rtl_architecture(d)
+    assert arch.array("2d").rf_depth == d.program.pe_regs and arch.array("1d").rf_depth == d.program.lane_regs
+    r = evaluate(arch, d.cascade, rtl_binding(d), rtl_workload(d))
+    assert r.details["compute_cycles"] == d.manifest["model_cycles"] == d.manifest["rtl_cycles"]
