@@ -4,8 +4,10 @@ The stimulus (a JSON file named by EINFORGE_STIMULUS) holds jobs, each with its 
 expected output beats (per lane ``[value, present]`` from the fixed-point golden model) and a seed
 for random valid/ready gaps; jobs run one after another: the first from reset, each later one started
 in band by offering its first word while the design is done (no reset; ``"restart": "reset"`` in the
-stimulus resets before every job instead). The testbench streams the words in, collects the output beats and
-their presence bits, and compares every lane of every beat, present or absent. After the last
+stimulus resets before every job instead). The words come from the memory model in the simulation
+harness around the design (HDL: the testbench loads them and starts it, then wakes per output beat),
+or, with random input gaps, from the testbench's own model of the same memory; it collects the output
+beats and their presence bits, and compares every lane of every beat, present or absent. After the last
 expected beat it keeps watching: a further beat is an error, and ``done`` must rise and stay up.
 It writes what it saw to EINFORGE_RESULT; the Python side decides the verdict.
 """
