@@ -2,18 +2,18 @@
 
 from ._regress import RegressionSpec, load_regression, regress, run_design
 from ._runner import (
-           SUITE,
-           SimError,
-           SimResult,
-           accuracy,
-           golden,
-           run_jobs,
-           saturation,
-           simulate,
-           simulators,
-           stimuli,
-           verify,
+                      SUITE,
+                      SimError,
+                      SimResult,
+                      accuracy,
+                      golden,
+                      run_jobs,
+                      saturation,
+                      simulate,
+                      simulators,
+                      stimuli,
+                      verify,
 )
 
-__all__ = ["SUITE", "SimError", "SimResult", "accuracy", "golden", "run_jobs", "saturation", "simulate", "simulators", "stimuli",
-           "verify", "RegressionSpec", "load_regression", "regress", "run_design"]
+__all__ = ["SUITE", "SimError", "SimResult", "accuracy", "golden", "run_jobs", "saturation", "simulate",
+           "simulators", "stimuli", "verify", "RegressionSpec", "load_regression", "regress", "run_design"]
