@@ -418,7 +418,9 @@ def running_max(cascade: Cascade, rank: str, *, tile_size: int | None = None, ch
     decl = c.rank(rank)
     if tile_size is None:
         tile_size = gcd(decl.size.value, 8) if isinstance(decl.size, Num) else 8
-    ranks = tuple(c.ranks) + (RankDecl(t0, Num(tile_size)),)
+    # the tiles are declared (M1 = M/M0), not left to inference: a rank that is itself a tile of
+    # another (chunked attention's K0 in c*K0+k0) gives the inference nothing to go on
+    ranks = tuple(c.ranks) + (RankDecl(t0, Num(tile_size)), RankDecl(t1, BinOp("/", Sym(rank), Sym(t0))))
     new = Cascade(
         name=_renamed(c.name, "running-max"), ranks=ranks, inputs=c.inputs, einsums=tuple(inits + body),
         stop=c.stop + (Compare(Var(v1), ">=", Sym(t1)),), outputs=c.outputs,

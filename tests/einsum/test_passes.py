@@ -279,3 +279,35 @@ def test_self_attention_from_one_sequence_makes_three_passes_over_the_keys():
         "QK[m,p] = QP[e,p] * KP[e,m]\nGM[p] = QK[m,p] :: max(m)\nSN[m,p] = exp(QK[m,p] - GM[p])\n"
         "SD[p] = SN[m,p]\nA[m,p] = SN[m,p] / SD[p]\nAV[f,p] = A[m,p] * VP[f,m]\n")
     assert passes(c, "M").passes == 3
+
+
+def _running_max_candidates():
+    out = []
+    for name in sorted(LIB):
+        c = LIB[name].load()
+        try:
+            c = defer_division(c)
+        except CascadeError:
+            pass
+        out += [(name, c, r.name) for r in c.ranks if not r.derived and not r.param and r.name not in c.iterative_ranks]
+    return out
+
+
+@pytest.mark.parametrize("name,cascade,rank", _running_max_candidates(), ids=lambda x: x if isinstance(x, str) else "")
+def test_running_max_over_any_rank_is_equivalent_or_refused_for_a_reason(name, cascade, rank):
+    """Over every rank of every built-in cascade: the rewrite checks itself equivalent, or refuses
+    because the cascade has no such max or uses it otherwise. It once left a tile rank of a rank
+    that is itself a tile (chunked attention's K0 in c*K0+k0) without a size."""
+    try:
+        rewritten = running_max(cascade, rank, tile_size=2)
+    except CascadeError as exc:
+        assert "no size" not in str(exc) and "declare it" not in str(exc), str(exc)
+        return
+    assert parse_cascade(rewritten.text()) == rewritten
+    assert f"{rank}1" in rewritten.iterative_ranks and rewritten.rank(f"{rank}1").derived
+
+
+def test_chunked_attention_gets_a_running_max_within_its_chunks():
+    c = running_max(LIB["attention-chunked"].load(), "K0", tile_size=4)
+    assert check_equivalent(LIB["attention-chunked"].load(), c) <= 1e-9
+    assert analyze(c).passes["K01"] == 1
