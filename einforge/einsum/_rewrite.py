@@ -21,9 +21,9 @@ import numpy as np
 from ._cascade import Cascade
 from ._errors import CascadeError
 from ._execute import evaluate, resolve_sizes
-from ._ir import Access, BinOp, Call, Compare, Const, Einsum, Num, RankDecl, Sym, Var, var_of
+from ._ir import Access, BinOp, Call, Compare, Const, Einsum, Num, RankDecl, Sym, TensorDecl, Var, var_of
 
-__all__ = ["defer_division", "running_max", "check_equivalent"]
+__all__ = ["defer_division", "running_max", "check_equivalent", "host_layouts"]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -430,3 +430,71 @@ def running_max(cascade: Cascade, rank: str, *, tile_size: int | None = None, ch
     if check:
         check_equivalent(cascade, new)
     return new
+
+
+def host_layouts(cascade: Cascade) -> Cascade:
+    """Leave the gathers of chunks to the host: the cascade an accelerator runs when its inputs
+    arrive chunk by chunk and its outputs leave that way (chunked attention's ``QC[e,c,q0] =
+    Q[e, c*Q0+q0]``). A copy ``Y[plain variables] = X[indices]`` of an input ``X`` that nothing else
+    reads makes ``Y`` the input; an output written at blocked indices (``AV[f, c*Q0+q0] = ...``) is
+    written at its variables (``AV[f,c,q0]``). The arithmetic is unchanged.
+
+    Raises
+    ------
+    CascadeError
+        Nothing to move: no input is only copied, no output is blocked.
+
+    Examples
+    --------
+    >>> from einforge.einsum import library
+    >>> c = host_layouts(library()["attention-chunked"].load())
+    >>> [t.text() for t in c.inputs], c.tensors["AV"].ranks
+    (['QC[e,c,q0]', 'KC[e,c,k0]', 'VC[f,c,k0]'], ('F', 'C', 'Q0'))
+    """
+    c = cascade
+    inputs = {t.name: t for t in c.inputs}
+    moved: dict[str, TensorDecl] = {}         # input -> the copy that replaces it
+    dropped: set[int] = set()
+    for i, e in enumerate(c.einsums):
+        src = e.expr
+        plain = all(isinstance(ix, Var) for ix in e.output.indices) and \
+            len({ix.name for ix in e.output.indices}) == len(e.output.indices)
+        if isinstance(src, Access) and src.tensor in inputs and plain and not e.filters and not e.reduce \
+                and _readers(c, src.tensor) == [i] and src.tensor not in moved:
+            moved[src.tensor] = TensorDecl(e.name, c.tensors[e.name].ranks)
+            dropped.add(i)
+    body = []
+    blocked = False
+    for i, e in enumerate(c.einsums):
+        if i in dropped:
+            continue
+        if e.name in c.outputs and any(not isinstance(ix, Var) for ix in e.output.indices):
+            plain = tuple(Var(v) for v in _blocked_variables(e))
+            e = replace(e, output=Access(e.output.tensor, plain))
+            blocked = True
+        body.append(e)
+    if not moved and not blocked:
+        raise CascadeError(f"{c.name} copies no input into chunks and writes no blocked output: nothing for the host")
+    new_inputs = tuple(moved.get(t.name, t) for t in c.inputs)
+    return Cascade(name=_renamed(c.name, "host-layouts"), ranks=c.ranks, inputs=new_inputs, einsums=tuple(body),
+                   stop=c.stop, outputs=c.outputs, operators=c.operators, workload=c.workload, family=c.family,
+                   description=_redescribed(c.description, "chunks gathered and scattered by the host"))
+
+
+def _blocked_variables(e: Einsum) -> list[str]:
+    """The variables of a blocked output's indices, in order (``c*Q0+q0`` gives c, then q0)."""
+    out: list[str] = []
+
+    def walk(ix):
+        if isinstance(ix, Var):
+            if ix.name not in out:
+                out.append(ix.name)
+        elif isinstance(ix, BinOp):
+            walk(ix.left)
+            walk(ix.right)
+
+    for ix in e.output.indices:
+        walk(ix)
+    if len(out) != len(set(out)) or sum(1 for _ in out) < len(e.output.indices):
+        raise CascadeError(f"{e.name}'s output indices do not name a variable each", e.span)
+    return out

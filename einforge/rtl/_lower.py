@@ -106,7 +106,8 @@ def gemm_roles(cascade: Cascade) -> GemmRoles:
         raise RTLError(f"{cascade.name}: the GEMM array computes one tensor-product Einsum; this cascade has "
                        f"{len(work)} ({names}). The attention engine runs cascades that loop over tiles of keys "
                        f"(an iterative rank, as in attention-1pass); get one with `einforge rewrite "
-                       f"{cascade.name} --defer-division --running-max M` for softmax, or partition the key rank "
+                       f"{cascade.name} --defer-division --running-max M` for softmax (with --host-layouts when "
+                       f"it gathers chunks or writes blocked outputs), or partition the key rank "
                        f"by hand (attention-sigmoid-tiled), or split out one tensor product for the GEMM array")
     _, e = work[0]
     if not (isinstance(e.expr, Call) and e.expr.op == "*" and len(e.expr.args) == 2

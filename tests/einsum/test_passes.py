@@ -3,9 +3,12 @@
 import json
 
 import networkx as nx
+import numpy as np
 import pytest
 import sympy
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from einforge.cli import main
 from einforge.einsum import (
@@ -13,6 +16,8 @@ from einforge.einsum import (
     analyze,
     check_equivalent,
     defer_division,
+    evaluate,
+    host_layouts,
     library,
     parse_cascade,
     passes,
@@ -311,3 +316,29 @@ def test_chunked_attention_gets_a_running_max_within_its_chunks():
     c = running_max(LIB["attention-chunked"].load(), "K0", tile_size=4)
     assert check_equivalent(LIB["attention-chunked"].load(), c) <= 1e-9
     assert analyze(c).passes["K01"] == 1
+
+
+@settings(max_examples=25, deadline=None)
+@given(chunk=st.sampled_from([2, 4, 8]), chunks=st.integers(1, 5), e=st.integers(1, 4), seed=st.integers(0, 999))
+def test_host_layouts_keep_the_arithmetic_of_chunked_attention(chunk, chunks, e, seed):
+    """The host gathers the chunks (QC[e,c,q0] = Q[e, c*Q0+q0]) and scatters the blocked output:
+    on the chunks of the same inputs the rewritten cascade computes the same numbers, any chunk
+    size and count."""
+    c = LIB["attention-chunked"].load()
+    h = host_layouts(c)
+    P = chunk * chunks
+    sizes = {"P": P, "Q0": chunk, "K0": chunk, "E": e, "F": e}
+    rng = np.random.default_rng(seed)
+    q, k, v = (rng.normal(size=(e, P)) for _ in range(3))
+    want = evaluate(c, {"Q": q, "K": k, "V": v}, sizes)["AV"]
+    gathered = {"QC": q.reshape(e, chunks, chunk), "KC": k.reshape(e, chunks, chunk), "VC": v.reshape(e, chunks, chunk)}
+    got = evaluate(h, gathered, sizes)["AV"]
+    assert got.shape == (e, chunks, chunk)
+    assert np.array_equal(got.reshape(e, P), want)
+    # and a running max within each chunk keeps it (checked against the chunk-laid-out cascade)
+    assert running_max(h, "K0", tile_size=max(1, chunk // 2)).iterative_ranks
+
+
+def test_host_layouts_refuse_a_cascade_with_nothing_to_move():
+    with pytest.raises(CascadeError, match="nothing for the host"):
+        host_layouts(LIB["attention-naive"].load())

@@ -343,6 +343,21 @@ def test_zoo_cascades_lower_without_new_datapath(name, binding, extra):
 
 
 @needs_icarus
+@pytest.mark.parametrize("binding", ["arch", "fusemax"])
+def test_chunked_attention_runs_its_chunks_as_instances(binding):
+    """Chunked attention with the host gathering chunks and scattering the blocked output, a running
+    max within each chunk: the chunk is an outer loop over the same array, as heads are."""
+    from einforge.einsum import host_layouts, running_max
+    from einforge.sim import verify
+
+    c = running_max(host_layouts(LIB["attention-chunked"].load()), "K0", tile_size=4)
+    d = lower(c, binding, (4, 4), FixedPoint(8, 8), {"P": 24, "Q0": 8, "K0": 8, "E": 4, "F": 4})
+    assert d.manifest["instances"] == {"c": 3} and d.manifest["mapping"]["cols"] == "Q0"
+    r = verify(d)
+    assert r.passed and r.cycles == r.model_cycles and r.compared_lanes == 6 * 4 * 24
+
+
+@needs_icarus
 def test_the_engine_takes_new_jobs_without_a_reset():
     # the default suite runs six jobs in one simulation; only the first starts from reset, each later
     # one starts by offering its first word while the engine is done
