@@ -19,7 +19,7 @@ _MODULES = {
     "_library": ["LIBRARY_DIR", "LibraryEntry", "library", "load_cascade", "random_inputs"],
     "_teaal": ["parse_teaal"],
     "_passes": ["Analysis", "PassReport", "analyze", "passes", "rank_symbols"],
-    "_rewrite": ["check_equivalent", "compare_outputs", "defer_division", "host_layouts", "running_max"],
+    "_rewrite": ["check_equivalent", "compare_outputs", "defer_division", "host_layouts", "running_max", "subcascade"],
     "_plot": ["plot_cascade"],
     "_fixed": ["FixedPoint"],
     "_bounds": ["ErrorBounds", "format_error", "within_bounds"],

@@ -21,9 +21,9 @@ import numpy as np
 from ._cascade import Cascade
 from ._errors import CascadeError
 from ._execute import evaluate, resolve_sizes
-from ._ir import Access, BinOp, Call, Compare, Const, Einsum, Num, RankDecl, Sym, TensorDecl, Var, var_of
+from ._ir import Access, BinOp, Call, Compare, Const, Einsum, Num, RankDecl, Sym, TensorDecl, Var, reads_of, var_of
 
-__all__ = ["defer_division", "running_max", "check_equivalent", "host_layouts"]
+__all__ = ["defer_division", "running_max", "check_equivalent", "host_layouts", "subcascade"]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -478,6 +478,7 @@ def host_layouts(cascade: Cascade) -> Cascade:
     new_inputs = tuple(moved.get(t.name, t) for t in c.inputs)
     return Cascade(name=_renamed(c.name, "host-layouts"), ranks=c.ranks, inputs=new_inputs, einsums=tuple(body),
                    stop=c.stop, outputs=c.outputs, operators=c.operators, workload=c.workload, family=c.family,
+                   densities=tuple((moved[t].name if t in moved else t, v) for t, v in c.densities),
                    description=_redescribed(c.description, "chunks gathered and scattered by the host"))
 
 
@@ -498,3 +499,85 @@ def _blocked_variables(e: Einsum) -> list[str]:
     if len(out) != len(set(out)) or sum(1 for _ in out) < len(e.output.indices):
         raise CascadeError(f"{e.name}'s output indices do not name a variable each", e.span)
     return out
+
+
+def subcascade(cascade: Cascade, outputs, inputs) -> Cascade:
+    """The part of ``cascade`` that computes ``outputs`` from ``inputs`` (tensors of the cascade,
+    computed ones included, which become inputs with their ranks): a stage that one array runs,
+    e.g. multi-head latent attention's query projection, its attention core and its output
+    projection, each lowered to its own hardware.
+
+    Raises
+    ------
+    CascadeError
+        A named tensor the cascade lacks, or an output that needs a tensor outside ``inputs``.
+
+    Examples
+    --------
+    >>> from einforge.einsum import library
+    >>> mla = library()["attention-mla"].load()
+    >>> core = subcascade(mla, ["OC"], ["QC", "CKV"])
+    >>> [t.text() for t in core.inputs], core.outputs
+    (['QC[c,h,p]', 'CKV[c,m]'], ('OC',))
+    """
+    c = cascade
+    outputs, inputs = tuple(outputs), tuple(inputs)
+    for t in outputs + inputs:
+        if t not in c.tensors:
+            raise CascadeError(f"{c.name} has no tensor {t}", None, f"its tensors are {', '.join(c.tensors)}")
+    need, keep = set(outputs), set()
+    for i in range(len(c.einsums) - 1, -1, -1):       # walk back from the outputs to the inputs
+        e = c.einsums[i]
+        if e.name in need and e.name not in inputs:
+            keep.add(i)
+            reads = {a.tensor for a in e.expr.accesses()} | {t for f in e.filters for t in reads_of(f)}
+            need |= reads
+            if c.tensors[e.name].iterative is not None:     # every step of a loop-carried tensor
+                need.add(e.name)
+    for t in need - set(inputs):
+        if c.tensors[t].is_input:
+            raise CascadeError(f"{', '.join(outputs)} need {t}, which is not among the stage's inputs "
+                               f"({', '.join(inputs)})", None, f"add {t} to the inputs")
+    for t in inputs:
+        if not c.tensors[t].is_input:
+            _check_cut(c, t)
+    decls = tuple(next((d for d in c.inputs if d.name == t), None) or TensorDecl(t, c.tensors[t].ranks)
+                  for t in inputs)
+    body = tuple(e for i, e in enumerate(c.einsums) if i in keep)
+    loops = {c.tensors[e.name].ranks[c.tensors[e.name].iterative] for e in body
+             if c.tensors[e.name].iterative is not None}
+    stop = tuple(s for s in c.stop if any(c.iterative_ranks[r].var in s.variables() for r in loops))
+    return Cascade(name=f"{c.name}-{'-'.join(o.lower() for o in outputs)}", ranks=c.ranks, inputs=decls,
+                   einsums=body, stop=stop, outputs=outputs, operators=c.operators, workload=c.workload,
+                   family=c.family, densities=tuple((t, v) for t, v in c.densities if t in inputs),
+                   description=_redescribed(c.description, f"the stage computing "
+                                                           f"{', '.join(outputs)} from {', '.join(inputs)}"))
+
+
+def _check_cut(c: Cascade, tensor: str) -> None:
+    """A computed tensor can start a stage only if it is whole when the stage before ends: made
+    outside any loop over an iterative rank (a step inside one is only part of a recurrence, and
+    a loop's first step reads its empty initial values), and with no filter upstream (an input
+    has every coordinate; absent ones would become values). Conservative: some whole tensors are
+    refused, no partial one is taken."""
+    import networkx as nx
+
+    loop_vars = {it.var for it in c.iterative_ranks.values()}
+    g = nx.DiGraph()
+    for e in c.einsums:
+        for a in e.expr.accesses():
+            g.add_edge(a.tensor, e.name)
+        for f in e.filters:
+            for t in reads_of(f):
+                g.add_edge(t, e.name)
+    for i, e in enumerate(c.einsums):
+        if e.name == tensor and (loop_vars & set(e.variables()) or c.tensors[tensor].iterative is not None):
+            raise CascadeError(f"{tensor} is computed inside the loop over {', '.join(sorted(loop_vars))} in "
+                               f"{c.name}: a stage cannot start from one step of it", e.span,
+                               "cut before the loop or after it (at a tensor that reads its final iterate)")
+    upstream = nx.ancestors(g, tensor) | {tensor}
+    filtered = [e.name for i, e in enumerate(c.einsums)
+                if e.name in upstream and e.filters and c.einsum_kind(i) != "init"]   # (init: step 0 only)
+    if filtered:
+        raise CascadeError(f"{tensor} may have absent coordinates ({filtered[0]} is filtered): a stage's inputs "
+                           "have every coordinate", None, "cut where every coordinate exists")

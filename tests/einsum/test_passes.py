@@ -22,6 +22,7 @@ from einforge.einsum import (
     parse_cascade,
     passes,
     running_max,
+    subcascade,
 )
 
 LIB = library()
@@ -342,3 +343,57 @@ def test_host_layouts_keep_the_arithmetic_of_chunked_attention(chunk, chunks, e,
 def test_host_layouts_refuse_a_cascade_with_nothing_to_move():
     with pytest.raises(CascadeError, match="nothing for the host"):
         host_layouts(LIB["attention-naive"].load())
+
+
+def _split_points():
+    out = []
+    for name in sorted(LIB):
+        c = LIB[name].load()
+        cuts = [t for t, info in c.tensors.items()
+                if not info.is_input and info.iterative is None and t not in c.outputs]
+        out += [(name, t) for t in cuts[:: max(1, len(cuts) // 3)]]
+    return out
+
+
+@pytest.mark.parametrize("name,cut", _split_points())
+def test_two_stages_compose_to_the_whole_cascade(name, cut):
+    """Any cascade cut at any non-iterative intermediate: either the stage up to it and the stage
+    from it (with the original inputs it still needs) compute the whole cascade's outputs, or the
+    cut is refused for a reason; a cut with absent coordinates is never taken."""
+    from einforge.einsum import random_inputs, resolve_sizes
+
+    c = LIB[name].load()
+    sizes = resolve_sizes(c, {})
+    x = random_inputs(c, sizes, np.random.default_rng(1), 0.5)
+    whole = evaluate(c, x, {}, keep="all", with_presence=True)
+    later = [t.name for t in c.inputs] + [cut]
+    try:
+        second = subcascade(c, list(c.outputs), later)
+    except CascadeError as exc:
+        assert "absent coordinates" in str(exc) or "inside the loop" in str(exc), str(exc)
+        return
+    assert whole[cut + "?"].all()
+    first = subcascade(c, [cut], [t.name for t in c.inputs])
+    mid = evaluate(first, x, {})[cut]
+    np.testing.assert_allclose(mid, whole[cut], rtol=1e-12, atol=1e-12)
+    got = evaluate(second, {**x, cut: mid}, {})
+    for o in c.outputs:
+        np.testing.assert_allclose(got[o], whole[o], rtol=1e-12, atol=1e-12, err_msg=o)
+    assert parse_cascade(second.text()) == second
+
+
+def test_a_stage_cannot_start_inside_a_loop_or_from_a_filtered_tensor():
+    one = LIB["attention-1pass"].load()
+    with pytest.raises(CascadeError, match="inside the loop over m1"):
+        subcascade(one, ["AV"], ["Q", "BV", "SPNV", "SLNV", "RD"])
+    masked = parse_cascade("ranks K=4 M=4\ninput A[k,m]\nB[k,m: k <= m] = A[k,m]\nZ[m] = B[k,m]\n")
+    with pytest.raises(CascadeError, match="absent coordinates"):
+        subcascade(masked, ["Z"], ["B"])
+
+
+def test_a_stage_must_be_given_what_it_reads():
+    mla = LIB["attention-mla"].load()
+    with pytest.raises(CascadeError, match="CKV"):
+        subcascade(mla, ["OC"], ["QC"])
+    with pytest.raises(CascadeError, match="no tensor XX"):
+        subcascade(mla, ["XX"], ["QC"])
