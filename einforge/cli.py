@@ -405,22 +405,31 @@ def analyze(cascade_ref, ranks, plot, as_json):
 @click.option("--defer-division", "defer", is_flag=True, help="defer divisions past the sums that read them")
 @click.option("--host-layouts", "host", is_flag=True,
               help="leave chunk gathers of inputs and blocked output writes to the host (chunked attention)")
+@click.option("--stage", "stage", metavar="OUTS:INS",
+              help="keep the stage computing OUTS from INS (comma-separated tensors, e.g. OC:QC,CKV), to lower "
+                   "each stage of a cascade to its own hardware")
 @click.option("--running-max", "running", metavar="RANK", help="make the global max over RANK a running max over tiles")
 @click.option("--tile", type=int, default=None, help="tile size of the running max (default: from the rank's default size)")
 @click.option("-o", "--output", "out", type=click.Path(dir_okay=False), help="write the cascade here instead of printing it")
 @handles_errors
-def rewrite(cascade_ref, defer, host, running, tile, out):
-    """Apply rewrites (host layouts, then division deferral, then running max) and print the cascade.
+def rewrite(cascade_ref, defer, host, stage, running, tile, out):
+    """Apply rewrites (a stage, host layouts, division deferral, then running max) and print the cascade.
 
     The first two keep the arithmetic; the running max changes the order of its steps and is
     checked against the original on random inputs."""
     from pathlib import Path
 
-    from .einsum import defer_division, host_layouts, load_cascade, running_max
+    from .einsum import defer_division, host_layouts, load_cascade, running_max, subcascade
 
-    if not defer and not running and not host:
-        raise click.UsageError("choose a rewrite: --host-layouts, --defer-division and/or --running-max RANK")
+    if not defer and not running and not host and not stage:
+        raise click.UsageError("choose a rewrite: --stage OUTS:INS, --host-layouts, --defer-division and/or "
+                               "--running-max RANK")
     c = load_cascade(cascade_ref)
+    if stage:
+        outs, sep, ins = stage.partition(":")
+        if not sep or not outs or not ins:
+            raise click.BadParameter(f"{stage!r}: give OUTPUTS:INPUTS, e.g. OC:QC,CKV", param_hint="--stage")
+        c = subcascade(c, outs.split(","), ins.split(","))
     if host:
         c = host_layouts(c)
     if defer:

@@ -68,6 +68,16 @@ def test_cascade_run_checks_a_fixed_point_format_against_its_derived_bound(tmp_p
     assert bad.exit_code == 2 and "give I.F" in bad.output
 
 
+def test_rewrite_keeps_a_stage_of_a_cascade(tmp_path):
+    f = tmp_path / "core.cascade"
+    r = run("rewrite", "attention-mla", "--stage", "OC:QC,CKV", "-o", str(f))
+    assert r.exit_code == 0 and "input QC[c,h,p] CKV[c,m]" in f.read_text()
+    bad = run("rewrite", "attention-mla", "--stage", "OC")
+    assert bad.exit_code == 2 and "OUTPUTS:INPUTS" in bad.output
+    missing = run("rewrite", "attention-mla", "--stage", "OC:QC")
+    assert missing.exit_code == 2 and "CKV" in missing.output
+
+
 def test_cascade_show_and_file(tmp_path):
     f = tmp_path / "gemm.cascade"
     f.write_text("ranks K=3 M=2 N=2\ninput A[k,m] B[k,n]\nZ[m,n] = A[k,m] * B[k,n]\n")
