@@ -128,8 +128,7 @@ def lower_attention(cascade, binding, array, numbers, sizes) -> Design:
                            "at_most": {"tiles": prog.loop_steps, lane_rank: P}} if prog.runtime_sizes else None),
         "output_beats": n_inst * obeats * prog.query_tiles,
         "output_packet_beats": obeats,       # out_last marks each block's last beat
-        "rtl_cycles": n_inst * sum((n + prog.depth - 1) * prog.makespan + len(prog.epilogue)
-                                   for _, n in prog.tile_ranges),
+        "rtl_cycles": rtl_cycles(prog),
         "instances": {v: n for v, n in prog.instances},
         "tiles_visited": [n for _, n in prog.tile_ranges],
         "steady_state_util_2d": steady,
@@ -148,7 +147,43 @@ def lower_attention(cascade, binding, array, numbers, sizes) -> Design:
                                "first_input_to_last_output": at_one.first_input_to_last_output,
                                "stall_cycles": at_one.stall_cycles}
     d._at = lambda smaller: _job_view(d, cascade, binding, array, numbers, smaller)
+    if prog.tile_mask:
+        d._for_job = lambda raw: _mask_view(d, raw)
     return d
+
+
+def rtl_cycles(prog) -> int:
+    """The engine's running cycles for a job: per block, its tiles, the drain of the tiles in
+    flight and the epilogue."""
+    return sum((n + prog.depth - 1) * prog.makespan + len(prog.epilogue) for n in prog.block_counts())
+
+
+def _mask_view(design, raw) -> Design:
+    """The engine with a tile mask running one job: the tiles each block keeps come from the job's
+    mask; its stream, cycles and the cost model's cycles (the mask's density as kept) follow."""
+    from dataclasses import replace
+
+    from ._lower import model_cycles
+    from ._program import kept_tiles
+
+    prog = design.program
+    tiles = kept_tiles(prog, raw)
+    for k, t in enumerate(tiles):
+        if not t:
+            raise RTLError(f"block {k % prog.query_tiles} of queries (instance {k // prog.query_tiles}) keeps no tile "
+                           f"of keys in this job's {', '.join(prog.mask_inputs)}: every block must keep one (its "
+                           "outputs would be absent; SeerAttention keeps the diagonal)")
+    share = sum(len(t) for t in tiles) / (len(tiles) * prog.loop_steps)
+    job = replace(prog, block_tiles=tiles)
+    cascade = replace(design.cascade, densities=tuple((t, share) if t in prog.mask_inputs else (t, v)
+                                                      for t, v in design.cascade.densities))
+    view = replace(design, cascade=cascade, program=job)
+    view.manifest = dict(design.manifest, rtl_cycles=rtl_cycles(job), tiles_visited=[len(t) for t in tiles],
+                         input_words=stream_length(job), mask_density=share)
+    view.manifest["model_cycles"] = model_cycles(view)
+    view._pack = lambda r: stream_words(job, design.cascade.tensors, r)
+    view._for_job = None
+    return view
 
 
 def _job_view(design, cascade, binding, array, numbers, sizes) -> Design:
@@ -187,6 +222,15 @@ def stream_words(prog, tensors, raw) -> list[int]:
     and block of queries, the block's query-like inputs, then each tile it visits: its key-like
     inputs (a lane's words in a row, lane after lane, input after input)."""
     words = [prog.loop_steps, prog.queries] if prog.runtime_sizes else []
+    if prog.tile_mask and prog.block_tiles is None:
+        from dataclasses import replace
+
+        from ._program import kept_tiles
+
+        prog = replace(prog, block_tiles=kept_tiles(prog, raw))
+    visits = (prog.block_tiles if prog.block_tiles is not None
+              else [tuple(range(a, a + n)) for a, n in prog.tile_ranges] * prog.n_instances)
+    blocks = iter(visits)
     R, C = prog.rows, prog.cols
     per = {}
     for name, kind, X, T, base in prog.loads:
@@ -201,11 +245,14 @@ def stream_words(prog, tensors, raw) -> list[int]:
             sub = arr[index]
             order = [kept.index(dist)] + [kept.index(r) for r in temporal]
             slices[name] = np.transpose(sub, order).reshape(sub.shape[order[0]], -1)
-        for b, (first, count) in enumerate(prog.tile_ranges):
+        for b in range(prog.query_tiles):
+            tiles = next(blocks)
+            if prog.tile_mask:
+                words.append(len(tiles))           # the block's header: how many tiles it keeps
             for name, kind, *_ in prog.loads:
                 if kind == "col":
                     words.extend(int(v) for v in slices[name][b * C:(b + 1) * C].ravel())
-            for tile in range(first, first + count):
+            for tile in tiles:
                 for name, kind, *_ in prog.loads:
                     if kind == "row":
                         words.extend(int(v) for v in slices[name][tile * R:(tile + 1) * R].ravel())
@@ -214,9 +261,9 @@ def stream_words(prog, tensors, raw) -> list[int]:
 
 def stream_length(prog) -> int:
     """The number of words in a job's input stream."""
-    tiles = sum(n for _, n in prog.tile_ranges)
-    return (2 if prog.runtime_sizes else 0) + prog.n_instances * (
-        prog.queries * prog.col_slot_words + tiles * prog.rows * prog.row_slot_words)
+    headers = prog.n_instances * prog.query_tiles if prog.tile_mask else 0
+    return (2 if prog.runtime_sizes else 0) + headers + prog.n_instances * prog.queries * prog.col_slot_words + \
+        sum(prog.block_counts()) * prog.rows * prog.row_slot_words
 
 
 def oinfo_size(info, sizes, k):

@@ -119,7 +119,8 @@ class Loader(wiring.Component):
                           "sized": Out(1), "w_addr": Out(_address_shape(prog)), "w_data": Out(signed(W)),
                           "row_en": Out(prog.rows), "col_en": Out(prog.cols),
                           "tile_start": In(1), "block_done": In(1), "ahead": Out(range(prog.row_slots + 1)),
-                          "tiles": Out(range(prog.loop_steps + 1)), "queries": Out(range(prog.queries + 1))})
+                          "tiles": Out(range(prog.loop_steps + 1)), "queries": Out(range(prog.queries + 1)),
+                          "block_tiles": Out(range(prog.loop_steps + 1)).array(2)})
 
     def elaborate(self, platform):
         m = Module()
@@ -149,8 +150,14 @@ class Loader(wiring.Component):
         which = Signal(range(max(len(row), len(col)) + 1))
         lane = Signal(range(max(p.rows, p.cols) + 1))
         t = Signal(range(max([T for *_, T, _ in p.loads] + [1]) + 1))
-        t_count = (self.tiles if p.runtime_sizes
-                   else _rom(m, "load_tile_count", [n for _, n in p.tile_ranges], ptile, range(p.loop_steps + 1)))
+        # a tile mask: each block's first word is how many tiles it keeps (kept per column slot,
+        # for the controller too); the tiles that follow are those
+        bhead = Signal(init=1 if p.tile_mask else 0)
+        if p.tile_mask:
+            t_count = Mux(col_slot_now, self.block_tiles[1], self.block_tiles[0])
+        else:
+            t_count = (self.tiles if p.runtime_sizes
+                       else _rom(m, "load_tile_count", [n for _, n in p.tile_ranges], ptile, range(p.loop_steps + 1)))
         left = Signal(range(p.queries + 1))      # queries in this block
         m.d.comb += left.eq(Mux(self.queries - ptile * p.cols >= p.cols, p.cols, self.queries - ptile * p.cols))
         # a tile's slot is free while fewer than row_slots - slot_lag loaded tiles wait to start
@@ -158,7 +165,14 @@ class Loader(wiring.Component):
         m.d.comb += [self.in_ready.eq(~self.hold & ~finished & ((header < 2) | free)),
                      beat.eq(self.in_valid & self.in_ready)]
         data = Signal()
-        m.d.comb += data.eq(beat & (header == 2))
+        m.d.comb += data.eq(beat & (header == 2) & ~bhead)
+        if p.tile_mask:
+            with m.If(beat & (header == 2) & bhead):
+                m.d.sync += bhead.eq(0)
+                with m.If(col_slot_now):
+                    m.d.sync += self.block_tiles[1].eq(self.in_data)
+                with m.Else():
+                    m.d.sync += self.block_tiles[0].eq(self.in_data)
         last_word = Signal()
         with m.If(in_rows):
             self._segment(m, row, which, lane, t, p.rows, row_slot_now * p.row_slot_words, self.row_en, data, last_word)
@@ -174,7 +188,7 @@ class Loader(wiring.Component):
             with m.Else():
                 m.d.sync += [row_slot_now.eq(row_slot_now + 1), tile.eq(tile + 1)]
                 with m.If(tile == t_count - 1):        # the block's last tile: on to the next block
-                    m.d.sync += [in_rows.eq(0), col_slot_now.eq(~col_slot_now)]
+                    m.d.sync += [in_rows.eq(0), col_slot_now.eq(~col_slot_now), bhead.eq(1 if p.tile_mask else 0)]
                     with m.If((ptile + 1) * p.cols >= self.queries):
                         m.d.sync += [ptile.eq(0), inst.eq(inst + 1)]
                         with m.If(inst == p.n_instances - 1):
@@ -230,6 +244,7 @@ class Controller(wiring.Component):
         p = prog
         reg, addr = range(p.lane_regs + 1), _address_shape(p)
         ports = {"sized": In(1), "ahead": In(range(p.row_slots + 1)), "tile_start": Out(1), "block_done": Out(1),
+                 "block_tiles": In(range(p.loop_steps + 1)).array(2),
                  "stall": Out(1), "tiles": In(range(p.loop_steps + 1)), "queries": In(range(p.queries + 1)),
                  "finish": Out(1), "finish_tile": Out(range(p.query_tiles + 1)), "finish_bank": Out(1),
                  "stream_pending": In(1), "busy": Out(1), "done": Out(1), "cycles": Out(32), "busy_2d": Out(32)}
@@ -260,7 +275,11 @@ class Controller(wiring.Component):
         # batch/head instances: an odometer of counters, the tile loop runs once per instance
         self.hcnt = [Signal(range(max(2, n)), name=f"inst_{v}") for v, n in p.instances]
         # the run of tiles this block visits: tile `first + k` is the k-th one started
-        if p.runtime_sizes:             # every block visits all of this job's tiles
+        if p.tile_mask:                 # the stream says how many tiles each block keeps
+            t_first = Const(0, range(M1 + 1))
+            t_count = Signal(range(M1 + 1), name="tile_count")
+            m.d.comb += t_count.eq(Mux(self.col_slot, self.block_tiles[1], self.block_tiles[0]))
+        elif p.runtime_sizes:           # every block visits all of this job's tiles
             t_first, t_count = Const(0, range(M1 + 1)), self.tiles
         else:
             t_first = _rom(m, "tile_first", [a for a, _ in p.tile_ranges], ptile, range(M1 + 1))
@@ -517,6 +536,7 @@ class AttentionEngine(wiring.Component):
     def _connect_loading(self, m, ctl, loader, rowbuf, colbuf):
         m.d.comb += [ctl.tiles.eq(loader.tiles), ctl.queries.eq(loader.queries), ctl.sized.eq(loader.sized),
                      ctl.ahead.eq(loader.ahead), loader.tile_start.eq(ctl.tile_start),
+                     ctl.block_tiles[0].eq(loader.block_tiles[0]), ctl.block_tiles[1].eq(loader.block_tiles[1]),
                      loader.block_done.eq(ctl.block_done & ~ctl.stall)]
         m.d.comb += [loader.in_data.eq(self.in_data), loader.in_valid.eq(self.in_valid),
                      self.in_ready.eq(loader.in_ready), loader.hold.eq(ctl.done)]

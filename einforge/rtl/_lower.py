@@ -40,6 +40,7 @@ class Design:
     _expect: object = None
     _at: object = None
     program: object = None        # the attention engine's compiled program (None for the GEMM array)
+    _for_job: object = None       # a design whose work depends on its inputs' data: its view of one job
     binding: object = None        # the attention engine's binding (the cost model's view of it)
 
     def pack(self, raw_inputs: dict) -> list[int]:
@@ -60,6 +61,11 @@ class Design:
         if self._at is None:
             raise RTLError(f"{self.name}'s sizes are fixed when it is generated; lower it at the job's sizes")
         return self._at(sizes)
+
+    def for_job(self, raw_inputs: dict) -> Design:
+        """This design running a job on ``raw_inputs``: itself, unless the data chooses its work (a
+        tile mask), when the view carries that job's stream, tiles and predicted cycles."""
+        return self if self._for_job is None else self._for_job(raw_inputs)
 
     def expected_beats(self, golden: dict) -> list[list[list[int]]]:
         """Every output beat the design must stream: per lane ``[value, present]`` (absent lanes

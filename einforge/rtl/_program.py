@@ -23,7 +23,8 @@ import itertools
 import math
 from dataclasses import dataclass, field
 
-from ..einsum import DIVIDER_STEPS, Access, Call, Cascade, Const, FixedPoint, Position, SizeRef, is_constant, reads_of
+from ..einsum import (DIVIDER_STEPS, Access, Call, Cascade, Const, FixedPoint, Position, SizeRef, is_constant,
+                      read_nodes, reads_of)
 from ..einsum._ir import BinOp, Sym, Var
 from ._errors import RTLError
 
@@ -104,6 +105,21 @@ class Program:
     runtime_sizes: bool = False         # a job may have fewer key tiles and queries (a header gives them)
     row_slots: int = 2                  # tiles the row buffers hold: one being loaded while others are read
     slot_lag: int = 2                   # a tile's slot is free once this many later tiles have started
+    # data-dependent tiles (a block mask): the filters that choose a block's tiles from data, and, for
+    # one job, the tiles each block of each instance keeps (None: the design, every tile at most)
+    tile_mask: tuple = ()
+    mask_inputs: tuple = ()
+    block_tiles: tuple | None = None
+
+    def keep_a_tile_per_block(self, raw: dict, rng) -> dict:
+        """See :func:`keep_a_tile_per_block`."""
+        return keep_a_tile_per_block(self, raw, rng)
+
+    def block_counts(self) -> list[int]:
+        """Tiles each block of queries visits, per instance and block in stream order."""
+        if self.block_tiles is not None:
+            return [len(t) for t in self.block_tiles]
+        return [n for _, n in self.tile_ranges] * self.n_instances
 
     @property
     def row_slot_words(self) -> int:
@@ -154,11 +170,7 @@ def compile_program(cascade: Cascade, binding, array: tuple[int, int], numbers: 
     q = numbers
     from ..arch import ArchError
 
-    for i, e in enumerate(cascade.einsums):
-        for f in e.filters:
-            if reads_of(f):
-                raise RTLError(f"Einsum {cascade.label(i)}: the filter {f.text()} reads data; the engine's controller "
-                               "has no mask memory to skip tiles from yet (the executor and the cost model take it)")
+    tile_mask, cascade = _split_tile_mask(cascade, binding, array, sizes)
 
     # PEs get a divider only when an Einsum bound to the 2D array cannot be computed without one
     divider_2d = False
@@ -603,10 +615,117 @@ def compile_program(cascade: Cascade, binding, array: tuple[int, int], numbers: 
         load_ranks=load_ranks, load_scales=load_scales, divider_2d=divider_2d, tile_ranges=ranges, output_bank=output_bank,
         instances=[(h, vsize[h]) for h in inst], queries=P,
         # (the header gives the sizes as words, so they must fit one)
-        runtime_sizes=max(M1, P) < 2 ** (q.width - 1) and _sizes_can_change(
+        tile_mask=tile_mask, mask_inputs=tuple(sorted({t for f in tile_mask for t in reads_of(f)})),
+        runtime_sizes=not tile_mask and max(M1, P) < 2 ** (q.width - 1) and _sizes_can_change(
             ranges, M1, filter_sets, {parent, plan.row_rank} | {r.name for r in cascade.ranks if r.name.lower() == mv}),
         row_slots=slots, slot_lag=lag,
     )
+
+
+def _split_tile_mask(cascade: Cascade, binding, array, sizes) -> tuple[tuple, Cascade]:
+    """(the filters that read data, the cascade without them): a block mask chooses whole tiles for
+    whole blocks of queries (SeerAttention's ``BQK[m1,m0,p: BM[m1, p//B0] != 0]``), which the host
+    resolves: each block's stream carries the number of tiles it keeps, then only those. So the
+    mask may read the data at the tile (the loop variable) and at blocks of queries that hold whole
+    blocks of the engine's columns (``p // B0`` with B0 a multiple of them), nothing finer."""
+    from ..arch.schedule import plan as _plan
+    from ._arch import engine_architecture
+
+    data = [(i, f) for i, e in enumerate(cascade.einsums) for f in e.filters if reads_of(f)]
+    if not data:
+        return (), cascade
+    R, C = array
+    try:
+        plan = _plan(cascade, binding, engine_architecture(R, C, divider_2d=True), sizes)
+    except Exception as exc:       # noqa: BLE001 - the full compile names the problem
+        raise RTLError(str(exc)) from None
+    if plan.loop_var is None or plan.row_rank is None:
+        raise RTLError(f"{cascade.name}: a filter on data chooses tiles of a loop over keys; this cascade has none")
+    mv, lv = plan.loop_var, plan.row_rank.lower()
+    for i, f in data:
+        label = cascade.label(i)
+        if f.variables() - {mv, lv}:
+            raise RTLError(f"Einsum {label}: the filter {f.text()} reads data and uses "
+                           f"{', '.join(sorted(f.variables() - {mv, lv}))}; the engine takes a mask over tiles "
+                           f"({mv}) and blocks of queries ({lv} // B) only")
+        for r in read_nodes(f):
+            for ix in r.indices:
+                if isinstance(ix, Var) and ix.name == mv:
+                    continue
+                if isinstance(ix, BinOp) and ix.op == "//" and isinstance(ix.left, Var) and ix.left.name == lv \
+                        and int(ix.right.evaluate(sizes)) % C == 0:
+                    continue
+                raise RTLError(f"Einsum {label}: the filter {f.text()} reads {r.tensor} at {ix.text()}; the engine "
+                               f"takes a mask over whole tiles ({mv}) and blocks of queries ({lv} // B, B a multiple "
+                               f"of its {C} columns), so that a block keeps or skips a tile whole")
+    drop = {t for _, f in data for t in reads_of(f)}
+    readers = [e for e in cascade.einsums if drop & {a.tensor for a in e.expr.accesses()}]
+    if readers:
+        raise RTLError(f"Einsum {readers[0].name} computes with the mask {sorted(drop)[0]}; the engine reads it in "
+                       "filters only")
+    from dataclasses import replace
+
+    stripped = replace(cascade, einsums=tuple(replace(e, filters=tuple(f for f in e.filters if not reads_of(f)))
+                                              for e in cascade.einsums),
+                       inputs=tuple(t for t in cascade.inputs if t.name not in drop),
+                       densities=tuple((t, v) for t, v in cascade.densities if t not in drop))
+    others = [f.text() for i, e in enumerate(stripped.einsums) for f in e.filters if stripped.einsum_kind(i) != "init"]
+    if others or any(isinstance(x, Position) for e in stripped.einsums for x in _walk(e.expr)):
+        raise RTLError(f"{cascade.name}: a mask that chooses tiles from data cannot be combined with "
+                       f"{'the filter ' + others[0] if others else 'positions as values'} in the engine (the kept "
+                       "tiles are not a run whose positions the controller counts)")
+    return tuple(f for _, f in data), stripped
+
+
+def _walk(x):
+    yield x
+    for a in getattr(x, "args", ()):
+        yield from _walk(a)
+
+
+def kept_tiles(prog: Program, raw: dict) -> tuple:
+    """For a job of an engine with a tile mask: the tiles each block of queries keeps, per
+    instance and block in stream order, from the raw mask inputs."""
+    import numpy as np
+
+    from ..einsum._ir import TENSORS
+
+    q = prog.numbers
+    tiles = np.arange(prog.loop_steps).reshape(-1, 1)
+    firsts = (np.arange(prog.query_tiles) * prog.cols).reshape(1, -1)
+    env = {**prog.sizes, prog.loop_var: tiles, prog.lane_var: firsts,
+           TENSORS: {t: q.to_float(np.asarray(raw[t])) for t in prog.mask_inputs}}
+    keep = np.ones((prog.loop_steps, prog.query_tiles), bool)
+    for f in prog.tile_mask:
+        keep &= np.broadcast_to(np.asarray(f.evaluate(env), bool), keep.shape)
+    per_block = tuple(tuple(int(k) for k in keep[:, b].nonzero()[0]) for b in range(prog.query_tiles))
+    return per_block * prog.n_instances
+
+
+def keep_a_tile_per_block(prog: Program, raw: dict, rng) -> dict:
+    """``raw`` with its mask inputs changed so that every block of queries keeps at least one tile
+    (a block that keeps none has no outputs to stream): one tile, chosen by ``rng``, of each such
+    block is set to the first of 1, -1, 0 and the format's extremes that the mask's filters keep."""
+    import numpy as np
+
+    from ..einsum._ir import TENSORS
+
+    if not prog.tile_mask:
+        return raw
+    q = prog.numbers
+    out = {k: np.array(v, copy=True) for k, v in raw.items()}
+    for k, tiles in enumerate(kept_tiles(prog, out)[:prog.query_tiles]):
+        if tiles:
+            continue
+        env = {**prog.sizes, prog.loop_var: int(rng.integers(prog.loop_steps)), prog.lane_var: k * prog.cols}
+        for value in (q.one, -q.one, 0, q.hi, q.lo):
+            for f in prog.tile_mask:
+                for r in read_nodes(f):
+                    out[r.tensor][tuple(int(ix.evaluate(env)) for ix in r.indices)] = value
+            env[TENSORS] = {t: q.to_float(out[t]) for t in prog.mask_inputs}
+            if all(bool(f.evaluate(env)) for f in prog.tile_mask):
+                break
+    return out
 
 
 def _slot_lag(timeline: list, makespan: int, rows: int) -> int:

@@ -96,12 +96,13 @@ def stream_timing(prog, memory: MemoryModel = MemoryModel()) -> StreamTiming:
     starts: list[int] = []          # the first frame of every tile, in order
     finished: list[int] = []        # the cycle each block's next_block happens
     frozen: list[tuple[int, int]] = []      # cycles [a, b) the compute side waited for a tile
-    blocks = [rng for _ in range(prog.n_instances) for rng in prog.tile_ranges]
+    blocks = prog.block_counts()
+    header = 1 if prog.tile_mask else 0             # a masked engine's block starts with its tile count
     streams: list[int] = []         # the cycle each block's first output beat leaves
-    for g, (_, count) in enumerate(blocks):
+    for g, count in enumerate(blocks):
         # the block's queries: their slot frees when the block two back is finished
         queries = min(prog.cols, prog.queries - (g % prog.query_tiles) * prog.cols)
-        words.take(queries * per_query, finished[g - 2] + 1 if g >= 2 else 0)
+        words.take(header + queries * per_query, finished[g - 2] + 1 if g >= 2 else 0)
         frame = finished[g - 1] + 1 if g >= 1 else 0      # when the controller could start tile 0
         for it in range(count):
             k = len(starts)

@@ -105,6 +105,13 @@ def stimuli(design: Design, seed: int = 0, kind: str = "random") -> dict:
         else:
             raise SimError(f"unknown stimulus kind {kind!r} (random, zeros, extremes, alternating, ones, lsb)")
         out[t.name] = np.asarray(v, np.int64).reshape(shape)
+    prog = design.program
+    if prog is not None and prog.tile_mask:
+        # a block mask keeps tiles with its declared density, and each block at least one
+        for t in prog.mask_inputs:
+            keep = rng.random(size=out[t].shape) < design.cascade.density(t, design.sizes)
+            out[t] = np.where(keep, q.one, 0).astype(np.int64)
+        out = prog.keep_a_tile_per_block(out, rng)
     return out
 
 
@@ -229,7 +236,8 @@ def run_jobs(design: Design, jobs: list, *, sim: str = "icarus", input_gaps: flo
     prepared = []
     for job in jobs:
         kind, seed, raw = job[:3]
-        view = job[3] if len(job) > 3 else design       # a job of other sizes: design.at(sizes)
+        # a job of other sizes (design.at(sizes)), or whose data chooses its work (a tile mask)
+        view = job[3] if len(job) > 3 else design.for_job(raw)
         gold = golden(view, raw)
         expected = view.expected_beats(gold)
         if not expected:
