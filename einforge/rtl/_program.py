@@ -23,8 +23,19 @@ import itertools
 import math
 from dataclasses import dataclass, field
 
-from ..einsum import (DIVIDER_STEPS, Access, Call, Cascade, Const, FixedPoint, Position, SizeRef, is_constant,
-                      read_nodes, reads_of)
+from ..einsum import (
+    DIVIDER_STEPS,
+    Access,
+    Call,
+    Cascade,
+    Const,
+    FixedPoint,
+    Position,
+    SizeRef,
+    is_constant,
+    read_nodes,
+    reads_of,
+)
 from ..einsum._ir import BinOp, Sym, Var
 from ._errors import RTLError
 

@@ -146,3 +146,28 @@ def test_the_cost_model_sees_the_registers_the_compiler_allocated(name, binding)
     assert arch.array("2d").rf_depth == d.program.pe_regs and arch.array("1d").rf_depth == d.program.lane_regs
     r = evaluate(arch, d.cascade, rtl_binding(d), rtl_workload(d))
     assert r.details["compute_cycles"] == d.manifest["model_cycles"] == d.manifest["rtl_cycles"]
+
+
+SEER = LIB["attention-seer"].load().text()
+
+
+@pytest.mark.parametrize("text,sizes,message", [
+    (SEER, {"B0": 2}, "multiple of its 4 columns"),                          # a block would keep part of a tile
+    (SEER.replace("BQK[m1,m0,p: ", "BQK[m1,m0: m1*M0+m0 <= p,p: "), {"B0": 4}, "cannot be combined"),  # + causal
+    (SEER.replace("BM[m1,p//B0]!=0", "BM[m1,p]!=0").replace("BM[m1,b]", "BM[m1,p]"), {"B0": 4},
+     "reads BM at p"),                                                       # a mask per query, finer than blocks
+])
+def test_a_block_mask_the_engine_cannot_follow_is_refused(text, sizes, message):
+    with pytest.raises(RTLError, match=message):
+        lower(parse_cascade(text), "fusemax", (4, 4), FixedPoint(8, 8), {"M": 32, "P": 16, "E": 4, "F": 4, **sizes})
+
+
+def test_a_block_that_keeps_no_tile_is_refused_with_its_name():
+    import numpy as np
+
+    d = lower(LIB["attention-seer"].load(), "fusemax", (4, 4), FixedPoint(8, 8),
+              {"M": 32, "P": 16, "E": 4, "F": 4, "B0": 4})
+    raw = {t.name: np.zeros([d.sizes[r] for r in t.ranks], np.int64) for t in d.cascade.inputs}
+    raw["BM"][:, :2] = 256                      # blocks 0 and 1 keep every tile, blocks 2 and 3 none
+    with pytest.raises(RTLError, match="block 2 of queries .* keeps no tile"):
+        d.for_job(raw)

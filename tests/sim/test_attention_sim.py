@@ -389,6 +389,26 @@ def test_latent_attention_runs_as_three_stages_that_compose_bit_exactly():
 
 
 @needs_icarus
+@pytest.mark.parametrize("binding", ["arch", "fusemax"])
+def test_a_block_mask_from_data_skips_whole_tiles(binding):
+    """SeerAttention: each block of queries keeps the key tiles its row of the mask BM keeps. The
+    stream carries, per block, how many tiles it keeps and only those; every job's cycles are its own
+    tiles' (the cost model given the job's mask density predicts them exactly), fewer than the
+    dense engine's."""
+    from einforge.sim import stimuli, verify
+
+    d = design("attention-seer", binding=binding, M=32, P=16, B0=4)
+    r = verify(d)
+    assert r.passed and r.cycles == r.model_cycles, r.details["failed_checks"]
+    sparse = [j for j in r.details["jobs"] if j["stimulus"].startswith("random")]
+    assert all(j["cycles"] < d.manifest["rtl_cycles"] for j in sparse)
+    raw_in = stimuli(d, 0, "random")
+    C, R, B0, E, F = 4, 4, 4, 4, 4
+    kept = sum(int(raw_in["BM"][m1, (b * C) // B0] != 0) for b in range(16 // C) for m1 in range(32 // R))
+    assert len(d.for_job(raw_in).pack(raw_in)) == 16 // C + 16 * E + kept * R * (E + F)
+
+
+@needs_icarus
 def test_the_engine_takes_new_jobs_without_a_reset():
     # the default suite runs six jobs in one simulation; only the first starts from reset, each later
     # one starts by offering its first word while the engine is done

@@ -140,3 +140,16 @@ def test_the_unbounded_fifo_closed_form_equals_the_word_by_word_timing(binding, 
     for name, sizes in (("attention-1pass", {"M": 64, "P": 12}), ("attention-causal", {"M": 32, "P": 32})):
         d = _design(name, binding, **sizes)
         assert stream_timing(d.program, MemoryModel(bw)) == stream_timing(d.program, MemoryModel(bw, 10**9))
+
+
+@needs_sim
+@pytest.mark.parametrize("memory", [MemoryModel(Fraction(1, 2)), MemoryModel(Fraction(3, 4), 5)], ids=lambda m: m.describe())
+def test_a_block_mask_streams_only_the_kept_tiles_on_time(memory):
+    """Each block's count word, then its queries and kept tiles: first input to last output equals
+    the timing model's for that job's tiles."""
+    d = _design("attention-seer", "fusemax", M=32, P=16, B0=8)
+    raw = stimuli(d, 2, "random")
+    job = d.for_job(raw)
+    r = run_jobs(d, [("random", 2, raw)], sim=SIM, memory=memory)
+    _check(r, memory, job)
+    assert job.program.block_tiles is not None and sum(job.manifest["tiles_visited"]) < 8 * 4
