@@ -249,8 +249,12 @@ def compile_program(cascade: Cascade, binding, array: tuple[int, int], numbers: 
             regions[t.name] = ("col", col_slot, tsize, temporal)
             col_slot += tsize
         else:
+            readers = [e.name for e in cascade.einsums if t.name in {a.tensor for a in e.expr.accesses()}]
             raise RTLError(f"input {t.name}[{','.join(ranks)}] must carry either the tiled rank {parent} or the "
-                           f"query rank {plan.row_rank}, not both or neither")
+                           f"query rank {plan.row_rank}, not both or neither"
+                           + (f"; a weight like it belongs to a stage of its own: lower the attention core alone "
+                              f"(einforge rewrite {cascade.name} --stage OUTPUTS:INPUTS) and run {', '.join(readers)} "
+                              "on the GEMM array" if parent not in ranks and plan.row_rank not in ranks else ""))
 
     # ---------------- constant factors, folded into an input on its load path -----------------------
     stripped, load_scales = _fold_constants(cascade, plan, vsize, q)
