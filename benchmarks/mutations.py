@@ -17,7 +17,8 @@ from einforge.sim._mutations import mutation_score
 CASES = [("attention-1pass", "fusemax", (2, 2), {"M": 32, "P": 4, "E": 2, "F": 2}),
          ("attention-1pass", "arch", (4, 4), {"M": 16, "P": 8, "E": 4, "F": 4}),
          ("attention-causal", "fusemax", (4, 4), {"M": 16, "P": 16, "E": 4, "F": 4}),
-         ("attention-1pass", "arch", (4, 4), {"M": 32, "P": 8, "E": 2, "F": 2})]
+         ("attention-1pass", "arch", (4, 4), {"M": 32, "P": 8, "E": 2, "F": 2}),
+         ("attention-seer", "fusemax", (4, 4), {"M": 32, "P": 16, "E": 4, "F": 4, "B0": 4})]
 
 
 def main():
