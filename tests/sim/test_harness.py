@@ -3,6 +3,8 @@
 from fractions import Fraction
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from einforge.einsum import FixedPoint, library, parse_cascade
 from einforge.rtl import MemoryModel, export_verilog, lower, stream_timing
@@ -61,3 +63,17 @@ def test_the_gemm_array_streams_from_the_harness_too():
     d = lower(parse_cascade("ranks K=70 M=5 N=6\ninput A[k,m] B[k,n]\nZ[m,n] = A[k,m] * B[k,n]\n"), array=(4, 4))
     r = run_jobs(d, [("random", 0, stimuli(d, 0, "random"))], sim=SIM)      # 70*11 words: 25 loads of 32
     assert r.passed and r.details["memory_model"] == "harness"
+
+
+@needs_sim
+@settings(max_examples=8, deadline=None, derandomize=True)
+@given(num=st.integers(1, 7), den=st.integers(1, 7), fifo=st.one_of(st.none(), st.integers(1, 12)))
+def test_any_memory_is_timed_by_the_harness_as_the_timing_model_says(num, den, fifo):
+    """Bandwidths n/d (at most a word a cycle) and FIFOs of any depth: the harness's first input to
+    last output is the timing model's, job after job."""
+    memory = MemoryModel(Fraction(min(num, den), den), fifo)
+    d = _design()
+    r = run_jobs(d, [("random", 0, stimuli(d, 0, "random")), ("ones", 0, stimuli(d, 0, "ones"))], sim=SIM,
+                 memory=memory)
+    assert r.passed and r.details["memory_model"] == "harness", r.details["failed_checks"]
+    assert r.details["first_input_to_last_output"] == stream_timing(d.program, memory).first_input_to_last_output
