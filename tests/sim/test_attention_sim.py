@@ -358,34 +358,66 @@ def test_chunked_attention_runs_its_chunks_as_instances(binding):
 
 
 @needs_icarus
-def test_latent_attention_runs_as_three_stages_that_compose_bit_exactly():
-    """Multi-head latent attention: the query's up-projection and the output projection on the GEMM
-    array, the attention core (the compressed cache as keys and values) on the attention engine.
-    Each stage's RTL runs on what the stage before computed (bit-exact, cycles as predicted), and
-    the last one's outputs are the whole cascade's golden model bit for bit."""
+def _chain(whole, cuts, sizes, tiled):
+    """Run the stages of ``whole`` (``cuts``: (outputs, inputs) each) one after another on their own
+    RTL, each on what the stages before computed; check each and return the designs, the inputs
+    and every value computed, and the whole cascade's golden model at the engine's tiling."""
     from einforge.einsum import evaluate, subcascade
     from einforge.sim import golden, run_jobs, stimuli
 
-    mla = LIB["attention-mla"].load()
     q = FixedPoint(8, 8)
-    sizes = {"M": 32, "P": 8, "E": 4, "F": 4, "C": 4, "H": 2}
-    stages = [subcascade(mla, ["QC"], ["Q", "WUK"]), subcascade(mla, ["OC"], ["QC", "CKV"]),
-              subcascade(mla, ["AV"], ["OC", "WUV"])]
-    designs = [lower(s, "fusemax", (4, 4), q, sizes) for s in stages]
-    assert designs[1].manifest["instances"] == {"h": 2} and designs[0].program is None
+    designs = [lower(subcascade(whole, outs, ins), "fusemax", (4, 4), q, sizes) for outs, ins in cuts]
     raw_in = {}
     for d in designs:
-        raw_in.update({k: v for k, v in stimuli(d, 5, "random").items() if mla.tensors[k].is_input})
+        raw_in.update({k: v for k, v in stimuli(d, 5, "random").items() if whole.tensors[k].is_input})
     values = dict(raw_in)
     for d in designs:
         mine = {t.name: values[t.name] for t in d.cascade.inputs}
         r = run_jobs(d, [("chained", 0, mine)])
         assert r.passed and r.cycles == r.model_cycles, (d.name, r.details["failed_checks"])
         values.update({k: v for k, v in golden(d, mine).items() if not k.endswith("?")})
-    # the engine tiles the keys by its rows (M0=4): the whole cascade at the same tiling
-    assert designs[1].sizes["M0"] == 4
-    whole = evaluate(mla, {k: q.to_float(v) for k, v in raw_in.items()}, {**sizes, "M0": 4}, q)
+    # the engine tiles the keys by its rows: the whole cascade at the same tiling
+    assert designs[[d.program is not None for d in designs].index(True)].sizes[tiled] == 4
+    return designs, values, evaluate(whole, {k: q.to_float(v) for k, v in raw_in.items()}, {**sizes, tiled: 4}, q)
+
+
+def test_latent_attention_runs_as_three_stages_that_compose_bit_exactly():
+    """Multi-head latent attention: the query's up-projection and the output projection on the GEMM
+    array, the attention core (the compressed cache as keys and values) on the attention engine.
+    Each stage's RTL runs on what the stage before computed (bit-exact, cycles as predicted), and
+    the last one's outputs are the whole cascade's golden model bit for bit."""
+    mla = LIB["attention-mla"].load()
+    designs, values, whole = _chain(mla, [(["QC"], ["Q", "WUK"]), (["OC"], ["QC", "CKV"]), (["AV"], ["OC", "WUV"])],
+                                    {"M": 32, "P": 8, "E": 4, "F": 4, "C": 4, "H": 2}, "M0")
+    assert designs[1].manifest["instances"] == {"h": 2} and designs[0].program is None
     assert np.array_equal(values["AV"], whole["AV"])
+
+
+@needs_icarus
+def test_linformer_projects_on_the_gemm_array_and_attends_on_the_engine():
+    """Linformer cut into stages: the two projections on the GEMM array, then attention over the
+    projected keys rewritten to one pass (checked equivalent) on the engine; each stage's RTL runs
+    on what the stages before computed, bit-exact, on its predicted cycles and within its derived
+    error bound."""
+    from einforge.einsum import defer_division, running_max, subcascade
+    from einforge.sim import golden, run_jobs, stimuli
+
+    lf = LIB["attention-linformer"].load()
+    q = FixedPoint(8, 8)
+    sizes = {"R": 16, "M": 32, "P": 8, "E": 4, "F": 4}
+    core = running_max(defer_division(subcascade(lf, ["AV"], ["Q", "KR", "VR"])), "R", tile_size=4)
+    stages = [subcascade(lf, ["KR"], ["PK", "K"]), subcascade(lf, ["VR"], ["PV", "V"]), core]
+    designs = [lower(s, "fusemax", (4, 4), q, {k: v for k, v in sizes.items() if k in s.rank_names}) for s in stages]
+    assert [d.program is None for d in designs] == [True, True, False]
+    values = {}
+    for d in designs:
+        values.update({k: v for k, v in stimuli(d, 3, "random").items() if lf.tensors[k].is_input})
+    for d in designs:
+        mine = {t.name: values[t.name] for t in d.cascade.inputs}
+        r = run_jobs(d, [("chained", 0, mine)])
+        assert r.passed and r.cycles == r.model_cycles and r.error_bound_vs_float < 1, (d.name, r.details["failed_checks"])
+        values.update({k: v for k, v in golden(d, mine).items() if not k.endswith("?")})
+    assert values["AV"].shape == (4, 8)
 
 
 @needs_icarus
