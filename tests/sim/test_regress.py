@@ -16,7 +16,7 @@ cascades: [attention-1pass, attention-alibi, attention-seer]
 arrays: [2x2]
 bindings: [arch]
 seeds: [0, 1]
-sizes: {M: 8, P: 4, E: 2, F: 2, B0: 2}
+sizes: {M: 8, P: 4, E: 2, F: 2, B0: 1}
 formats: [{int_bits: 8, frac_bits: 8}]
 """
 
@@ -33,7 +33,7 @@ def test_a_matrix_on_a_local_cluster_equals_the_runs_alone_and_resumes(tmp_path)
         assert len(cols["key"]) == 6
         rows = list(zip(cols["cascade"].tolist(), cols["seed"].tolist(), cols["passed"].tolist(),
                         cols["cycles"].tolist(), cols["error"].tolist()))
-        # the block-sparse cascade filters on data: the engine has no mask memory, and says so
+        # the block-sparse cascade's mask is per query (B0=1), finer than the engine's blocks: refused, by name
         assert [r[2] for r in rows] == [True, True, True, True, False, False]
         assert "filter" in rows[4][4]
         alone = run_design(spec, ("attention-alibi", "2x2", "arch", "icarus", "Q8.8"))
