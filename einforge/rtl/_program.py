@@ -33,6 +33,7 @@ from ..einsum import (
     Position,
     SizeRef,
     is_constant,
+    positions,
     read_nodes,
     reads_of,
 )
@@ -685,17 +686,12 @@ def _split_tile_mask(cascade: Cascade, binding, array, sizes) -> tuple[tuple, Ca
                        inputs=tuple(t for t in cascade.inputs if t.name not in drop),
                        densities=tuple((t, v) for t, v in cascade.densities if t not in drop))
     others = [f.text() for i, e in enumerate(stripped.einsums) for f in e.filters if stripped.einsum_kind(i) != "init"]
-    if others or any(isinstance(x, Position) for e in stripped.einsums for x in _walk(e.expr)):
+    if others or any(positions(e.expr) for e in stripped.einsums):
         raise RTLError(f"{cascade.name}: a mask that chooses tiles from data cannot be combined with "
                        f"{'the filter ' + others[0] if others else 'positions as values'} in the engine (the kept "
                        "tiles are not a run whose positions the controller counts)")
     return tuple(f for _, f in data), stripped
 
-
-def _walk(x):
-    yield x
-    for a in getattr(x, "args", ()):
-        yield from _walk(a)
 
 
 def kept_tiles(prog: Program, raw: dict) -> tuple:
