@@ -75,35 +75,32 @@ def evaluate(arch: Architecture, cascade: Cascade, binding: Binding, workload: W
     (0.991, 1.0)
     """
     if binding.mapping == "flat":
-        from ._model import _bind, _by_role, _finish, _shape
-
-        parts_arch, parts_binding = _by_role(arch, binding, arch.parts())
-        plan = _plan(cascade, parts_binding, parts_arch)
-        twod = [p.label for p in plan.einsums if p.array == "2d"]
-        if len(twod) != 2:
-            raise ArchError(f"the FLAT dataflow fuses two tensor products around a softmax; {cascade.name} has "
-                            f"{len(twod)} on the 2D array")
-
-        bound = {}      # candidates that spread the Einsums alike share their plan and cycles
-
-        def run(flow):
-            b = replace(binding, einsum_spatial=flat_spatial(flow, twod[0], twod[1], cascade))
-            if arch.parts() != {"2d": "2d", "1d": "1d"} or {a.name for a in arch.arrays} != {"2d", "1d"}:
-                return _evaluate(arch, cascade, b, workload, flat_dataflow=flow, design=name)
-            if b.einsum_spatial not in bound:
-                bound[b.einsum_spatial] = _bind(arch, cascade, b, workload)
-            r = _finish(_shape(arch, cascade, b, workload, flow, bound[b.einsum_spatial]), arch, name)
-            return replace(r, array_roles=arch.parts()) if r.array_roles != arch.parts() else r
-
+        logit, attend = flat_products(arch, cascade, binding)
         flow = flat if flat is not None else flat_dataflow(workload.name, workload.keys)
-        if flow is None or arch.buffer.capacity != 32 << 20 or arch.part("2d").rows != 256:
-            # FLAT's own choices cover its cloud accelerator only; elsewhere, search its space
-            flow = flat if flat is not None else search_flat_dataflow(
-                run, workload, arch.buffer.capacity, arch.word_bytes, arch.part("2d").rows)
-        r = run(flow)
+        if flat is None and (flow is None or not flat_table_applies(arch)):
+            flow = search_flat_dataflow(arch, cascade, binding, workload, logit, attend)
+        b = replace(binding, einsum_spatial=flat_spatial(flow, logit, attend, cascade))
+        r = _evaluate(arch, cascade, b, workload, flat_dataflow=flow, design=name)
         r.details["flat_dataflow"] = "searched" if flow.get("searched") else "FLAT's table"
         return r
     return _evaluate(arch, cascade, binding, workload, design=name)
+
+
+def flat_table_applies(arch: Architecture) -> bool:
+    """FLAT's own choices cover its cloud accelerator only (a 256-row array, 32 MiB of buffer)."""
+    return arch.buffer.capacity == 32 << 20 and arch.part("2d").rows == 256
+
+
+def flat_products(arch: Architecture, cascade: Cascade, binding: Binding) -> tuple[str, str]:
+    """The two tensor products FLAT fuses around the softmax (the Einsums on the 2D array)."""
+    from ._model import _by_role
+
+    parts_arch, parts_binding = _by_role(arch, binding, arch.parts())
+    twod = [p.label for p in _plan(cascade, parts_binding, parts_arch).einsums if p.array == "2d"]
+    if len(twod) != 2:
+        raise ArchError(f"the FLAT dataflow fuses two tensor products around a softmax; {cascade.name} has "
+                        f"{len(twod)} on the 2D array")
+    return twod[0], twod[1]
 
 
 def evaluate_design(name: str, workload: Workload) -> Report:

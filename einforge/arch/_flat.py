@@ -8,6 +8,8 @@ not cover are searched over the same space with einforge's own FLAT model.
 from __future__ import annotations
 
 import csv
+import itertools
+from dataclasses import fields
 from functools import lru_cache
 
 from ._spec import DATA_DIR, ArchError
@@ -64,38 +66,167 @@ def flat_spatial(flow: dict, logit: str, attend: str, cascade) -> tuple:
     return tuple(out)
 
 
-def search_flat_dataflow(evaluate_flow, workload, capacity_bytes: float, word_bytes: int, rows: int) -> dict:
-    """FLAT's choice for a shape its table lacks: the fastest (then lowest-traffic) dataflow over
-    FLAT's space: head or row granularity (P1 = P, or 256, 512, ... rows), output- or
+def _numpy():
+    import numpy
+
+    return numpy     # imported only by a search: evaluating from FLAT's table needs no numpy
+
+
+def flat_candidates(workload, capacity_bytes: float, word_bytes: int, rows: int):
+    """FLAT's space for a shape its table lacks, as :class:`~einforge.arch._traffic.FlatFlows`
+    columns: head or row granularity (P1 = P, or ``rows``, 2 ``rows``, ... query rows), output- or
     weight-stationary logit and attend products, and each of Q, QK/A (together), V and AV on or
     off chip. The share that spills is the part of one group's on-chip footprint (one head, P1
-    query rows: Q P1*E, QK and A 2*P1*M, V M*F, AV P1*F words) that the buffer cannot hold.
+    query rows: Q P1*E, QK and A 2*P1*M, V M*F, AV P1*F words) that the buffer cannot hold."""
+    flows, words = _footprints(workload, rows)
+    return _spilled(flows, words, capacity_bytes / word_bytes)
 
-    ``evaluate_flow(flow)`` returns the model's report for a candidate.
-    """
+
+def _footprints(workload, rows: int):
+    """(the candidates with nothing spilled, each one's on-chip words): what no buffer changes."""
+    from ._traffic import FlatFlows
+
+    np = _numpy()
     f = workload.fields()
     E, F, M, P = f["head_dim"], f["value_dim"], f["keys"], f["queries"]
-    avail = capacity_bytes / word_bytes
-    p1s = [("head", P)]
+    p1s = [P]
     k = rows
     while k < P:
-        p1s.append(("row", k))
+        p1s.append(k)
         k *= 2
-    best = None
-    for gran, p1 in p1s:
-        for qk in ("output", "weight"):
-            for av in ("output", "weight"):
-                for q_on in (False, True):
-                    for qka_on in (False, True):
-                        for v_on in (False, True):
-                            for av_on in (False, True):
-                                words = (p1 * E * q_on + 2 * p1 * M * qka_on + M * F * v_on + p1 * F * av_on)
-                                ps = 0.0 if words == 0 else max(0.0, 1.0 - avail / words)
-                                flow = {"on": {"Q": q_on, "K": False, "QK": qka_on, "A": qka_on, "V": v_on,
-                                               "AV": av_on},
-                                        "qk": qk, "av": av, "granularity": gran, "P1": p1, "ps": ps}
-                                r = evaluate_flow(flow)
-                                key = (r.latency_s, r.traffic_bytes)
-                                if best is None or key < best[0]:
-                                    best = (key, flow)
-    return dict(best[1], searched=True)
+    g = np.array(list(itertools.product(range(len(p1s)), *[(0, 1)] * 6)), dtype=np.int64)
+    p1 = np.array(p1s, dtype=np.int64)[g[:, 0]]
+    qk_w, av_w, q_on, qka_on, v_on, av_on = (g[:, j] for j in range(1, 7))
+    words = p1 * E * q_on + 2 * p1 * M * qka_on + M * F * v_on + p1 * F * av_on
+    on = (q_on == 1, np.zeros(len(g), bool), qka_on == 1, qka_on == 1, v_on == 1, av_on == 1)
+    return FlatFlows(p1.astype(float), qk_w == 0, av_w == 0, *on, np.zeros(len(g))), words
+
+
+def _spilled(flows, words, avail_words: float):
+    from dataclasses import replace
+
+    np = _numpy()
+    with np.errstate(divide="ignore"):
+        ps = np.where(words == 0, 0.0, np.maximum(0.0, 1.0 - avail_words / words))
+    return replace(flows, ps=ps)
+
+
+def candidate(flows, k: int, queries: int) -> dict:
+    """The dataflow dict (as FLAT's table gives one) of candidate ``k`` of ``flows``."""
+    p1 = int(flows.p1[k])
+    return {"on": {t: bool(getattr(flows, f"on_{t.lower()}")[k]) for t in _TENSORS},
+            "qk": "output" if flows.qk_output[k] else "weight", "av": "output" if flows.av_output[k] else "weight",
+            "granularity": "head" if p1 == queries else "row", "P1": p1, "ps": float(flows.ps[k])}
+
+
+class FlatSpace:
+    """Candidates of FLAT's dataflow on one architecture, each priced as a report prices it, for
+    any DRAM bandwidth and clock at once: FLAT's whole space (its buffer decides the spills) or
+    the given ``flows`` (FLAT's table). The arrays' cycles, busy PE-cycles and compute energy come
+    once per way of spreading the two products (four; ``bound`` carries them over between buffers
+    of the same arrays); each candidate's traffic, buffer accesses and energy are numpy columns of
+    :func:`einforge.arch._traffic.flat_words` and :func:`einforge.arch._energy.memory_breakdown`,
+    the formulas a single report uses."""
+
+    def __init__(self, arch, cascade, binding, workload, logit: str, attend: str, bound: dict | None = None,
+                 flows: list[dict] | None = None):
+        from ._energy import memory_breakdown
+        from ._model import _by_role
+        from ._traffic import FlatFlows, _Access, _buffer_cycles, flat_words
+
+        np = _numpy()
+        role_arch, role_binding = _by_role(arch, binding, arch.parts())
+        self.queries = workload.fields()["queries"]
+        self.bound = {} if bound is None else bound
+        self.searched = flows is None
+        if flows is None:
+            template, words, groups = self._space(arch, cascade, workload, logit, attend)
+            self.flows = _spilled(template, words, arch.buffer.capacity / arch.word_bytes)
+        else:
+            self.flows = FlatFlows.of(flows, self.queries)
+            by: dict = {}
+            for k, f in enumerate(flows):
+                by.setdefault(flat_spatial(f, logit, attend, cascade), []).append(k)
+            groups = [(np.array(v), sp) for sp, v in by.items()]
+        n = len(self.flows.ps)
+        cols = ("traffic", "buffer_cycles", "energy", "compute", "link", "busy_2d", "busy_1d")
+        for c in cols:
+            setattr(self, c, np.empty(n))
+        self.area = sum(role_arch.area_breakdown().values())
+        merged: list = []       # candidates whose operands and compute energy agree share one pricing
+        for idx, sp in groups:
+            compute, link, busy, energy, ops = self._priced(role_arch, role_binding, cascade, workload, sp,
+                                                            int(idx[0]))
+            self.compute[idx], self.link[idx] = compute, link
+            self.busy_2d[idx], self.busy_1d[idx] = busy
+            same = next((m for m in merged if m[1] == energy and m[2] == ops), None)
+            if same is None:
+                merged.append([idx, energy, ops])
+            else:
+                same[0] = np.concatenate([same[0], idx])
+        for idx, energy, ops in merged:
+            group = FlatFlows(*(getattr(self.flows, f.name)[idx] for f in fields(FlatFlows)))
+            t, reads, writes = flat_words(ops, group)
+            acc = _Access(l3_reads=reads, l3_writes=writes)
+            traffic = t * role_arch.word_bytes
+            self.traffic[idx] = traffic
+            self.buffer_cycles[idx] = _buffer_cycles(role_arch, acc)
+            self.energy[idx] = sum(memory_breakdown(energy, role_arch, acc, traffic).values())
+
+    def _space(self, arch, cascade, workload, logit, attend):
+        """FLAT's candidates before spilling, with their groups of one spreading (once per arrays)."""
+        np = _numpy()
+        key = ("candidates", arch.part("2d").rows)
+        if key not in self.bound:
+            template, words = _footprints(workload, arch.part("2d").rows)
+            groups = []
+            for qk in (True, False):
+                for av in (True, False):
+                    idx = np.flatnonzero((template.qk_output == qk) & (template.av_output == av))
+                    sp = flat_spatial(candidate(template, int(idx[0]), self.queries), logit, attend, cascade)
+                    groups.append((idx, sp))
+            self.bound[key] = (template, words, groups)
+        return self.bound[key]
+
+    def _priced(self, role_arch, role_binding, cascade, workload, spatial, k: int):
+        """(compute cycles, link cycles, busy PE-cycles per array, compute energy by component,
+        operand sizes) of one spreading of the products: what no buffer, bandwidth or placement
+        of the tensors changes."""
+        from dataclasses import replace
+
+        from ._model import _bind, _shape
+        from ._traffic import flat_operands
+
+        if ("priced", spatial) not in self.bound:
+            b = replace(role_binding, einsum_spatial=spatial)
+            flow = candidate(self.flows, k, self.queries)      # any of the spreading's candidates will do
+            sh = _shape(role_arch, cascade, b, workload, flow, _bind(role_arch, cascade, b, workload))
+            busy = tuple(sum(sh.busy[p.label] for p in sh.plan.einsums if p.array == r) for r in ("2d", "1d"))
+            self.bound[("priced", spatial)] = (sh.compute_cycles, sh.link_cycles, busy, sh.energy[0],
+                                               flat_operands(sh.ctx, sh.plan))
+        return self.bound[("priced", spatial)]
+
+    def best(self, bandwidths, clocks):
+        """Index of the fastest (then lowest-traffic, then first) candidate for each (bandwidth,
+        clock) pair of the two equally long arrays."""
+        from ._model import latency_cycles
+
+        np = _numpy()
+        bw, clk = np.asarray(bandwidths, float)[None, :], np.asarray(clocks, float)[None, :]
+        cycles, _ = latency_cycles(self.compute[:, None], self.traffic[:, None], self.buffer_cycles[:, None],
+                                   self.link[:, None], bw, clk)
+        lat = cycles / clk
+        fastest = lat == lat.min(axis=0)
+        traffic = np.where(fastest, self.traffic[:, None], np.inf)
+        return np.argmax(fastest & (traffic == traffic.min(axis=0)), axis=0)
+
+    def flow(self, k: int) -> dict:
+        f = candidate(self.flows, k, self.queries)
+        return dict(f, searched=True) if self.searched else f
+
+
+def search_flat_dataflow(arch, cascade, binding, workload, logit: str, attend: str) -> dict:
+    """FLAT's choice for a shape its table lacks: the fastest (then lowest-traffic) dataflow of
+    :func:`flat_candidates` on ``arch`` (see :class:`FlatSpace`)."""
+    space = FlatSpace(arch, cascade, binding, workload, logit, attend)
+    return space.flow(int(space.best([arch.dram_bandwidth], [arch.clock_hz])[0]))

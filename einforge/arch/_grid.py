@@ -9,8 +9,9 @@ the residency, and the bandwidth x clock plane is numpy columns. Every column eq
 point alone, number for number (a property test checks it), because both paths run the same steps
 in the same order.
 
-FLAT's dataflow is searched for each point's buffer and bandwidth (its choice depends on both), so a
-FLAT grid evaluates point by point.
+FLAT's dataflow depends on the buffer (what spills) and on the bandwidth and clock (what is fastest):
+its candidates are priced once per buffer (:class:`einforge.arch._flat.FlatSpace`), chosen per point
+in numpy, and each buffer's few winning dataflows shaped once.
 """
 
 from __future__ import annotations
@@ -72,7 +73,6 @@ def evaluate_grid(arch, cascade, binding, workload, *, buffers=None, bandwidths=
         What the whole grid shares cannot be evaluated (an operator an array lacks, an unsized
         rank); a buffer too small for one block is an ``error`` entry of its points instead.
     """
-    from ._designs import evaluate
     from ._model import _by_role, _finish, _named, _shape
 
     caps = [arch.buffer.capacity] if buffers is None else [float(c) for c in buffers]
@@ -80,7 +80,7 @@ def evaluate_grid(arch, cascade, binding, workload, *, buffers=None, bandwidths=
     clks = np.asarray([arch.clock_hz] if clocks is None else clocks, float)
     archs = [arch.with_buffer(capacity=int(c)) if c != arch.buffer.capacity else arch for c in caps]
     if binding.mapping == "flat":
-        return _pointwise(archs, bws, clks, lambda a: evaluate(a, cascade, binding, workload))
+        return _flat_columns(archs, bws, clks, cascade, binding, workload)
     roles_ = arch.parts()
     plain = all(roles_.get(k, k) == k for k in ("2d", "1d")) and {a.name for a in arch.arrays} <= {"2d", "1d"}
     if plain:
@@ -110,7 +110,7 @@ def evaluate_grid(arch, cascade, binding, workload, *, buffers=None, bandwidths=
 def _columns(sh, archs, role_archs, bws, clks, finish) -> GridColumns:
     """Columns of a shape whose latency is max(compute, memory, buffer, link): the buffer-dependent
     numbers once per buffer, then everything in numpy over buffers x bandwidths x clocks."""
-    from ._model import _buffer_point
+    from ._model import _buffer_point, latency_cycles
     from ._traffic import resident_blocks
 
     plane = len(bws) * len(clks)
@@ -136,8 +136,7 @@ def _columns(sh, archs, role_archs, bws, clks, finish) -> GridColumns:
     bw = np.tile(np.repeat(bws, len(clks)), len(archs))
     clk = np.tile(np.tile(clks, len(bws)), len(archs))
     busy = {role: sum(sh.busy[p.label] for p in sh.plan.einsums if p.array == role) for role in ("2d", "1d")}
-    mem_cycles = traffic / bw * clk
-    cycles = np.maximum(np.maximum(np.maximum(sh.compute_cycles, mem_cycles), buf_cycles), sh.link_cycles)
+    cycles, mem_cycles = latency_cycles(sh.compute_cycles, traffic, buf_cycles, sh.link_cycles, bw, clk)
     with np.errstate(divide="ignore", invalid="ignore"):
         util = {role: np.where(cycles > 0, b / cycles, np.where(np.isnan(cycles), np.nan, 0.0))
                 for role, b in busy.items()}
@@ -153,6 +152,56 @@ def _columns(sh, archs, role_archs, bws, clks, finish) -> GridColumns:
                        latency_s=cycles / clk, compute_s=compute, memory_s=mem_cycles / clk,
                        util_2d=util["2d"], util_1d=util["1d"], energy_pJ=energy, traffic_bytes=traffic,
                        area_um2=area, error=error, warnings=tuple(a.extrapolations() for a in archs), _point=point)
+
+
+def _flat_columns(archs, bws, clks, cascade, binding, workload) -> GridColumns:
+    """Columns of FLAT's mapping: per buffer, FLAT's table or the fastest candidate of its space at
+    each (bandwidth, clock), every candidate priced as :func:`evaluate` prices it."""
+    from ._designs import evaluate, flat_products, flat_table_applies
+    from ._flat import FlatSpace, flat_dataflow
+    from ._model import latency_cycles
+
+    plane = len(bws) * len(clks)
+    n = len(archs) * plane
+    bw = np.tile(np.repeat(bws, len(clks)), len(archs))
+    clk = np.tile(np.tile(clks, len(bws)), len(archs))
+    keys = ("traffic", "buffer_cycles", "energy", "compute", "link", "busy_2d", "busy_1d")
+    per = {k: np.full(n, np.nan) for k in keys}
+    area = np.full(n, np.nan)
+    errors = np.full(n, "", dtype=object)
+    flows: list = [None] * n
+    table = flat_dataflow(workload.name, workload.keys)
+    logit, attend = flat_products(archs[0], cascade, binding)
+    bound: dict = {}        # the buffers share their arrays: each way of spreading the products prices once
+    for i, a in enumerate(archs):
+        at = slice(i * plane, (i + 1) * plane)
+        try:
+            from_table = table is not None and flat_table_applies(a)
+            space = FlatSpace(a, cascade, binding, workload, logit, attend, bound, [table] if from_table else None)
+        except ArchError as exc:
+            errors[at], area[at] = str(exc), a.area_um2
+            continue
+        chosen = np.zeros(plane, int) if from_table else space.best(bw[at], clk[at])
+        for k in keys:
+            per[k][at] = getattr(space, k)[chosen]
+        area[at] = space.area
+        for k in set(chosen.tolist()):
+            flow = space.flow(k)
+            for j in (np.flatnonzero(chosen == k) + i * plane).tolist():
+                flows[j] = flow
+    cycles, mem_cycles = latency_cycles(per["compute"], per["traffic"], per["buffer_cycles"], per["link"], bw, clk)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        util = {role: np.where(cycles > 0, per[f"busy_{role}"] / cycles, np.where(np.isnan(cycles), np.nan, 0.0))
+                for role in ("2d", "1d")}
+
+    def point(k):
+        a = replace(archs[k // plane], dram_bandwidth=float(bw[k]), clock_hz=float(clk[k]))
+        return evaluate(a, cascade, binding, workload, flat=flows[k])
+
+    return GridColumns(np.repeat([float(a.buffer.capacity) for a in archs], plane), bw, clk,
+                       latency_s=cycles / clk, compute_s=per["compute"] / clk, memory_s=mem_cycles / clk,
+                       util_2d=util["2d"], util_1d=util["1d"], energy_pJ=per["energy"], traffic_bytes=per["traffic"],
+                       area_um2=area, error=errors, warnings=tuple(a.extrapolations() for a in archs), _point=point)
 
 
 def _pointwise(archs, bws, clks, run) -> GridColumns:

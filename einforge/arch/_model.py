@@ -198,21 +198,34 @@ def _buffer_point(sh: _Shape, arch: Architecture) -> tuple[float, float, float, 
             sum(arch.area_breakdown().values()))
 
 
+def latency_cycles(compute, traffic_bytes, buffer_cycles, link_cycles, bandwidth, clock):
+    """(latency, memory) cycles of a point whose arrays, DRAM, global buffer and grid-lane link all
+    overlap: the slowest of the four. Floats or numpy arrays (a grid's columns, a search's candidates)."""
+    mem = traffic_bytes / bandwidth * clock
+    terms = (compute, mem, buffer_cycles, link_cycles)
+    if not any(hasattr(t, "shape") for t in terms):
+        return max(terms), mem          # a single point needs no numpy
+    import numpy as np
+
+    return np.maximum(np.maximum(np.maximum(compute, mem), buffer_cycles), link_cycles), mem
+
+
 def _finish(sh: _Shape, arch: Architecture, design: str | None = None) -> Report:
     """The report of a shape on ``arch`` (its buffer, DRAM bandwidth and clock)."""
     plan, ctx, binding = sh.plan, sh.ctx, sh.binding
     acc, traffic, buffer_cycles = _memory_side(sh, arch)
-    mem_cycles = traffic / arch.dram_bandwidth * arch.clock_hz
     details = dict(acc.details)
     details["buffer_cycles"] = buffer_cycles
     details["link_cycles"] = sh.link_cycles
     if sh.compute_cycles is None:
-        compute_cycles, latency_cycles = _phases_time(plan, arch, acc, sh.cycles)
+        mem_cycles = traffic / arch.dram_bandwidth * arch.clock_hz
+        compute_cycles, latency = _phases_time(plan, arch, acc, sh.cycles)
     else:
         compute_cycles = sh.compute_cycles
-        latency_cycles = max(compute_cycles, mem_cycles, details["buffer_cycles"], sh.link_cycles)
+        latency, mem_cycles = latency_cycles(compute_cycles, traffic, buffer_cycles, sh.link_cycles,
+                                             arch.dram_bandwidth, arch.clock_hz)
     busy_of = {a.name: sum(sh.busy[p.label] for p in plan.einsums if p.array == a.name) for a in arch.arrays}
-    util = {a: (b / latency_cycles if latency_cycles else 0.0) for a, b in busy_of.items()}
+    util = {a: (b / latency if latency else 0.0) for a, b in busy_of.items()}
     breakdown, per_e_energy, actions_all = memory_energy(sh.energy, arch, acc, traffic)
     total = sum(breakdown.values())
     pe_rf = sum(v for k, v in breakdown.items() if k.startswith("pe_rf_"))
@@ -221,7 +234,7 @@ def _finish(sh: _Shape, arch: Architecture, design: str | None = None) -> Report
     area = arch.area_breakdown()
     f = arch.clock_hz
     inst = sh.bound.instances
-    details.update(latency_cycles=latency_cycles, compute_cycles=compute_cycles, memory_cycles=mem_cycles,
+    details.update(latency_cycles=latency, compute_cycles=compute_cycles, memory_cycles=mem_cycles,
                    instances=inst, energy_without_pe_rf_pJ=total - pe_rf,
                    l3_reads_words=acc.l3_reads, l3_writes_words=acc.l3_writes,
                    shared_rf_reads=acc.shared_rf_reads, shared_rf_writes=acc.shared_rf_writes,
@@ -230,7 +243,7 @@ def _finish(sh: _Shape, arch: Architecture, design: str | None = None) -> Report
         details[f"size_{k}"] = v
     return Report(
         design=design or f"{sh.cascade.name}/{binding.name}@{arch.name}:{sh.workload.label}",
-        latency_s=latency_cycles / f, compute_s=compute_cycles / f, memory_s=mem_cycles / f,
+        latency_s=latency / f, compute_s=compute_cycles / f, memory_s=mem_cycles / f,
         traffic_bytes=traffic, util=util, per_einsum=per, energy_pJ=total, energy_breakdown_pJ=breakdown,
         area_um2=sum(area.values()), area_breakdown_um2=area, cycles=dict(sh.load), details=details,
         sizes=dict(ctx.sizes), size_origin=dict(sh.bound.origin), instances=inst, warnings=arch.extrapolations(),

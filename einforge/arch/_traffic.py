@@ -432,11 +432,56 @@ def _unfused(ctx: _Ctx, plan: _Plan) -> _Access:
     return acc
 
 
-def _flat(ctx: _Ctx, plan: _Plan, flow: dict) -> _Access:
-    """FLAT's dataflow (research notes 4.3): two tensor products with a softmax between them,
-    their operands on or off chip, stationarity and row granularity as FLAT's search chose."""
+@dataclass(frozen=True)
+class FlatOperands:
+    """What FLAT's traffic needs of a plan bound to sizes, whatever the dataflow: the words of its
+    six tensors (Q, K, the logits QK, the probabilities A, V, the output AV), the key and query
+    lengths, the array's columns, and the softmax chain's own buffer accesses."""
+
+    q: float
+    k: float
+    qk: float
+    a: float
+    v: float
+    av: float
+    keys: int
+    queries: int
+    cols: int
+    chain: _Access
+
+
+@dataclass(frozen=True)
+class FlatFlows:
+    """Candidate FLAT dataflows as columns (numpy arrays of one length): the granularity's query
+    rows ``p1``, output-stationary logit/attend products, each tensor on chip, the spilled share."""
+
+    p1: object
+    qk_output: object
+    av_output: object
+    on_q: object
+    on_k: object
+    on_qk: object
+    on_a: object
+    on_v: object
+    on_av: object
+    ps: object
+
+    @classmethod
+    def of(cls, flows: list[dict], queries: int) -> FlatFlows:
+        import numpy as np
+
+        def col(f, dtype=float):
+            return np.array([f(x) for x in flows], dtype=dtype)
+
+        return cls(col(lambda f: f["P1"] if f["granularity"] == "row" else queries),
+                   col(lambda f: f["qk"] == "output", bool), col(lambda f: f["av"] == "output", bool),
+                   *(col(lambda f, t=t: f["on"][t], bool) for t in ("Q", "K", "QK", "A", "V", "AV")),
+                   col(lambda f: float(f["ps"])))
+
+
+def flat_operands(ctx: _Ctx, plan: _Plan) -> FlatOperands:
+    """FLAT's tensors in ``plan`` (two tensor products with a softmax chain between them)."""
     c = plan.cascade
-    acc = _Access()
     twod = [p for p in plan.einsums if p.array == "2d"]
     if len(twod) != 2:
         raise ArchError(f"the FLAT dataflow fuses two tensor products around a softmax; {c.name} has "
@@ -454,62 +499,55 @@ def _flat(ctx: _Ctx, plan: _Plan, flow: dict) -> _Access:
 
     q, k = operand(logit, True), operand(logit, False)
     a_t, v = operand(attend, True), operand(attend, False)
-    qk, av = logit.output, attend.output
-    size = ctx.tensor_size
-    ps = float(flow["ps"])
-    pe = ctx.arch.array("2d").cols
     m_name = next((r for r in c.tensors[k].ranks if r.lower() in logit.out_vars), None)
     if m_name is None:
         raise ArchError(f"the FLAT dataflow computes whole rows of logits; {c.name} tiles the key rank of "
                         f"{logit.label} (its output ranks: {', '.join(logit.out_vars)}). Evaluate an untiled "
                         f"cascade (attention-3pass) with the flat binding, or this one with fusemax/arch/cascade")
-    M = ctx.sizes[m_name]
-    P = ctx.sizes[plan.row_rank]
-    p1 = flow["P1"] if flow["granularity"] == "row" else P
-    on = flow["on"]
-    q_stream = size(q) * M / pe
-    k_stream = size(k) * (P / pe if flow["qk"] == "output" else P / p1)
-    v_stream = size(v) * (P / pe if flow["av"] == "output" else P / p1)
-    t = 0.0
-    t += size(q) * (1 - ps) + ps * q_stream if on["Q"] else q_stream
-    t += size(k) * (1 - ps) + ps * k_stream if on["K"] else k_stream
-    t += ps * size(qk) if on["QK"] else size(qk)
-    t += ps * size(a_t) if on["A"] else size(a_t)
-    t += size(v) * (1 - ps) + ps * v_stream if on["V"] else v_stream
-    if on["AV"]:
-        if flow["av"] == "output":
-            upd, rmw = size(av), 0.0
-        else:
-            upd, rmw = size(av) * M / pe, size(av) * (M / pe - 1)
-        t += size(av) * (1 - ps) + ps * (upd + rmw)
-    else:
-        t += size(av)
-    t += 5 * size(qk) * ps if (on["QK"] and on["A"]) else 2 * size(qk)
-    acc.traffic_words = t
-    # buffer accesses: the softmax chain as in the unfused model, plus the on-chip operands
+    size = ctx.tensor_size
     chain = _unfused(ctx, _Plan(c, tuple(p for p in plan.einsums if p.array != "2d"), None,
                                 plan.row_rank, None, None))
-    acc.l3_reads = chain.l3_reads
-    acc.l3_writes = chain.l3_writes
-    acc.per_einsum.update(chain.per_einsum)
-    if on["Q"]:
-        acc.l3_reads += q_stream
-        acc.l3_writes += size(q)
-    if on["QK"]:
-        acc.l3_writes += size(qk)
-    if on["A"]:
-        acc.l3_reads += size(a_t)
-    if on["V"]:
-        acc.l3_reads += v_stream
-        acc.l3_writes += size(v)
-    if on["AV"]:
-        if flow["av"] == "output":
-            acc.l3_writes += size(av)
-        else:
-            acc.l3_writes += size(av) * M / pe
-            acc.l3_reads += size(av) * (M / pe - 1)
-    acc.details.update(P1=p1, proportion_spilled=ps, granularity=flow["granularity"],
-                       on_chip=",".join(k for k, v in on.items() if v) or "none",
+    return FlatOperands(size(q), size(k), size(logit.output), size(a_t), size(v), size(attend.output),
+                        ctx.sizes[m_name], ctx.sizes[plan.row_rank], ctx.arch.array("2d").cols, chain)
+
+
+def flat_words(ops: FlatOperands, flows: FlatFlows) -> tuple:
+    """(DRAM traffic, buffer reads, buffer writes) in words of each candidate dataflow, as arrays:
+    one formula for a single dataflow's report and for a whole search (research notes 4.3)."""
+    import numpy as np
+
+    M, P, pe, ps = ops.keys, ops.queries, ops.cols, flows.ps
+    q_stream = ops.q * M / pe
+    k_stream = ops.k * np.where(flows.qk_output, P / pe, P / flows.p1)
+    v_stream = ops.v * np.where(flows.av_output, P / pe, P / flows.p1)
+    # a weight-stationary attend product updates its output once per column pass
+    av_update = np.where(flows.av_output, ops.av, ops.av * M / pe)
+    av_reread = np.where(flows.av_output, 0.0, ops.av * (M / pe - 1))
+    t = np.where(flows.on_q, ops.q * (1 - ps) + ps * q_stream, q_stream)
+    t = t + np.where(flows.on_k, ops.k * (1 - ps) + ps * k_stream, k_stream)
+    t = t + np.where(flows.on_qk, ps * ops.qk, ops.qk)
+    t = t + np.where(flows.on_a, ps * ops.a, ops.a)
+    t = t + np.where(flows.on_v, ops.v * (1 - ps) + ps * v_stream, v_stream)
+    t = t + np.where(flows.on_av, ops.av * (1 - ps) + ps * (av_update + av_reread), ops.av)
+    t = t + np.where(flows.on_qk & flows.on_a, 5 * ops.qk * ps, 2 * ops.qk)
+    # buffer accesses: the softmax chain as in the unfused model, plus the on-chip operands
+    reads = ops.chain.l3_reads + np.where(flows.on_q, q_stream, 0.0) + np.where(flows.on_a, ops.a, 0.0)
+    reads = reads + np.where(flows.on_v, v_stream, 0.0) + np.where(flows.on_av, av_reread, 0.0)
+    writes = ops.chain.l3_writes + np.where(flows.on_q, ops.q, 0.0) + np.where(flows.on_qk, ops.qk, 0.0)
+    writes = writes + np.where(flows.on_v, ops.v, 0.0) + np.where(flows.on_av, av_update, 0.0)
+    return t, reads, writes
+
+
+def _flat(ctx: _Ctx, plan: _Plan, flow: dict) -> _Access:
+    """FLAT's dataflow (research notes 4.3): two tensor products with a softmax between them,
+    their operands on or off chip, stationarity and row granularity as FLAT's search chose."""
+    ops = flat_operands(ctx, plan)
+    t, reads, writes = flat_words(ops, FlatFlows.of([flow], ops.queries))
+    acc = _Access(traffic_words=float(t[0]), l3_reads=float(reads[0]), l3_writes=float(writes[0]))
+    acc.per_einsum.update(ops.chain.per_einsum)
+    acc.details.update(P1=flow["P1"] if flow["granularity"] == "row" else ops.queries,
+                       proportion_spilled=float(flow["ps"]), granularity=flow["granularity"],
+                       on_chip=",".join(k for k, v in flow["on"].items() if v) or "none",
                        stationarity=f"{flow['qk']}/{flow['av']}")
     return acc
 

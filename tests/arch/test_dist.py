@@ -24,12 +24,12 @@ grid:
   bandwidth: [100GiB/s, 400GiB/s]
 """
 
-# FLAT searches its dataflow at every point (~0.1 s): slow enough to be stopped midway
+# the mapper searches every point (~30 ms): slow enough to be stopped midway
 SLOW = """
-cascade: attention-3pass
-binding: flat
+cascade: attention-1pass
+binding: search
 arch: fusemax
-workloads: [BERT]
+workloads: [BERT, XLM, T5]
 seq: [64K]
 grid:
   array: [64x64, 128x128, 256x256]
@@ -110,7 +110,7 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
     os.killpg(proc.pid, signal.SIGKILL)          # the driver and its cluster, at once
     proc.wait()
     stored = ResultStore(store).batches()
-    total = 3                                    # one batch per array: 2 buffers x 5 bandwidths each
+    total = 9                                    # one batch per array and workload: 2 buffers x 5 bandwidths
     assert 1 <= len(stored) < total, "the run was not stopped midway"
     spec = load_sweep(spec_file)
     resumed = run_distributed(spec, store, workers=1, per_batch=10)

@@ -13,7 +13,7 @@ from einforge.einsum import load_cascade
 
 CASES = [("attention-1pass", "fusemax", "fusemax"), ("attention-causal", "fusemax", "fusemax"),
          ("attention-1pass", "cascade", "flat"), ("attention-window", "arch", "fusemax"),
-         ("attention-3pass", "unfused", "fusemax")]
+         ("attention-3pass", "unfused", "fusemax"), ("attention-3pass", "flat", "flat")]
 MIB = 1 << 20
 
 
