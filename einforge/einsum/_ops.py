@@ -108,7 +108,12 @@ class _Ufunc:
         return self.ufunc(*args, **kwargs)
 
     def __getattr__(self, attr):
+        if attr.startswith("__"):           # protocols (copy, pickle) ask before ``name`` is set
+            raise AttributeError(attr)
         return getattr(self.ufunc, attr)
+
+    def __reduce__(self):
+        return (_Ufunc, (self.name,))
 
     def __repr__(self) -> str:
         return f"numpy.{self.name}"

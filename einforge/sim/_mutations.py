@@ -110,20 +110,45 @@ MUTATIONS = (
 )
 
 
-def mutation_score(design, *, sim: str = "icarus", suite=SUITE, mutations=MUTATIONS) -> dict:
+def mutation_score(design, *, sim: str = "icarus", suite=SUITE, mutations=MUTATIONS, workers: int = 1) -> dict:
     """Run the default verification on the design and on each mutant.
+
+    ``workers`` > 1 runs that many verifications at a time, each in a process of its own (a
+    simulation is one busy core; the verdicts do not depend on it).
 
     Returns ``{"clean": passed?, "caught": [...], "missed": [...], "share": caught / total}``; a
     mutant is caught when its verdict fails.
     """
     from ..rtl import export_verilog
 
-    clean = verify(design, sim=sim, suite=suite)
     text = export_verilog(design)
+    texts = [None] + [mut(text, design) for mut in mutations]
+    if workers > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        import cloudpickle  # a design holds its operators' functions, which pickle cannot
+
+        blob = cloudpickle.dumps(design)
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            verdicts = list(pool.map(_verdict_of, [blob] * len(texts), [sim] * len(texts), [suite] * len(texts),
+                                     texts))
+    else:
+        verdicts = [_verdict(design, sim, suite, t) for t in texts]
     caught, missed = [], []
-    for mut in mutations:
-        r = verify(design, sim=sim, suite=suite, verilog=mut(text, design))
-        (missed if r.passed else caught).append({"mutation": mut.name,
-                                                 "failed_checks": r.details.get("failed_checks", [])})
+    for mut, (passed, failed) in zip(mutations, verdicts[1:]):
+        (missed if passed else caught).append({"mutation": mut.name, "failed_checks": failed})
     total = len(caught) + len(missed)
-    return {"clean": clean.passed, "caught": caught, "missed": missed, "share": len(caught) / total if total else 0.0}
+    return {"clean": verdicts[0][0], "caught": caught, "missed": missed,
+            "share": len(caught) / total if total else 0.0}
+
+
+def _verdict(design, sim, suite, verilog) -> tuple[bool, list]:
+    r = verify(design, sim=sim, suite=suite, verilog=verilog)
+    return r.passed, r.details.get("failed_checks", [])
+
+
+def _verdict_of(blob: bytes, sim, suite, verilog) -> tuple[bool, list]:
+    import pickle
+
+    return _verdict(pickle.loads(blob), sim, suite, verilog)

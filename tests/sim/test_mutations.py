@@ -14,7 +14,7 @@ def test_every_listed_mutation_is_caught():
     # loader gets far enough ahead that writing into a busy slot would corrupt a tile
     d = lower(library()["attention-1pass"].load(), "fusemax", (2, 2), FixedPoint(8, 8),
               {"M": 32, "P": 4, "E": 2, "F": 2})
-    r = mutation_score(d)
+    r = mutation_score(d, workers=2)          # verdicts as with one; two simulations at a time
     assert r["clean"]                          # the unmutated design passes
     assert not r["missed"], r["missed"]
     assert len(r["caught"]) == len(MUTATIONS) and r["share"] == 1.0
