@@ -3,7 +3,7 @@
 Prints the serial points/s, then for 1 and 2 local workers the wall-clock points/s (cluster start-up
 printed apart: it is paid once per session), the ratio to serial and the speed-up from 1 to 2
 workers; first for the array-shaped cost model (100,000 points, ~0.4 M points/s serially: the store's
-I/O dominates), then for FLAT's per-point dataflow search (compute-bound: what Dask is for).
+I/O dominates), then for the mapper's search at every point (compute-bound: what Dask is for).
 Targets (issue 14): 1 worker at least as fast as the serial sweep of the issue's day (2,240
 points/s), 2 workers within 1.3x of linear.
 Run: .venv/bin/python benchmarks/dask_sweep.py
@@ -30,11 +30,11 @@ grid:
 """
 
 
-FLAT = """
-cascade: attention-3pass
-binding: flat
+SEARCH = """
+cascade: attention-1pass
+binding: search
 arch: fusemax
-workloads: [BERT]
+workloads: [BERT, XLM]
 seq: [64K]
 grid:
   array: [32x32, 64x64, 128x128, 256x256]
@@ -44,7 +44,7 @@ grid:
 
 
 def main():
-    for title, text, per_batch in (("cost model", SPEC, 2500), ("FLAT's dataflow search", FLAT, 10)):
+    for title, text, per_batch in (("cost model", SPEC, 2500), ("the mapper's search at every point", SEARCH, 10)):
         print(f"-- {title}")
         run(text, per_batch)
 

@@ -8,7 +8,6 @@ not cover are searched over the same space with einforge's own FLAT model.
 from __future__ import annotations
 
 import csv
-import itertools
 from dataclasses import fields
 from functools import lru_cache
 
@@ -94,7 +93,8 @@ def _footprints(workload, rows: int):
     while k < P:
         p1s.append(k)
         k *= 2
-    g = np.array(list(itertools.product(range(len(p1s)), *[(0, 1)] * 6)), dtype=np.int64)
+    # every (granularity, qk, av, Q, QK/A, V, AV) choice, the last varying fastest
+    g = np.indices((len(p1s),) + (2,) * 6, dtype=np.int64).reshape(7, -1).T
     p1 = np.array(p1s, dtype=np.int64)[g[:, 0]]
     qk_w, av_w, q_on, qka_on, v_on, av_on = (g[:, j] for j in range(1, 7))
     words = p1 * E * q_on + 2 * p1 * M * qka_on + M * F * v_on + p1 * F * av_on
@@ -149,21 +149,15 @@ class FlatSpace:
                 by.setdefault(flat_spatial(f, logit, attend, cascade), []).append(k)
             groups = [(np.array(v), sp) for sp, v in by.items()]
         n = len(self.flows.ps)
-        cols = ("traffic", "buffer_cycles", "energy", "compute", "link", "busy_2d", "busy_1d")
-        for c in cols:
-            setattr(self, c, np.empty(n))
+        key = ("layout", arch.part("2d").rows) if flows is None else None
+        layout = self.bound.get(key) if key is not None else None
+        if layout is None:
+            layout = self._layout(groups, n, role_arch, role_binding, cascade, workload)
+            if key is not None:
+                self.bound[key] = layout
+        self.compute, self.link, self.busy_2d, self.busy_1d, merged = layout
+        self.traffic, self.buffer_cycles, self.energy = np.empty(n), np.empty(n), np.empty(n)
         self.area = sum(role_arch.area_breakdown().values())
-        merged: list = []       # candidates whose operands and compute energy agree share one pricing
-        for idx, sp in groups:
-            compute, link, busy, energy, ops = self._priced(role_arch, role_binding, cascade, workload, sp,
-                                                            int(idx[0]))
-            self.compute[idx], self.link[idx] = compute, link
-            self.busy_2d[idx], self.busy_1d[idx] = busy
-            same = next((m for m in merged if m[1] == energy and m[2] == ops), None)
-            if same is None:
-                merged.append([idx, energy, ops])
-            else:
-                same[0] = np.concatenate([same[0], idx])
         for idx, energy, ops in merged:
             group = FlatFlows(*(getattr(self.flows, f.name)[idx] for f in fields(FlatFlows)))
             t, reads, writes = flat_words(ops, group)
@@ -172,6 +166,24 @@ class FlatSpace:
             self.traffic[idx] = traffic
             self.buffer_cycles[idx] = _buffer_cycles(role_arch, acc)
             self.energy[idx] = sum(memory_breakdown(energy, role_arch, acc, traffic).values())
+        self._front = None
+
+    def _layout(self, groups, n, role_arch, role_binding, cascade, workload):
+        """(compute cycles, link cycles, busy 2D, busy 1D per candidate; groups of candidates whose
+        operands and compute energy agree, so that one pricing serves each): what no buffer changes."""
+        np = _numpy()
+        compute, link, busy_2d, busy_1d = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
+        merged: list = []
+        for idx, sp in groups:
+            c, lk, busy, energy, ops = self._priced(role_arch, role_binding, cascade, workload, sp, int(idx[0]))
+            compute[idx], link[idx] = c, lk
+            busy_2d[idx], busy_1d[idx] = busy
+            same = next((m for m in merged if m[1] == energy and m[2] == ops), None)
+            if same is None:
+                merged.append([idx, energy, ops])
+            else:
+                same[0] = np.concatenate([same[0], idx])
+        return compute, link, busy_2d, busy_1d, merged
 
     def _space(self, arch, cascade, workload, logit, attend):
         """FLAT's candidates before spilling, with their groups of one spreading (once per arrays)."""
@@ -195,15 +207,16 @@ class FlatSpace:
         from dataclasses import replace
 
         from ._model import _bind, _shape
-        from ._traffic import flat_operands
+        from ._traffic import flat_access, flat_operands
 
         if ("priced", spatial) not in self.bound:
             b = replace(role_binding, einsum_spatial=spatial)
+            bound = _bind(role_arch, cascade, b, workload)
+            ops = flat_operands(bound[2], bound[1])
             flow = candidate(self.flows, k, self.queries)      # any of the spreading's candidates will do
-            sh = _shape(role_arch, cascade, b, workload, flow, _bind(role_arch, cascade, b, workload))
+            sh = _shape(role_arch, cascade, b, workload, flow, bound, flat_access(ops, flow))
             busy = tuple(sum(sh.busy[p.label] for p in sh.plan.einsums if p.array == r) for r in ("2d", "1d"))
-            self.bound[("priced", spatial)] = (sh.compute_cycles, sh.link_cycles, busy, sh.energy[0],
-                                               flat_operands(sh.ctx, sh.plan))
+            self.bound[("priced", spatial)] = (sh.compute_cycles, sh.link_cycles, busy, sh.energy[0], ops)
         return self.bound[("priced", spatial)]
 
     def best(self, bandwidths, clocks):
@@ -212,13 +225,29 @@ class FlatSpace:
         from ._model import latency_cycles
 
         np = _numpy()
+        front = self.front()
         bw, clk = np.asarray(bandwidths, float)[None, :], np.asarray(clocks, float)[None, :]
-        cycles, _ = latency_cycles(self.compute[:, None], self.traffic[:, None], self.buffer_cycles[:, None],
-                                   self.link[:, None], bw, clk)
+        traffic = self.traffic[front, None]
+        cycles, _ = latency_cycles(self.compute[front, None], traffic, self.buffer_cycles[front, None],
+                                   self.link[front, None], bw, clk)
         lat = cycles / clk
         fastest = lat == lat.min(axis=0)
-        traffic = np.where(fastest, self.traffic[:, None], np.inf)
-        return np.argmax(fastest & (traffic == traffic.min(axis=0)), axis=0)
+        traffic = np.where(fastest, traffic, np.inf)
+        return front[np.argmax(fastest & (traffic == traffic.min(axis=0)), axis=0)]
+
+    def front(self):
+        """The candidates that can be chosen at some bandwidth and clock, in index order: latency is
+        the larger of a fixed part (arrays, buffer, link) and traffic over bandwidth, so a candidate
+        is never chosen when another has no larger fixed part and no more traffic, and less traffic
+        or a smaller index (it is then at least as fast, and wins the ties)."""
+        if self._front is None:
+            np = _numpy()
+            fixed = np.maximum(np.maximum(self.compute, self.buffer_cycles), self.link)
+            order = np.lexsort((np.arange(len(fixed)), self.traffic))     # by traffic, then index
+            f = fixed[order]
+            before = np.concatenate([[np.inf], np.minimum.accumulate(f)[:-1]])
+            self._front = np.sort(order[f < before])
+        return self._front
 
     def flow(self, k: int) -> dict:
         f = candidate(self.flows, k, self.queries)

@@ -170,9 +170,11 @@ def _bind(arch: Architecture, cascade: Cascade, binding: Binding, workload: Work
 
 
 def _shape(arch: Architecture, cascade: Cascade, binding: Binding, workload: Workload,
-           flat_dataflow: dict | None = None, bound: tuple | None = None) -> _Shape:
+           flat_dataflow: dict | None = None, bound: tuple | None = None, accesses=None) -> _Shape:
+    """``bound`` and ``accesses``, when given, are :func:`_bind`'s result and the mapping's accesses
+    as the caller already made them."""
     bound, plan, ctx, cyc, busy, load = bound or _bind(arch, cascade, binding, workload)
-    acc = _accesses(ctx, plan, binding, flat_dataflow)
+    acc = accesses if accesses is not None else _accesses(ctx, plan, binding, flat_dataflow)
     _check_registers(plan, ctx, binding)
     compute = None if binding.schedule == "phases" else _compute_time(plan, ctx, binding, acc, cyc, load)
     return _Shape(cascade, binding, workload, bound, plan, ctx, cyc, busy, load, acc, _link_cycles(plan, ctx),

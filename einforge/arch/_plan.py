@@ -170,9 +170,10 @@ def _spatial_candidates(cascade: Cascade, binding: Binding, sizes: dict | None, 
     # the rows of each 2D product depend on the sizes: decide them here, so plans stay shared
     rows_of = []
     size_of = lambda v: (sizes or {}).get(v.upper(), 0)
+    on = bind_arrays(cascade, binding, None)
     for i, e in enumerate(cascade.einsums):
         lab = cascade.label(i)
-        if bind_arrays(cascade, binding, None).get(lab) != "2d":
+        if on.get(lab) != "2d":
             continue
         vs, outs = e.variables(), e.output_variables()
         lc = [x.lower() for x in cols]

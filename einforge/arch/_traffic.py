@@ -541,7 +541,11 @@ def flat_words(ops: FlatOperands, flows: FlatFlows) -> tuple:
 def _flat(ctx: _Ctx, plan: _Plan, flow: dict) -> _Access:
     """FLAT's dataflow (research notes 4.3): two tensor products with a softmax between them,
     their operands on or off chip, stationarity and row granularity as FLAT's search chose."""
-    ops = flat_operands(ctx, plan)
+    return flat_access(flat_operands(ctx, plan), flow)
+
+
+def flat_access(ops: FlatOperands, flow: dict) -> _Access:
+    """The accesses of one FLAT dataflow over the operands ``ops``."""
     t, reads, writes = flat_words(ops, FlatFlows.of([flow], ops.queries))
     acc = _Access(traffic_words=float(t[0]), l3_reads=float(reads[0]), l3_writes=float(writes[0]))
     acc.per_einsum.update(ops.chain.per_einsum)

@@ -33,3 +33,28 @@ def test_the_search_picks_the_fastest_then_lowest_traffic_candidate(model, seq, 
     best = min(range(len(flows)), key=lambda i: keys[i])       # min() keeps the first of equals
     assert (chosen.latency_s, chosen.traffic_bytes) == keys[best]
     assert chosen == dataclasses.replace(evaluate(a, c, b, w, flat=dict(flows[best], searched=True)))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(*[st.integers(1, 6)] * 4), min_size=1, max_size=40),
+       st.lists(st.tuples(st.sampled_from([1.0, 2.0, 3.0, 0.5]), st.sampled_from([1.0, 2.0, 4.0])), min_size=1,
+                max_size=8))
+def test_choosing_among_the_front_equals_choosing_among_all(candidates, points):
+    """The pruned choice (only candidates not beaten at every bandwidth and clock) against the
+    plain one, the first of the fastest then lowest-traffic candidates, over small integer costs
+    (many ties)."""
+    import numpy as np
+
+    from einforge.arch._flat import FlatSpace
+    from einforge.arch._model import latency_cycles
+
+    space = FlatSpace.__new__(FlatSpace)
+    space.compute, space.traffic, space.buffer_cycles, space.link = (np.array(col, float) for col in zip(*candidates))
+    space._front = None
+    bws, clks = zip(*points)
+    got = space.best(bws, clks)
+    for j, (bw, clk) in enumerate(points):
+        def key(i):
+            c, t, b, lk = candidates[i]
+            return (latency_cycles(float(c), float(t), float(b), float(lk), bw, clk)[0] / clk, float(t))
+        assert got[j] == min(range(len(candidates)), key=key)

@@ -196,6 +196,19 @@ def test_textbook_attention_rewritten_to_one_pass_lowers(binding):
 
 
 @needs_icarus
+@pytest.mark.parametrize("binding", ["arch", "fusemax"])
+def test_channel_attention_rewritten_to_one_pass_lowers(binding):
+    # DaViT's channel attention is textbook attention with the roles swapped (channels query
+    # channels, tokens are summed): the same rewrites make it one pass over tiles of key channels
+    from einforge.einsum import defer_division, running_max
+
+    one = running_max(defer_division(LIB["attention-channel"].load()), "D", tile_size=4)
+    d = lower(one, binding, (4, 4), FixedPoint(8, 8), {"C": 8, "D": 16, "T": 4})
+    r = simulate(d, seed=8)
+    assert r.passed and r.bit_exact and r.cycles == r.model_cycles and r.compared_lanes > 0
+
+
+@needs_icarus
 @pytest.mark.parametrize("name,binding,array,sizes", [
     ("attention-causal", "fusemax", (4, 4), {"M": 16, "P": 16, "E": 4, "F": 4}),
     ("attention-window", "fusemax", (4, 4), {"M": 16, "P": 16, "E": 4, "F": 4, "W": 5}),
