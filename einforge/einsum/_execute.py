@@ -158,6 +158,8 @@ def evaluate(cascade: Cascade, inputs: Mapping[str, np.ndarray], sizes: Mapping[
                 run.clear(fresh, k)
                 for i in group:
                     run.einsum(i, {it.var: k})
+            for t in fresh:
+                run.tensor(t)
 
     out: dict[str, np.ndarray] = {}
     for name, info in cascade.tensors.items():
@@ -299,6 +301,7 @@ def _init_pin(cascade: Cascade, i: int, windows) -> dict:
 class _Runner:
     def __init__(self, cascade, env, bounds, numbers, state, windows=None):
         self.windows = windows or {}
+        self.pending: dict[str, tuple] = {}     # tensor -> slot whose emptying is deferred
         self.c = cascade
         self.env = env
         self.bounds = bounds
@@ -313,14 +316,27 @@ class _Runner:
             self.var_range[rk.lower()] = n
 
     def clear(self, tensors, k: int):
-        """Before step ``k``: the slots step ``k`` writes start empty, as they would unwindowed."""
+        """Before step ``k``: the slots step ``k`` writes start empty, as they would unwindowed.
+        Emptying is deferred to the tensor's next use: a write that covers the whole slot makes it
+        unnecessary (the common case, and a copy of the slot saved each step)."""
         for t in tensors:
             axis, slots = self.windows[t]
             slot = 0 if slots == 1 else (k + 1) % 2
+            self._flush(t)
+            self.pending[t] = (slice(None),) * axis + (slot,)
+
+    def _flush(self, t: str) -> None:
+        """Empty the slot of ``t`` whose clearing was deferred, if any."""
+        sel = self.pending.pop(t, None)
+        if sel is not None:
             st = self.state[t]
-            sel = (slice(None),) * axis + (slot,)
             st.values[sel] = self.ns.const(self.c.tensors[t].empty)
             st.present[sel] = False
+
+    def tensor(self, t: str) -> _Tensor:
+        """The state of ``t``, with any deferred clearing done."""
+        self._flush(t)
+        return self.state[t]
 
     # -- one Einsum, with some variables fixed ---------------------------------------------------
     def einsum(self, i: int, fixed: dict[str, int]):
@@ -370,7 +386,7 @@ class _Runner:
         env = self._grids(free, ranges, fixed)
         data = {t for f in e.filters for t in reads_of(f)}
         if data:                                 # data-dependent filters read these tensors
-            env[TENSORS] = {t: self.ns.to_float(self.state[t].values) for t in data}   # real values
+            env[TENSORS] = {t: self.ns.to_float(self.tensor(t).values) for t in data}   # real values
         shape = tuple(ranges[v][1] - ranges[v][0] for v in free)
         fmask = None
         for f in e.filters:
@@ -443,7 +459,7 @@ class _Runner:
         return g, p
 
     def _gather(self, a: Access, env, nd):
-        t = self.state[a.tensor]
+        t = self.tensor(a.tensor)
         fast = self._sliced(a, t) if getattr(self, "_space", None) is not None else None
         if fast is not None:
             g, p = fast
@@ -627,12 +643,23 @@ class _Runner:
         idx = tuple(idx)
         target_shape = t.values[idx].shape
         value = np.broadcast_to(np.asarray(value), target_shape)
+        fresh = e.name in self.pending and not carried_red and self._covers(t, idx, self.pending[e.name])
+        if fresh:
+            del self.pending[e.name]          # the write below replaces every coordinate of the slot
+        else:
+            self._flush(e.name)
         if isinstance(e.expr, Const) and e.expr.value == self.c.tensors[e.name].empty and \
                 self.c.einsum_kind(self.c.einsums.index(e)) == "init":
             t.values[idx] = value
+            if fresh:
+                t.present[idx] = False
             return  # writing the empty value leaves the coordinates empty
-        newp = np.ones(target_shape, bool) if present is None else np.broadcast_to(present, target_shape)
         empty = self.c.tensors[e.name].empty
+        if present is None and not carried_red and not math.isinf(empty):
+            t.values[idx] = value               # every coordinate written and present
+            t.present[idx] = True
+            return
+        newp = np.ones(target_shape, bool) if present is None else np.broadcast_to(present, target_shape)
         if math.isinf(empty):
             # a max over nothing but -inf (a fully masked tile) is the empty value: it stays empty, so
             # exp(x - max) meets an empty operand instead of computing exp(-inf - -inf) = NaN
@@ -647,6 +674,22 @@ class _Runner:
         elif present is None:
             t.values[idx] = value
             t.present[idx] = True
+        elif fresh:
+            t.values[idx] = np.where(newp, value, self.ns.const(empty))
+            t.present[idx] = newp
         else:
             t.values[idx] = np.where(newp, value, t.values[idx])
             t.present[idx] = t.present[idx] | newp
+
+    @staticmethod
+    def _covers(t: _Tensor, idx: tuple, slot: tuple) -> bool:
+        """Whether writing at ``idx`` reaches every coordinate of the window slot ``slot``."""
+        if len(idx) != len(t.values.shape):
+            return False
+        for axis, (ix, n) in enumerate(zip(idx, t.values.shape)):
+            if axis < len(slot) and not isinstance(slot[axis], slice):
+                if not isinstance(ix, (int, np.integer)) or ix != slot[axis]:
+                    return False
+            elif not (isinstance(ix, slice) and ix.start in (0, None) and ix.stop in (n, None) and ix.step is None):
+                return False
+        return True
