@@ -63,7 +63,8 @@ def evaluate(arch: Architecture, cascade: Cascade, binding: Binding, workload: W
              *, flat: dict | None = None, name: str | None = None) -> Report:
     """Cost of one design point (see :mod:`einforge.arch._model` for how each number is made).
 
-    For the FLAT mapping the dataflow comes from ``flat`` or from FLAT's table for the workload.
+    For the FLAT mapping the dataflow comes from ``flat``, from FLAT's table (its own accelerator),
+    or from a search of FLAT's space (:class:`einforge.arch._flat.FlatSpace`).
 
     Examples
     --------

@@ -10,8 +10,8 @@ point alone, number for number (a property test checks it), because both paths r
 in the same order.
 
 FLAT's dataflow depends on the buffer (what spills) and on the bandwidth and clock (what is fastest):
-its candidates are priced once per buffer (:class:`einforge.arch._flat.FlatSpace`), chosen per point
-in numpy, and each buffer's few winning dataflows shaped once.
+its candidates are priced as columns once per buffer (:class:`einforge.arch._flat.FlatSpace`), the
+arrays' part once per grid, and each point takes its candidate in numpy.
 """
 
 from __future__ import annotations
@@ -107,6 +107,17 @@ def evaluate_grid(arch, cascade, binding, workload, *, buffers=None, bandwidths=
     return _columns(sh, archs, [by_role(a) for a in archs], bws, clks, finish)
 
 
+def _plane(n_buffers: int, bws, clks):
+    """(bandwidth, clock) of every point, buffers outermost, then bandwidths, then clocks."""
+    return (np.tile(np.repeat(bws, len(clks)), n_buffers), np.tile(np.tile(clks, len(bws)), n_buffers))
+
+
+def _utilization(busy, cycles):
+    """Busy PE-cycles over latency cycles (0 for a point that takes no time, NaN for a refused one)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(cycles > 0, busy / cycles, np.where(np.isnan(cycles), np.nan, 0.0))
+
+
 def _columns(sh, archs, role_archs, bws, clks, finish) -> GridColumns:
     """Columns of a shape whose latency is max(compute, memory, buffer, link): the buffer-dependent
     numbers once per buffer, then everything in numpy over buffers x bandwidths x clocks."""
@@ -133,13 +144,10 @@ def _columns(sh, archs, role_archs, bws, clks, finish) -> GridColumns:
             errors[i] = str(exc)
             per_buffer[i, 3] = archs[i].area_um2
     traffic, buf_cycles, energy, area = (np.repeat(per_buffer[:, j], plane) for j in range(4))
-    bw = np.tile(np.repeat(bws, len(clks)), len(archs))
-    clk = np.tile(np.tile(clks, len(bws)), len(archs))
+    bw, clk = _plane(len(archs), bws, clks)
     busy = {role: sum(sh.busy[p.label] for p in sh.plan.einsums if p.array == role) for role in ("2d", "1d")}
     cycles, mem_cycles = latency_cycles(sh.compute_cycles, traffic, buf_cycles, sh.link_cycles, bw, clk)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        util = {role: np.where(cycles > 0, b / cycles, np.where(np.isnan(cycles), np.nan, 0.0))
-                for role, b in busy.items()}
+    util = {role: _utilization(b, cycles) for role, b in busy.items()}
 
     def point(k):
         a = archs[k // plane]
@@ -163,8 +171,7 @@ def _flat_columns(archs, bws, clks, cascade, binding, workload) -> GridColumns:
 
     plane = len(bws) * len(clks)
     n = len(archs) * plane
-    bw = np.tile(np.repeat(bws, len(clks)), len(archs))
-    clk = np.tile(np.tile(clks, len(bws)), len(archs))
+    bw, clk = _plane(len(archs), bws, clks)
     keys = ("traffic", "buffer_cycles", "energy", "compute", "link", "busy_2d", "busy_1d")
     per = {k: np.full(n, np.nan) for k in keys}
     area = np.full(n, np.nan)
@@ -190,9 +197,7 @@ def _flat_columns(archs, bws, clks, cascade, binding, workload) -> GridColumns:
             for j in (np.flatnonzero(chosen == k) + i * plane).tolist():
                 flows[j] = flow
     cycles, mem_cycles = latency_cycles(per["compute"], per["traffic"], per["buffer_cycles"], per["link"], bw, clk)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        util = {role: np.where(cycles > 0, per[f"busy_{role}"] / cycles, np.where(np.isnan(cycles), np.nan, 0.0))
-                for role in ("2d", "1d")}
+    util = {role: _utilization(per[f"busy_{role}"], cycles) for role in ("2d", "1d")}
 
     def point(k):
         a = replace(archs[k // plane], dram_bandwidth=float(bw[k]), clock_hz=float(clk[k]))
@@ -205,7 +210,7 @@ def _flat_columns(archs, bws, clks, cascade, binding, workload) -> GridColumns:
 
 
 def _pointwise(archs, bws, clks, run) -> GridColumns:
-    """Columns from one full report per point (mappings whose choices depend on bandwidth or clock)."""
+    """Columns from one full report per point (the phases schedule: each phase meets its own memory time)."""
     pts, errs, bufs, bw, clk = [], [], [], [], []
     for a in archs:
         for b in bws:
