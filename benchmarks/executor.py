@@ -4,16 +4,23 @@ Baselines, run in the same process: plain numpy softmax attention (V softmax(K^T
 numpy loop that keeps one tile of logits at a time (what FlashAttention computes). CPU time is the
 min and median of 3 runs; memory is tracemalloc's peak. Issue targets: within 2x of numpy's time
 and within 2x of the tiled loop's memory.
+BLAS runs on one thread for both: CPU time is the work done, and idle BLAS threads spin-waiting
+between many small products would count as work (einforge's products are per tile).
 Run: .venv/bin/python benchmarks/executor.py   (--big adds M=P=32K, E=F=128: about a minute)
 """
 
-import sys
-import tracemalloc
+import os
 
-import numpy as np
-from _timing import cpu
+for _v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_v, "1")        # before numpy starts its BLAS
 
-from einforge.einsum import evaluate, library, random_inputs, resolve_sizes
+import sys  # noqa: E402
+import tracemalloc  # noqa: E402
+
+import numpy as np  # noqa: E402
+from _timing import cpu  # noqa: E402
+
+from einforge.einsum import evaluate, library, random_inputs, resolve_sizes  # noqa: E402
 
 
 def peak(fn):
