@@ -1027,6 +1027,9 @@ def rtl_test(cascade_ref, sizes, array, size, int_bits, frac_bits, binding, sim,
         defaults["bandwidth"] = "1 word a cycle"
     if fifo is None:
         defaults["fifo"] = "unbounded"
+    if d.program is not None and d.program.tile_mask:
+        # the stimuli's block masks keep tiles at the cascade's declared density (at least one a block)
+        defaults["mask_density"] = {t: d.cascade.density(t, d.sizes) for t in d.program.mask_inputs}
     if keep and build_dir is None:
         build_dir = tempfile.mkdtemp(prefix=f"einforge-{d.name}-")
     if seed is None and stimulus is None:
@@ -1051,6 +1054,9 @@ def rtl_test(cascade_ref, sizes, array, size, int_bits, frac_bits, binding, sim,
                       f"accurate: {r.accurate}, done: {r.done}")
         if r.details.get("failed_checks"):
             console.print(f"  failed checks: {', '.join(r.details['failed_checks'])}")
+        for t, share in defaults.get("mask_density", {}).items():
+            console.print(f"  mask {t}: random stimuli keep each tile with probability {share:g} (the cascade's "
+                          "declared density; default), and every block at least one")
         for t, (n, big) in r.saturated.items():
             console.print(f"  {t}: {n} values leave the {d.numbers.int_bits}.{d.numbers.frac_bits} format's range "
                           f"(up to {big:.4g}): use more integer bits (--int-bits)")

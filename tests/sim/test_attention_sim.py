@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from einforge.cli import main
-from einforge.einsum import FixedPoint, library
+from einforge.einsum import FixedPoint, library, resolve_sizes
 from einforge.rtl import lower
 from einforge.sim import golden, simulate, simulators
 
@@ -434,6 +434,19 @@ def test_linformer_projects_on_the_gemm_array_and_attends_on_the_engine():
         assert r.passed and r.cycles == r.model_cycles and r.error_bound_vs_float < 1, (d.name, r.details["failed_checks"])
         values.update({k: v for k, v in golden(d, mine).items() if not k.endswith("?")})
     assert values["AV"].shape == (4, 8)
+
+
+@needs_icarus
+def test_rtl_test_prints_the_mask_density_its_stimuli_use():
+    """The block mask of the random stimuli is a default the user did not choose: said with the result."""
+    c = LIB["attention-seer"].load()
+    args = ["rtl", "test", "attention-seer", "--array", "4x4", "--size", "M=32", "P=16", "B0=4", "--sim", "icarus",
+            "--seed", "1"]
+    out = json.loads(CliRunner().invoke(main, args + ["--json"]).output)
+    want = c.density("BM", resolve_sizes(c, {"M": 32, "P": 16, "B0": 4}))
+    assert out["passed"] and out["defaults_used"]["mask_density"] == {"BM": want} and 0 < want < 1
+    text = CliRunner().invoke(main, args).output
+    assert f"mask BM: random stimuli keep each tile with probability {want:g}" in text
 
 
 @needs_icarus
