@@ -373,7 +373,6 @@ def test_chunked_attention_runs_its_chunks_as_instances(binding):
     assert r.passed and r.cycles == r.model_cycles and r.compared_lanes == 6 * 4 * 24
 
 
-@needs_icarus
 def _chain(whole, cuts, sizes, tiled):
     """Run the stages of ``whole`` (``cuts``: (outputs, inputs) each) one after another on their own
     RTL, each on what the stages before computed; check each and return the designs, the inputs
@@ -397,6 +396,7 @@ def _chain(whole, cuts, sizes, tiled):
     return designs, values, evaluate(whole, {k: q.to_float(v) for k, v in raw_in.items()}, {**sizes, tiled: 4}, q)
 
 
+@needs_icarus
 def test_latent_attention_runs_as_three_stages_that_compose_bit_exactly():
     """Multi-head latent attention: the query's up-projection and the output projection on the GEMM
     array, the attention core (the compressed cache as keys and values) on the attention engine.
