@@ -378,8 +378,12 @@ class _Runner:
         return env
 
     def _fast_ok(self, e: Einsum) -> bool:
-        return (product_factors(e.expr) is not None and all(op == "+" for _, op in e.reduce)
-                and len(e.variables()) <= len(string.ascii_letters))
+        factors = product_factors(e.expr)
+        if factors is None or any(op != "+" for _, op in e.reduce) or len(e.variables()) > len(string.ascii_letters):
+            return False
+        # a product of two tensors that sums nothing is a broadcast multiply: the general path does it
+        # with one rounding as well, without np.einsum's planning
+        return bool(e.reduce) or len(factors) != 2 or not all(isinstance(f, Access) for f in factors)
 
     def _run(self, e: Einsum, free, out_vars, red, fixed, ranges, carried_red):
         self._space = (free, ranges, fixed)      # lets gathers of plain indices use slices (views)

@@ -8,6 +8,7 @@ generated hardware computes, so the same executor run with it is the RTL's golde
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -85,8 +86,15 @@ class Float64(NumberSystem):
             return _ufunc_reduce(op, x, axis, where, op.identity)
 
     def contract(self, subscripts, *operands):
+        path = _einsum_path(subscripts, tuple(np.shape(o) for o in operands))
         with np.errstate(all="ignore"):
-            return np.einsum(subscripts, *operands, optimize=True)
+            return np.einsum(subscripts, *operands, optimize=path)
+
+
+@lru_cache(maxsize=1024)
+def _einsum_path(subscripts: str, shapes: tuple) -> list:
+    """np.einsum's contraction order for operands of these shapes (planned once, not per call)."""
+    return np.einsum_path(subscripts, *[np.empty(s) for s in shapes], optimize=True)[0]
 
 
 FLOAT64 = Float64()
