@@ -45,8 +45,9 @@ def rtl_binding(design) -> Binding:
         # the engine keeps one block of queries (its running state in the lanes): every block
         # streams every tile it visits
         return replace(given, resident_blocks=1)
-    return Binding(name="rtl", rule="product", mapping="unfused", schedule="overlap",
-                   spatial=(("2d", (("rows", (m["rows"],)), ("cols", (m["cols"],)))), ("1d", (("cols", (m["cols"],)),))))
+    rows, cols = tuple(r for r in (m["rows"],) if r), tuple(c for c in (m["cols"],) if c)   # a matrix-vector
+    return Binding(name="rtl", rule="product", mapping="unfused", schedule="overlap",            # product: one of each
+                   spatial=(("2d", (("rows", rows), ("cols", cols))), ("1d", (("cols", cols),))))
 
 
 def rtl_workload(design) -> Workload:

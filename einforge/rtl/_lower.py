@@ -75,14 +75,23 @@ class Design:
 
 @dataclass(frozen=True)
 class GemmRoles:
+    """The GEMM array's view of a tensor product: ``a`` streams down the rows (its own output rank
+    ``m``), ``b`` across the columns (``n``), ``k`` is summed in time, ``batch`` ranks run one after
+    another. ``m`` or ``n`` is None when that operand brings no output rank of its own (a
+    matrix-vector product): the array uses one row or one column for it."""
+
     einsum: str
     a: str
     b: str
     out: str
     k: str
-    m: str
-    n: str
+    m: str | None
+    n: str | None
     batch: tuple
+
+    def vars(self) -> tuple:
+        """The rank variables the array iterates over."""
+        return tuple(v for v in (self.k, self.m, self.n) if v is not None) + self.batch
 
 
 def _plain(a: Access, what: str, e) -> list[str]:
@@ -147,12 +156,17 @@ def gemm_roles(cascade: Cascade) -> GemmRoles:
         a, b, va, vb = b, a, vb, va
     rows = [v for v in vo if v in va and v not in vb]
     cols = [v for v in vo if v in vb and v not in va]
-    if len(rows) != 1 or len(cols) != 1 or len(vo) != len(batch) + 2:
-        raise RTLError(f"Einsum {e.name}: the output must have one rank of each operand (rows and columns of "
-                       f"the array) plus shared batch ranks; got {e.output.text()}")
+    if len(rows) > 1 or len(cols) > 1 or len(vo) != len(batch) + len(rows) + len(cols):
+        raise RTLError(f"Einsum {e.name}: the output must have at most one rank of each operand (rows and "
+                       f"columns of the array) plus shared batch ranks; got {e.output.text()}")
+    if not rows and not cols:
+        raise RTLError(f"Einsum {e.name}: neither operand brings an output rank of its own ({e.output.text()} "
+                       "is a dot product per batch element): nothing to spread over the array's rows or columns; "
+                       "compute it on the attention engine's lanes or batch it into a matrix product")
     if len(set(va)) != len(va) or len(set(vb)) != len(vb):
         raise RTLError(f"Einsum {e.name}: repeated rank variables in an operand are not supported")
-    return GemmRoles(e.name, a.tensor, b.tensor, e.name, k, rows[0], cols[0], batch)
+    return GemmRoles(e.name, a.tensor, b.tensor, e.name, k, rows[0] if rows else None, cols[0] if cols else None,
+                     batch)
 
 
 def lower(cascade: Cascade, binding=None, array: tuple[int, int] = (4, 4), numbers: FixedPoint | None = None,
@@ -188,9 +202,11 @@ def _lower_gemm(cascade, array, numbers, sz) -> Design:
 
     roles = gemm_roles(cascade)
     R, C = array
-    size = {v: sz[rank_of(v)] for v in (roles.k, roles.m, roles.n) + roles.batch}
+    size = {v: sz[rank_of(v)] for v in roles.vars()}
+    size[None] = 1                   # the row or column of a matrix-vector product
     bt = math.prod(size[v] for v in roles.batch) if roles.batch else 1
     K, M, N = size[roles.k], size[roles.m], size[roles.n]
+    own_m, own_n = [v for v in (roles.m,) if v], [v for v in (roles.n,) if v]
     top = SystolicGemm(R, C, bt, K, M, N, numbers.width, numbers.frac_bits)
     top._MustUse__silence = True   # a design may be lowered only for its manifest or cycle count
     einsum = cascade.einsums[[e.name for e in cascade.einsums].index(roles.einsum)]
@@ -202,8 +218,8 @@ def _lower_gemm(cascade, array, numbers, sz) -> Design:
         return np.transpose(np.asarray(arr), [have.index(v) for v in want])
 
     def pack(raw):
-        a = order(raw[roles.a], a_vars, list(roles.batch) + [roles.k, roles.m]).reshape(bt, K, M)
-        b = order(raw[roles.b], b_vars, list(roles.batch) + [roles.k, roles.n]).reshape(bt, K, N)
+        a = order(raw[roles.a], a_vars, list(roles.batch) + [roles.k] + own_m).reshape(bt, K, M)
+        b = order(raw[roles.b], b_vars, list(roles.batch) + [roles.k] + own_n).reshape(bt, K, N)
         return [int(x) for x in a.ravel()] + [int(x) for x in b.ravel()]
 
     def tiles():
@@ -220,12 +236,12 @@ def _lower_gemm(cascade, array, numbers, sz) -> Design:
                 beat = next(it)
                 for j in range(min(C, N - tn * C)):
                     z[bb, tm * R + row, tn * C + j] = beat[j]
-        shaped = z.reshape([size[v] for v in roles.batch] + [M, N])
-        have = list(roles.batch) + [roles.m, roles.n]
+        shaped = z.reshape([size[v] for v in roles.batch] + [size[v] for v in own_m + own_n])
+        have = list(roles.batch) + own_m + own_n
         return {roles.out: np.transpose(shaped, [have.index(v) for v in o_vars])}
 
     def expect(golden):
-        z = order(golden[roles.out], o_vars, list(roles.batch) + [roles.m, roles.n]).reshape(bt, M, N)
+        z = order(golden[roles.out], o_vars, list(roles.batch) + own_m + own_n).reshape(bt, M, N)
         beats = []
         for bb, tm, tn in tiles():
             for row in range(min(R, M - tm * R)):
@@ -242,11 +258,12 @@ def _lower_gemm(cascade, array, numbers, sz) -> Design:
         "numbers": {"format": numbers.describe(), "width": numbers.width, "frac_bits": numbers.frac_bits,
                     "accumulator_bits": top.acc_bits, "rounding": "half up", "saturation": True},
         "sizes": {k: int(v) for k, v in sz.items()},
-        "mapping": {"rows": rank_of(roles.m), "cols": rank_of(roles.n), "reduced": rank_of(roles.k),
+        "mapping": {"rows": rank_of(roles.m) if roles.m else None, "cols": rank_of(roles.n) if roles.n else None,
+                    "reduced": rank_of(roles.k),
                     "batch": [rank_of(v) for v in roles.batch], "tiles": top.tiles},
         "ports": _ports(top),
-        "input_stream": f"{roles.a} as [{','.join(list(roles.batch) + [roles.k, roles.m])}] then "
-                        f"{roles.b} as [{','.join(list(roles.batch) + [roles.k, roles.n])}], one word per beat",
+        "input_stream": f"{roles.a} as [{','.join(list(roles.batch) + [roles.k] + own_m)}] then "
+                        f"{roles.b} as [{','.join(list(roles.batch) + [roles.k] + own_n)}], one word per beat",
         "output_stream": f"{roles.out} per tile ({','.join(list(roles.batch))}{',' if roles.batch else ''}"
                          f"m-tile,n-tile): one beat per row, {C} lanes",
         "input_words": bt * K * (M + N),

@@ -31,6 +31,25 @@ def test_gemm_bit_exact_and_cycles(k, m, n, r, c):
 
 
 @needs_icarus
+@pytest.mark.parametrize("text,used", [
+    ("ranks K=9 M=7\ninput A[k,m] X[k]\nY[m] = A[k,m] * X[k]\n", ("M", None)),          # matrix-vector
+    ("ranks K=9 N=6\ninput X[k] B[k,n]\nY[n] = X[k] * B[k,n]\n", ("N", None)),          # vector-matrix
+    ("ranks K=5 C=6 H=3\ninput Q[k,h] W[k,h,c]\nY[c,h] = Q[k,h] * W[k,h,c]\n", ("C", None)),  # per head
+])
+def test_matrix_vector_products_use_one_row_or_column(text, used):
+    """An operand with no output rank of its own (a vector, MLA decode's query per head) takes
+    one column: each tile costs K + R + C - 2 cycles as a GEMM's, the cost model says so too."""
+    d = lower(parse_cascade(text), array=(4, 4), numbers=FixedPoint(6, 10))
+    m = d.manifest["mapping"]
+    assert (m["rows"], m["cols"]) == used
+    rows = d.sizes[used[0]]
+    batch = math.prod(d.sizes[b] for b in m["batch"])
+    res = simulate(d, seed=2)
+    assert res.passed and res.bit_exact and res.present_lanes == rows * batch
+    assert res.cycles == res.model_cycles == batch * math.ceil(rows / 4) * (d.sizes[m["reduced"]] + 4 + 4 - 2)
+
+
+@needs_icarus
 @pytest.mark.parametrize("kind", ["zeros", "extremes", "alternating", "ones"])
 def test_gemm_corners(kind):
     d = lower(parse_cascade(GEMM.format(k=6, m=5, n=6)), array=(4, 4), numbers=FixedPoint(6, 10))
