@@ -45,8 +45,9 @@ def rtl_binding(design) -> Binding:
         # the engine keeps one block of queries (its running state in the lanes): every block
         # streams every tile it visits
         return replace(given, resident_blocks=1)
-    rows, cols = tuple(r for r in (m["rows"],) if r), tuple(c for c in (m["cols"],) if c)   # a matrix-vector
-    return Binding(name="rtl", rule="product", mapping="unfused", schedule="overlap",            # product: one of each
+    # a matrix-vector product has no rank on one of the array's dimensions
+    rows, cols = tuple(r for r in (m["rows"],) if r), tuple(c for c in (m["cols"],) if c)
+    return Binding(name="rtl", rule="product", mapping="unfused", schedule="overlap",
                    spatial=(("2d", (("rows", rows), ("cols", cols))), ("1d", (("cols", cols),))))
 
 
