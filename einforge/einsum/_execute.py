@@ -143,7 +143,10 @@ def evaluate(cascade: Cascade, inputs: Mapping[str, np.ndarray], sizes: Mapping[
                     f"{name} would hold {math.prod(shape):.3g} values ({' x '.join(map(str, shape))}): too many to "
                     "run on numbers here", None, "run the cascade at smaller sizes; the cost model (einforge "
                     "evaluate) handles full-size workloads")
-            state[name] = _Tensor(numbers.fill(tuple(shape), info.empty), np.zeros(tuple(shape), dtype=bool))
+            # a one-slot window is emptied before every step's use of it (Runner.clear): no fill now
+            values = np.empty(tuple(shape), numbers.dtype) if windows.get(name, (0, 0))[1] == 1 else \
+                numbers.fill(tuple(shape), info.empty)
+            state[name] = _Tensor(values, np.zeros(tuple(shape), dtype=bool))
 
     run = _Runner(cascade, env, bounds, numbers, state, windows)
     for group, loop in plan:
@@ -646,12 +649,18 @@ class _Runner:
                 idx.append(np.arange(a + plus, b + plus).reshape(shp))
         idx = tuple(idx)
         target_shape = t.values[idx].shape
-        value = np.broadcast_to(np.asarray(value), target_shape)
         fresh = e.name in self.pending and not carried_red and self._covers(t, idx, self.pending[e.name])
         if fresh:
             del self.pending[e.name]          # the write below replaces every coordinate of the slot
+            if present is None and win[1] == 1 and not isinstance(e.expr, Const) and \
+                    self._adoptable(value, target_shape, e.name):
+                # a one-slot window is the whole tensor: take the new array instead of copying it
+                t.values = value.reshape(t.values.shape)
+                t.present[...] = True
+                return
         else:
             self._flush(e.name)
+        value = np.broadcast_to(np.asarray(value), target_shape)
         if isinstance(e.expr, Const) and e.expr.value == self.c.tensors[e.name].empty and \
                 self.c.einsum_kind(self.c.einsums.index(e)) == "init":
             t.values[idx] = value
@@ -684,6 +693,15 @@ class _Runner:
         else:
             t.values[idx] = np.where(newp, value, t.values[idx])
             t.present[idx] = t.present[idx] | newp
+
+    def _adoptable(self, value, shape: tuple, name: str) -> bool:
+        """Whether ``value`` can become tensor ``name``'s storage: an array of its own (not a view,
+        not another tensor's storage) of the written shape and the tensor's type, whose empty value
+        needs no marking (a max over nothing, -inf, does)."""
+        return (isinstance(value, np.ndarray) and value.flags.owndata and value.flags.c_contiguous
+                and value.shape == shape and value.dtype == self.state[name].values.dtype
+                and not math.isinf(self.c.tensors[name].empty)
+                and all(value is not other.values for other in self.state.values()))
 
     @staticmethod
     def _covers(t: _Tensor, idx: tuple, slot: tuple) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from ._errors import CascadeError, Span
 
@@ -516,22 +517,31 @@ class Einsum:
 
     def variables(self) -> list[str]:
         """All rank variables of the iteration space: the output's first, then in order of use."""
-        out = self.output_variables()
+        return list(self._variables)
+
+    def output_variables(self) -> list[str]:
+        return list(self._output_variables)
+
+    @cached_property
+    def _variables(self) -> tuple[str, ...]:
+        # worked out once: the executor and the cost model ask at every step (the node is frozen)
+        out = list(self._output_variables)
         exprs = [ix for a in self.expr.accesses() for ix in a.indices]
         exprs += [side for f in self.filters for side in (f.left, f.right)]
         for ix in exprs:
             for v in _ordered_vars(ix):
                 if v not in out:
                     out.append(v)
-        return out
+        return tuple(out)
 
-    def output_variables(self) -> list[str]:
+    @cached_property
+    def _output_variables(self) -> tuple[str, ...]:
         out: list[str] = []
         for ix in self.output.indices:
             for v in _ordered_vars(ix):
                 if v not in out:
                     out.append(v)
-        return out
+        return tuple(out)
 
     def reduced_variables(self) -> list[str]:
         return [v for v, _ in self.reduce]
