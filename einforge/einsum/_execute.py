@@ -614,40 +614,8 @@ class _Runner:
     def _write(self, e: Einsum, result, ranges, fixed, out_vars, carried_red):
         value, present = result
         t = self.state[e.name]
-        nd = len(out_vars)
-        idx = []
         win = self.windows.get(e.name)
-        # output indices are distinct variables in the order of out_vars: slices address the
-        # region directly (a view), unless a variable repeats (a diagonal), which needs index grids
-        blocked = [ix for ix in e.output.indices if not isinstance(ix, Var) and ix.op == "+" and isinstance(ix.left, BinOp)]
-        grids = bool(blocked) or len(set(out_vars)) != len(
-            [ix for ix in e.output.indices if (ix.name if isinstance(ix, Var) else ix.left.name) not in fixed])
-        for axis, ix in enumerate(e.output.indices):
-            if ix in blocked:                    # a block and its offset (x*X0 + x0): index grids
-                env = dict(self.env)
-                for v in ix.variables():
-                    if v in fixed:
-                        env[v] = fixed[v]
-                    else:
-                        a, b = ranges[v]
-                        shp = [1] * nd
-                        shp[out_vars.index(v)] = b - a
-                        env[v] = np.arange(a, b).reshape(shp)
-                idx.append(np.asarray(ix.evaluate(env)))
-                continue
-            v, plus = (ix.name, 0) if isinstance(ix, Var) else (ix.left.name, 1)
-            if v in fixed:
-                k = fixed[v] + plus
-                idx.append(k % win[1] if win is not None and axis == win[0] else k)
-            elif not grids:
-                a, b = ranges[v]
-                idx.append(slice(a + plus, b + plus))
-            else:
-                a, b = ranges[v]
-                shp = [1] * nd
-                shp[out_vars.index(v)] = b - a
-                idx.append(np.arange(a + plus, b + plus).reshape(shp))
-        idx = tuple(idx)
+        idx = self._write_index(e, ranges, fixed, out_vars, win)
         target_shape = t.values[idx].shape
         fresh = e.name in self.pending and not carried_red and self._covers(t, idx, self.pending[e.name])
         if fresh:
@@ -693,6 +661,43 @@ class _Runner:
         else:
             t.values[idx] = np.where(newp, value, t.values[idx])
             t.present[idx] = t.present[idx] | newp
+
+    def _write_index(self, e: Einsum, ranges, fixed, out_vars, win) -> tuple:
+        """Where the Einsum's result goes in its tensor: slices (a view) where it can, index grids
+        for blocked outputs and repeated variables, the window's slot for a windowed axis."""
+        nd = len(out_vars)
+        idx = []
+        # output indices are distinct variables in the order of out_vars: slices address the
+        # region directly (a view), unless a variable repeats (a diagonal), which needs index grids
+        blocked = [ix for ix in e.output.indices if not isinstance(ix, Var) and ix.op == "+" and isinstance(ix.left, BinOp)]
+        grids = bool(blocked) or len(set(out_vars)) != len(
+            [ix for ix in e.output.indices if (ix.name if isinstance(ix, Var) else ix.left.name) not in fixed])
+        for axis, ix in enumerate(e.output.indices):
+            if ix in blocked:                    # a block and its offset (x*X0 + x0): index grids
+                env = dict(self.env)
+                for v in ix.variables():
+                    if v in fixed:
+                        env[v] = fixed[v]
+                    else:
+                        a, b = ranges[v]
+                        shp = [1] * nd
+                        shp[out_vars.index(v)] = b - a
+                        env[v] = np.arange(a, b).reshape(shp)
+                idx.append(np.asarray(ix.evaluate(env)))
+                continue
+            v, plus = (ix.name, 0) if isinstance(ix, Var) else (ix.left.name, 1)
+            if v in fixed:
+                k = fixed[v] + plus
+                idx.append(k % win[1] if win is not None and axis == win[0] else k)
+            elif not grids:
+                a, b = ranges[v]
+                idx.append(slice(a + plus, b + plus))
+            else:
+                a, b = ranges[v]
+                shp = [1] * nd
+                shp[out_vars.index(v)] = b - a
+                idx.append(np.arange(a + plus, b + plus).reshape(shp))
+        return tuple(idx)
 
     def _adoptable(self, value, shape: tuple, name: str) -> bool:
         """Whether ``value`` can become tensor ``name``'s storage: an array of its own (not a view,
