@@ -73,7 +73,7 @@ def main():
         spec_file = Path(tmp) / "sweep.yaml"
         spec_file.write_text(SPEC)
         spec = load_sweep(spec_file)
-        s_min, s_med, cols = cpu(lambda: sweep_columns(spec), reps=5)
+        s_min, s_med, cols = cpu(lambda: sweep_columns(spec), reps=7)
         ok = int((cols["error"] == "").sum())
         b_min, _, (b_ok, b_bad) = cpu(lambda: scalar_sweep(spec), reps=1)
         assert b_ok == ok
@@ -87,7 +87,7 @@ def main():
                 "binding: fusemax", f"binding: {binding}")
             spec_file.write_text(text)
             sp = load_sweep(spec_file)
-            m_min, m_med, mc = cpu(lambda sp=sp: sweep_columns(sp), reps=3)
+            m_min, m_med, mc = cpu(lambda sp=sp: sweep_columns(sp), reps=7)
             n_ok = int((mc["error"] == "").sum())
             per = m_min / max(n_ok, 1)
             print(f"  {cascade} ({binding}): {len(mc['error'])} points, {n_ok:,} valid in {m_min:.3f} s = "

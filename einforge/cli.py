@@ -1011,7 +1011,7 @@ def rtl_test(cascade_ref, sizes, array, size, int_bits, frac_bits, binding, sim,
     from fractions import Fraction
 
     from .rtl import MemoryModel
-    from .sim import simulate, simulators, verify
+    from .sim import mask_densities, simulate, simulators, verify
 
     d = _lowered(cascade_ref, array, sizes, size, int_bits, frac_bits, binding)
     defaults = {}
@@ -1027,9 +1027,8 @@ def rtl_test(cascade_ref, sizes, array, size, int_bits, frac_bits, binding, sim,
         defaults["bandwidth"] = "1 word a cycle"
     if fifo is None:
         defaults["fifo"] = "unbounded"
-    if d.program is not None and d.program.tile_mask:
-        # the stimuli's block masks keep tiles at the cascade's declared density (at least one a block)
-        defaults["mask_density"] = {t: d.cascade.density(t, d.sizes) for t in d.program.mask_inputs}
+    if mask_densities(d):
+        defaults["mask_density"] = mask_densities(d)
     if keep and build_dir is None:
         build_dir = tempfile.mkdtemp(prefix=f"einforge-{d.name}-")
     if seed is None and stimulus is None:

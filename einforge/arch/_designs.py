@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 
 from ..einsum import Cascade, load_cascade
 from ._binding import Binding, load_binding
-from ._flat import flat_dataflow, flat_spatial, search_flat_dataflow
+from ._flat import flat_dataflow, flat_spatial, flat_table_applies, search_flat_dataflow
 from ._model import evaluate as _evaluate
 from ._plan import _plan
 from ._report import Report
@@ -87,21 +87,14 @@ def evaluate(arch: Architecture, cascade: Cascade, binding: Binding, workload: W
     return _evaluate(arch, cascade, binding, workload, design=name)
 
 
-def flat_table_applies(arch: Architecture) -> bool:
-    """FLAT's own choices cover its cloud accelerator only (a 256-row array, 32 MiB of buffer)."""
-    return arch.buffer.capacity == 32 << 20 and arch.part("2d").rows == 256
-
-
 def flat_products(arch: Architecture, cascade: Cascade, binding: Binding) -> tuple[str, str]:
-    """The two tensor products FLAT fuses around the softmax (the Einsums on the 2D array)."""
+    """The labels of the two tensor products FLAT fuses around the softmax."""
     from ._model import _by_role
+    from ._traffic import flat_products as products
 
     parts_arch, parts_binding = _by_role(arch, binding, arch.parts())
-    twod = [p.label for p in _plan(cascade, parts_binding, parts_arch).einsums if p.array == "2d"]
-    if len(twod) != 2:
-        raise ArchError(f"the FLAT dataflow fuses two tensor products around a softmax; {cascade.name} has "
-                        f"{len(twod)} on the 2D array")
-    return twod[0], twod[1]
+    logit, attend = products(_plan(cascade, parts_binding, parts_arch))
+    return logit.label, attend.label
 
 
 def evaluate_design(name: str, workload: Workload) -> Report:

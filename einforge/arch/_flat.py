@@ -11,13 +11,11 @@ import csv
 from dataclasses import fields
 from functools import lru_cache
 
-from ._spec import DATA_DIR, ArchError
+from ._spec import DATA_DIR, ArchError, load_architecture
+from ._traffic import FLAT_TENSORS
 from ._workload import seq_label
 
 __all__ = ["flat_dataflow", "flat_spatial"]
-
-_TENSORS = ("Q", "K", "QK", "A", "V", "AV")
-
 
 @lru_cache(maxsize=1)
 def _table():
@@ -26,7 +24,7 @@ def _table():
         for row in csv.DictReader(f):
             key = (row["platform"], row["models"], row["seq_len"])
             out[key] = {
-                "on": {t: row[f"{t}_loc"] == "onchip" for t in _TENSORS},
+                "on": {t: row[f"{t}_loc"] == "onchip" for t in FLAT_TENSORS},
                 "qk": row["QK_stationarity"], "av": row["AV_stationarity"],
                 "granularity": row["fusion_granularity"], "P1": int(row["P1"]),
                 "ps": float(row["proportion_spilled"]),
@@ -37,6 +35,18 @@ def _table():
 def flat_dataflow(model: str, seq: int, platform: str = "cloud") -> dict | None:
     """FLAT's dataflow for a model and sequence length, or None if the table lacks it."""
     return _table().get((platform, model, seq_label(seq)))
+
+
+def flat_table_applies(arch) -> bool:
+    """FLAT's table holds its choices for its own cloud accelerator (``flat``: its array's rows and
+    its buffer); on any other, the space is searched."""
+    return (arch.buffer.capacity, arch.part("2d").rows) == _own_accelerator()
+
+
+@lru_cache(maxsize=1)
+def _own_accelerator() -> tuple:
+    own = load_architecture("flat")       # the packaged description FLAT's table was made for
+    return own.buffer.capacity, own.part("2d").rows
 
 
 def flat_spatial(flow: dict, logit: str, attend: str, cascade) -> tuple:
@@ -65,12 +75,6 @@ def flat_spatial(flow: dict, logit: str, attend: str, cascade) -> tuple:
     return tuple(out)
 
 
-def _numpy():
-    import numpy
-
-    return numpy     # imported only by a search: evaluating from FLAT's table needs no numpy
-
-
 def flat_candidates(workload, capacity_bytes: float, word_bytes: int, rows: int):
     """FLAT's space for a shape its table lacks, as :class:`~einforge.arch._traffic.FlatFlows`
     columns: head or row granularity (P1 = P, or ``rows``, 2 ``rows``, ... query rows), output- or
@@ -83,9 +87,10 @@ def flat_candidates(workload, capacity_bytes: float, word_bytes: int, rows: int)
 
 def _footprints(workload, rows: int):
     """(the candidates with nothing spilled, each one's on-chip words): what no buffer changes."""
+    import numpy as np
+
     from ._traffic import FlatFlows
 
-    np = _numpy()
     f = workload.fields()
     E, F, M, P = f["head_dim"], f["value_dim"], f["keys"], f["queries"]
     p1s = [P]
@@ -105,7 +110,8 @@ def _footprints(workload, rows: int):
 def _spilled(flows, words, avail_words: float):
     from dataclasses import replace
 
-    np = _numpy()
+    import numpy as np
+
     with np.errstate(divide="ignore"):
         ps = np.where(words == 0, 0.0, np.maximum(0.0, 1.0 - avail_words / words))
     return replace(flows, ps=ps)
@@ -114,7 +120,7 @@ def _spilled(flows, words, avail_words: float):
 def candidate(flows, k: int, queries: int) -> dict:
     """The dataflow dict (as FLAT's table gives one) of candidate ``k`` of ``flows``."""
     p1 = int(flows.p1[k])
-    return {"on": {t: bool(getattr(flows, f"on_{t.lower()}")[k]) for t in _TENSORS},
+    return {"on": {t: bool(getattr(flows, f"on_{t.lower()}")[k]) for t in FLAT_TENSORS},
             "qk": "output" if flows.qk_output[k] else "weight", "av": "output" if flows.av_output[k] else "weight",
             "granularity": "head" if p1 == queries else "row", "P1": p1, "ps": float(flows.ps[k])}
 
@@ -123,22 +129,25 @@ class FlatSpace:
     """Candidates of FLAT's dataflow on one architecture, each priced as a report prices it, for
     any DRAM bandwidth and clock at once: FLAT's whole space (its buffer decides the spills) or
     the given ``flows`` (FLAT's table). The arrays' cycles, busy PE-cycles and compute energy come
-    once per way of spreading the two products (four; ``bound`` carries them over between buffers
-    of the same arrays); each candidate's traffic, buffer accesses and energy are numpy columns of
+    once per way of spreading the two products (four; ``bound``, a dict the caller keeps, carries
+    them over between buffers: share it only among points of one cascade, binding, workload and
+    arrays); each candidate's traffic, buffer accesses and energy are numpy columns of
     :func:`einforge.arch._traffic.flat_words` and :func:`einforge.arch._energy.memory_breakdown`,
     the formulas a single report uses."""
 
     def __init__(self, arch, cascade, binding, workload, logit: str, attend: str, bound: dict | None = None,
                  flows: list[dict] | None = None):
+        import numpy as np
+
         from ._energy import memory_breakdown
         from ._model import _by_role
         from ._traffic import FlatFlows, _Access, _buffer_cycles, flat_words
 
-        np = _numpy()
         role_arch, role_binding = _by_role(arch, binding, arch.parts())
         self.queries = workload.fields()["queries"]
         self.bound = {} if bound is None else bound
         self.searched = flows is None
+        self.given = flows
         if flows is None:
             template, words, groups = self._space(arch, cascade, workload, logit, attend)
             self.flows = _spilled(template, words, arch.buffer.capacity / arch.word_bytes)
@@ -166,12 +175,12 @@ class FlatSpace:
             self.traffic[idx] = traffic
             self.buffer_cycles[idx] = _buffer_cycles(role_arch, acc)
             self.energy[idx] = sum(memory_breakdown(energy, role_arch, acc, traffic).values())
-        self._front = None
 
     def _layout(self, groups, n, role_arch, role_binding, cascade, workload):
         """(compute cycles, link cycles, busy 2D, busy 1D per candidate; groups of candidates whose
         operands and compute energy agree, so that one pricing serves each): what no buffer changes."""
-        np = _numpy()
+        import numpy as np
+
         compute, link, busy_2d, busy_1d = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
         merged: list = []
         for idx, sp in groups:
@@ -187,7 +196,8 @@ class FlatSpace:
 
     def _space(self, arch, cascade, workload, logit, attend):
         """FLAT's candidates before spilling, with their groups of one spreading (once per arrays)."""
-        np = _numpy()
+        import numpy as np
+
         key = ("candidates", arch.part("2d").rows)
         if key not in self.bound:
             template, words = _footprints(workload, arch.part("2d").rows)
@@ -222,36 +232,39 @@ class FlatSpace:
     def best(self, bandwidths, clocks):
         """Index of the fastest (then lowest-traffic, then first) candidate for each (bandwidth,
         clock) pair of the two equally long arrays."""
-        from ._model import latency_cycles
-
-        np = _numpy()
-        front = self.front()
-        bw, clk = np.asarray(bandwidths, float)[None, :], np.asarray(clocks, float)[None, :]
-        traffic = self.traffic[front, None]
-        cycles, _ = latency_cycles(self.compute[front, None], traffic, self.buffer_cycles[front, None],
-                                   self.link[front, None], bw, clk)
-        lat = cycles / clk
-        fastest = lat == lat.min(axis=0)
-        traffic = np.where(fastest, traffic, np.inf)
-        return front[np.argmax(fastest & (traffic == traffic.min(axis=0)), axis=0)]
-
-    def front(self):
-        """The candidates that can be chosen at some bandwidth and clock, in index order: latency is
-        the larger of a fixed part (arrays, buffer, link) and traffic over bandwidth, so a candidate
-        is never chosen when another has no larger fixed part and no more traffic, and less traffic
-        or a smaller index (it is then at least as fast, and wins the ties)."""
-        if self._front is None:
-            np = _numpy()
-            fixed = np.maximum(np.maximum(self.compute, self.buffer_cycles), self.link)
-            order = np.lexsort((np.arange(len(fixed)), self.traffic))     # by traffic, then index
-            f = fixed[order]
-            before = np.concatenate([[np.inf], np.minimum.accumulate(f)[:-1]])
-            self._front = np.sort(order[f < before])
-        return self._front
+        return fastest(self.compute, self.traffic, self.buffer_cycles, self.link, bandwidths, clocks)
 
     def flow(self, k: int) -> dict:
-        f = candidate(self.flows, k, self.queries)
-        return dict(f, searched=True) if self.searched else f
+        """Candidate ``k`` as a dataflow dict: a searched one marked so, a given one as given."""
+        return dict(candidate(self.flows, k, self.queries), searched=True) if self.searched else self.given[k]
+
+
+def fastest(compute, traffic, buffer_cycles, link, bandwidths, clocks):
+    """For each (bandwidth, clock) pair, the index of the fastest candidate (then the one with
+    least traffic, then the first), given each candidate's compute, buffer and link cycles and its
+    DRAM traffic in bytes (equally long arrays).
+
+    Latency is the larger of a fixed part (arrays, buffer, link) and traffic over bandwidth, so a
+    candidate that another beats on both (no larger fixed part, no more traffic, and less traffic
+    or a smaller index: at least as fast, and it wins the ties) is never chosen: only the others
+    are priced at every point."""
+    import numpy as np
+
+    from ._model import latency_cycles
+
+    compute, traffic, buffer_cycles, link = (np.asarray(x, float) for x in (compute, traffic, buffer_cycles, link))
+    fixed = np.maximum(np.maximum(compute, buffer_cycles), link)
+    order = np.lexsort((np.arange(len(fixed)), traffic))          # by traffic, then index
+    f = fixed[order]
+    before = np.concatenate([[np.inf], np.minimum.accumulate(f)[:-1]])
+    front = np.sort(order[f < before])
+    bw, clk = np.asarray(bandwidths, float)[None, :], np.asarray(clocks, float)[None, :]
+    cycles, _ = latency_cycles(compute[front, None], traffic[front, None], buffer_cycles[front, None],
+                               link[front, None], bw, clk)
+    lat = cycles / clk
+    quickest = lat == lat.min(axis=0)
+    t = np.where(quickest, traffic[front, None], np.inf)
+    return front[np.argmax(quickest & (t == t.min(axis=0)), axis=0)]
 
 
 def search_flat_dataflow(arch, cascade, binding, workload, logit: str, attend: str) -> dict:

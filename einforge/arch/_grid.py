@@ -165,8 +165,8 @@ def _columns(sh, archs, role_archs, bws, clks, finish) -> GridColumns:
 def _flat_columns(archs, bws, clks, cascade, binding, workload) -> GridColumns:
     """Columns of FLAT's mapping: per buffer, FLAT's table or the fastest candidate of its space at
     each (bandwidth, clock), every candidate priced as :func:`evaluate` prices it."""
-    from ._designs import evaluate, flat_products, flat_table_applies
-    from ._flat import FlatSpace, flat_dataflow
+    from ._designs import evaluate, flat_products
+    from ._flat import FlatSpace, flat_dataflow, flat_table_applies
     from ._model import latency_cycles
 
     plane = len(bws) * len(clks)

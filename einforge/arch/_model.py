@@ -80,6 +80,10 @@ def _by_role(arch: Architecture, binding: Binding, roles_: dict[str, str]) -> tu
         raise ArchError(f"binding {binding.name} names array {name!r}, which {arch.name} lacks "
                         f"(its arrays: {', '.join(a.name for a in arch.arrays)})")
 
+    if all(to_role[x.name] == x.name for x in arch.arrays):     # named by their roles already
+        for arr in [a for _, a in binding.explicit] + [a for a, _ in binding.issue + binding.spatial]:
+            key(arr)
+        return arch, binding
     a = replace(arch, arrays=tuple(replace(x, name=to_role[x.name]) for x in arch.arrays))
     b = replace(binding, explicit=tuple((lab, key(arr)) for lab, arr in binding.explicit),
                 issue=tuple((key(arr), v) for arr, v in binding.issue),

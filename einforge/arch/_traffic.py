@@ -432,6 +432,18 @@ def _unfused(ctx: _Ctx, plan: _Plan) -> _Access:
     return acc
 
 
+FLAT_TENSORS = ("Q", "K", "QK", "A", "V", "AV")     # a FLAT dataflow places each on or off chip
+
+
+def flat_products(plan: _Plan) -> tuple:
+    """The two tensor products FLAT fuses around the softmax: the plan's Einsums on the 2D array."""
+    twod = tuple(p for p in plan.einsums if p.array == "2d")
+    if len(twod) != 2:
+        raise ArchError(f"the FLAT dataflow fuses two tensor products around a softmax; {plan.cascade.name} has "
+                        f"{len(twod)} Einsums on the 2D array")
+    return twod
+
+
 @dataclass(frozen=True)
 class FlatOperands:
     """What FLAT's traffic needs of a plan bound to sizes, whatever the dataflow: the words of its
@@ -475,18 +487,14 @@ class FlatFlows:
 
         return cls(col(lambda f: f["P1"] if f["granularity"] == "row" else queries),
                    col(lambda f: f["qk"] == "output", bool), col(lambda f: f["av"] == "output", bool),
-                   *(col(lambda f, t=t: f["on"][t], bool) for t in ("Q", "K", "QK", "A", "V", "AV")),
+                   *(col(lambda f, t=t: f["on"][t], bool) for t in FLAT_TENSORS),
                    col(lambda f: float(f["ps"])))
 
 
 def flat_operands(ctx: _Ctx, plan: _Plan) -> FlatOperands:
     """FLAT's tensors in ``plan`` (two tensor products with a softmax chain between them)."""
     c = plan.cascade
-    twod = [p for p in plan.einsums if p.array == "2d"]
-    if len(twod) != 2:
-        raise ArchError(f"the FLAT dataflow fuses two tensor products around a softmax; {c.name} has "
-                        f"{len(twod)} Einsums on the 2D array")
-    logit, attend = twod
+    logit, attend = flat_products(plan)
     row = plan.row_rank.lower()
     alias = _aliases(plan)
 

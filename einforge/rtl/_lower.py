@@ -203,10 +203,10 @@ def _lower_gemm(cascade, array, numbers, sz) -> Design:
     roles = gemm_roles(cascade)
     R, C = array
     size = {v: sz[rank_of(v)] for v in roles.vars()}
-    size[None] = 1                   # the row or column of a matrix-vector product
     bt = math.prod(size[v] for v in roles.batch) if roles.batch else 1
-    K, M, N = size[roles.k], size[roles.m], size[roles.n]
     own_m, own_n = [v for v in (roles.m,) if v], [v for v in (roles.n,) if v]
+    # a matrix-vector product's vector takes one row or one column
+    K, M, N = size[roles.k], math.prod(size[v] for v in own_m), math.prod(size[v] for v in own_n)
     top = SystolicGemm(R, C, bt, K, M, N, numbers.width, numbers.frac_bits)
     top._MustUse__silence = True   # a design may be lowered only for its manifest or cycle count
     einsum = cascade.einsums[[e.name for e in cascade.einsums].index(roles.einsum)]

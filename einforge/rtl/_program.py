@@ -693,7 +693,6 @@ def _split_tile_mask(cascade: Cascade, binding, array, sizes) -> tuple[tuple, Ca
     return tuple(f for _, f in data), stripped
 
 
-
 def kept_tiles(prog: Program, raw: dict) -> tuple:
     """For a job of an engine with a tile mask: the tiles each block of queries keeps, per
     instance and block in stream order, from the raw mask inputs."""

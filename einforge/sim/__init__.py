@@ -7,6 +7,7 @@ from ._runner import (
                       SimResult,
                       accuracy,
                       golden,
+                      mask_densities,
                       run_jobs,
                       saturation,
                       simulate,
@@ -15,5 +16,5 @@ from ._runner import (
                       verify,
 )
 
-__all__ = ["SUITE", "SimError", "SimResult", "accuracy", "golden", "run_jobs", "saturation", "simulate",
+__all__ = ["SUITE", "SimError", "SimResult", "accuracy", "golden", "mask_densities", "run_jobs", "saturation", "simulate",
            "simulators", "stimuli", "verify", "RegressionSpec", "load_regression", "regress", "run_design"]

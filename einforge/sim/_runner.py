@@ -105,14 +105,22 @@ def stimuli(design: Design, seed: int = 0, kind: str = "random") -> dict:
         else:
             raise SimError(f"unknown stimulus kind {kind!r} (random, zeros, extremes, alternating, ones, lsb)")
         out[t.name] = np.asarray(v, np.int64).reshape(shape)
-    prog = design.program
-    if prog is not None and prog.tile_mask:
+    masks = mask_densities(design)
+    if masks:
         # a block mask keeps tiles with its declared density, and each block at least one
-        for t in prog.mask_inputs:
-            keep = rng.random(size=out[t].shape) < design.cascade.density(t, design.sizes)
-            out[t] = np.where(keep, q.one, 0).astype(np.int64)
-        out = prog.keep_a_tile_per_block(out, rng)
+        for t, share in masks.items():
+            out[t] = np.where(rng.random(size=out[t].shape) < share, q.one, 0).astype(np.int64)
+        out = design.program.keep_a_tile_per_block(out, rng)
     return out
+
+
+def mask_densities(design: Design) -> dict[str, float]:
+    """The share of tiles each block-mask input of the engine keeps in :func:`stimuli`: the
+    cascade's declared density (a default the user did not choose; ``rtl test`` prints it)."""
+    prog = design.program
+    if prog is None or not prog.tile_mask:
+        return {}
+    return {t: design.cascade.density(t, design.sizes) for t in prog.mask_inputs}
 
 
 def simulators() -> dict[str, bool]:
