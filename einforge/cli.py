@@ -522,7 +522,9 @@ def evaluate_cmd(ctx, arch_ref, cascade_ref, binding_ref, model, seq, size, para
         console.print(f"  [yellow]note:[/] {escape(warning)}")
     d = r.details
     bound = "memory" if r.memory_s >= r.compute_s else "compute"
-    console.print(f"  latency {r.latency_s:.6g} s ({bound}-bound: compute {r.compute_s:.4g} s, memory {r.memory_s:.4g} s)")
+    launch = d.get("launch_overhead_s", 0.0)
+    console.print(f"  latency {r.latency_s:.6g} s ({bound}-bound: compute {r.compute_s:.4g} s, memory {r.memory_s:.4g} s"
+                  + (f", plus a kernel launch of {launch:.4g} s" if launch else "") + ")")
     console.print(f"  utilization: 2D {r.util_2d:.4f}, 1D {r.util_1d:.4f}")
     console.print(f"  DRAM traffic {r.traffic_bytes:.6g} B" + (f"   P1={d['P1']} P2={d['P2']}" if "P2" in d else ""))
     console.print(f"  energy {r.energy_pJ:.6g} pJ   area {r.area_um2:.6g} um2")

@@ -44,6 +44,7 @@ DIMENSIONS = {
     "bytes/second": ("a bandwidth", "400GiB/s or 1.6TB/s", "byte / second"),
     "hertz": ("a frequency", "940MHz or 1GHz", "hertz"),
     "bits": ("a width in bits", "4096bit or 512B", "bit"),
+    "seconds": ("a time", "20us or 1.5ms", "second"),
 }
 _NAMES = {"[information]": "a size in bytes", "[information] / [time]": "a bandwidth", "1 / [time]": "a frequency",
           "[time]": "a time", "dimensionless": "a plain number"}
@@ -92,7 +93,8 @@ def _registry():
 
 
 def quantity(value, dimension: str, what: str = "") -> float:
-    """The magnitude of ``value`` in the base unit of ``dimension`` (bytes, bytes/second, hertz, bits).
+    """The magnitude of ``value`` in the base unit of ``dimension`` (bytes, bytes/second, hertz, bits,
+    seconds).
 
     Raises
     ------

@@ -6,7 +6,9 @@ projection columns per GPU), fp16, batch 8; prefill of 2048 tokens and one decod
 3072-token cache. Attention is unfused, as measured (Q*K, softmax and A*V are separate kernels). The
 A100 is einforge's architecture file ``a100`` (public figures, cited there); every operator is a
 library cascade evaluated by the cost model with the mapper's binding, nothing tuned per operator;
-the two all-reduces use the alpha-beta ring on NVLink (300 GB/s a direction, NVIDIA's figure).
+each evaluation is one kernel and pays the A100 file's launch overhead, as each measured kernel was
+timed alone from the host (Q_K_V is three kernels, Q*K and A*V one batched kernel each); the two
+all-reduces use the alpha-beta ring on NVLink (300 GB/s a direction, NVIDIA's figure).
 
 Run: python examples/a100_gpt3.py [--measured tests/data/llmcompass-a100/gpt3_layer_A100.csv]
 """
@@ -39,9 +41,10 @@ def operators(phase: str, arch=None) -> dict[str, float]:
     q, k = (2048, 2048) if phase == "prefill" else (1, 3072)
     act = t * D * 2
     return {
-        "Q_K_V": _op(arch, "gemm", M=t, K=D, N=3 * D // TP),
-        "Q_mul_K": _op(arch, "gemm", BATCH * h, M=q, K=HD, N=k),
-        "A_mul_V": _op(arch, "gemm", BATCH * h, M=q, K=k, N=HD),
+        "Q_K_V": _op(arch, "gemm", 3, M=t, K=D, N=D // TP),     # three kernels, as measured
+        # one batched kernel each over every (sequence, head)
+        "Q_mul_K": _op(arch, "bmm", B=BATCH * h, M=q, K=HD, N=k),
+        "A_mul_V": _op(arch, "bmm", B=BATCH * h, M=q, K=k, N=HD),
         "Wo_proj": _op(arch, "gemm", M=t, K=D // TP, N=D),
         "W1_proj": _op(arch, "gemm", M=t, K=D, N=4 * D // TP),
         "W2_proj": _op(arch, "gemm", M=t, K=4 * D // TP, N=D),

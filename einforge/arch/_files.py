@@ -26,7 +26,7 @@ from ..units import Quantity, count
 
 __all__ = ["ArchSpec", "EnergySpec", "AreaSpec", "WorkloadFile", "BindingSpec"]
 
-_BYTES, _BANDWIDTH, _CLOCK = Quantity("bytes"), Quantity("bytes/second"), Quantity("hertz")
+_BYTES, _BANDWIDTH, _CLOCK, _TIME = Quantity("bytes"), Quantity("bytes/second"), Quantity("hertz"), Quantity("seconds")
 _Text = Annotated[str, StringConstraints(min_length=1)]
 _Positive = Annotated[float, Field(gt=0)] | Annotated[int, Field(gt=0)]
 _NonNegative = Annotated[float, Field(ge=0)] | Annotated[int, Field(ge=0)]
@@ -77,6 +77,7 @@ class ArchSpec(Strict):
     dram: DramSpec
     global_buffer: BufferSpec
     arrays: dict[str, ArraySpec]
+    launch_overhead: _TIME | None = None
     energy: str = "energy_45nm.yaml"
     area: str = "area_45nm.yaml"
     source: str = ""

@@ -146,7 +146,8 @@ def _columns(sh, archs, role_archs, bws, clks, finish) -> GridColumns:
     traffic, buf_cycles, energy, area = (np.repeat(per_buffer[:, j], plane) for j in range(4))
     bw, clk = _plane(len(archs), bws, clks)
     busy = {role: sum(sh.busy[p.label] for p in sh.plan.einsums if p.array == role) for role in ("2d", "1d")}
-    cycles, mem_cycles = latency_cycles(sh.compute_cycles, traffic, buf_cycles, sh.link_cycles, bw, clk)
+    launch = np.repeat([a.launch_overhead_s for a in archs], plane)
+    cycles, mem_cycles = latency_cycles(sh.compute_cycles, traffic, buf_cycles, sh.link_cycles, bw, clk, launch)
     util = {role: _utilization(b, cycles) for role, b in busy.items()}
 
     def point(k):
@@ -196,7 +197,9 @@ def _flat_columns(archs, bws, clks, cascade, binding, workload) -> GridColumns:
             flow = space.flow(k)
             for j in (np.flatnonzero(chosen == k) + i * plane).tolist():
                 flows[j] = flow
-    cycles, mem_cycles = latency_cycles(per["compute"], per["traffic"], per["buffer_cycles"], per["link"], bw, clk)
+    launch = np.repeat([a.launch_overhead_s for a in archs], plane)
+    cycles, mem_cycles = latency_cycles(per["compute"], per["traffic"], per["buffer_cycles"], per["link"], bw, clk,
+                                        launch)
     util = {role: _utilization(per[f"busy_{role}"], cycles) for role in ("2d", "1d")}
 
     def point(k):

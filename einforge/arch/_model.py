@@ -204,16 +204,18 @@ def _buffer_point(sh: _Shape, arch: Architecture) -> tuple[float, float, float, 
             sum(arch.area_breakdown().values()))
 
 
-def latency_cycles(compute, traffic_bytes, buffer_cycles, link_cycles, bandwidth, clock):
+def latency_cycles(compute, traffic_bytes, buffer_cycles, link_cycles, bandwidth, clock, launch_s=0.0):
     """(latency, memory) cycles of a point whose arrays, DRAM, global buffer and grid-lane link all
-    overlap: the slowest of the four. Floats or numpy arrays (a grid's columns, a search's candidates)."""
+    overlap: the slowest of the four, after the kernel's launch (``launch_s`` seconds, which nothing
+    overlaps). Floats or numpy arrays (a grid's columns, a search's candidates)."""
     mem = traffic_bytes / bandwidth * clock
     terms = (compute, mem, buffer_cycles, link_cycles)
     if not any(hasattr(t, "shape") for t in terms):
-        return max(terms), mem          # a single point needs no numpy
+        return max(terms) + launch_s * clock, mem          # a single point needs no numpy
     import numpy as np
 
-    return np.maximum(np.maximum(np.maximum(compute, mem), buffer_cycles), link_cycles), mem
+    slowest = np.maximum(np.maximum(np.maximum(compute, mem), buffer_cycles), link_cycles)
+    return slowest + launch_s * clock, mem
 
 
 def _finish(sh: _Shape, arch: Architecture, design: str | None = None) -> Report:
@@ -223,13 +225,14 @@ def _finish(sh: _Shape, arch: Architecture, design: str | None = None) -> Report
     details = dict(acc.details)
     details["buffer_cycles"] = buffer_cycles
     details["link_cycles"] = sh.link_cycles
+    details["launch_overhead_s"] = arch.launch_overhead_s
     if sh.compute_cycles is None:
         mem_cycles = traffic / arch.dram_bandwidth * arch.clock_hz
         compute_cycles, latency = _phases_time(plan, arch, acc, sh.cycles)
     else:
         compute_cycles = sh.compute_cycles
         latency, mem_cycles = latency_cycles(compute_cycles, traffic, buffer_cycles, sh.link_cycles,
-                                             arch.dram_bandwidth, arch.clock_hz)
+                                             arch.dram_bandwidth, arch.clock_hz, arch.launch_overhead_s)
     busy_of = {a.name: sum(sh.busy[p.label] for p in plan.einsums if p.array == a.name) for a in arch.arrays}
     util = {a: (b / latency if latency else 0.0) for a, b in busy_of.items()}
     breakdown, per_e_energy, actions_all = memory_energy(sh.energy, arch, acc, traffic)
@@ -278,7 +281,7 @@ def _phases_time(plan, arch: Architecture, acc, cyc) -> tuple[float, float]:
         pm = phase_words.get(labels, 0.0) * arch.word_bytes / arch.dram_bandwidth * arch.clock_hz
         total += max(pc, pm)
         comp += pc
-    return comp, total
+    return comp, total + arch.launch_overhead_s * arch.clock_hz
 
 
 def _compute_time(plan, ctx, binding: Binding, acc, cyc, load) -> float:

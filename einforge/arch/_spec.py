@@ -179,6 +179,9 @@ class Architecture:
     area: AreaTable
     description: str = ""
     source: str = field(default="", compare=False)
+    # host time to start one kernel (one cascade's evaluation) and see it finish, serial with the work:
+    # a GPU timed kernel by kernel pays it; an accelerator that runs a cascade as one program does not
+    launch_overhead_s: float = 0.0
 
     def array(self, name: str) -> PEArray:
         for a in self.arrays:
@@ -314,6 +317,7 @@ def architecture_from_spec(d, base: Path, where: str = "") -> Architecture:
         name=d.name, clock_hz=d.clock, word_bytes=d.word_bits / 8, dram_bandwidth=d.dram.bandwidth,
         buffer=GlobalBuffer(int(d.global_buffer.capacity), d.global_buffer.width_bits, d.global_buffer.banks),
         arrays=arrays, energy=energy, area=area, description=d.description, source=str(base),
+        launch_overhead_s=d.launch_overhead or 0.0,
     )
 
 

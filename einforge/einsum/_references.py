@@ -259,6 +259,7 @@ REFERENCES: dict[str, Callable] = {
     "attention-gqa": _attention_grouped,
     "attention-gqa-causal": lambda x, sz: _attention_grouped(x, sz, causal_window=sz["W"]),
     "gemm": lambda x, sz: {"C": x["A"].T @ x["B"]},
+    "bmm": lambda x, sz: {"C": np.matmul(x["A"].transpose(0, 2, 1), x["Y"])},
     "attention-mqa": _attention_grouped,
     "attention-mha": _attention_mha,
     "attention-decode": _attention_decode,

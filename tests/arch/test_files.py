@@ -47,6 +47,9 @@ def test_the_base_file_loads(tmp_path):
     ("word_bits: 16", "word_bits: \"16\"", r"word_bits: Input should be a valid integer"),
     ("name: small", "name: small\nname: again", r"arch.yaml:2:1: key 'name' appears twice"),
     ("arrays:", "arrays: {}\nx:", r"unknown key 'x'"),
+    ("word_bits: 16", "word_bits: 16\nlaunch_overhead: 20", r"arch.yaml:4:18: launch_overhead: 20 has no unit; write a time"),
+    ("word_bits: 16", "word_bits: 16\nlaunch_overhead: 20MHz", r"launch_overhead: '20MHz' is a frequency, not a time"),
+    ("word_bits: 16", "word_bits: 16\nlaunch_overhead: -5us", r"launch_overhead: '-5us' must be positive"),
 ])
 def test_mistakes_are_refused_with_their_position(tmp_path, old, new, message):
     with pytest.raises(ArchError, match=message):
@@ -60,6 +63,9 @@ def test_units_mean_what_they_say(tmp_path):
     assert a.buffer.capacity == 64_000
     a = _arch(tmp_path, BASE.replace("word_bits: 16", "word_bits: 12"))
     assert a.word_bytes == 1.5                      # not 1-byte words
+    a = _arch(tmp_path, BASE + "launch_overhead: 21us\n")
+    assert a.launch_overhead_s == pytest.approx(21e-6, rel=1e-12)
+    assert _arch(tmp_path, BASE).launch_overhead_s == 0.0    # an accelerator that runs a cascade as one program
 
 
 def test_a_bom_is_accepted_and_invalid_utf8_refused(tmp_path):

@@ -49,12 +49,13 @@ def _check_equal(g, a, c, b, w, bufs, bws, clks):
        bufs=st.lists(st.sampled_from([1, 4, 8, 32, 64]), min_size=1, max_size=3),
        bws=st.lists(st.floats(1e9, 1e13), min_size=1, max_size=3),
        clks=st.lists(st.floats(1e8, 3e9), min_size=1, max_size=3),
-       rows=st.sampled_from([64, 128, 256]))
-def test_grid_columns_equal_scalar_points(case, model, seq, bufs, bws, clks, rows):
+       rows=st.sampled_from([64, 128, 256]), launch=st.sampled_from([0.0, 2.1e-5]))
+def test_grid_columns_equal_scalar_points(case, model, seq, bufs, bws, clks, rows, launch):
     name, binding, arch_name = case
     c = load_cascade(name)
     b = load_binding(binding, c)
     a = load_architecture(arch_name).with_part("2d", rows=rows, cols=rows).with_part("1d", cols=rows)
+    a = dataclasses.replace(a, launch_overhead_s=launch)
     w = load_workload(model, seq)
     bufs = [x * MIB for x in bufs]
     g = evaluate_grid(a, c, b, w, buffers=bufs, bandwidths=bws, clocks=clks)

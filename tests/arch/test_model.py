@@ -320,3 +320,17 @@ def test_what_the_grid_keeps_must_fit_its_registers():
     with pytest.raises(ArchError, match=r"each PE of the grid would hold .* more than its 12-entry register file"):
         evaluate(arch, c, moved, w)
     assert Binding
+
+
+@pytest.mark.parametrize("cascade,binding", [("attention-1pass", "fusemax"), ("attention-3pass", "unfused")])
+def test_a_kernel_launch_adds_its_time_once_and_nothing_else(cascade, binding):
+    # the tiled schedule and the phases schedule (unfused) each pay one launch per evaluation
+    launch = 2.1e-5
+    base = run(FUSEMAX, cascade, binding, seq="1K")
+    slow = run(dataclasses.replace(FUSEMAX, launch_overhead_s=launch), cascade, binding, seq="1K")
+    assert slow.latency_s == pytest.approx(base.latency_s + launch, rel=1e-12)
+    assert slow.compute_s == base.compute_s and slow.memory_s == base.memory_s
+    assert slow.energy_pJ == base.energy_pJ and slow.traffic_bytes == base.traffic_bytes
+    # the arrays idle while the host launches: utilization is busy time over the longer latency
+    assert slow.util_2d == pytest.approx(base.util_2d * base.latency_s / slow.latency_s, rel=1e-9)
+    assert slow.details["launch_overhead_s"] == launch and base.details["launch_overhead_s"] == 0.0

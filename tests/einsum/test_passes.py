@@ -58,6 +58,7 @@ EXPECTED = {
     "attention-gqa-causal": {"M": 1, "M1": 1, "M0": 2},
     # one product: reads each operand once -> 1 everywhere
     "gemm": {"M": 1, "K": 1, "N": 1},
+    "bmm": {"B": 1, "M": 1, "K": 1, "N": 1},
     "attention-mqa": {"M": 1, "M1": 1, "M0": 2},
     "attention-decode": {"M": 1, "M1": 1, "M0": 2},
     # sigmoid: no reduction over M is consumed along M -> 1
