@@ -5,8 +5,9 @@ a controller visits.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
-from ..einsum import Access, BinOp, read_nodes, reads_of
+from ..einsum import Access, BinOp, Num, Sym, Var, read_nodes, reads_of
 from ._plan import _E, _loop_members, _over_tile, _Plan, _row_block
 from ._spec import Architecture
 
@@ -147,6 +148,7 @@ def _filter_density(filters, vsize, sizes, data: dict | None = None) -> float:
     return share * _static_density(filters, vsize, sizes)
 
 
+@lru_cache(maxsize=1024)
 def _static(filters) -> tuple:
     """The filters that read no data (decided by coordinates alone)."""
     return tuple(f for f in filters if not reads_of(f))
@@ -293,12 +295,35 @@ def _filter_steps(f, lv, rv, vsize, sizes, blocks, block, slopes):
 
     corners = corners_of(blocks)
     if f not in slopes:
-        slopes[f] = _slope(diff, corners, blocks.shape, n)
+        a = _linear_slope(BinOp("-", f.left, f.right), lv, sizes)
+        slopes[f] = a if a is not None else _slope(diff, corners, blocks.shape, n)
     a = slopes[f]
     if a is None:
         return None
     b0 = [diff(0, c, blocks.shape) for c in corners]
     return _step_interval(f.op, a, np.minimum.reduce(b0), np.maximum.reduce(b0), n)
+
+
+def _linear_slope(e, lv: str, sizes: dict):
+    """The coefficient of ``lv`` in ``e`` read off its tree when ``e`` is plainly affine in ``lv``
+    with that coefficient the same everywhere (sums, differences, products by a size or number);
+    ``None`` when the tree does not show it (floor division of the step, a product of two
+    variables...), which leaves the question to :func:`_slope`'s sampling."""
+    if isinstance(e, Var):
+        return 1.0 if e.name == lv else 0.0
+    if not isinstance(e, BinOp):
+        return 0.0 if isinstance(e, (Num, Sym)) else None
+    if lv not in e.variables():
+        return 0.0
+    if e.op in ("+", "-"):
+        a, b = _linear_slope(e.left, lv, sizes), _linear_slope(e.right, lv, sizes)
+        return None if a is None or b is None else (a + b if e.op == "+" else a - b)
+    if e.op == "*":
+        for x, k in ((e.left, e.right), (e.right, e.left)):
+            if not k.variables():
+                a = _linear_slope(x, lv, sizes)
+                return None if a is None else a * float(k.evaluate(sizes))
+    return None
 
 
 def _slope(diff, corners, shape, n):

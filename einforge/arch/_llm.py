@@ -206,22 +206,35 @@ class LayerReport:
 
 def evaluate_layer(arch: Architecture, model: DecoderModel, phase: str, batch: int, tokens: int,
                    kv: int | None = None) -> LayerReport:
-    """One decoder layer on ``arch``, every operator with the mapper's best binding (latency first)."""
+    """One decoder layer on ``arch``, every operator with the mapper's best binding (latency first).
+
+    The mapper's choice is remembered per operator shape; the cost model prices each distinct
+    operator of the layer once (the two norms and the two residual adds are alike)."""
+    from dataclasses import replace
+
+    from ._designs import evaluate
+
+    priced: dict = {}
     rows = []
     for op in layer_ops(model, phase, batch, tokens, kv):
-        r, binding = _best(arch, op.cascade, op.workload)
+        shape = (op.cascade, replace(op.workload, name=op.cascade))     # an operator's name costs nothing
+        if shape not in priced:
+            cascade, binding = _mapped(arch, *shape)
+            priced[shape] = evaluate(arch, cascade, binding, shape[1]), binding.name
+        r, binding = priced[shape]
         rows.append((op.name, op.cascade, binding, r.latency_s, r.energy_pJ, r.traffic_bytes))
     return LayerReport(model.name, phase, tuple(rows), sum(o[3] for o in rows), sum(o[4] for o in rows),
                        sum(o[5] for o in rows))
 
 
 @lru_cache(maxsize=4096)
-def _best(arch: Architecture, cascade_name: str, workload: Workload):
+def _mapped(arch: Architecture, cascade_name: str, workload: Workload):
+    """The cascade of one operator shape, and the mapper's best binding of it."""
     from ..einsum import load_cascade
     from ._search import search
 
-    found = search(arch, load_cascade(cascade_name), workload)
-    return found.report, found.binding.name
+    cascade = load_cascade(cascade_name)
+    return cascade, search(arch, cascade, workload).binding
 
 
 @dataclass(frozen=True)

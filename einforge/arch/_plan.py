@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 from ..einsum import Cascade, is_constant, presence_filters, product_factors, roles, unit_recipe
 from ..einsum._ir import Access, Call
@@ -51,6 +51,14 @@ class _Plan:
     row_rank: str | None              # the rank spread over the 2D columns / 1D lanes
     loop_var: str | None
     iter_bound_rank: str | None
+
+    @cached_property
+    def loop_members(self) -> frozenset[str]:
+        """Labels of the Einsums on an array that run inside the tile loop (all of them when there
+        is no loop). A plan is a frozen value, so this is worked out once."""
+        if self.loop_var is None:
+            return frozenset(p.label for p in self.einsums if p.array)
+        return frozenset(p.label for p in self.einsums if p.array and self.loop_var in p.vars)
 
 
 def _recipe(op, units, einsum_name, array):
@@ -271,7 +279,8 @@ def instance_ranks(plan: _Plan) -> list[str]:
     """Variables of independent instances (batch, heads): ranks every Einsum of the tile loop
     carries in its output, other than the tile, query and loop ranks. Each instance runs the tile
     loop on its own, like the workload's B x H instances."""
-    members = [p for p in plan.einsums if p.label in _loop_members(plan)]
+    loop = plan.loop_members
+    members = [p for p in plan.einsums if p.label in loop]
     if not members or plan.loop_var is None:
         return []
     common = set.intersection(*(set(p.out_vars) for p in members))
@@ -279,10 +288,8 @@ def instance_ranks(plan: _Plan) -> list[str]:
     return [v for v in members[0].out_vars if v in common and v not in skip]
 
 
-def _loop_members(plan: _Plan) -> set[str]:
-    if plan.loop_var is None:
-        return {p.label for p in plan.einsums if p.array}
-    return {p.label for p in plan.einsums if p.array and plan.loop_var in p.vars}
+def _loop_members(plan: _Plan) -> frozenset[str]:
+    return plan.loop_members
 
 
 def _over_tile(plan: _Plan):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 from ..units import QuantityError, quantity
@@ -217,6 +217,12 @@ class Architecture:
 
     def area_breakdown(self) -> dict[str, float]:
         """um^2 per component: each array (PEs with their units and register file), the buffer."""
+        return dict(self._area_parts)
+
+    # Worked out once per architecture (a frozen value: the cache cannot go stale; equality and
+    # hashing see only the fields)
+    @cached_property
+    def _area_parts(self) -> dict[str, float]:
         out = {}
         for a in self.arrays:
             pe = sum(self.area.unit(u) for u in a.units) + self.area.rf_area(a.rf_depth)
@@ -226,12 +232,16 @@ class Architecture:
         out["global_buffer"] = self.area.buffer_area(self.buffer.capacity, self.buffer.width_bits)
         return out
 
-    @property
+    @cached_property
     def area_um2(self) -> float:
-        return sum(self.area_breakdown().values())
+        return sum(self._area_parts.values())
 
     def extrapolations(self) -> tuple[str, ...]:
         """Where this architecture's energy or area comes from outside the tables' measured range."""
+        return self._extrapolations
+
+    @cached_property
+    def _extrapolations(self) -> tuple[str, ...]:
         out = []
         caps = [c for c, _, _ in self.energy.buffer_points]
         cap = self.buffer.capacity
