@@ -68,9 +68,20 @@ def _cached_hash(cls):
         return d["_hash"]
 
     def __getstate__(self):
-        return {k: v for k, v in self.__dict__.items() if k != "_hash"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_hash", "_vars", "_reads")}
 
     cls.__hash__ = __hash__
+    if hasattr(cls, "variables"):
+        walk = cls.variables
+
+        def variables(self):
+            d = self.__dict__
+            if "_vars" not in d:
+                d["_vars"] = frozenset(walk(self))
+            return d["_vars"]
+
+        variables.__doc__ = walk.__doc__
+        cls.variables = variables
     cls.__getstate__ = __getstate__
     return cls
 
@@ -244,7 +255,10 @@ def read_nodes(x) -> list:
     if isinstance(x, Read):
         return [x]
     if isinstance(x, (BinOp, Compare)):
-        return read_nodes(x.left) + read_nodes(x.right)
+        d = x.__dict__                     # a frozen node: its reads are worked out once
+        if "_reads" not in d:
+            d["_reads"] = tuple(read_nodes(x.left) + read_nodes(x.right))
+        return list(d["_reads"])
     return []
 
 
