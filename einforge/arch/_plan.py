@@ -288,6 +288,15 @@ def instance_ranks(plan: _Plan) -> list[str]:
     return [v for v in members[0].out_vars if v in common and v not in skip]
 
 
+def plan_memo(plan: _Plan, key: str, build):
+    """What depends on ``plan`` alone, worked out once and kept on it (a plan is a frozen value and
+    the same plan object serves every size: see :func:`_plan_for`)."""
+    memo = plan.__dict__.setdefault("_memo", {})
+    if key not in memo:
+        memo[key] = build()
+    return memo[key]
+
+
 def _loop_members(plan: _Plan) -> frozenset[str]:
     return plan.loop_members
 

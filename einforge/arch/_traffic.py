@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 
 from ._binding import Binding, is_layout
 from ._context import _Ctx
-from ._plan import _E, _loop_members, _Plan, _spatial_of, instance_ranks
+from ._plan import _E, _loop_members, _Plan, _spatial_of, instance_ranks, plan_memo
 from ._spec import ArchError, Architecture
 
 __all__ = []
@@ -355,15 +355,66 @@ def _phases(plan: _Plan) -> list[list[_E]]:
     return out
 
 
-def _unfused(ctx: _Ctx, plan: _Plan) -> _Access:
+@dataclass(frozen=True)
+class _UnfusedPhase:
+    """What one phase of the unfused mapping moves, in tensor names and accesses (sizes apart)."""
+
+    labels: tuple
+    ins: tuple                  # tensors it reads from DRAM
+    outs: tuple                 # tensors it writes to DRAM
+    product: object             # the phase's one Einsum on the 2D array, or None
+    product_reads: tuple        # (access, tensor) the product reads
+    buffer_reads: tuple         # (Einsum, access) a 1D chain reads from the buffer
+    buffer_writes: tuple        # Einsums of a 1D chain whose output goes to the buffer
+
+
+def _unfused_phases(plan: _Plan) -> tuple:
+    """The unfused mapping's phases of ``plan``: a function of the plan alone, kept on it."""
+    return plan_memo(plan, "unfused phases", lambda: tuple(_unfused_phase(plan, ph) for ph in _phases(plan)))
+
+
+def _unfused_phase(plan: _Plan, phase) -> _UnfusedPhase:
     c = plan.cascade
-    acc = _Access()
-    alias = _aliases(plan)
-    cons = _consumers(plan)
+    alias, cons = _aliases(plan), _consumers(plan)
 
     def base(t):
         return alias.get(t, t)
 
+    labels = {p.label for p in phase}
+    made = {p.output for p in phase}
+    ins = []
+    for p in phase:
+        for a in p.accesses:
+            t = base(a.tensor)
+            if t not in made and t not in ins:
+                ins.append(t)
+    outs = [t for t in made if t in c.outputs or any(u.label not in labels for u in cons.get(t, []))]
+    if phase[0].array == "2d":
+        (p,) = phase
+        return _UnfusedPhase(tuple(sorted(labels)), tuple(ins), tuple(outs), p,
+                             tuple((a, base(a.tensor)) for a in dict.fromkeys(p.accesses)), (), ())
+    seq = [p.label for p in phase]
+    reads, writes = [], []
+    for p in phase:
+        for a in dict.fromkeys(p.accesses):
+            t = base(a.tensor)
+            prod = next((x for x in phase if x.output == t), None)
+            if prod is not None and seq.index(prod.label) + 1 == seq.index(p.label):
+                continue  # streamed from the previous Einsum of the chain
+            if prod is not None:
+                users = [u for u in cons.get(t, []) if u.label in labels]
+                if len(users) == 1 and seq.index(prod.label) + 1 == seq.index(users[0].label):
+                    continue
+            reads.append((p, a))
+        users = cons.get(p.output, [])
+        k = seq.index(p.label)
+        if not (len(users) == 1 and users[0].label in labels and k + 1 < len(seq) and seq[k + 1] == users[0].label):
+            writes.append(p)
+    return _UnfusedPhase(tuple(sorted(labels)), tuple(ins), tuple(outs), None, (), tuple(reads), tuple(writes))
+
+
+def _unfused(ctx: _Ctx, plan: _Plan) -> _Access:
+    acc = _Access()
     # a filtered intermediate goes to DRAM as its present values (a banded or compressed layout):
     # a sliding window's logits cost the window, not M x P
     kept = {p.output: ctx.present[p.label] for p in plan.einsums if p.array}
@@ -371,65 +422,45 @@ def _unfused(ctx: _Ctx, plan: _Plan) -> _Access:
     def stored(t):
         return ctx.tensor_size(t) * kept.get(t, 1.0)
 
-    for phase in _phases(plan):
-        labels = {p.label for p in phase}
-        made = {p.output for p in phase}
-        ins = []
-        for p in phase:
-            for a in p.accesses:
-                t = base(a.tensor)
-                if t not in made and t not in ins:
-                    ins.append(t)
-        outs = [t for t in made if t in c.outputs or any(u.label not in labels for u in cons.get(t, []))]
-        words = sum(stored(t) for t in ins) + sum(stored(t) for t in outs)
+    for ph in _unfused_phases(plan):
+        words = sum(stored(t) for t in ph.ins) + sum(stored(t) for t in ph.outs)
         acc.traffic_words += words
-        acc.phases.append((tuple(sorted(labels)), words))
-        if phase[0].array == "2d":
-            (p,) = phase
-            for a in dict.fromkeys(p.accesses):
-                t = base(a.tensor)
-                n = ctx.reads(p, a, set())
-                if n > ctx.tensor_size(t) * 1.000001:      # reused: staged in the buffer
-                    acc.l3_writes += ctx.tensor_size(t)
-                    acc.l3_reads += n
-                    acc.per_einsum[(p.label, "global_buffer_read")] += n
-                    acc.per_einsum[(p.label, "global_buffer_write")] += ctx.tensor_size(t)
-            # a reduction spread over more rows than the array has leaves partial sums in the buffer
-            folds = 1
-            for d, v, n in p.spatial:
-                if v in p.reduced:
-                    folds *= math.ceil(ctx.vsize[v] / n)
-            if folds > 1:
-                o = ctx.tensor_size(p.output)
-                acc.l3_writes += o * folds
-                acc.l3_reads += o * (folds - 1)
-                acc.per_einsum[(p.label, "global_buffer_write")] += o * folds
-                acc.per_einsum[(p.label, "global_buffer_read")] += o * (folds - 1)
-        else:
-            seq = [p.label for p in phase]
-            by = {p.label: p for p in phase}
-            for p in phase:
-                for a in dict.fromkeys(p.accesses):
-                    t = base(a.tensor)
-                    prod = next((x for x in phase if x.output == t), None)
-                    if prod is not None and seq.index(prod.label) + 1 == seq.index(p.label):
-                        continue  # streamed from the previous Einsum of the chain
-                    if prod is not None:
-                        users = [u for u in cons.get(t, []) if u.label in labels]
-                        if len(users) == 1 and seq.index(prod.label) + 1 == seq.index(users[0].label):
-                            continue
-                    n = ctx.reads(p, a, set())
-                    acc.l3_reads += n
-                    acc.per_einsum[(p.label, "global_buffer_read")] += n
-                users = cons.get(p.output, [])
-                k = seq.index(p.label)
-                only_next = (len(users) == 1 and users[0].label in by and k + 1 < len(seq)
-                             and seq[k + 1] == users[0].label)
-                if not only_next:
-                    n = ctx.tensor_size(p.output)
-                    acc.l3_writes += n
-                    acc.per_einsum[(p.label, "global_buffer_write")] += n
+        acc.phases.append((ph.labels, words))
+        if ph.product is not None:
+            _staged_product(acc, ctx, ph)
+            continue
+        for p, a in ph.buffer_reads:
+            n = ctx.reads(p, a, set())
+            acc.l3_reads += n
+            acc.per_einsum[(p.label, "global_buffer_read")] += n
+        for p in ph.buffer_writes:
+            n = ctx.tensor_size(p.output)
+            acc.l3_writes += n
+            acc.per_einsum[(p.label, "global_buffer_write")] += n
     return acc
+
+
+def _staged_product(acc: _Access, ctx: _Ctx, ph: _UnfusedPhase) -> None:
+    """Buffer accesses of a product phase: operands it reuses are staged in the buffer; a reduction
+    spread over more rows than the array has leaves partial sums there."""
+    p = ph.product
+    for a, t in ph.product_reads:
+        n = ctx.reads(p, a, set())
+        if n > ctx.tensor_size(t) * 1.000001:      # reused: staged in the buffer
+            acc.l3_writes += ctx.tensor_size(t)
+            acc.l3_reads += n
+            acc.per_einsum[(p.label, "global_buffer_read")] += n
+            acc.per_einsum[(p.label, "global_buffer_write")] += ctx.tensor_size(t)
+    folds = 1
+    for d, v, n in p.spatial:
+        if v in p.reduced:
+            folds *= math.ceil(ctx.vsize[v] / n)
+    if folds > 1:
+        o = ctx.tensor_size(p.output)
+        acc.l3_writes += o * folds
+        acc.l3_reads += o * (folds - 1)
+        acc.per_einsum[(p.label, "global_buffer_write")] += o * folds
+        acc.per_einsum[(p.label, "global_buffer_read")] += o * (folds - 1)
 
 
 FLAT_TENSORS = ("Q", "K", "QK", "A", "V", "AV")     # a FLAT dataflow places each on or off chip
