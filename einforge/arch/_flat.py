@@ -107,14 +107,19 @@ def _footprints(workload, rows: int):
     return FlatFlows(p1.astype(float), qk_w == 0, av_w == 0, *on, np.zeros(len(g))), words
 
 
-def _spilled(flows, words, avail_words: float):
-    from dataclasses import replace
-
+def _spill_share(words, avail_words):
+    """The share of each candidate's on-chip footprint (``words``) that a buffer of ``avail_words``
+    cannot hold (arrays broadcast: one row per buffer)."""
     import numpy as np
 
     with np.errstate(divide="ignore"):
-        ps = np.where(words == 0, 0.0, np.maximum(0.0, 1.0 - avail_words / words))
-    return replace(flows, ps=ps)
+        return np.where(words == 0, 0.0, np.maximum(0.0, 1.0 - avail_words / words))
+
+
+def _spilled(flows, words, avail_words: float):
+    from dataclasses import replace
+
+    return replace(flows, ps=_spill_share(words, avail_words))
 
 
 def candidate(flows, k: int, queries: int) -> dict:
@@ -126,55 +131,73 @@ def candidate(flows, k: int, queries: int) -> dict:
 
 
 class FlatSpace:
-    """Candidates of FLAT's dataflow on one architecture, each priced as a report prices it, for
-    any DRAM bandwidth and clock at once: FLAT's whole space (its buffer decides the spills) or
-    the given ``flows`` (FLAT's table). The arrays' cycles, busy PE-cycles and compute energy come
-    once per way of spreading the two products (four; ``bound``, a dict the caller keeps, carries
-    them over between buffers: share it only among points of one cascade, binding, workload and
-    arrays); each candidate's traffic, buffer accesses and energy are numpy columns of
+    """Candidates of FLAT's dataflow on architectures that differ only in their buffer (``archs``,
+    one row each), each candidate priced as a report prices it, for any DRAM bandwidth and clock at
+    once: FLAT's whole space (each buffer decides the spills) or the given ``flows`` (FLAT's table).
+    The arrays' cycles, busy PE-cycles and compute energy come once per way of spreading the two
+    products (four; ``bound``, a dict the caller keeps, carries them over between calls: share it
+    only among points of one cascade, binding, workload and arrays); each candidate's traffic,
+    buffer cycles and energy are (architecture, candidate) arrays of
     :func:`einforge.arch._traffic.flat_words` and :func:`einforge.arch._energy.memory_breakdown`,
     the formulas a single report uses."""
 
-    def __init__(self, arch, cascade, binding, workload, logit: str, attend: str, bound: dict | None = None,
+    def __init__(self, archs, cascade, binding, workload, logit: str, attend: str, bound: dict | None = None,
                  flows: list[dict] | None = None):
         import numpy as np
 
-        from ._energy import memory_breakdown
         from ._model import _by_role
-        from ._traffic import FlatFlows, _Access, _buffer_cycles, flat_words
+        from ._traffic import FlatFlows
 
-        role_arch, role_binding = _by_role(arch, binding, arch.parts())
+        archs = list(archs)
+        roles = [_by_role(a, binding, a.parts()) for a in archs]
+        role_arch, role_binding = roles[0]
         self.queries = workload.fields()["queries"]
         self.bound = {} if bound is None else bound
         self.searched = flows is None
         self.given = flows
         if flows is None:
-            template, words, groups = self._space(arch, cascade, workload, logit, attend)
-            self.flows = _spilled(template, words, arch.buffer.capacity / arch.word_bytes)
+            template, words, groups = self._space(role_arch, cascade, workload, logit, attend)
+            self.flows = template
+            ps = _spill_share(words, np.array([[a.buffer.capacity / a.word_bytes] for a in archs]))
         else:
             self.flows = FlatFlows.of(flows, self.queries)
+            ps = np.broadcast_to(self.flows.ps, (len(archs), len(self.flows.ps)))
             by: dict = {}
             for k, f in enumerate(flows):
                 by.setdefault(flat_spatial(f, logit, attend, cascade), []).append(k)
             groups = [(np.array(v), sp) for sp, v in by.items()]
+        self.ps = ps
         n = len(self.flows.ps)
-        key = ("layout", arch.part("2d").rows) if flows is None else None
+        key = ("layout", role_arch.part("2d").rows) if flows is None else None
         layout = self.bound.get(key) if key is not None else None
         if layout is None:
             layout = self._layout(groups, n, role_arch, role_binding, cascade, workload)
             if key is not None:
                 self.bound[key] = layout
         self.compute, self.link, self.busy_2d, self.busy_1d, merged = layout
-        self.traffic, self.buffer_cycles, self.energy = np.empty(n), np.empty(n), np.empty(n)
-        self.area = sum(role_arch.area_breakdown().values())
+        self.area = np.array([a.area_um2 for a, _ in roles])
+        self.traffic, self.buffer_cycles, self.energy = (np.empty((len(archs), n)) for _ in range(3))
         for idx, energy, ops in merged:
-            group = FlatFlows(*(getattr(self.flows, f.name)[idx] for f in fields(FlatFlows)))
-            t, reads, writes = flat_words(ops, group)
-            acc = _Access(l3_reads=reads, l3_writes=writes)
-            traffic = t * role_arch.word_bytes
-            self.traffic[idx] = traffic
-            self.buffer_cycles[idx] = _buffer_cycles(role_arch, acc)
-            self.energy[idx] = sum(memory_breakdown(energy, role_arch, acc, traffic).values())
+            self._price_memory(idx, energy, ops, [a for a, _ in roles])
+
+    def _price_memory(self, idx, energy, ops, role_archs) -> None:
+        """Traffic, buffer cycles and energy of the candidates ``idx`` (one group of operands and
+        compute energy) on every architecture: what the buffer changes."""
+        from dataclasses import replace
+
+        from ._energy import memory_breakdown
+        from ._traffic import FlatFlows, _Access, _buffer_cycles, flat_words
+
+        group = replace(FlatFlows(*(getattr(self.flows, f.name)[idx] for f in fields(FlatFlows))),
+                        ps=self.ps[:, idx])
+        t, reads, writes = flat_words(ops, group)            # (architecture, candidate) arrays
+        for i, a in enumerate(role_archs):
+            acc = _Access(l3_reads=reads if reads.ndim == 1 else reads[i],
+                          l3_writes=writes if writes.ndim == 1 else writes[i])
+            traffic = t[i] * a.word_bytes
+            self.traffic[i, idx] = traffic
+            self.buffer_cycles[i, idx] = _buffer_cycles(a, acc)
+            self.energy[i, idx] = sum(memory_breakdown(energy, a, acc, traffic).values())
 
     def _layout(self, groups, n, role_arch, role_binding, cascade, workload):
         """(compute cycles, link cycles, busy 2D, busy 1D per candidate; groups of candidates whose
@@ -229,14 +252,17 @@ class FlatSpace:
             self.bound[("priced", spatial)] = (sh.compute_cycles, sh.link_cycles, busy, sh.energy[0], ops)
         return self.bound[("priced", spatial)]
 
-    def best(self, bandwidths, clocks):
-        """Index of the fastest (then lowest-traffic, then first) candidate for each (bandwidth,
-        clock) pair of the two equally long arrays."""
-        return fastest(self.compute, self.traffic, self.buffer_cycles, self.link, bandwidths, clocks)
+    def best(self, bandwidths, clocks, row: int = 0):
+        """Index of the fastest (then lowest-traffic, then first) candidate on architecture ``row``
+        for each (bandwidth, clock) pair of the two equally long arrays."""
+        return fastest(self.compute, self.traffic[row], self.buffer_cycles[row], self.link, bandwidths, clocks)
 
-    def flow(self, k: int) -> dict:
-        """Candidate ``k`` as a dataflow dict: a searched one marked so, a given one as given."""
-        return dict(candidate(self.flows, k, self.queries), searched=True) if self.searched else self.given[k]
+    def flow(self, k: int, row: int = 0) -> dict:
+        """Candidate ``k`` on architecture ``row`` as a dataflow dict (with that buffer's spilled
+        share): a searched one marked so, a given one as given."""
+        if not self.searched:
+            return self.given[k]
+        return dict(candidate(self.flows, k, self.queries), ps=float(self.ps[row, k]), searched=True)
 
 
 def fastest(compute, traffic, buffer_cycles, link, bandwidths, clocks):
@@ -270,5 +296,5 @@ def fastest(compute, traffic, buffer_cycles, link, bandwidths, clocks):
 def search_flat_dataflow(arch, cascade, binding, workload, logit: str, attend: str) -> dict:
     """FLAT's choice for a shape its table lacks: the fastest (then lowest-traffic) dataflow of
     :func:`flat_candidates` on ``arch`` (see :class:`FlatSpace`)."""
-    space = FlatSpace(arch, cascade, binding, workload, logit, attend)
+    space = FlatSpace([arch], cascade, binding, workload, logit, attend)
     return space.flow(int(space.best([arch.dram_bandwidth], [arch.clock_hz])[0]))

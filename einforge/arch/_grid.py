@@ -181,22 +181,29 @@ def _flat_columns(archs, bws, clks, cascade, binding, workload) -> GridColumns:
     table = flat_dataflow(workload.name, workload.keys)
     logit, attend = flat_products(archs[0], cascade, binding)
     bound: dict = {}        # the buffers share their arrays: each way of spreading the products prices once
-    for i, a in enumerate(archs):
-        at = slice(i * plane, (i + 1) * plane)
+    from_table = [table is not None and flat_table_applies(a) for a in archs]
+    rows = [[i] for i, t in enumerate(from_table) if t] + [[i for i, t in enumerate(from_table) if not t]]
+    for group in (g for g in rows if g):
         try:
-            from_table = table is not None and flat_table_applies(a)
-            space = FlatSpace(a, cascade, binding, workload, logit, attend, bound, [table] if from_table else None)
+            space = FlatSpace([archs[i] for i in group], cascade, binding, workload, logit, attend, bound,
+                              [table] if from_table[group[0]] else None)
         except ArchError as exc:
-            errors[at], area[at] = str(exc), a.area_um2
+            for i in group:
+                at = slice(i * plane, (i + 1) * plane)
+                errors[at], area[at] = str(exc), archs[i].area_um2
             continue
-        chosen = np.zeros(plane, int) if from_table else space.best(bw[at], clk[at])
-        for k in keys:
-            per[k][at] = getattr(space, k)[chosen]
-        area[at] = space.area
-        for k in set(chosen.tolist()):
-            flow = space.flow(k)
-            for j in (np.flatnonzero(chosen == k) + i * plane).tolist():
-                flows[j] = flow
+        for row, i in enumerate(group):
+            at = slice(i * plane, (i + 1) * plane)
+            chosen = np.zeros(plane, int) if from_table[i] else space.best(bw[at], clk[at], row)
+            for k in ("compute", "link", "busy_2d", "busy_1d"):
+                per[k][at] = getattr(space, k)[chosen]
+            for k in ("traffic", "buffer_cycles", "energy"):
+                per[k][at] = getattr(space, k)[row, chosen]
+            area[at] = space.area[row]
+            for k in set(chosen.tolist()):
+                flow = space.flow(k, row)
+                for j in (np.flatnonzero(chosen == k) + i * plane).tolist():
+                    flows[j] = flow
     launch = np.repeat([a.launch_overhead_s for a in archs], plane)
     cycles, mem_cycles = latency_cycles(per["compute"], per["traffic"], per["buffer_cycles"], per["link"], bw, clk,
                                         launch)
