@@ -17,6 +17,7 @@ give their own YAML file with the same fields.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 from ..einsum import Access, Cascade, product_factors
@@ -102,6 +103,12 @@ def is_tensor_product(e) -> bool:
 
 def bind_arrays(cascade: Cascade, binding: Binding, tile_rank: str | None) -> dict[str, str | None]:
     """Label -> array for every Einsum (``None`` for initializations and re-layouts)."""
+    return dict(_bind_arrays(cascade, binding, tile_rank))
+
+
+@lru_cache(maxsize=1024)
+def _bind_arrays(cascade: Cascade, binding: Binding, tile_rank: str | None) -> tuple:
+    # a pure function of frozen values, asked for on every evaluation
     explicit = dict(binding.explicit)
     unknown = set(explicit) - set(cascade.labels)
     if unknown:
@@ -125,7 +132,7 @@ def bind_arrays(cascade: Cascade, binding: Binding, tile_rank: str | None) -> di
             out[lab] = "2d" if is_tensor_product(e) else "1d"
         else:
             raise ArchError(f"binding {binding.name}: unknown rule {binding.rule!r} (use tile, product or explicit)")
-    return out
+    return tuple(out.items())
 
 
 def _from_spec(name: str, given: dict, where: str) -> Binding:

@@ -544,8 +544,9 @@ def flat_operands(ctx: _Ctx, plan: _Plan) -> FlatOperands:
                         f"{logit.label} (its output ranks: {', '.join(logit.out_vars)}). Evaluate an untiled "
                         f"cascade (attention-3pass) with the flat binding, or this one with fusemax/arch/cascade")
     size = ctx.tensor_size
-    chain = _unfused(ctx, _Plan(c, tuple(p for p in plan.einsums if p.array != "2d"), None,
-                                plan.row_rank, None, None))
+    softmax = plan_memo(plan, "flat softmax chain", lambda: _Plan(
+        c, tuple(p for p in plan.einsums if p.array != "2d"), None, plan.row_rank, None, None))
+    chain = _unfused(ctx, softmax)
     return FlatOperands(size(q), size(k), size(logit.output), size(a_t), size(v), size(attend.output),
                         ctx.sizes[m_name], ctx.sizes[plan.row_rank], ctx.arch.array("2d").cols, chain)
 
