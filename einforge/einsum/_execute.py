@@ -28,6 +28,7 @@ from ._cascade import Cascade
 from ._errors import CascadeError
 from ._ir import TENSORS, Access, BinOp, Const, Einsum, Position, SizeRef, Var, fold_target, product_factors, reads_of
 from ._numbers import FLOAT64, NumberSystem
+from ._ops import _Ufunc
 from ._sizes import resolve_sizes
 
 __all__ = ["evaluate", "resolve_sizes", "tensor_shape"]
@@ -578,22 +579,28 @@ class _Runner:
 
     def _expr(self, x, env, shape):
         """(value, presence) of a payload expression over the iteration space."""
+        value, present, _ = self._value(x, env, shape)
+        return value, present
+
+    def _value(self, x, env, shape):
+        """(value, presence, whether the value is a temporary of this evaluation that nothing else
+        holds: an elementwise result may then overwrite it)."""
         nd = len(shape)
         if isinstance(x, Const):
-            return self.ns.const(x.value), None
+            return self.ns.const(x.value), None, False
         if isinstance(x, SizeRef):
-            return self.ns.const(self.env[x.name]), None
+            return self.ns.const(self.env[x.name]), None, False
         if isinstance(x, Position):
             k = np.asarray(env[x.var], dtype=np.float64)
-            return self.ns.from_float(k.reshape((1,) * (nd - k.ndim) + k.shape) if k.ndim < nd else k), None
+            return self.ns.from_float(k.reshape((1,) * (nd - k.ndim) + k.shape) if k.ndim < nd else k), None, False
         if isinstance(x, Access):
-            return self._gather(x, env, nd)
+            return (*self._gather(x, env, nd), False)
         op = self.ops[x.op]
-        parts = [self._expr(a, env, shape) for a in x.args]
+        parts = [self._value(a, env, shape) for a in x.args]
         vals = [p[0] for p in parts]
         pres = [p[1] for p in parts]
         if all(p is None for p in pres):
-            return self.ns.map(op, *vals), None
+            return self._map(op, vals, [p[2] for p in parts]), None, self._owns(op)
         if op.merge == "union":
             # empty operands are skipped: fold the present ones pairwise
             acc_v, acc_p = vals[0], pres[0]
@@ -604,12 +611,26 @@ class _Runner:
                 new_v = np.where(pa & pb, both, np.where(pa, acc_v, v))
                 acc_p = None if (acc_p is None or p is None) else (acc_p | p)
                 acc_v = new_v
-            return acc_v, acc_p
+            return acc_v, acc_p, False
         present = None
         for p in pres:
             if p is not None:
                 present = p if present is None else (present & p)
-        return self.ns.map(op, *vals), present
+        return self._map(op, vals, [p[2] for p in parts]), present, self._owns(op)
+
+    def _owns(self, op) -> bool:
+        """Whether the number system's map of ``op`` makes a new array (a numpy ufunc does)."""
+        return self.ns.writes_in_place and isinstance(op.fn, _Ufunc)
+
+    def _map(self, op, vals, fresh):
+        """``op`` over ``vals``, written over an operand that is a temporary of the result's shape
+        when there is one (a new array of megabytes costs more than the arithmetic on it)."""
+        if self._owns(op) and any(fresh):
+            for v, f in zip(vals, fresh):
+                if f and isinstance(v, np.ndarray) and v.dtype == np.float64 and all(
+                        _broadcasts_to(np.shape(u), v.shape) for u in vals):
+                    return self.ns.map(op, *vals, out=v)
+        return self.ns.map(op, *vals)
 
     def _write(self, e: Einsum, result, ranges, fixed, out_vars, carried_red):
         value, present = result
@@ -720,3 +741,9 @@ class _Runner:
             elif not (isinstance(ix, slice) and ix.start in (0, None) and ix.stop in (n, None) and ix.step is None):
                 return False
         return True
+
+
+def _broadcasts_to(shape: tuple, target: tuple) -> bool:
+    """Whether an array of ``shape`` broadcasts to ``target`` unchanged in size (numpy's own
+    broadcast_shapes stops at 32 dimensions; the executor goes further)."""
+    return len(shape) <= len(target) and all(a in (1, b) for a, b in zip(shape[::-1], target[::-1]))

@@ -22,6 +22,9 @@ class NumberSystem:
 
     name = "abstract"
     dtype = np.float64
+    #: ``map(op, *args, out=array)`` may write an elementwise result over an operand the caller
+    #: owns (a temporary of the same shape): large temporaries then cost no fresh memory
+    writes_in_place = False
 
     def from_float(self, x) -> np.ndarray:
         raise NotImplementedError
@@ -66,6 +69,7 @@ class Float64(NumberSystem):
 
     name: str = "float64"
     dtype = np.float64
+    writes_in_place = True
 
     def from_float(self, x):
         return np.asarray(x, dtype=np.float64)
@@ -73,9 +77,9 @@ class Float64(NumberSystem):
     def to_float(self, x):
         return np.asarray(x, dtype=np.float64)
 
-    def map(self, op: Operator, *args):
+    def map(self, op: Operator, *args, out=None):
         with np.errstate(all="ignore"):
-            return op.fn(*args)
+            return op.fn(*args) if out is None else op.fn(*args, out=out)
 
     def reduce(self, op: Operator, x, axis, where=None):
         if op.name == "max":

@@ -158,6 +158,26 @@ def test_executor_is_deterministic_and_does_not_modify_inputs():
         np.testing.assert_array_equal(x[k], copy[k])
 
 
+@pytest.mark.parametrize("name", sorted(LIB))
+def test_writing_over_temporaries_changes_no_value(name, monkeypatch):
+    """Elementwise results are written over temporaries of the evaluation (large ones then cost
+    no new memory); every kept tensor and every input must be bit for bit what plain evaluation gives."""
+    from einforge.einsum._numbers import Float64
+
+    c = LIB[name].load()
+    sz = resolve_sizes(c)
+    x = random_inputs(c, sz, np.random.default_rng(1))
+    copy = {k: v.copy() for k, v in x.items()}
+    fast = evaluate(c, x, keep="all")
+    for k in x:
+        np.testing.assert_array_equal(x[k], copy[k])
+    monkeypatch.setattr(Float64, "writes_in_place", False)
+    plain = evaluate(c, x, keep="all")
+    assert fast.keys() == plain.keys()
+    for k in plain:
+        np.testing.assert_array_equal(fast[k], plain[k], err_msg=k)
+
+
 def test_iterates_are_kept():
     c = LIB["attention-1pass"].load()
     sz = resolve_sizes(c)
