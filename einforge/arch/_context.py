@@ -318,6 +318,17 @@ def _filter_steps(f, lv, rv, vsize, sizes, blocks, block, slopes):
         return None
     n = vsize[lv]
     box = sorted(f.variables() - {lv})
+    form = _affine_form(BinOp("-", f.left, f.right), [lv] + box, sizes)
+    if form is not None:
+        # an affine difference takes its extremes over the box at its corners, term by term
+        const, coef = form
+        lo = hi = np.full(blocks.shape, const)
+        for v in box:
+            a_lo, a_hi = ((blocks * block, np.minimum(blocks * block + block, vsize[rv]) - 1) if v == rv
+                          else (0, vsize[v] - 1))
+            x, y = coef[v] * a_lo, coef[v] * a_hi
+            lo, hi = lo + np.minimum(x, y), hi + np.maximum(x, y)
+        return _step_interval(f.op, coef[lv], lo, hi, n)
 
     def corners_of(bl):
         return list(itertools.product(*[(bl * block, np.minimum(bl * block + block, vsize[rv]) - 1)
@@ -338,6 +349,18 @@ def _filter_steps(f, lv, rv, vsize, sizes, blocks, block, slopes):
         return None
     b0 = [diff(0, c, blocks.shape) for c in corners]
     return _step_interval(f.op, a, np.minimum.reduce(b0), np.maximum.reduce(b0), n)
+
+
+def _affine_form(e, variables, sizes: dict):
+    """(constant, {variable: coefficient}) when ``e`` is plainly affine in each of ``variables``
+    (:func:`_linear_slope` finds every coefficient), else ``None``."""
+    coef = {}
+    for v in variables:
+        a = _linear_slope(e, v, sizes)
+        if a is None:
+            return None
+        coef[v] = a
+    return float(e.evaluate({**sizes, **dict.fromkeys(variables, 0)})), coef
 
 
 def _linear_slope(e, lv: str, sizes: dict):

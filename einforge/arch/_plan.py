@@ -303,10 +303,14 @@ def _loop_members(plan: _Plan) -> frozenset[str]:
 
 def _over_tile(plan: _Plan):
     """The loop's Einsums over the tile, if every one carries filters (else no step is ever empty)."""
+    return plan_memo(plan, "over tile", lambda: _einsums_over_tile(plan))
+
+
+def _einsums_over_tile(plan: _Plan):
     if plan.tile_rank is None or plan.loop_var is None:
         return None
     tv, lv = plan.tile_rank.lower(), plan.loop_var
-    over = [p for p in plan.einsums if p.array and tv in p.vars and lv in p.vars]
+    over = tuple(p for p in plan.einsums if p.array and tv in p.vars and lv in p.vars)
     return over if over and all(p.filters for p in over) else None
 
 
