@@ -8,7 +8,7 @@ import math
 from functools import lru_cache
 
 from ..einsum import Access, BinOp, Num, Sym, Var, read_nodes, reads_of
-from ._plan import _E, _loop_members, _over_tile, _Plan, _row_block
+from ._plan import _E, _loop_members, _over_tile, _Plan, _row_block, plan_memo
 from ._spec import Architecture
 
 __all__ = ["visited_tiles"]
@@ -119,20 +119,26 @@ class _Ctx:
 
     def reads(self, p: _E, a: Access, outer: set[str]) -> float:
         """Words an Einsum reads of one operand: spatial multicast, stationary reuse in the PE."""
-        av = set()
-        for ix in a.indices:
-            av |= ix.variables()
-        sp = {v: n for _, v, n in p.spatial}
-        inner = [v for v in p.vars if v not in sp and v not in outer]
+        av, sp, inner = plan_memo(self.plan, ("reads", p.label, a, frozenset(outer)), lambda: _read_pattern(p, a, outer))
         n = self.inst * self.present[p.label]
         for v in p.vars:
             if v in outer:
                 n *= self.vsize[v]
             elif v in sp:
                 n *= self.vsize[v] if v in av else math.ceil(self.vsize[v] / sp[v])
-        if av & set(inner):
+        if av & inner:
             n *= math.prod(self.vsize[v] for v in inner)
         return n
+
+
+def _read_pattern(p: _E, a: Access, outer) -> tuple:
+    """(the operand's variables, the Einsum's spatial variables and their extents, its temporal
+    variables inside ``outer``): what :meth:`_Ctx.reads` needs of the plan, sizes apart."""
+    av = set()
+    for ix in a.indices:
+        av |= ix.variables()
+    sp = {v: n for _, v, n in p.spatial}
+    return frozenset(av), sp, frozenset(v for v in p.vars if v not in sp and v not in outer)
 
 
 def _filter_density(filters, vsize, sizes, data: dict | None = None) -> float:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 
 from ._binding import Binding, is_layout
 from ._context import _Ctx
@@ -119,6 +120,12 @@ def _one_d_sequence(plan: _Plan, members=None) -> list[str]:
     return [p.label for p in plan.einsums if p.array == "1d" and (members is None or p.label in members)]
 
 
+@lru_cache(maxsize=256)
+def _lower_ranks(c) -> dict:
+    """Each tensor's rank variables (lower-case names) of cascade ``c``."""
+    return {t: frozenset(r.lower() for r in info.ranks) for t, info in c.tensors.items()}
+
+
 def _tiled(ctx: _Ctx, plan: _Plan, binding: Binding) -> _Access:
     c, arch = plan.cascade, ctx.arch
     s = arch.word_bytes
@@ -134,8 +141,10 @@ def _tiled(ctx: _Ctx, plan: _Plan, binding: Binding) -> _Access:
     def base(t):
         return alias.get(t, t)
 
+    ranks_of = _lower_ranks(c)
+
     def has(t, v):
-        return v is not None and v in {r.lower() for r in c.tensors[t].ranks}
+        return v is not None and v in ranks_of[t]
 
     def forwarded(prod: _E, consumer: _E) -> bool:
         if prod.array != "1d" or consumer.array != "1d":
