@@ -239,12 +239,16 @@ def _tile_visits_many(plan: _Plan, vsize: dict, sizes: dict, block_sizes, slopes
     if all(not _static(p.filters) for p in _over_tile(plan)):
         return factors                           # only data decides which tiles hold points
     groups = [_samples(math.ceil(vsize[rv] / b) if rv else 1) for b in sizes_]
-    blocks = np.concatenate(groups)
-    block = np.concatenate([np.full(len(g), b) for g, b in zip(groups, sizes_)])
+    if len(groups) == 1:
+        blocks, block = groups[0], sizes_[0]
+    else:
+        blocks = np.concatenate(groups)
+        block = np.concatenate([np.full(len(g), b) for g, b in zip(groups, sizes_)])
     counted = _visited_steps(plan, vsize, sizes, blocks, block, {} if slopes is None else slopes)
     out = []
     if counted is not None:
-        for part in np.split(np.maximum(counted / n, 1.0 / n), np.cumsum([len(g) for g in groups])[:-1]):
+        share = np.maximum(counted / n, 1.0 / n)
+        for part in np.split(share, np.cumsum([len(g) for g in groups])[:-1]) if len(groups) > 1 else [share]:
             out.append(float(part.mean()))
         return [v * f for v, f in zip(out, factors)]
     for g, b in zip(groups, sizes_):
@@ -436,6 +440,9 @@ def _union_count(spans):
     """Per block, how many integer steps the union of the (first, last) intervals covers."""
     import numpy as np
 
+    if len(spans) == 1:                   # the Einsums over the tile often share their filters
+        first, last = spans[0]
+        return np.maximum(0.0, last - first + 1)
     firsts = np.stack([f for f, _ in spans])
     lasts = np.stack([b for _, b in spans])
     order = np.argsort(firsts, axis=0, kind="stable")

@@ -60,3 +60,17 @@ def test_filters_that_are_not_affine_are_sampled():
     f = Compare(BinOp("//", m, Num(4)), "==", BinOp("//", p, Num(4)))
     got = _static_density((f,), {"m": 32, "p": 32}, {})
     assert got == sum(i // 4 == j // 4 for i, j in itertools.product(range(32), repeat=2)) / 32**2
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(st.tuples(st.integers(-3, 12), st.integers(-3, 12)), min_size=4, max_size=4),
+                min_size=1, max_size=3))
+def test_union_of_step_intervals_counts_each_step_once(spans):
+    # per block (4 of them), the steps 0..9 that some (first, last) interval covers
+    from einforge.arch._context import _union_count
+
+    arrays = [(np.array([max(0, a) for a, _ in s], float), np.array([min(9, b) for _, b in s], float)) for s in spans]
+    got = _union_count(arrays)
+    for k in range(4):
+        covered = {x for first, last in arrays for x in range(int(first[k]), int(last[k]) + 1)}
+        assert got[k] == len(covered)
