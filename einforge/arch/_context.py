@@ -142,8 +142,9 @@ def _read_pattern(p: _E, a: Access, outer) -> tuple:
 
 
 def _filter_density(filters, vsize, sizes, data: dict | None = None) -> float:
-    """Fraction of the iteration space that passes the filters (exact for small spaces, sampled
-    on a regular grid of at most 64 points per variable otherwise); a filter on data keeps its
+    """Fraction of the iteration space that passes the filters (see :func:`_static_density`: exact
+    along one variable when the comparisons allow, exact for small spaces, otherwise sampled on a
+    regular grid of at most 64 points per other variable); a filter on data keeps its
     tensor's declared share (``data``), independently of the others."""
     share = 1.0
     for t in {t for f in filters for t in reads_of(f)}:
