@@ -110,6 +110,19 @@ def test_each_operator_is_the_cost_model_of_its_cascade():
     assert rep.latency_s == pytest.approx(sum(o[3] for o in rep.ops))
 
 
+
+def test_a_layer_prices_alike_operators_once_and_each_as_the_mapper_alone_does():
+    # the two norms and the two residual adds are one shape each: priced once, yet every row must be
+    # what the mapper's own report of that operator says
+    from einforge.arch import search
+
+    m = load_model("Llama-3-8B")
+    rep = evaluate_layer(FUSEMAX, m, "decode", 2, 1, kv=512)
+    for op in layer_ops(m, "decode", 2, 1, 512):
+        found = search(FUSEMAX, load_cascade(op.cascade), op.workload).report
+        row = rep.op(op.name)
+        assert (row[3], row[4], row[5]) == (found.latency_s, found.energy_pJ, found.traffic_bytes), op.name
+
 # ------------------------------------------------------------------------------------------------
 # many chips: the published forms
 # ------------------------------------------------------------------------------------------------
