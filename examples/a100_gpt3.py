@@ -8,7 +8,11 @@ A100 is einforge's architecture file ``a100`` (public figures, cited there); eve
 library cascade evaluated by the cost model with the mapper's binding, nothing tuned per operator;
 each evaluation is one kernel and pays the A100 file's launch overhead, as each measured kernel was
 timed alone from the host (Q_K_V is three kernels, Q*K and A*V one batched kernel each); the two
-all-reduces use the alpha-beta ring on NVLink (300 GB/s a direction, NVIDIA's figure).
+all-reduces use the alpha-beta ring on NVLink at the bandwidth NCCL sustains on it: NVIDIA's 300 GB/s a
+direction less NCCL's protocol overhead, which NCCL's maintainer puts at about a fifth of the line rate
+(github.com/NVIDIA/nccl-tests issue 212, 2024, said of H100's NVLink), i.e. 240 GB/s, as DRAM runs at
+the share of its peak that kernels sustain; public all-reduce runs on 8-GPU A100 nodes measure a bus
+bandwidth of 200-208 GB/s (nccl-tests issues 149 and 178), so 240 GB/s is if anything generous.
 
 Run: python examples/a100_gpt3.py [--measured tests/data/llmcompass-a100/gpt3_layer_A100.csv]
 """
@@ -24,7 +28,7 @@ from einforge.einsum import load_cascade
 
 D, HEADS, HD, TP, BATCH = 12288, 96, 128, 4, 8
 MEASURED = Path(__file__).resolve().parents[1] / "tests" / "data" / "llmcompass-a100" / "gpt3_layer_A100.csv"
-NVLINK = Interconnect(TP, 300e9, 5e-6, "switch")
+NVLINK = Interconnect(TP, 0.8 * 300e9, 5e-6, "switch")     # line rate less NCCL's ~20% protocol overhead
 
 
 def _op(arch, cascade, instances=1, **sizes):

@@ -110,8 +110,9 @@ def test_a100_gpt3_example_against_measurements():
     assert [r[0] for r in res["prefill"]][-1] == "total" and len(res["prefill"]) == 13
     err = {op: e for op, _, _, e in res["prefill"]}
     # compute-bound prefill: the projections and the layer within 15% of the measured A100 (-8..-13%)
-    for op in ("Q_K_V", "Wo_proj", "W1_proj", "W2_proj", "total"):
+    for op in ("Q_K_V", "Wo_proj", "W1_proj", "W2_proj", "AllReduce_MHA", "AllReduce_FFN"):
         assert abs(err[op]) < 0.15, (op, err[op])
+    assert abs(err["total"]) < 0.10, err["total"]          # the target, met in prefill (-9.6%)
     # decode streams weights and the KV cache, one timed kernel at a time: each kernel's launch (the
     # architecture's launch_overhead) and the bytes it streams; the layer within 15% (-10%)
     err = {op: e for op, _, _, e in res["decode"]}
