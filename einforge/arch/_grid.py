@@ -112,6 +112,12 @@ def _plane(n_buffers: int, bws, clks):
     return (np.tile(np.repeat(bws, len(clks)), n_buffers), np.tile(np.tile(clks, len(bws)), n_buffers))
 
 
+def _launches(archs, plane: int):
+    """Each point's kernel launch (seconds): its architecture's, repeated over its plane of
+    bandwidths and clocks."""
+    return np.repeat([a.launch_overhead_s for a in archs], plane)
+
+
 def _utilization(busy, cycles):
     """Busy PE-cycles over latency cycles (0 for a point that takes no time, NaN for a refused one)."""
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -146,8 +152,8 @@ def _columns(sh, archs, role_archs, bws, clks, finish) -> GridColumns:
     traffic, buf_cycles, energy, area = (np.repeat(per_buffer[:, j], plane) for j in range(4))
     bw, clk = _plane(len(archs), bws, clks)
     busy = {role: sum(sh.busy[p.label] for p in sh.plan.einsums if p.array == role) for role in ("2d", "1d")}
-    launch = np.repeat([a.launch_overhead_s for a in archs], plane)
-    cycles, mem_cycles = latency_cycles(sh.compute_cycles, traffic, buf_cycles, sh.link_cycles, bw, clk, launch)
+    cycles, mem_cycles = latency_cycles(sh.compute_cycles, traffic, buf_cycles, sh.link_cycles, bw, clk,
+                                        _launches(archs, plane))
     util = {role: _utilization(b, cycles) for role, b in busy.items()}
 
     def point(k):
@@ -204,9 +210,8 @@ def _flat_columns(archs, bws, clks, cascade, binding, workload) -> GridColumns:
                 flow = space.flow(k, row)
                 for j in (np.flatnonzero(chosen == k) + i * plane).tolist():
                     flows[j] = flow
-    launch = np.repeat([a.launch_overhead_s for a in archs], plane)
     cycles, mem_cycles = latency_cycles(per["compute"], per["traffic"], per["buffer_cycles"], per["link"], bw, clk,
-                                        launch)
+                                        _launches(archs, plane))
     util = {role: _utilization(per[f"busy_{role}"], cycles) for role in ("2d", "1d")}
 
     def point(k):
