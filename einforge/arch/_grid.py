@@ -10,8 +10,9 @@ point alone, number for number (a property test checks it), because both paths r
 in the same order.
 
 FLAT's dataflow depends on the buffer (what spills) and on the bandwidth and clock (what is fastest):
-its candidates are priced as columns once per buffer (:class:`einforge.arch._flat.FlatSpace`), the
-arrays' part once per grid, and each point takes its candidate in numpy.
+its candidates are priced as (buffer, candidate) arrays once per array shape
+(:class:`einforge.arch._flat.FlatSpace`; FLAT's own accelerator takes its table instead), the arrays'
+part once per way of spreading the products, and each point takes its candidate in numpy.
 """
 
 from __future__ import annotations
@@ -188,8 +189,9 @@ def _flat_columns(archs, bws, clks, cascade, binding, workload) -> GridColumns:
     logit, attend = flat_products(archs[0], cascade, binding)
     bound: dict = {}        # the buffers share their arrays: each way of spreading the products prices once
     from_table = [table is not None and flat_table_applies(a) for a in archs]
-    rows = [[i] for i, t in enumerate(from_table) if t] + [[i for i, t in enumerate(from_table) if not t]]
-    for group in (g for g in rows if g):
+    # one space for the buffers whose candidates are searched, one per buffer FLAT's table covers
+    spaces = [[i] for i, t in enumerate(from_table) if t] + [[i for i, t in enumerate(from_table) if not t]]
+    for group in (g for g in spaces if g):
         try:
             space = FlatSpace([archs[i] for i in group], cascade, binding, workload, logit, attend, bound,
                               [table] if from_table[group[0]] else None)

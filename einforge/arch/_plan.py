@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from functools import cached_property, lru_cache
+from functools import lru_cache
 
 from ..einsum import Cascade, is_constant, presence_filters, product_factors, roles, unit_recipe
 from ..einsum._ir import Access, Call
@@ -51,14 +51,6 @@ class _Plan:
     row_rank: str | None              # the rank spread over the 2D columns / 1D lanes
     loop_var: str | None
     iter_bound_rank: str | None
-
-    @cached_property
-    def loop_members(self) -> frozenset[str]:
-        """Labels of the Einsums on an array that run inside the tile loop (all of them when there
-        is no loop). A plan is a frozen value, so this is worked out once."""
-        if self.loop_var is None:
-            return frozenset(p.label for p in self.einsums if p.array)
-        return frozenset(p.label for p in self.einsums if p.array and self.loop_var in p.vars)
 
 
 def _recipe(op, units, einsum_name, array):
@@ -279,7 +271,7 @@ def instance_ranks(plan: _Plan) -> list[str]:
     """Variables of independent instances (batch, heads): ranks every Einsum of the tile loop
     carries in its output, other than the tile, query and loop ranks. Each instance runs the tile
     loop on its own, like the workload's B x H instances."""
-    loop = plan.loop_members
+    loop = _loop_members(plan)
     members = [p for p in plan.einsums if p.label in loop]
     if not members or plan.loop_var is None:
         return []
@@ -298,7 +290,14 @@ def plan_memo(plan: _Plan, key: str, build):
 
 
 def _loop_members(plan: _Plan) -> frozenset[str]:
-    return plan.loop_members
+    """Labels of the Einsums on an array that run inside the tile loop (all of them when there is
+    no loop)."""
+    def members():
+        if plan.loop_var is None:
+            return frozenset(p.label for p in plan.einsums if p.array)
+        return frozenset(p.label for p in plan.einsums if p.array and plan.loop_var in p.vars)
+
+    return plan_memo(plan, "loop members", members)
 
 
 def _over_tile(plan: _Plan):

@@ -8,7 +8,6 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
 
 from ._binding import Binding, is_layout
 from ._context import _Ctx
@@ -120,10 +119,10 @@ def _one_d_sequence(plan: _Plan, members=None) -> list[str]:
     return [p.label for p in plan.einsums if p.array == "1d" and (members is None or p.label in members)]
 
 
-@lru_cache(maxsize=256)
-def _lower_ranks(c) -> dict:
-    """Each tensor's rank variables (lower-case names) of cascade ``c``."""
-    return {t: frozenset(r.lower() for r in info.ranks) for t, info in c.tensors.items()}
+def _lower_ranks(plan: _Plan) -> dict:
+    """Each tensor's rank variables (lower-case names) in ``plan``'s cascade."""
+    return plan_memo(plan, "rank variables", lambda: {
+        t: frozenset(r.lower() for r in info.ranks) for t, info in plan.cascade.tensors.items()})
 
 
 def _tiled(ctx: _Ctx, plan: _Plan, binding: Binding) -> _Access:
@@ -141,7 +140,7 @@ def _tiled(ctx: _Ctx, plan: _Plan, binding: Binding) -> _Access:
     def base(t):
         return alias.get(t, t)
 
-    ranks_of = _lower_ranks(c)
+    ranks_of = _lower_ranks(plan)
 
     def has(t, v):
         return v is not None and v in ranks_of[t]

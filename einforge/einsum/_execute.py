@@ -584,7 +584,7 @@ class _Runner:
 
     def _value(self, x, env, shape):
         """(value, presence, whether the value is a temporary of this evaluation that nothing else
-        holds: an elementwise result may then overwrite it)."""
+        holds: an elementwise result may then be written over it)."""
         nd = len(shape)
         if isinstance(x, Const):
             return self.ns.const(x.value), None, False
@@ -600,7 +600,7 @@ class _Runner:
         vals = [p[0] for p in parts]
         pres = [p[1] for p in parts]
         if all(p is None for p in pres):
-            return self._map(op, vals, [p[2] for p in parts]), None, self._owns(op)
+            return self._map(op, vals, [p[2] for p in parts]), None, self._makes_new(op)
         if op.merge == "union":
             # empty operands are skipped: fold the present ones pairwise
             acc_v, acc_p = vals[0], pres[0]
@@ -616,18 +616,19 @@ class _Runner:
         for p in pres:
             if p is not None:
                 present = p if present is None else (present & p)
-        return self._map(op, vals, [p[2] for p in parts]), present, self._owns(op)
+        return self._map(op, vals, [p[2] for p in parts]), present, self._makes_new(op)
 
-    def _owns(self, op) -> bool:
-        """Whether the number system's map of ``op`` makes a new array (a numpy ufunc does)."""
+    def _makes_new(self, op) -> bool:
+        """Whether the number system's map of ``op`` makes a new array that may be written over
+        (a numpy ufunc's result, in a system that writes in place)."""
         return self.ns.writes_in_place and isinstance(op.fn, _Ufunc)
 
-    def _map(self, op, vals, fresh):
+    def _map(self, op, vals, temporary):
         """``op`` over ``vals``, written over an operand that is a temporary of the result's shape
         when there is one (a new array of megabytes costs more than the arithmetic on it)."""
-        if self._owns(op) and any(fresh):
-            for v, f in zip(vals, fresh):
-                if f and isinstance(v, np.ndarray) and v.dtype == np.float64 and all(
+        if self._makes_new(op) and any(temporary):
+            for v, own in zip(vals, temporary):
+                if own and isinstance(v, np.ndarray) and v.dtype == self.ns.dtype and all(
                         _broadcasts_to(np.shape(u), v.shape) for u in vals):
                     return self.ns.map(op, *vals, out=v)
         return self.ns.map(op, *vals)
