@@ -174,8 +174,9 @@ _BUILTINS = (
              ({"sigmoid": 1}, {"exp": 2, "add": 3, "max": 2, "div": 1}, {"mac": 12, "add": 3, "max": 2, "div": 1}),
              "logistic function 1/(1+e**-x)"),
     Operator("relu", 1, lambda x: _Ufunc("maximum")(x, 0.0), INTERSECT, None, ({"max": 1},), "max(x, 0)"),
-    Operator("elu", 1, _elu, INTERSECT, None, ({"exp": 1, "max": 1}, {"mac": 6, "max": 1}),
-             "exponential linear unit (x if x>0 else e**x-1)"),
+    Operator("elu", 1, _elu, INTERSECT, None, ({"exp": 1, "add": 4, "max": 2}, {"mac": 6, "add": 4, "max": 2}),
+             "exponential linear unit (x if x>0 else e**x-1; without an elu unit, its hardware form's "
+             "max, min, four adds and an exp)"),
     Operator("abs", 1, _Ufunc("abs"), INTERSECT, None, ({"max": 1},), "absolute value"),
     Operator("sin", 1, _Ufunc("sin"), INTERSECT, None, ({"sincos": 1}, {"mac": 8}),
              "sine (PEs without a sin/cos unit: range reduction and a degree-7 polynomial, ~8 MACs)"),
@@ -255,7 +256,18 @@ def _tanh_form(x):
     return Call("-", (Call("*", (Const(2.0), Call("sigmoid", (Call("+", (x, x)),)))), Const(1.0)))
 
 
-_FORMS = {"sigmoid": _sigmoid_form, "tanh": _tanh_form}
+def _elu_form(x):
+    """max(x, 0) + (exp(min(x, 0)) - 1), each part written as x minus its other half so that an
+    absent x gives an absent result (``max``/``min`` against a constant would make one up); the
+    exponent is never above 0, so nothing saturates."""
+    from ._ir import Call, Const
+
+    positive = Call("-", (x, Call("min", (x, Const(0.0)))))
+    negative = Call("exp", (Call("-", (x, Call("max", (x, Const(0.0))))),))
+    return Call("+", (positive, Call("-", (negative, Const(1.0)))))
+
+
+_FORMS = {"sigmoid": _sigmoid_form, "tanh": _tanh_form, "elu": _elu_form}
 
 
 def _constant_slope(c: float) -> Callable:

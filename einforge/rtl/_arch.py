@@ -15,6 +15,10 @@ def rtl_architecture(design, memory=None):
     The engine's PEs and lanes hold the program's register counts: the cost model's register check
     sees the registers the compiler allocated (tested to accept every program the engine runs)."""
     r, c = design.array
+    if design.manifest.get("datapath", "").startswith("vector lanes"):
+        # its lanes are the engine's (ALU, divider, MAC); a grid of two rows stands unused beside them
+        regs = design.manifest["program"]["lane_registers"]
+        return engine_architecture(2, c).with_array("1d", rf_depth=regs, shared_rf=0)
     if design.manifest.get("datapath", "").startswith("attention engine"):  # noqa: SIM102
         a = engine_architecture(r, c, divider_2d="divstep" in design.manifest.get("units_2d", ()))
         prog = design.program
@@ -77,5 +81,7 @@ def model_area(design) -> dict[str, float]:
     """The cost model's area (um^2) of the arrays the design builds: the PE grid, and the lanes for
     the attention engine (the GEMM has none). The global buffer is an SRAM macro the RTL lacks."""
     bd = rtl_architecture(design).area_breakdown()
-    engine = design.manifest.get("datapath", "").startswith("attention engine")
-    return {k: v for k, v in bd.items() if k == "array_2d" or (engine and k == "array_1d")}
+    datapath = design.manifest.get("datapath", "")
+    built = {"array_1d"} if datapath.startswith("vector lanes") else (
+        {"array_2d", "array_1d"} if datapath.startswith("attention engine") else {"array_2d"})
+    return {k: v for k, v in bd.items() if k in built}

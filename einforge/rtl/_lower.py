@@ -173,8 +173,10 @@ def lower(cascade: Cascade, binding=None, array: tuple[int, int] = (4, 4), numbe
           sizes: dict | None = None) -> Design:
     """Lower ``cascade`` onto an ``R x C`` array in the ``numbers`` fixed-point format.
 
-    A single tensor-product Einsum lowers to the output-stationary GEMM array; the 1-pass
-    attention cascade to the FuseMax datapath (2D + 1D arrays).
+    A single tensor-product Einsum lowers to the output-stationary GEMM array; a cascade looping
+    over tiles of keys (the 1-pass attention cascade) to the attention engine (2D + 1D arrays); an
+    element-wise stage (feature maps, activations, combining outputs, a sum in time) to the vector
+    unit's ``C`` lanes.
 
     Raises
     ------
@@ -189,12 +191,32 @@ def lower(cascade: Cascade, binding=None, array: tuple[int, int] = (4, 4), numbe
         from ._attention import lower_attention
 
         return lower_attention(cascade, binding, (r, c), numbers, dict(sizes or {}))
-    gemm_roles(cascade)   # structural problems first, before any size is needed
+    try:
+        gemm_roles(cascade)   # structural problems first, before any size is needed
+    except RTLError as not_gemm:
+        return _lower_vector(cascade, binding, c, numbers, sizes, not_gemm)
     try:
         sz = resolve_sizes(cascade, sizes or {})
     except Exception as exc:
         raise RTLError(str(exc)) from None
     return _lower_gemm(cascade, (r, c), numbers, sz)
+
+
+def _lower_vector(cascade, binding, lanes, numbers, sizes, not_gemm) -> Design:
+    """A stage that is no tensor product: the vector unit's, or refused with both reasons."""
+    from ._vector import lower_vector
+
+    lane = None
+    if binding is not None and not isinstance(binding, str):
+        lane = next(iter(binding.spatial_for("1d").get("cols", ())), None)
+    try:
+        sz = resolve_sizes(cascade, sizes or {})
+    except Exception as exc:
+        raise RTLError(str(exc)) from None
+    try:
+        return lower_vector(cascade, lanes, numbers, sz, lane)
+    except RTLError as not_vector:
+        raise RTLError(f"{not_gemm}. Nor can the vector unit run it: {not_vector}") from None
 
 
 def _lower_gemm(cascade, array, numbers, sz) -> Design:

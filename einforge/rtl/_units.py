@@ -15,6 +15,7 @@ from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..einsum import DIVIDER_STEPS
+from ._errors import RTLError
 from ._program import MODE, OPS, SRC
 
 __all__ = ["sat", "round_shift", "alu", "PE", "Lane", "Buffer", "mul_width"]
@@ -290,6 +291,10 @@ def _index(ix, env, sizes):
         return Const(ix.value, signed(32))
     if isinstance(ix, BinOp):
         a, b = _index(ix.left, env, sizes), _index(ix.right, env, sizes)
+        if ix.op in ("//", "%"):            # by a size or a number: a constant divisor (floor, as the IR)
+            if not isinstance(ix.right, (Num, Sym)):
+                raise RTLError(f"the filter index {ix.text()} divides by a variable; the PEs divide by constants")
+            return a // b if ix.op == "//" else a % b
         return {"+": a + b, "-": a - b, "*": a * b}[ix.op]
     raise ValueError(ix)
 
