@@ -204,11 +204,15 @@ def lower(cascade: Cascade, binding=None, array: tuple[int, int] = (4, 4), numbe
 
 def _lower_vector(cascade, binding, lanes, numbers, sizes, not_gemm) -> Design:
     """A stage that is no tensor product: the vector unit's, or refused with both reasons."""
-    from ._vector import lower_vector
+    from ._vector import check_vector, lower_vector
 
     lane = None
     if binding is not None and not isinstance(binding, str):
         lane = next(iter(binding.spatial_for("1d").get("cols", ())), None)
+    try:
+        check_vector(cascade)
+    except RTLError as not_vector:
+        raise RTLError(f"{not_gemm}. Nor can the vector unit run it: {not_vector}") from None
     try:
         sz = resolve_sizes(cascade, sizes or {})
     except Exception as exc:

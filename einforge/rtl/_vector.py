@@ -40,7 +40,7 @@ from ..einsum import (
 )
 from ..einsum._ir import Var
 from ._errors import RTLError
-from ._program import OPS, SRC, Instr, Operand, _Computed, _eval_static, _fold
+from ._program import OPS, SRC, Instr, Operand, _Computed, _eval_static, _fold, _subst
 from ._units import alu, mul_width, round_shift, sat
 
 __all__ = ["VectorProgram", "VectorUnit", "compile_vector", "lane_rank_of", "lower_vector"]
@@ -59,7 +59,7 @@ class VectorProgram:
     registers: int
     instrs: tuple                # one block's instructions, in issue order
     loads: tuple                 # (input, first register, temporal ranks), in stream order
-    outputs: tuple               # (output, first register, temporal ranks), in stream order
+    outputs: tuple               # (output, temporal ranks, the register of each element), in stream order
     sizes: tuple                 # (rank, size) pairs
 
     @property
@@ -73,7 +73,7 @@ class VectorProgram:
     @property
     def output_registers(self) -> tuple:
         """The register each output beat of a block reads, in stream order."""
-        return tuple(base + k for _, base, t in self.outputs for k in range(self._size(t)))
+        return tuple(r for _, _, regs in self.outputs for r in regs)
 
     def lanes_in(self, block: int) -> int:
         return min(self.lanes, self.extent - block * self.lanes)
@@ -88,7 +88,7 @@ class VectorProgram:
         return math.prod(sz[r] for r in ranks)
 
 
-def lane_rank_of(cascade: Cascade, sizes: dict, wanted: str | None = None) -> str:
+def lane_rank_of(cascade: Cascade, sizes: dict | None, wanted: str | None = None) -> str:
     """The rank spread over the lanes: ``wanted``, or of the ranks every tensor of the stage carries
     and no Einsum reduces, the largest (the last of the first output's ranks on a tie).
 
@@ -113,7 +113,7 @@ def lane_rank_of(cascade: Cascade, sizes: dict, wanted: str | None = None) -> st
         raise RTLError(f"{cascade.name}: the vector unit spreads one rank over its lanes, and no rank is carried by "
                        "every tensor and reduced by no Einsum; cut the stage into parts that share one "
                        f"(einforge rewrite {cascade.name} --stage OUTPUTS:INPUTS)")
-    return max(reversed(usable), key=lambda r: sizes[r])
+    return usable[-1] if sizes is None else max(reversed(usable), key=lambda r: sizes[r])
 
 
 def compile_vector(cascade: Cascade, lanes: int, numbers: FixedPoint, sizes: dict,
@@ -126,6 +126,13 @@ def compile_vector(cascade: Cascade, lanes: int, numbers: FixedPoint, sizes: dic
         Naming the Einsum and what the lanes cannot do (filters, iterative ranks, an index that is
         not static, a product of more than two tensors, an operator without an instruction).
     """
+    check_vector(cascade)
+    lane = lane_rank_of(cascade, sizes, lane_rank)
+    return _Compiler(cascade, lanes, numbers, sizes, lane).program()
+
+
+def check_vector(cascade: Cascade) -> None:
+    """What the vector unit refuses before any size is known (raises :class:`RTLError`)."""
     if cascade.iterative_ranks:
         raise RTLError(f"{cascade.name} loops over an iterative rank; the attention engine runs it")
     for e in cascade.einsums:
@@ -135,8 +142,7 @@ def compile_vector(cascade: Cascade, lanes: int, numbers: FixedPoint, sizes: dic
             if not isinstance(ix, Var):
                 raise RTLError(f"Einsum {e.name}: the vector unit writes outputs at plain rank variables, "
                                f"not {ix.text()}")
-    lane = lane_rank_of(cascade, sizes, lane_rank)
-    return _Compiler(cascade, lanes, numbers, sizes, lane).program()
+    lane_rank_of(cascade, None)
 
 
 class _Compiler:
@@ -146,12 +152,15 @@ class _Compiler:
         self.c, self.C, self.q, self.sizes, self.lane = cascade, lanes, numbers, dict(sizes), lane
         self.lv = lane.lower()
         self.regs: dict[str, tuple[int, list]] = {}
+        # a copy or re-layout (``BK[m,e] = K[e,m]``) takes no instruction and no register: reads
+        # of it read its source, as the cost model counts it free
+        self.alias = {e.name: e for e in cascade.einsums if isinstance(e.expr, Access) and not e.reduce}
         self.n = 0
         loads = []
         for t in cascade.inputs:
             loads.append((t.name, self._allocate(t.name), tuple(self._temporal(t.name))))
         for e in cascade.einsums:
-            if e.name not in self.regs:
+            if e.name not in self.regs and e.name not in self.alias:
                 self._allocate(e.name)
         self.loads = tuple(loads)
         self.fixed = self.n
@@ -182,13 +191,24 @@ class _Compiler:
     def program(self) -> VectorProgram:
         instrs = []
         for e in self.c.einsums:
-            instrs += self._einsum(e)
-        outs = tuple((o, self.regs[o][0], tuple(self.regs[o][1])) for o in self.c.outputs)
+            if e.name not in self.alias:
+                instrs += self._einsum(e)
+        outs = []
+        for o in self.c.outputs:
+            temporal = self._temporal(o)
+            whole = Access(o, tuple(Var(r.lower()) for r in self.c.tensors[o].ranks))
+            regs = tuple(self._operand(whole, env, o).index for env in self._points([r.lower() for r in temporal]))
+            outs.append((o, tuple(temporal), regs))
+        outs = tuple(outs)
         return VectorProgram(self.C, self.q, self.lane, self.sizes[self.lane], max(1, self.top), tuple(instrs),
                              self.loads, outs, tuple(sorted(self.sizes.items())))
 
     # ---------------- operands -----------------------------------------------------------------
     def _operand(self, a: Access, env: dict, einsum: str) -> Operand:
+        while a.tensor in self.alias:
+            lay = self.alias[a.tensor]
+            sub = {ix.name: a.indices[k] for k, ix in enumerate(lay.output.indices)}
+            a = Access(lay.expr.tensor, tuple(_subst(ix, sub) for ix in lay.expr.indices))
         if a.tensor not in self.regs:
             raise RTLError(f"Einsum {einsum} reads {a.tensor}, which the stage does not hold")
         info = self.c.tensors[a.tensor]
@@ -569,7 +589,7 @@ def lower_vector(cascade: Cascade, lanes: int, numbers: FixedPoint, sizes: dict,
 
     def unpack(beats):
         it = iter(beats)
-        flat = {n: np.zeros((math.prod(sizes[r] for r in t), L), np.int64) for n, _, t in prog.outputs}
+        flat = {n: np.zeros((len(regs), L), np.int64) for n, _, regs in prog.outputs}
         for b in range(prog.blocks):
             for n, _, _ in prog.outputs:
                 for k in range(flat[n].shape[0]):
@@ -577,7 +597,7 @@ def lower_vector(cascade: Cascade, lanes: int, numbers: FixedPoint, sizes: dict,
                     for j in range(prog.lanes_in(b)):
                         flat[n][k, b * C + j] = beat[j]
         result = {}
-        for n, _, t in prog.outputs:
+        for n, t, _ in prog.outputs:
             ranks = list(tens[n].ranks)
             have = list(t) + [lane]
             arr = flat[n].reshape([sizes[r] for r in have])
@@ -597,7 +617,7 @@ def lower_vector(cascade: Cascade, lanes: int, numbers: FixedPoint, sizes: dict,
         "input_stream": f"per block of {C} {lane}: " + ", ".join(
             f"{n} ({prog._size(t)} words a lane)" for n, _, t in prog.loads) + ", lanes innermost",
         "output_stream": f"per block of {C} {lane}: " + ", ".join(
-            f"{n} ({prog._size(t)} beats)" for n, _, t in prog.outputs) + f", {C} lanes a beat",
+            f"{n} ({len(regs)} beats)" for n, _, regs in prog.outputs) + f", {C} lanes a beat",
         "input_words": L * prog.input_registers,
         "output_beats": prog.blocks * len(prog.output_registers),
         "rtl_cycles_formula": "blocks * instructions per block (loading and streaming out are not overlapped)",

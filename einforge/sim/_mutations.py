@@ -1,10 +1,12 @@
 """Fault injection: how much of what can go wrong in the RTL the default verification catches.
 
-Each mutation edits the exported Verilog of an attention engine the way a real bug would break it:
+Each mutation edits the exported Verilog of a design the way a real bug would break it; for the
+attention engine:
 one PE dropping bit 0 of its products (its MAC, multiply and exp share one multiplier), ``done``
 stuck high, an extra output beat, a cycle counter that counts twice, an exp datapath with a wrong
 log2(e) constant, a loader that writes into slots still to be read, a controller that starts a
-tile without waiting for its words, an output stream that never marks a packet's last beat.
+tile without waiting for its words, an output stream that never marks a packet's last beat;
+for the vector unit (``VECTOR_MUTATIONS``) the faults it can have of the same kinds.
 :func:`mutation_score`
 runs the default verification (:func:`einforge.sim.verify`) on each mutant and reports which were
 caught; every one should be.
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 
 from ._runner import SUITE, SimError, verify
 
-__all__ = ["Mutation", "MUTATIONS", "mutation_score"]
+__all__ = ["Mutation", "MUTATIONS", "VECTOR_MUTATIONS", "mutation_score"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,11 @@ def _in_module(text, module: str, edit) -> str:
 
 
 def _pe_lsb(i: int, j: int):
+    return _product_lsb(f"pe{i}_{j}")
+
+
+def _product_lsb(unit: str):
+    """Unit ``unit`` (a PE or a lane: a Verilog module of its own) drops bit 0 of its products."""
     def apply(text, design):
         def edit(body):
             width = re.search(r"wire \[(\d+):0\] alu_prod;", body)
@@ -50,7 +57,7 @@ def _pe_lsb(i: int, j: int):
                 return body
             bits = int(width.group(1)) + 1
             return re.sub(r"(assign alu_prod = )(.*);", rf"\1(\2) & ~{bits}'d1;", body, count=1)
-        return _in_module(text, f"{design.name}.pe{i}_{j}", edit)
+        return _in_module(text, f"{design.name}.{unit}", edit)
     return apply
 
 
@@ -98,6 +105,17 @@ def _exp_constant(text, design):
     return re.sub(rf"(alu_my = \d+)'h0*{log2e:x};", lambda m: f"{m.group(1)}'h{log2e + 1:x};", text)
 
 
+def _vector_extra_beat(text, design):
+    """The vector unit streams one beat more per block (its output counter ends one later)."""
+    def bump(m):
+        return f"{m.group(1)}{m.group(2)}'h{int(m.group(3), 16) + 1:x}"
+    return _in_module(text, design.name, lambda body: re.sub(r"(\bo == )(\d+)'h([0-9a-f]+)", bump, body, count=1))
+
+
+def _vector_cycles_twice(text, design):
+    return _in_module(text, design.name, lambda body: re.sub(r"(= cycles \+ )1'h1;", r"\g<1>2'h2;", body, count=1))
+
+
 MUTATIONS = (
     Mutation("one PE drops bit 0 of its products", _pe_lsb(0, 1)),
     Mutation("done stuck high", _done_stuck),
@@ -107,6 +125,16 @@ MUTATIONS = (
     Mutation("loader writes into slots still to be read", _slot_never_busy),
     Mutation("a tile starts before its words arrive", _never_waits),
     Mutation("out_last stuck low", _last_stuck_low),
+)
+
+
+#: the vector unit's (``einforge.rtl`` lowers element-wise stages to it): its controller is the top module
+VECTOR_MUTATIONS = (
+    Mutation("one lane drops bit 0 of its products", _product_lsb("lane1")),
+    Mutation("done stuck high", _done_stuck),
+    Mutation("one extra output beat", _vector_extra_beat),
+    Mutation("cycle counter counts twice", _vector_cycles_twice),
+    Mutation("wrong log2(e) in the exp datapath", _exp_constant),
 )
 
 

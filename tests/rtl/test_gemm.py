@@ -55,7 +55,6 @@ def test_manifest_and_files(tmp_path):
     ("ranks K J M N\ninput A[k,j,m] B[k,j,n]\nZ[m,n] = A[k,j,m] * B[k,j,n]\n", "reduces 2 ranks"),
     ("ranks K M N\ninput A[k,m] B[k,n]\nZ[m,n] = A[k,m] * B[k,n]\nY[m] = Z[m,n]\n", "has 2 \\(Z, Y\\)"),
     ("ranks K M N M0=2\ninput A[k,m] B[k,n]\nZ[m,n] = A[k,m] * B[k,n+1]\n", "plain rank variables"),
-    ("ranks K M N\ninput A[k,m] B[k,m]\nZ[m] = A[k,m] * B[k,m]\n", "dot product per batch element"),
 ])
 def test_unsupported_cascades_are_rejected_by_name(text, match):
     with pytest.raises(RTLError, match=match):

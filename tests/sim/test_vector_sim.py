@@ -1,0 +1,94 @@
+"""The vector unit under cocotb: element-wise stages bit-exact against the golden model, on the
+cost model's cycles; MossFormer's joint attention run stage by stage on three kinds of RTL."""
+
+import numpy as np
+import pytest
+
+from einforge.einsum import FixedPoint, evaluate, library, parse_cascade, running_max, subcascade
+from einforge.rtl import lower
+from einforge.sim import golden, run_jobs, simulators, stimuli, verify
+from einforge.sim._mutations import VECTOR_MUTATIONS, mutation_score
+
+needs_icarus = pytest.mark.skipif(not simulators()["icarus"], reason="Icarus Verilog is not installed")
+LIB = library()
+Q88 = FixedPoint(8, 8)
+
+
+def _stage(name, outs=None, ins=None):
+    c = LIB[name].load()
+    return c if outs is None else subcascade(c, outs, ins)
+
+
+@needs_icarus
+@pytest.mark.parametrize("stage,sizes,lanes", [
+    (("residual",), {"D": 3, "T": 6}, 4),                      # a last block of two lanes
+    (("gelu",), {"D": 2, "T": 5}, 4),                          # tanh from sigmoid's hardware form
+    (("silu",), {"D": 3, "T": 4}, 4),
+    (("softmax",), {"M": 5, "P": 6}, 4),                       # max, exp, a sum and a division per lane
+    (("attention-lolcats", ["FQ"], ["Q"]), {"E": 3, "P": 5}, 2),   # elu(x) + 1 feature map
+    (("attention-mossformer", ["Z"], ["FK"]), {"E": 5, "M": 6}, 4),   # a sum in time
+    (("attention-cca", ["KC"], ["K"]), {"E": 2, "M": 8, "G": 4}, 4),  # pooling: a gather, a sum, a division
+])
+def test_element_wise_stages_are_bit_exact_on_the_models_cycles(stage, sizes, lanes):
+    d = lower(_stage(*stage), None, (2, lanes), Q88, sizes)
+    assert d.manifest["datapath"].startswith("vector lanes")
+    r = verify(d)
+    assert r.passed and r.bit_exact, r.details["failed_checks"]
+    assert r.cycles == r.model_cycles == d.manifest["rtl_cycles"]
+    outs = sum(int(np.prod([d.sizes[x] for x in d.cascade.tensors[o].ranks])) for o in d.cascade.outputs)
+    jobs = len(r.details["jobs"])
+    assert r.present_lanes == outs * jobs                              # every output of every job compared
+    assert r.compared_lanes == d.manifest["output_beats"] * lanes * jobs   # and the absent lanes past the end
+
+
+@needs_icarus
+def test_a_copy_streams_its_source():
+    # an output that is a re-layout of an input takes no instruction: its beats read the input's registers
+    c = parse_cascade("ranks E=3 M=5\ninput K[e,m]\nBK[m,e] = K[e,m]\nY[m,e] = BK[m,e] * BK[m,e]\noutput BK Y\n")
+    r = verify(lower(c, None, (2, 4), Q88, {}))
+    assert r.passed and r.bit_exact and r.cycles == r.model_cycles
+
+
+@needs_icarus
+def test_every_vector_unit_mutation_is_caught():
+    d = lower(LIB["softmax"].load(), None, (2, 4), Q88, {"M": 4, "P": 6})
+    r = mutation_score(d, mutations=VECTOR_MUTATIONS, workers=2)
+    assert r["clean"] and not r["missed"], r["missed"]
+    assert len(r["caught"]) == len(VECTOR_MUTATIONS)
+    by = {c["mutation"]: set(c["failed_checks"]) for c in r["caught"]}
+    assert "cycles_equal_model" in by["cycle counter counts twice"] and "done" in by["done stuck high"]
+
+
+@needs_icarus
+def test_mossformer_runs_stage_by_stage_and_composes_bit_exactly():
+    """MossFormer's joint attention on the hardware it needs: the elu feature maps and the sum of
+    the key features on the vector unit, the three tensor products of the linear branch on the
+    GEMM array, and the chunked softmax (tiles outside a query block's chunk skipped) with the final
+    combination on the attention engine. Each stage runs on what the stages before computed
+    (bit-exact, on its predicted cycles, within its error bound); the last one's output is the whole
+    cascade's golden model (with the engine's running max) bit for bit."""
+    mf = LIB["attention-mossformer"].load()
+    q = FixedPoint(12, 8)          # GD sums E x M feature products of ~2: beyond Q8.8's range
+    sizes = {"M": 16, "P": 16, "E": 4, "F": 4, "C": 8}
+    cuts = [(["FQ"], ["Q"]), (["FK"], ["K"]), (["KV"], ["FK", "V"]), (["Z"], ["FK"]), (["GN"], ["FQ", "KV"]),
+            (["GD"], ["FQ", "Z"]), (["AV"], ["Q", "K", "V", "GN", "GD"])]
+    stages = [subcascade(mf, outs, ins) for outs, ins in cuts]
+    stages[-1] = running_max(stages[-1], "M", tile_size=4)
+    designs = [lower(s, "fusemax", (4, 4), q, {k: v for k, v in sizes.items() if k in {r.name for r in s.ranks}})
+               for s in stages]
+    kinds = [d.manifest["datapath"].split(" (")[0] for d in designs]
+    assert kinds == ["vector lanes", "vector lanes", "output-stationary GEMM", "vector lanes",
+                     "output-stationary GEMM", "output-stationary GEMM", "attention engine"]
+    # the chunk mask leaves each block of 4 queries the 2 tiles of its chunk of 8, not all 4
+    assert designs[-1].manifest["tiles_visited"] == [2, 2, 2, 2]
+    values = {}
+    for d in designs:
+        values.update({k: v for k, v in stimuli(d, 3, "random").items() if mf.tensors[k].is_input})
+    for d in designs:
+        mine = {t.name: values[t.name] for t in d.cascade.inputs}
+        r = run_jobs(d, [("chained", 0, mine)])
+        assert r.passed and r.cycles == r.model_cycles and r.error_bound_vs_float < 1, (d.name, r.details["failed_checks"])
+        values.update({k: v for k, v in golden(d, mine).items() if not k.endswith("?")})
+    whole = evaluate(running_max(mf, "M", tile_size=4), {k: q.to_float(values[k]) for k in ("Q", "K", "V")},
+                     {**sizes, "M0": 4}, q)
+    assert np.array_equal(values["AV"], whole["AV"])
