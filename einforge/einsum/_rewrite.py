@@ -266,7 +266,10 @@ def running_max(cascade: Cascade, rank: str, *, tile_size: int | None = None, ch
     global max ``G = max_m X`` becomes a per-tile max ``LM``, a running max ``RM[m1+1] =
     max(RM[m1], LM[m1])`` and a correction ``PRM = exp(RM[m1] - RM[m1+1])``; each sum
     ``S = sum_m exp(X - G) * W`` becomes a running sum ``RS[m1+1] = SL[m1] + RS[m1] * PRM[m1]``
-    whose final iterate is ``S``. Divisions by such sums must already be deferred.
+    whose final iterate is ``S``. Divisions by such sums must already be deferred. A sum over
+    ``rank`` with no exponential of the max in it but kept per coordinate of the max (a hybrid's
+    linear-attention terms) becomes a running sum too, unscaled; an Einsum after the loop may read
+    the max itself (``exp(-G)``): it reads the running max's last iterate.
 
     Raises
     ------
@@ -301,9 +304,13 @@ def running_max(cascade: Cascade, rank: str, *, tile_size: int | None = None, ch
 
     # the exponentials of differences from G, and the sums over v of products with them
     exps: dict[int, tuple] = {}
+    finals: set[int] = set()       # readers of the max itself after the loop (exp(-G) in LoLCATs)
     for i in _readers(c, g.name):
         e = c.einsums[i]
         hit = _exp_of_difference(e.expr, g.name)
+        if hit is None and v not in e.variables() and not e.reduce:
+            finals.add(i)
+            continue
         if hit is None or v not in e.output_variables() or e.reduce or e.name in c.outputs:
             raise CascadeError(
                 f"{e.name} uses the max {g.name} other than as exp(x - {g.name}) over {v!r}", e.span,
@@ -326,10 +333,18 @@ def running_max(cascade: Cascade, rank: str, *, tile_size: int | None = None, ch
                     "the correction factor only rescales sums; defer divisions first (--defer-division)")
             sums[j] = i
 
+    # sums over v that no exponential scales but that are kept per coordinate of the max (per
+    # query: the linear part of a hybrid attention) run alongside, unscaled; a sum without the
+    # max's coordinates (MossFormer's KV) is computed once for all queries and left as it is
+    g_vars = set(g.output_variables())
+    plain = {i for i, e in enumerate(c.einsums)
+             if i not in sums and i != gi and (v, "+") in e.reduce and all(op == "+" for _, op in e.reduce)
+             and g_vars <= set(e.output_variables())}
+
     # tensors whose rank axis splits into tiles: everything computed over v before the sums
     split: set[str] = set()
     for i, e in enumerate(c.einsums):
-        if i in sums or i == gi:
+        if i in sums or i in plain or i == gi:
             continue
         if v in e.output_variables():
             split.add(e.name)
@@ -375,12 +390,15 @@ def running_max(cascade: Cascade, rank: str, *, tile_size: int | None = None, ch
     inits: list[Einsum] = []
     body: list[Einsum] = []
     inits.append(Einsum(it(rm, Var(v1), g_out), Const(-np.inf), (), (Compare(Var(v1), "==", Num(0)),)))
-    for j, i in sums.items():
-        s = c.einsums[j]
-        _, run, _ = _names_for(s.name, set(names))
-        inits.append(Einsum(it(run, Var(v1), s.output.indices), Const(0.0), (), (Compare(Var(v1), "==", Num(0)),)))
-    planned = {j: _names_for(c.einsums[j].name, names) for j in sums}
+    planned = {j: _names_for(c.einsums[j].name, names) for j in sorted(set(sums) | plain)}
+    for j, (_, run, _) in planned.items():
+        inits.append(Einsum(it(run, Var(v1), c.einsums[j].output.indices), Const(0.0), (),
+                            (Compare(Var(v1), "==", Num(0)),)))
+    final_max = False
     for i, e in enumerate(c.einsums):
+        if i in finals and not final_max:        # the max itself: the running max's last iterate
+            body.append(Einsum(g.output, it(rm, Sym(t1), g_out)))
+            final_max = True
         if i == gi:
             pe = part_einsum(e)
             body.append(Einsum(it(lm, Var(v1), g_out), pe.expr, ((v0, "max"),), pe.filters))
@@ -409,6 +427,14 @@ def running_max(cascade: Cascade, rank: str, *, tile_size: int | None = None, ch
                 raise CascadeError(f"{e.name} sums away {sorted(bad)[0]!r}, a rank of the max {g.name}", e.span)
             body.append(Einsum(it(scaled, Var(v1), outs), Call("*", (it(run, Var(v1), outs), it(prm, Var(v1), prm_ix)))))
             body.append(Einsum(it(run, nxt, outs), Call("+", (it(local, Var(v1), outs), it(scaled, Var(v1), outs)))))
+            body.append(Einsum(e.output, it(run, Sym(t1), outs)))
+        elif i in plain:
+            local, run, _ = planned[i]
+            pe = part_einsum(e)
+            outs = e.output.indices
+            body.append(Einsum(it(local, Var(v1), outs), pe.expr, tuple(x for x in pe.reduce if x[0] != v1),
+                               pe.filters))
+            body.append(Einsum(it(run, nxt, outs), Call("+", (it(run, Var(v1), outs), it(local, Var(v1), outs)))))
             body.append(Einsum(e.output, it(run, Sym(t1), outs)))
         elif v in e.variables():
             body.append(part_einsum(e))

@@ -314,6 +314,20 @@ def test_running_max_over_any_rank_is_equivalent_or_refused_for_a_reason(name, c
     assert f"{rank}1" in rewritten.iterative_ranks and rewritten.rank(f"{rank}1").derived
 
 
+def test_a_hybrids_linear_sums_run_alongside_and_the_max_is_read_after_the_loop():
+    """LoLCATs: the window's softmax sums are rescaled, the linear-attention sums outside the window
+    (per query, no exponential of the max) run unscaled next to them, and exp(-max) after the loop
+    reads the running max's last iterate: one pass over the keys, equivalent (checked inside)."""
+    lc = running_max(LIB["attention-lolcats"].load(), "M", tile_size=4)
+    assert passes(lc, "M").passes == 1
+    text = lc.text()
+    assert "RD2[m1+1,p] = RD2[m1,p] + LLD[m1,p]" in text and "GM[p] = RM[M1,p]" in text
+    # a sum without the max's coordinates (MossFormer's KV, the same for every query) stays as it was
+    mf = running_max(LIB["attention-mossformer"].load(), "M", tile_size=4)
+    assert "KV[e,f] = FK[e,m1,m0] * V[f,m1*M0+m0]" in mf.text() and "KV" not in {
+        t for t, info in mf.tensors.items() if info.iterative is not None}
+
+
 def test_chunked_attention_gets_a_running_max_within_its_chunks():
     c = running_max(LIB["attention-chunked"].load(), "K0", tile_size=4)
     assert check_equivalent(LIB["attention-chunked"].load(), c) <= 1e-9

@@ -92,3 +92,30 @@ def test_mossformer_runs_stage_by_stage_and_composes_bit_exactly():
     whole = evaluate(running_max(mf, "M", tile_size=4), {k: q.to_float(values[k]) for k in ("Q", "K", "V")},
                      {**sizes, "M0": 4}, q)
     assert np.array_equal(values["AV"], whole["AV"])
+
+
+@needs_icarus
+@pytest.mark.parametrize("binding", ["arch", "fusemax"])
+def test_lolcats_runs_its_feature_maps_on_the_lanes_and_both_attentions_in_one_pass(binding):
+    """LoLCATs: the elu feature maps on the vector unit; the window's softmax and the linear
+    attention outside it on the attention engine, one pass over the key tiles (two filters, the
+    window's sums rescaled by the running max, the linear sums not), exp(-max) and the joint
+    normalization on the lanes after the loop. Bit-exact per stage and composed."""
+    lc = LIB["attention-lolcats"].load()
+    sizes = {"M": 16, "P": 16, "E": 4, "F": 4, "W": 4}
+    stages = [subcascade(lc, ["FQ"], ["Q"]), subcascade(lc, ["FK"], ["K"]),
+              running_max(subcascade(lc, ["AV"], ["Q", "K", "V", "FQ", "FK"]), "M", tile_size=4)]
+    designs = [lower(s, binding, (4, 4), Q88, {k: v for k, v in sizes.items() if k in {r.name for r in s.ranks}})
+               for s in stages]
+    assert [d.program is not None for d in designs] == [False, False, True]
+    values = {}
+    for d in designs:
+        values.update({k: v for k, v in stimuli(d, 3, "random").items() if lc.tensors[k].is_input})
+    for d in designs:
+        mine = {t.name: values[t.name] for t in d.cascade.inputs}
+        r = run_jobs(d, [("chained", 0, mine)])
+        assert r.passed and r.cycles == r.model_cycles and r.error_bound_vs_float < 1, (d.name, r.details["failed_checks"])
+        values.update({k: v for k, v in golden(d, mine).items() if not k.endswith("?")})
+    whole = evaluate(running_max(lc, "M", tile_size=4), {k: Q88.to_float(values[k]) for k in ("Q", "K", "V")},
+                     {**sizes, "M0": 4}, Q88)
+    assert np.array_equal(values["AV"], whole["AV"])
