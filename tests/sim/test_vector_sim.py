@@ -119,3 +119,37 @@ def test_lolcats_runs_its_feature_maps_on_the_lanes_and_both_attentions_in_one_p
     whole = evaluate(running_max(lc, "M", tile_size=4), {k: Q88.to_float(values[k]) for k in ("Q", "K", "V")},
                      {**sizes, "M0": 4}, Q88)
     assert np.array_equal(values["AV"], whole["AV"])
+
+
+@needs_icarus
+def test_core_context_aware_attention_pools_on_the_lanes_and_attends_over_joint_keys():
+    """CCA: the pooled core keys and values (a sum of G tokens, divided by G) on the vector unit; the
+    host concatenates them with the local keys along the joint rank J (a layout, no arithmetic); the
+    engine runs the joint softmax over J with one filter per part of it (core tokens before the
+    window, the window's local tokens). Bit-exact per stage, and composed equal to the whole
+    cascade's golden model with the engine's running max over J."""
+    cca = LIB["attention-cca"].load()
+    sizes = {"M": 16, "P": 16, "E": 4, "F": 4, "G": 4, "W": 4}
+    pooled = [subcascade(cca, ["KC"], ["K"]), subcascade(cca, ["VC"], ["V"])]
+    core = running_max(subcascade(cca, ["AV"], ["Q", "KJ", "VJ"]), "J", tile_size=4)
+    pool_designs = [lower(s, None, (4, 4), Q88, {"E": 4, "F": 4, "M": 16, "G": 4}) for s in pooled]
+    engine = lower(core, "fusemax", (4, 4), Q88, sizes)
+    assert [d.manifest["datapath"].split(" (")[0] for d in pool_designs] == ["vector lanes"] * 2
+    values = {k: v for k, v in stimuli(engine, 3, "random").items() if k == "Q"}
+    for d in pool_designs:
+        values.update({k: v for k, v in stimuli(d, 4, "random").items()})
+    for d in pool_designs:
+        mine = {t.name: values[t.name] for t in d.cascade.inputs}
+        r = run_jobs(d, [("chained", 0, mine)])
+        assert r.passed and r.cycles == r.model_cycles, (d.name, r.details["failed_checks"])
+        values.update({k: v for k, v in golden(d, mine).items() if not k.endswith("?")})
+    # the host's concatenation: core tokens first, then the sequence
+    values["KJ"] = np.concatenate([values["KC"], values["K"]], axis=1)
+    values["VJ"] = np.concatenate([values["VC"], values["V"]], axis=1)
+    mine = {t.name: values[t.name] for t in engine.cascade.inputs}
+    r = run_jobs(engine, [("chained", 0, mine)])
+    assert r.passed and r.cycles == r.model_cycles and r.error_bound_vs_float < 1, r.details["failed_checks"]
+    got = golden(engine, mine)["AV"]
+    whole = evaluate(running_max(cca, "J", tile_size=4), {k: Q88.to_float(values[k]) for k in ("Q", "K", "V")},
+                     {**sizes, "J0": 4}, Q88)
+    assert np.array_equal(got, whole["AV"])
