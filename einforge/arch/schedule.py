@@ -318,12 +318,19 @@ def _sequential_time(plan: _Plan, cyc: dict[str, float], steps: int, exposed_dra
     per = {lab: cyc[lab] / steps for lab in members}
     _, makespan = tile_schedule(plan, per, exposed_drains)
     if exposed_drains:
-        return makespan * steps + sum(cyc[p.label] for p in plan.einsums if p.array and p.label not in members)
+        return _whole(makespan * steps + sum(cyc[p.label] for p in plan.einsums if p.array and p.label not in members))
     load = Counter()
     for p in plan.einsums:
         if p.array:
-            load[p.array] += cyc[p.label] / steps
-    return max([makespan] + list(load.values())) * steps
+            load[p.array] += cyc[p.label]      # whole loops: no division by steps to round
+    return _whole(max([makespan * steps] + list(load.values())))
+
+
+def _whole(cycles: float) -> float:
+    """A count of cycles that the per-step division (work / steps, back times steps) left a few
+    ulps off an integer is that integer."""
+    near = round(cycles)
+    return float(near) if abs(cycles - near) <= 1e-9 * max(1.0, abs(cycles)) else cycles
 
 
 def _pipeline_fill(plan: _Plan, cyc: dict[str, float], ctx: _Ctx, load) -> float:

@@ -126,11 +126,13 @@ def _attention_mla(x, sz):
 
 
 def _attention_aaren(x, sz):
-    s = x["Q"] @ x["K"]
-    out = np.empty((x["V"].shape[0], len(s)))
-    for i in range(len(s)):
-        w = np.exp(s[:i + 1] - s[:i + 1].max())
-        out[:, i] = x["V"][:, :i + 1] @ w / w.sum()
+    q, k, v = x["Q"], x["K"], x["V"]                  # [e,h], [e,m,h], [f,m,h]
+    out = np.empty((v.shape[0], k.shape[1], q.shape[1]))
+    for h in range(q.shape[1]):
+        s = q[:, h] @ k[:, :, h]
+        for i in range(len(s)):
+            w = np.exp(s[:i + 1] - s[:i + 1].max())
+            out[:, i, h] = v[:, :i + 1, h] @ w / w.sum()
     return {"O": out}
 
 

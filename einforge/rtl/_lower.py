@@ -188,9 +188,16 @@ def lower(cascade: Cascade, binding=None, array: tuple[int, int] = (4, 4), numbe
     if r < 1 or c < 1:
         raise RTLError(f"array {r}x{c}: rows and columns must be positive")
     if cascade.iterative_ranks:
+        from ..einsum import roles
         from ._attention import lower_attention
 
-        return lower_attention(cascade, binding, (r, c), numbers, dict(sizes or {}))
+        if roles(cascade).tile is not None:
+            return lower_attention(cascade, binding, (r, c), numbers, dict(sizes or {}))
+        # a loop over single steps (a recurrence, a scan): the vector unit's, one lane per sequence
+        try:
+            lower_attention(cascade, binding, (r, c), numbers, dict(sizes or {}))
+        except RTLError as not_engine:
+            return _lower_vector(cascade, binding, c, numbers, sizes, not_engine)
     try:
         gemm_roles(cascade)   # structural problems first, before any size is needed
     except RTLError as not_gemm:

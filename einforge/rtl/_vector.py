@@ -61,6 +61,7 @@ class VectorProgram:
     loads: tuple                 # (input, first register, temporal ranks), in stream order
     outputs: tuple               # (output, temporal ranks, the register of each element), in stream order
     sizes: tuple                 # (rank, size) pairs
+    presets: tuple = ()          # (register, raw value): initial iterates, set as a block's loading starts
 
     @property
     def blocks(self) -> int:
@@ -102,7 +103,7 @@ def lane_rank_of(cascade: Cascade, sizes: dict | None, wanted: str | None = None
     for t in tensors:
         ranks = set(cascade.tensors[t].ranks)
         common = ranks if common is None else common & ranks
-    reduced = {v.upper() for e in cascade.einsums for v, _ in e.reduce}
+    reduced = {v.upper() for e in cascade.einsums for v, _ in e.reduce} | set(cascade.iterative_ranks)
     usable = [r for r in cascade.tensors[cascade.outputs[0]].ranks if r in (common or set()) and r not in reduced]
     if wanted is not None:
         if wanted not in usable:
@@ -133,13 +134,15 @@ def compile_vector(cascade: Cascade, lanes: int, numbers: FixedPoint, sizes: dic
 
 def check_vector(cascade: Cascade) -> None:
     """What the vector unit refuses before any size is known (raises :class:`RTLError`)."""
-    if cascade.iterative_ranks:
-        raise RTLError(f"{cascade.name} loops over an iterative rank; the attention engine runs it")
-    for e in cascade.einsums:
-        if e.filters:
+    if len(cascade.iterative_ranks) > 1:
+        raise RTLError(f"{cascade.name} loops over {len(cascade.iterative_ranks)} iterative ranks; the vector unit "
+                       "runs one loop")
+    for i, e in enumerate(cascade.einsums):
+        kind = cascade.einsum_kind(i)
+        if e.filters and kind != "init":
             raise RTLError(f"Einsum {e.name} has a filter ({e.filters[0].text()}); the vector unit has no masking")
         for ix in e.output.indices:
-            if not isinstance(ix, Var):
+            if not isinstance(ix, Var) and kind != "update":
                 raise RTLError(f"Einsum {e.name}: the vector unit writes outputs at plain rank variables, "
                                f"not {ix.text()}")
     lane_rank_of(cascade, None)
@@ -151,6 +154,10 @@ class _Compiler:
     def __init__(self, cascade, lanes, numbers, sizes, lane):
         self.c, self.C, self.q, self.sizes, self.lane = cascade, lanes, numbers, dict(sizes), lane
         self.lv = lane.lower()
+        # a loop over an iterative rank is unrolled; its iterates are registers (bound + 1 of them)
+        (self.loop, it), = cascade.iterative_ranks.items() if cascade.iterative_ranks else ((None, None),)
+        self.steps = int(it.bound.evaluate(self.sizes)) if it is not None else 0
+        self.loop_var = it.var if it is not None else None
         self.regs: dict[str, tuple[int, list]] = {}
         # a copy or re-layout (``BK[m,e] = K[e,m]``) takes no instruction and no register: reads
         # of it read its source, as the cost model counts it free
@@ -169,10 +176,16 @@ class _Compiler:
     def _temporal(self, t):
         return [r for r in self.c.tensors[t].ranks if r != self.lane]
 
+    def _extent(self, t, r) -> int:
+        """Coordinates of ``t`` along ``r``: an iterative tensor keeps every iterate, 0..bound."""
+        info = self.c.tensors[t]
+        it = info.ranks[info.iterative] if info.iterative is not None else None
+        return self.sizes[r] + (1 if r == it else 0)
+
     def _allocate(self, t) -> int:
         base = self.n
         self.regs[t] = (base, self._temporal(t))
-        self.n += math.prod(self.sizes[r] for r in self._temporal(t))
+        self.n += math.prod(self._extent(t, r) for r in self._temporal(t))
         return base
 
     def _temp(self) -> int:
@@ -185,14 +198,16 @@ class _Compiler:
         base, temporal = self.regs[t]
         off = 0
         for r in temporal:
-            off = off * self.sizes[r] + env[r.lower()]
+            off = off * self._extent(t, r) + env[r.lower()]
         return base + off
 
     def program(self) -> VectorProgram:
-        instrs = []
-        for e in self.c.einsums:
-            if e.name not in self.alias:
-                instrs += self._einsum(e)
+        instrs, presets = [], []
+        for e, env in self._order():
+            if env.get(self.loop_var) == 0 and self._is_initial(e):
+                presets += self._preset(e, env)
+            else:
+                instrs += self._einsum(e, env)
         outs = []
         for o in self.c.outputs:
             temporal = self._temporal(o)
@@ -201,7 +216,21 @@ class _Compiler:
             outs.append((o, tuple(temporal), regs))
         outs = tuple(outs)
         return VectorProgram(self.C, self.q, self.lane, self.sizes[self.lane], max(1, self.top), tuple(instrs),
-                             self.loads, outs, tuple(sorted(self.sizes.items())))
+                             self.loads, outs, tuple(sorted(self.sizes.items())), tuple(presets))
+
+    def _is_initial(self, e) -> bool:
+        """An initial iterate set to a constant: the lanes preset it (free, as the cost model has it)."""
+        i = self.c.einsums.index(e)
+        return self.c.einsum_kind(i) == "init" and not e.expr.accesses() and not e.reduce
+
+    def _preset(self, e, fixed) -> list:
+        out = []
+        for env in self._points([v for ix in e.output.indices for v in sorted(ix.variables())
+                                 if v != self.lv and v not in fixed]):
+            env = {**env, **fixed}
+            value = self._expr(e.expr, env, e.name, [])
+            out.append((self._operand(e.output, env, e.name).index, value.value))
+        return out
 
     # ---------------- operands -----------------------------------------------------------------
     def _operand(self, a: Access, env: dict, einsum: str) -> Operand:
@@ -220,7 +249,7 @@ class _Compiler:
                                    "do not exchange values)")
                 continue
             k = _eval_static(ix, env, self.sizes, einsum)
-            if not 0 <= k < self.sizes[r]:
+            if not 0 <= k < self._extent(a.tensor, r):
                 raise RTLError(f"Einsum {einsum}: {a.text()} reads outside {a.tensor}; the vector unit reads only "
                                "coordinates that exist")
             at[r.lower()] = k
@@ -264,19 +293,42 @@ class _Compiler:
         for combo in itertools.product(*[range(self.sizes[v.upper()]) for v in names]):
             yield dict(zip(names, combo))
 
-    def _einsum(self, e) -> list:
-        out_vars = [ix.name for ix in e.output.indices if ix.name != self.lv]
+    def _order(self):
+        """Einsums in execution order, each with the loop step it runs at: the initial iterates,
+        the Einsums before the loop, the loop's body step by step, the Einsums after it."""
+        c, lv = self.c, self.loop_var
+        work = [(i, e) for i, e in enumerate(c.einsums) if e.name not in self.alias]
+        if lv is None:
+            return [(e, {}) for _, e in work]
+        inits = [(e, {lv: 0}) for i, e in work if c.einsum_kind(i) == "init"]
+        rest = [(i, e) for i, e in work if c.einsum_kind(i) != "init"]
+        in_loop = [k for k, (_, e) in enumerate(rest) if lv in e.variables()]
+        if in_loop and in_loop != list(range(in_loop[0], in_loop[-1] + 1)):
+            between = next(e for k, (_, e) in enumerate(rest) if in_loop[0] < k < in_loop[-1] and k not in in_loop)
+            raise RTLError(f"Einsum {between.name} sits inside the loop over {self.loop} but does not use {lv!r}; "
+                           "move it before or after the loop")
+        first, last = (in_loop[0], in_loop[-1]) if in_loop else (len(rest), len(rest) - 1)
+        body = [e for _, e in rest[first:last + 1]]
+        return (inits + [(e, {}) for _, e in rest[:first]]
+                + [(e, {lv: step}) for step in range(self.steps) for e in body]
+                + [(e, {}) for _, e in rest[last + 1:]])
+
+    def _einsum(self, e, fixed: dict) -> list:
+        out_vars = list(dict.fromkeys(v for ix in e.output.indices for v in sorted(ix.variables())
+                                      if v != self.lv and v not in fixed))
         if len(e.reduce) > 1:
             raise RTLError(f"Einsum {e.name} reduces {len(e.reduce)} ranks; the vector unit sums one in time")
         factors = product_factors(e.expr)
         # the golden model's sum-of-products path (Executor._fast_ok): every reduction a sum, and
         # something to contract (a sum, more than two factors, or a constant factor)
         contracted = factors is not None and all(op == "+" for _, op in e.reduce) and (
-            bool(e.reduce) or len(factors) != 2 or not all(isinstance(f, Access) for f in factors))
+            bool(e.reduce) or len(factors) != 2 or not all(isinstance(f, Access) for f in factors)) and any(
+            isinstance(f, Access) for f in factors)
         instrs: list = []
         for env in self._points(out_vars):
+            env = {**env, **fixed}
             self.n = self.fixed
-            dst = self._register(e.name, env)
+            dst = self._operand(e.output, env, e.name).index
             if contracted:
                 self._contraction(e, factors, env, dst, instrs)
             elif e.reduce:
@@ -385,7 +437,7 @@ class VectorLane(wiring.Component):
         self.prog, self.AW = prog, acc_width
         W, NR = prog.numbers.width, prog.registers
         ports = {f"i_{k}": In(fields[k]) for k in _FIELDS}
-        ports.update(run=In(1), load_en=In(1), load_reg=In(range(NR + 1)), load_data=In(signed(W)),
+        ports.update(run=In(1), preset=In(1), load_en=In(1), load_reg=In(range(NR + 1)), load_data=In(signed(W)),
                      out_reg=In(range(NR + 1)), out=Out(signed(W)), out_ok=Out(1))
         super().__init__(ports)
 
@@ -431,6 +483,9 @@ class VectorLane(wiring.Component):
                 m.d.sync += [regs_v[k].eq(res), regs_p[k].eq(rv)]
             with m.Elif(mac & self.i_last & (self.i_dst == k)):
                 m.d.sync += [regs_v[k].eq(summed), regs_p[k].eq(accv_n)]
+        with m.If(self.preset):            # initial iterates: presets are no input's registers
+            for k, value in self.prog.presets:
+                m.d.sync += [regs_v[k].eq(value), regs_p[k].eq(1)]
         return m
 
 
@@ -474,7 +529,8 @@ class VectorUnit(wiring.Component):
         beat_in = Signal()
         m.d.comb += beat_in.eq(self.in_valid & self.in_ready)
         for k, lane in enumerate(lanes):
-            m.d.comb += [lane.load_en.eq(beat_in & (ln_i == k)), lane.load_reg.eq(s), lane.load_data.eq(self.in_data)]
+            m.d.comb += [lane.load_en.eq(beat_in & (ln_i == k)), lane.load_reg.eq(s), lane.load_data.eq(self.in_data),
+                         lane.preset.eq(beat_in & (s == 0) & (ln_i == 0))]
         with m.If(beat_in):
             with m.If(ln_i == valid_lanes - 1):
                 m.d.sync += ln_i.eq(0)

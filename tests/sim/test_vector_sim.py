@@ -153,3 +153,17 @@ def test_core_context_aware_attention_pools_on_the_lanes_and_attends_over_joint_
     whole = evaluate(running_max(cca, "J", tile_size=4), {k: Q88.to_float(values[k]) for k in ("Q", "K", "V")},
                      {**sizes, "J0": 4}, Q88)
     assert np.array_equal(got, whole["AV"])
+
+
+@needs_icarus
+@pytest.mark.parametrize("heads,lanes", [(3, 2), (4, 4)])
+def test_aaren_scans_one_head_per_lane_and_emits_an_output_per_step(heads, lanes):
+    """Attention as an RNN: the scan is unrolled into the lanes' program (the iterates are
+    registers; the initial ones are preset while a block loads, free as in the cost model), each
+    lane scans its own head and every step's output streams out. Bit-exact, on the model's cycles."""
+    d = lower(LIB["attention-aaren"].load(), None, (2, lanes), Q88, {"H": heads, "E": 3, "F": 2, "M": 5})
+    assert d.manifest["datapath"].startswith("vector lanes") and d.manifest["mapping"]["cols"] == "H"
+    assert d.top.prog.presets                          # -inf, 0, 0: the initial iterates
+    r = verify(d)
+    assert r.passed and r.bit_exact and r.cycles == r.model_cycles, r.details["failed_checks"]
+    assert r.present_lanes == 2 * 5 * heads * len(r.details["jobs"])     # F x M outputs per head
