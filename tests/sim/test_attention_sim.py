@@ -523,3 +523,19 @@ def test_jobs_an_engine_cannot_take_are_refused():
     assert causal.manifest["runtime_sizes"] is None
     with pytest.raises(RTLError, match="its own sizes"):
         causal.at({"M": 4, "P": 4, "E": 2, "F": 2})
+
+
+@needs_icarus
+@pytest.mark.parametrize("binding", ["arch", "fusemax"])
+def test_channel_attention_runs_with_channels_as_keys_and_queries(binding):
+    """DaViT's channel attention, rewritten to one pass over tiles of the key channels D: the query
+    channels C fill the engine's columns and each lane streams out its channel's T tokens."""
+    from einforge.einsum import defer_division, running_max
+    from einforge.sim import verify
+
+    c = running_max(defer_division(LIB["attention-channel"].load()), "D", tile_size=4)
+    d = lower(c, binding, (4, 4), FixedPoint(8, 8), {"C": 8, "D": 16, "T": 6})
+    assert d.manifest["mapping"]["cols"] == "C"
+    r = verify(d)
+    assert r.passed and r.bit_exact and r.cycles == r.model_cycles, r.details["failed_checks"]
+    assert r.present_lanes == 8 * 6 * len(r.details["jobs"])
