@@ -845,7 +845,8 @@ def _parse_array(text: str) -> tuple[int, int]:
     return r, c
 
 
-def _lowered(cascade_ref, array, sizes, size, int_bits, frac_bits, binding):
+def _lowered(cascade_ref, array, sizes, size, int_bits, frac_bits, binding, lane_rank=None):
+    from .arch import Binding
     from .einsum import FixedPoint, load_cascade
     from .rtl import lower
 
@@ -854,7 +855,24 @@ def _lowered(cascade_ref, array, sizes, size, int_bits, frac_bits, binding):
         numbers = FixedPoint(int_bits, frac_bits)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
-    return lower(c, binding, _parse_array(array), numbers, parse_sizes(list(size) + list(sizes)))
+    if lane_rank is not None:
+        if binding is not None:
+            raise click.UsageError("--lane-rank places a vector-unit stage; --binding places the attention engine's "
+                                   "cascades: give one of them")
+        binding = Binding(name="lanes", spatial=(("1d", (("cols", (lane_rank,)),)),))
+    d = lower(c, binding, _parse_array(array), numbers, parse_sizes(list(size) + list(sizes)))
+    if lane_rank is not None and not d.manifest["datapath"].startswith("vector lanes"):
+        raise click.UsageError(f"--lane-rank applies to stages the vector unit runs; {c.name} lowers to the "
+                               f"{d.manifest['datapath'].split(' (')[0]}")
+    return d
+
+
+def _lane_note(d, lane_rank) -> str | None:
+    """The vector unit's lane rank when the user did not choose it (a default printed with the result)."""
+    if lane_rank is not None or not d.manifest["datapath"].startswith("vector lanes"):
+        return None
+    return (f"lanes across {d.manifest['mapping']['cols']} (default: the largest rank every tensor of the stage "
+            "carries; --lane-rank chooses)")
 
 
 rtl_options = [
@@ -865,6 +883,7 @@ rtl_options = [
     click.option("--int-bits", default=8, show_default=True, help="integer bits of the fixed-point format (sign included)"),
     click.option("--frac-bits", default=8, show_default=True, help="fraction bits of the fixed-point format"),
     click.option("--binding", default=None, help="binding for cascades with several Einsums (fusemax or arch)"),
+    click.option("--lane-rank", default=None, help="the rank a vector-unit stage spreads over its lanes"),
 ]
 
 
@@ -884,11 +903,11 @@ def rtl():
 @click.option("-o", "--output", "out", type=click.Path(file_okay=False), required=True, help="output directory")
 @click.option("--json", "as_json", is_flag=True, help="print the manifest as JSON")
 @handles_errors
-def rtl_generate(cascade_ref, sizes, array, size, int_bits, frac_bits, binding, out, as_json):
+def rtl_generate(cascade_ref, sizes, array, size, int_bits, frac_bits, binding, lane_rank, out, as_json):
     """Write the design's Verilog and a JSON manifest (ports, parameters, sizes, expected cycles)."""
     from .rtl import write_design
 
-    d = _lowered(cascade_ref, array, sizes, size, int_bits, frac_bits, binding)
+    d = _lowered(cascade_ref, array, sizes, size, int_bits, frac_bits, binding, lane_rank)
     files = write_design(d, out)
     if as_json:
         emit_json({"files": {k: str(v) for k, v in files.items()},
@@ -896,6 +915,8 @@ def rtl_generate(cascade_ref, sizes, array, size, int_bits, frac_bits, binding, 
         return
     m = d.manifest
     console.print(f"[bold]{d.name}[/]: {m['datapath']} on {m['array'][0]}x{m['array'][1]}, {m['numbers']['format']}")
+    if _lane_note(d, lane_rank):
+        console.print(f"  {_lane_note(d, lane_rank)}")
     console.print(f"  wrote {files['verilog']} and {files['manifest']}")
     console.print(f"  expected cycles: RTL {m['rtl_cycles']}, cost model {m['model_cycles']:.0f}")
 
@@ -906,7 +927,7 @@ def rtl_generate(cascade_ref, sizes, array, size, int_bits, frac_bits, binding, 
               help="coarse: word-level cells without techmapping (fast for big arrays)")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 @handles_errors
-def rtl_synth(cascade_ref, sizes, array, size, int_bits, frac_bits, binding, mode, as_json):
+def rtl_synth(cascade_ref, sizes, array, size, int_bits, frac_bits, binding, lane_rank, mode, as_json):
     """Synthesize the design with Yosys: cells by type and, in full mode, logic depth and an area
     estimate next to the cost model's area of the same arrays."""
     import tempfile
@@ -914,7 +935,7 @@ def rtl_synth(cascade_ref, sizes, array, size, int_bits, frac_bits, binding, mod
     from .rtl import synthesize, write_design
     from .rtl._arch import model_area
 
-    d = _lowered(cascade_ref, array, sizes, size, int_bits, frac_bits, binding)
+    d = _lowered(cascade_ref, array, sizes, size, int_bits, frac_bits, binding, lane_rank)
     with tempfile.TemporaryDirectory() as tmp:
         files = write_design(d, tmp)
         stats = synthesize(files["verilog"], d.name, mode=mode)
@@ -999,7 +1020,8 @@ def rtl_regress(spec, store, scheduler, workers, as_json):
               help="words the memory fetches ahead of the engine (default: unbounded)")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 @handles_errors
-def rtl_test(cascade_ref, sizes, array, size, int_bits, frac_bits, binding, sim, seed, stimulus, waves, build_dir,
+def rtl_test(cascade_ref, sizes, array, size, int_bits, frac_bits, binding, lane_rank, sim, seed, stimulus, waves,
+             build_dir,
              keep, bandwidth, fifo, as_json):
     """Simulate the design with cocotb against the fixed-point golden model.
 
@@ -1015,7 +1037,7 @@ def rtl_test(cascade_ref, sizes, array, size, int_bits, frac_bits, binding, sim,
     from .rtl import MemoryModel
     from .sim import mask_densities, simulate, simulators, verify
 
-    d = _lowered(cascade_ref, array, sizes, size, int_bits, frac_bits, binding)
+    d = _lowered(cascade_ref, array, sizes, size, int_bits, frac_bits, binding, lane_rank)
     defaults = {}
     if sim is None:
         sim = defaults["sim"] = "verilator" if simulators()["verilator"] else "icarus"
@@ -1031,6 +1053,8 @@ def rtl_test(cascade_ref, sizes, array, size, int_bits, frac_bits, binding, sim,
         defaults["fifo"] = "unbounded"
     if mask_densities(d):
         defaults["mask_density"] = mask_densities(d)
+    if _lane_note(d, lane_rank):
+        defaults["lane_rank"] = d.manifest["mapping"]["cols"]
     if keep and build_dir is None:
         build_dir = tempfile.mkdtemp(prefix=f"einforge-{d.name}-")
     if seed is None and stimulus is None:
@@ -1055,6 +1079,8 @@ def rtl_test(cascade_ref, sizes, array, size, int_bits, frac_bits, binding, sim,
                       f"accurate: {r.accurate}, done: {r.done}")
         if r.details.get("failed_checks"):
             console.print(f"  failed checks: {', '.join(r.details['failed_checks'])}")
+        if _lane_note(d, lane_rank):
+            console.print(f"  {_lane_note(d, lane_rank)}")
         for t, share in defaults.get("mask_density", {}).items():
             console.print(f"  mask {t}: random stimuli keep each tile with probability {share:g} (the cascade's "
                           "declared density; default), and every block at least one")

@@ -150,3 +150,16 @@ def test_llm_commands():
     assert r.exit_code == 0
     d = json.loads(r.output)
     assert d["best"] and len(d["rows"]) == 5
+
+
+def test_rtl_generate_says_which_rank_the_vector_lanes_take(tmp_path):
+    r = CliRunner().invoke(main, ["rtl", "generate", "residual", "--array", "4x4", "--size", "D=3", "T=8",
+                                  "-o", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    assert "vector lanes" in r.output and "lanes across T (default" in r.output
+    r = CliRunner().invoke(main, ["rtl", "generate", "residual", "--array", "4x4", "--size", "D=3", "T=8",
+                                  "--lane-rank", "D", "-o", str(tmp_path), "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["mapping"]["cols"] == "D"
+    r = CliRunner().invoke(main, ["rtl", "generate", "examples/gemm.cascade", "--lane-rank", "M", "-o", str(tmp_path)])
+    assert r.exit_code != 0 and "--lane-rank applies to stages the vector unit runs" in r.output

@@ -194,10 +194,9 @@ def lower(cascade: Cascade, binding=None, array: tuple[int, int] = (4, 4), numbe
         if roles(cascade).tile is not None:
             return lower_attention(cascade, binding, (r, c), numbers, dict(sizes or {}))
         # a loop over single steps (a recurrence, a scan): the vector unit's, one lane per sequence
-        try:
-            lower_attention(cascade, binding, (r, c), numbers, dict(sizes or {}))
-        except RTLError as not_engine:
-            return _lower_vector(cascade, binding, c, numbers, sizes, not_engine)
+        not_engine = RTLError(f"{cascade.name} partitions no rank into tiles for the attention engine's rows "
+                              "(write K[e, m1*M0+m0] to stream M in tiles of M0)")
+        return _lower_vector(cascade, binding, c, numbers, sizes, not_engine)
     try:
         gemm_roles(cascade)   # structural problems first, before any size is needed
     except RTLError as not_gemm:
