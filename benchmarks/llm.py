@@ -2,7 +2,9 @@
 
 Prints: one decoder layer (prefill and decode) with every operator mapped by the mapper, cold (the
 mapper runs) and warm (the mapper's choice per operator shape remembered, every operator priced by
-the cost model again); and a sequence-parallel
+the cost model again; the sizes bound to an operator shape are remembered too), and a layer of a
+shape never priced before (a new prompt or cache length each time, bound as the layer above: the
+cost model's whole work); and a sequence-parallel
 sweep (Ulysses, Ring in three layouts and USP over chips, sequence lengths and link bandwidths, the
 block attention time from the cost model once per block shape) in configurations per second.
 Targets (issue 15): a layer in at most 2 ms; at least 10,000 sequence-parallel configurations/s.
@@ -10,6 +12,7 @@ Run: .venv/bin/python benchmarks/llm.py
 """
 
 import itertools
+from dataclasses import replace
 from functools import cache
 
 from _timing import cpu
@@ -42,6 +45,21 @@ def main():
         print(f"{phase} layer: {cold * 1e3:.0f} ms with the mapper choosing every operator's binding; then "
               f"{lo * 1e3:.2f} ms (median {med * 1e3:.2f}) pricing its {len(rep.ops)} operators "
               f"({distinct} distinct) with those bindings (target <= 2 ms)")
+        # a shape priced for the first time (nothing size-dependent remembered): each repetition a
+        # new prompt or cache length, the operators bound as the mapper bound the layer above
+        fresh = iter(range(1, 10_000))
+
+        def new_shape():
+            k = next(fresh)
+            t, c = (tokens + 16 * k, kv) if phase == "prefill" else (tokens, kv + 16 * k)
+            for op in layer_ops(m, phase, 8, t, c):
+                cascade, binding = _mapped(arch, op.cascade, replace(base[op.name], name=op.cascade))
+                evaluate(arch, cascade, binding, replace(op.workload, name=op.cascade))
+
+        base = {op.name: op.workload for op in layer_ops(m, phase, 8, tokens, kv)}
+        lo2, med2, _ = cpu(new_shape, reps=30)
+        print(f"{phase} layer of a shape not priced before (same bindings): {lo2 * 1e3:.2f} ms "
+              f"(median {med2 * 1e3:.2f})")
 
     c = load_cascade("attention-gqa")
     b = load_binding("fusemax", c)

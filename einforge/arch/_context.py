@@ -20,6 +20,8 @@ class _Ctx:
     def __init__(self, plan: _Plan, arch: Architecture, sizes: dict[str, int], inst: int,
                  skip_empty_tiles: bool = False):
         self.plan, self.arch, self.sizes, self.inst = plan, arch, sizes, inst
+        self._words: dict = {}       # tensor -> words, and Einsum -> cycles: asked for again and again
+        self._cycles: dict = {}
         c = plan.cascade
         self.c = c
         self.vsize = {r.name.lower(): sizes[r.name] for r in c.ranks if not r.param}
@@ -70,6 +72,12 @@ class _Ctx:
 
     def cycles(self, p: _E) -> tuple[float, float]:
         """(cycles, busy PE-cycles as a fraction of the array) of one Einsum."""
+        got = self._cycles.get(p)
+        if got is None:
+            got = self._cycles[p] = self._count_cycles(p)
+        return got
+
+    def _count_cycles(self, p: _E) -> tuple[float, float]:
         if p.array is None:
             return 0.0, 0.0
         sp = {v: n for _, v, n in p.spatial}
@@ -111,11 +119,14 @@ class _Ctx:
 
     def tensor_size(self, name: str) -> float:
         """Words of a tensor; an iterative one counted over its iterations (not the initial one)."""
-        info = self.c.tensors[name]
-        n = self.inst
-        for k, r in enumerate(info.ranks):
-            n *= (self.vsize[r.lower()] if k == info.iterative else self.sizes[r])
-        return float(n)
+        words = self._words.get(name)
+        if words is None:
+            info = self.c.tensors[name]
+            n = self.inst
+            for k, r in enumerate(info.ranks):
+                n *= (self.vsize[r.lower()] if k == info.iterative else self.sizes[r])
+            words = self._words[name] = float(n)
+        return words
 
     def reads(self, p: _E, a: Access, outer: set[str]) -> float:
         """Words an Einsum reads of one operand: spatial multicast, stationary reuse in the PE."""

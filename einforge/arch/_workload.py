@@ -184,6 +184,15 @@ def bind_sizes(cascade: Cascade, workload: Workload, mapping: dict[str, int] | N
     >>> b.sizes["M"], b.sizes["P"], b.sizes["M0"], b.sizes["M1"], b.instances
     (4096, 4096, 256, 16, 768)
     """
+    b = _bind_sizes(cascade, workload, tuple(sorted((mapping or {}).items())))
+    return BoundSizes(dict(b.sizes), b.instances, dict(b.origin))      # the caller's own dicts
+
+
+@lru_cache(maxsize=4096)
+def _bind_sizes(cascade: Cascade, workload: Workload, mapping: tuple) -> BoundSizes:
+    """:func:`bind_sizes` for value-equal arguments, worked out once (a layer prices the same
+    operator shapes over and over)."""
+    mapping = dict(mapping)
     fields = workload.fields()
     explicit = dict(workload.sizes)
     decls = {r.name: r for r in cascade.ranks}

@@ -334,3 +334,18 @@ def test_a_kernel_launch_adds_its_time_once_and_nothing_else(cascade, binding):
     # the arrays idle while the host launches: utilization is busy time over the longer latency
     assert slow.util_2d == pytest.approx(base.util_2d * base.latency_s / slow.latency_s, rel=1e-9)
     assert slow.details["launch_overhead_s"] == launch and base.details["launch_overhead_s"] == 0.0
+
+
+def test_bound_sizes_are_the_callers_own():
+    """bind_sizes remembers its work per value-equal arguments; what it returns may be changed by
+    the caller without changing what the next caller gets."""
+    from einforge.arch import bind_sizes, load_workload
+    from einforge.einsum import load_cascade
+
+    c, w = load_cascade("attention-1pass"), load_workload("BERT", "4K")
+    first = bind_sizes(c, w, {"M0": 256})
+    first.sizes["M"] = 1
+    first.origin.clear()
+    again = bind_sizes(c, w, {"M0": 256})
+    assert again.sizes["M"] == 4096 and again.origin["M"].startswith("workload")
+    assert bind_sizes(c, w, {"M0": 128}).sizes["M1"] == 32
