@@ -40,7 +40,7 @@ from ..einsum import (
 from ..einsum._ir import BinOp, Sym, Var
 from ._errors import RTLError
 
-__all__ = ["Operand", "Instr", "Program", "compile_program", "OPS"]
+__all__ = ["Operand", "Instr", "Program", "compile_program", "operator_instrs", "OPS"]
 
 # operation codes shared by the compiler, the hardware and the manifest
 OPS = {"nop": 0, "mac": 1, "add": 2, "sub": 3, "mul": 4, "max": 5, "min": 6, "neg": 7,
@@ -157,6 +157,28 @@ class _Computed:
 
     def accesses(self):
         return [self]
+
+
+def operator_instrs(instr: str, args: list, dst: int, numbers: FixedPoint, einsum: str, dst_mode: str = "plain",
+                    filt: int = 0) -> list[Instr]:
+    """The instructions of one operator (its operator-table ``rtl`` instruction) writing ``dst``:
+    an exp is its first step, the Horner steps and the last; a division the iterative divider's
+    steps (operands in the first, the quotient written by the last); anything else one ALU
+    operation. Shared by the attention engine and the vector unit, which run the same ALU."""
+    if instr == "exp":
+        k = numbers.exp_constants()
+        return ([Instr("exp0", args[0], dst=dst, dst_mode=dst_mode, einsum=einsum)]
+                + [Instr("exps", imm=c, dst=dst, dst_mode=dst_mode, einsum=einsum) for c in k["coeffs"][1:-1]]
+                + [Instr("expl", imm=k["coeffs"][-1], dst=dst, dst_mode=dst_mode, filt=filt, einsum=einsum)])
+    if instr == "div":
+        return ([Instr("div0", args[0], args[1], dst=dst, dst_mode=dst_mode, einsum=einsum)]
+                + [Instr("divs", dst=dst, dst_mode=dst_mode, einsum=einsum) for _ in range(DIVIDER_STEPS - 2)]
+                + [Instr("divl", dst=dst, dst_mode=dst_mode, filt=filt, einsum=einsum)])
+    if instr == "neg":
+        return [Instr("neg", args[0], dst=dst, dst_mode=dst_mode, filt=filt, einsum=einsum)]
+    if len(args) != 2:
+        raise RTLError(f"Einsum {einsum}: {instr} of {len(args)} operands; the ALU takes two")
+    return [Instr(instr, args[0], args[1], dst=dst, dst_mode=dst_mode, filt=filt, einsum=einsum)]
 
 
 def _plain_vars(a: Access) -> list[str] | None:
@@ -416,25 +438,7 @@ def compile_program(cascade: Cascade, binding, array: tuple[int, int], numbers: 
         if instr == "div" and array == "2d" and not divider_2d:
             raise RTLError(f"Einsum {einsum} uses operator '/', which the 2D PEs (units: mac, add, max) lack; "
                            "bind the division to the 1D array (it has a divider)")
-        if instr == "exp":
-            (a,) = args
-            k = q.exp_constants()
-            out.append(Instr("exp0", a, dst=dst, dst_mode=dst_mode, einsum=einsum))
-            for c in k["coeffs"][1:-1]:
-                out.append(Instr("exps", imm=c, dst=dst, dst_mode=dst_mode, einsum=einsum))
-            out.append(Instr("expl", imm=k["coeffs"][-1], dst=dst, dst_mode=dst_mode, filt=filt, einsum=einsum))
-        elif instr == "div":
-            # the iterative divider: operands in the first step, the quotient written by the last
-            out.append(Instr("div0", args[0], args[1], dst=dst, dst_mode=dst_mode, einsum=einsum))
-            for _ in range(DIVIDER_STEPS - 2):
-                out.append(Instr("divs", dst=dst, dst_mode=dst_mode, einsum=einsum))
-            out.append(Instr("divl", dst=dst, dst_mode=dst_mode, filt=filt, einsum=einsum))
-        elif instr == "neg":
-            out.append(Instr("neg", args[0], dst=dst, dst_mode=dst_mode, filt=filt, einsum=einsum))
-        else:
-            if len(args) != 2:
-                raise RTLError(f"Einsum {einsum}: {x.op} of {len(args)} operands; the engine's ALU takes two")
-            out.append(Instr(instr, args[0], args[1], dst=dst, dst_mode=dst_mode, filt=filt, einsum=einsum))
+        out += operator_instrs(instr, args, dst, q, einsum, dst_mode, filt)
         return Operand("reg" if array == "2d" else "lane", dst, mode=dst_mode)
 
     def _temp(array):

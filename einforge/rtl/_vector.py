@@ -27,7 +27,6 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..einsum import (
-    DIVIDER_STEPS,
     Access,
     Call,
     Cascade,
@@ -35,12 +34,12 @@ from ..einsum import (
     FixedPoint,
     Position,
     SizeRef,
+    Var,
     is_constant,
     product_factors,
 )
-from ..einsum._ir import Var
 from ._errors import RTLError
-from ._program import OPS, SRC, Instr, Operand, _Computed, _eval_static, _fold, _subst
+from ._program import OPS, SRC, Instr, Operand, _Computed, _eval_static, _fold, _subst, operator_instrs
 from ._units import alu, mul_width, round_shift, sat
 
 __all__ = ["VectorProgram", "VectorUnit", "compile_vector", "lane_rank_of", "lower_vector"]
@@ -285,7 +284,7 @@ class _Compiler:
             raise RTLError(f"Einsum {einsum} uses operator {x.op!r}, which the vector lanes cannot compute (no "
                            "instruction and no hardware form from add, sub, mul, max, min, neg, exp and div)")
         dst = self._temp() if dst is None else dst
-        _emit(op.rtl, args, dst, einsum, out, self.q)
+        out += operator_instrs(op.rtl, args, dst, self.q, einsum)
         return Operand("reg", dst)
 
     # ---------------- Einsums ------------------------------------------------------------------
@@ -382,27 +381,6 @@ class _Compiler:
                 instrs.append(Instr("add", x, Operand("none"), dst=dst, einsum=e.name))
             else:
                 instrs.append(Instr(opname, Operand("reg", dst), x, dst=dst, einsum=e.name))
-
-
-def _emit(instr, args, dst, einsum, out, q):
-    """One operator's instructions (the attention engine's encoding)."""
-    if instr == "exp":
-        k = q.exp_constants()
-        out.append(Instr("exp0", args[0], dst=dst, einsum=einsum))
-        for c in k["coeffs"][1:-1]:
-            out.append(Instr("exps", imm=c, dst=dst, einsum=einsum))
-        out.append(Instr("expl", imm=k["coeffs"][-1], dst=dst, einsum=einsum))
-    elif instr == "div":
-        out.append(Instr("div0", args[0], args[1], dst=dst, einsum=einsum))
-        for _ in range(DIVIDER_STEPS - 2):
-            out.append(Instr("divs", dst=dst, einsum=einsum))
-        out.append(Instr("divl", dst=dst, einsum=einsum))
-    elif instr == "neg":
-        out.append(Instr("neg", args[0], dst=dst, einsum=einsum))
-    else:
-        if len(args) != 2:
-            raise RTLError(f"Einsum {einsum}: {instr} of {len(args)} operands; the lanes' ALU takes two")
-        out.append(Instr(instr, args[0], args[1], dst=dst, einsum=einsum))
 
 
 # ---------------- hardware ------------------------------------------------------------------------
