@@ -487,42 +487,55 @@ class VectorUnit(wiring.Component):
             "busy": Out(1), "done": Out(1), "cycles": Out(32),
         })
 
+    LOAD, RUN, OUT, DONE = range(4)
+
     def elaborate(self, platform):
         m = Module()
         p = self.prog
-        C, NI, NP, NB = p.lanes, p.input_registers, len(p.instrs), p.blocks
-        outs = p.output_registers
         fields = _shapes(p)
-        lanes = [VectorLane(p, fields, self.acc_bits) for _ in range(C)]
+        lanes = [VectorLane(p, fields, self.acc_bits) for _ in range(p.lanes)]
         for k, ln in enumerate(lanes):
             m.submodules[f"lane{k}"] = ln
-        LOAD, RUN, OUT, DONE = range(4)
         state = Signal(range(4))
-        block = Signal(range(NB + 1))
-        valid_lanes = Signal(range(C + 1))
-        m.d.comb += valid_lanes.eq(Mux(block == NB - 1, p.extent - (NB - 1) * C, C))
-        # ---- load: word (register s, lane l) of the block ----
-        s, ln_i = Signal(range(max(2, NI + 1))), Signal(range(C + 1))
-        m.d.comb += self.in_ready.eq(state == LOAD)
+        block = Signal(range(p.blocks + 1))
+        valid_lanes = Signal(range(p.lanes + 1))       # the last block may cover fewer
+        m.d.comb += valid_lanes.eq(Mux(block == p.blocks - 1, p.extent - (p.blocks - 1) * p.lanes, p.lanes))
+        self._load(m, lanes, state, valid_lanes)
+        self._run(m, lanes, state, fields)
+        self._stream(m, lanes, state, block, valid_lanes)
+        m.d.comb += [self.busy.eq((state == self.RUN) | (state == self.OUT)), self.done.eq(state == self.DONE)]
+        restart = Signal()
+        m.d.comb += restart.eq(self.done & self.in_valid)
+        return ResetInserter({"sync": restart})(m)
+
+    def _load(self, m, lanes, state, valid_lanes):
+        """Word (register s, lane l) of the block, lanes innermost; presets with the first word."""
+        p = self.prog
+        s, lane_at = Signal(range(max(2, p.input_registers + 1))), Signal(range(p.lanes + 1))
+        m.d.comb += self.in_ready.eq(state == self.LOAD)
         beat_in = Signal()
         m.d.comb += beat_in.eq(self.in_valid & self.in_ready)
         for k, lane in enumerate(lanes):
-            m.d.comb += [lane.load_en.eq(beat_in & (ln_i == k)), lane.load_reg.eq(s), lane.load_data.eq(self.in_data),
-                         lane.preset.eq(beat_in & (s == 0) & (ln_i == 0))]
+            m.d.comb += [lane.load_en.eq(beat_in & (lane_at == k)), lane.load_reg.eq(s),
+                         lane.load_data.eq(self.in_data), lane.preset.eq(beat_in & (s == 0) & (lane_at == 0))]
         with m.If(beat_in):
-            with m.If(ln_i == valid_lanes - 1):
-                m.d.sync += ln_i.eq(0)
-                with m.If(s == NI - 1):
-                    m.d.sync += [s.eq(0), state.eq(RUN)]
+            with m.If(lane_at == valid_lanes - 1):
+                m.d.sync += lane_at.eq(0)
+                with m.If(s == p.input_registers - 1):
+                    # a stage of copies only has no instruction to run
+                    m.d.sync += [s.eq(0), state.eq(self.RUN if p.instrs else self.OUT)]
                 with m.Else():
                     m.d.sync += s.eq(s + 1)
             with m.Else():
-                m.d.sync += ln_i.eq(ln_i + 1)
-        # ---- run: instruction pc, the same in every lane ----
-        pc = Signal(range(NP + 1))
+                m.d.sync += lane_at.eq(lane_at + 1)
+
+    def _run(self, m, lanes, state, fields):
+        """The program, one instruction a cycle, the same in every lane; ``cycles`` counts them."""
+        p = self.prog
+        pc = Signal(range(len(p.instrs) + 1))
         enc = [_encode(i) for i in p.instrs]
         running = Signal()
-        m.d.comb += running.eq(state == RUN)
+        m.d.comb += running.eq(state == self.RUN)
         for k in _FIELDS:
             sig = Signal(fields[k], name=f"i_{k}")
             with m.Switch(pc):
@@ -536,11 +549,15 @@ class VectorUnit(wiring.Component):
             m.d.comb += lane.run.eq(running)
         with m.If(running):
             m.d.sync += self.cycles.eq(self.cycles + 1)
-            with m.If(pc == NP - 1):
-                m.d.sync += [pc.eq(0), state.eq(OUT)]
+            with m.If(pc == len(p.instrs) - 1):
+                m.d.sync += [pc.eq(0), state.eq(self.OUT)]
             with m.Else():
                 m.d.sync += pc.eq(pc + 1)
-        # ---- output: one beat per output register of the block ----
+
+    def _stream(self, m, lanes, state, block, valid_lanes):
+        """One beat per output register of the block; then the next block, or done."""
+        p = self.prog
+        outs = p.output_registers
         o = Signal(range(len(outs) + 1))
         reg = Signal(range(p.registers + 1))
         with m.Switch(o):
@@ -556,20 +573,16 @@ class VectorUnit(wiring.Component):
             words.append(Mux(here, lane.out, 0))
             present.append(here & lane.out_ok)
         m.d.comb += [self.out_data.eq(Cat(*words)), self.out_present.eq(Cat(*present)),
-                     self.out_valid.eq(state == OUT)]
+                     self.out_valid.eq(state == self.OUT)]
         with m.If(self.out_valid & self.out_ready):
             with m.If(o == len(outs) - 1):
                 m.d.sync += o.eq(0)
-                with m.If(block == NB - 1):
-                    m.d.sync += state.eq(DONE)
+                with m.If(block == p.blocks - 1):
+                    m.d.sync += state.eq(self.DONE)
                 with m.Else():
-                    m.d.sync += [block.eq(block + 1), state.eq(LOAD)]
+                    m.d.sync += [block.eq(block + 1), state.eq(self.LOAD)]
             with m.Else():
                 m.d.sync += o.eq(o + 1)
-        m.d.comb += [self.busy.eq((state == RUN) | (state == OUT)), self.done.eq(state == DONE)]
-        restart = Signal()
-        m.d.comb += restart.eq(self.done & self.in_valid)
-        return ResetInserter({"sync": restart})(m)
 
 
 def lower_vector(cascade: Cascade, lanes: int, numbers: FixedPoint, sizes: dict, lane_rank: str | None = None):
