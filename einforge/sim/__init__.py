@@ -9,6 +9,7 @@ from ._runner import (
                       golden,
                       mask_densities,
                       run_jobs,
+                      run_stages,
                       saturation,
                       simulate,
                       simulators,
@@ -16,5 +17,5 @@ from ._runner import (
                       verify,
 )
 
-__all__ = ["SUITE", "SimError", "SimResult", "accuracy", "golden", "mask_densities", "run_jobs", "saturation", "simulate",
+__all__ = ["SUITE", "SimError", "SimResult", "accuracy", "golden", "mask_densities", "run_jobs", "run_stages", "saturation", "simulate",
            "simulators", "stimuli", "verify", "RegressionSpec", "load_regression", "regress", "run_design"]

@@ -220,6 +220,42 @@ def verify(design: Design, *, sim: str = "icarus", suite=SUITE, build_dir: str |
     return run_jobs(design, jobs, sim=sim, build_dir=build_dir, waves=waves, verilog=verilog, memory=memory)
 
 
+def run_stages(designs: list, inputs: dict | None = None, *, seed: int = 0, sim: str = "icarus",
+               memory: MemoryModel | None = None) -> tuple[dict, list]:
+    """Run the stages of a cascade cut into parts (each on its own RTL: GEMM array, attention
+    engine, vector unit) one after another, each on what the inputs and the stages before it give.
+
+    An input no stage computes and ``inputs`` lacks is drawn as the first design reading it draws
+    its random stimuli (``seed``). What a stage passes on is its golden model's output, which its
+    RTL is checked to equal bit for bit (its result says whether it did).
+
+    Returns
+    -------
+    (values, results)
+        Every tensor given or computed (raw fixed point), and each stage's :class:`SimResult`.
+
+    Raises
+    ------
+    SimError
+        A stage reads a tensor that neither an input nor an earlier stage gives.
+    """
+    computed = {o for d in designs for o in d.cascade.outputs}
+    values = dict(inputs or {})
+    for d in designs:
+        drawn = stimuli(d, seed, "random")
+        values.update({k: v for k, v in drawn.items() if k not in values and k not in computed})
+    results = []
+    for d in designs:
+        missing = [t.name for t in d.cascade.inputs if t.name not in values]
+        if missing:
+            raise SimError(f"stage {d.name} reads {', '.join(missing)}, which no input or earlier stage gives; "
+                           "order the stages so that each comes after the ones computing its inputs")
+        mine = {t.name: values[t.name] for t in d.cascade.inputs}
+        results.append(run_jobs(d, [("chained", seed, mine)], sim=sim, memory=memory))
+        values.update({k: v for k, v in golden(d, mine).items() if not k.endswith("?")})
+    return values, results
+
+
 def run_jobs(design: Design, jobs: list, *, sim: str = "icarus", input_gaps: float = 0.0,
              output_gaps: float = 0.0, build_dir: str | Path | None = None, waves: bool = False,
              verilog: str | None = None, memory: MemoryModel | None = None,

@@ -378,19 +378,14 @@ def _chain(whole, cuts, sizes, tiled):
     RTL, each on what the stages before computed; check each and return the designs, the inputs
     and every value computed, and the whole cascade's golden model at the engine's tiling."""
     from einforge.einsum import evaluate, subcascade
-    from einforge.sim import golden, run_jobs, stimuli
+    from einforge.sim import run_stages
 
     q = FixedPoint(8, 8)
     designs = [lower(subcascade(whole, outs, ins), "fusemax", (4, 4), q, sizes) for outs, ins in cuts]
-    raw_in = {}
-    for d in designs:
-        raw_in.update({k: v for k, v in stimuli(d, 5, "random").items() if whole.tensors[k].is_input})
-    values = dict(raw_in)
-    for d in designs:
-        mine = {t.name: values[t.name] for t in d.cascade.inputs}
-        r = run_jobs(d, [("chained", 0, mine)])
+    values, results = run_stages(designs, seed=5)
+    for d, r in zip(designs, results):
         assert r.passed and r.cycles == r.model_cycles, (d.name, r.details["failed_checks"])
-        values.update({k: v for k, v in golden(d, mine).items() if not k.endswith("?")})
+    raw_in = {t.name: values[t.name] for t in whole.inputs}
     # the engine tiles the keys by its rows: the whole cascade at the same tiling
     assert designs[[d.program is not None for d in designs].index(True)].sizes[tiled] == 4
     return designs, values, evaluate(whole, {k: q.to_float(v) for k, v in raw_in.items()}, {**sizes, tiled: 4}, q)
@@ -428,7 +423,7 @@ def test_linformer_projects_on_the_gemm_array_and_attends_on_the_engine():
     on what the stages before computed, bit-exact, on its predicted cycles and within its derived
     error bound."""
     from einforge.einsum import defer_division, running_max, subcascade
-    from einforge.sim import golden, run_jobs, stimuli
+    from einforge.sim import run_stages
 
     lf = LIB["attention-linformer"].load()
     q = FixedPoint(8, 8)
@@ -437,14 +432,9 @@ def test_linformer_projects_on_the_gemm_array_and_attends_on_the_engine():
     stages = [subcascade(lf, ["KR"], ["PK", "K"]), subcascade(lf, ["VR"], ["PV", "V"]), core]
     designs = [lower(s, "fusemax", (4, 4), q, {k: v for k, v in sizes.items() if k in s.rank_names}) for s in stages]
     assert [d.program is None for d in designs] == [True, True, False]
-    values = {}
-    for d in designs:
-        values.update({k: v for k, v in stimuli(d, 3, "random").items() if lf.tensors[k].is_input})
-    for d in designs:
-        mine = {t.name: values[t.name] for t in d.cascade.inputs}
-        r = run_jobs(d, [("chained", 0, mine)])
+    values, results = run_stages(designs, seed=3)
+    for d, r in zip(designs, results):
         assert r.passed and r.cycles == r.model_cycles and r.error_bound_vs_float < 1, (d.name, r.details["failed_checks"])
-        values.update({k: v for k, v in golden(d, mine).items() if not k.endswith("?")})
     assert values["AV"].shape == (4, 8)
 
 

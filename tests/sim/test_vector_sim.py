@@ -6,12 +6,21 @@ import pytest
 
 from einforge.einsum import FixedPoint, evaluate, library, parse_cascade, running_max, subcascade
 from einforge.rtl import lower
-from einforge.sim import golden, run_jobs, simulators, stimuli, verify
+from einforge.sim import run_stages, simulators, verify
 from einforge.sim._mutations import VECTOR_MUTATIONS, mutation_score
 
 needs_icarus = pytest.mark.skipif(not simulators()["icarus"], reason="Icarus Verilog is not installed")
 LIB = library()
 Q88 = FixedPoint(8, 8)
+
+
+def _run_and_check(designs, values=None):
+    """The stages one after another (:func:`einforge.sim.run_stages`), each bit-exact, on its
+    predicted cycles and within an error bound below one; every value given or computed."""
+    values, results = run_stages(designs, values, seed=3)
+    for d, r in zip(designs, results):
+        assert r.passed and r.cycles == r.model_cycles and r.error_bound_vs_float < 1, (d.name, r.details["failed_checks"])
+    return values
 
 
 def _stage(name, outs=None, ins=None):
@@ -85,14 +94,7 @@ def test_mossformer_runs_stage_by_stage_and_composes_bit_exactly():
                      "output-stationary GEMM", "output-stationary GEMM", "attention engine"]
     # the chunk mask leaves each block of 4 queries the 2 tiles of its chunk of 8, not all 4
     assert designs[-1].manifest["tiles_visited"] == [2, 2, 2, 2]
-    values = {}
-    for d in designs:
-        values.update({k: v for k, v in stimuli(d, 3, "random").items() if mf.tensors[k].is_input})
-    for d in designs:
-        mine = {t.name: values[t.name] for t in d.cascade.inputs}
-        r = run_jobs(d, [("chained", 0, mine)])
-        assert r.passed and r.cycles == r.model_cycles and r.error_bound_vs_float < 1, (d.name, r.details["failed_checks"])
-        values.update({k: v for k, v in golden(d, mine).items() if not k.endswith("?")})
+    values = _run_and_check(designs)
     whole = evaluate(running_max(mf, "M", tile_size=4), {k: q.to_float(values[k]) for k in ("Q", "K", "V")},
                      {**sizes, "M0": 4}, q)
     assert np.array_equal(values["AV"], whole["AV"])
@@ -112,14 +114,7 @@ def test_lolcats_runs_its_feature_maps_on_the_lanes_and_both_attentions_in_one_p
     designs = [lower(s, binding, (4, 4), Q88, {k: v for k, v in sizes.items() if k in {r.name for r in s.ranks}})
                for s in stages]
     assert [d.program is not None for d in designs] == [False, False, True]
-    values = {}
-    for d in designs:
-        values.update({k: v for k, v in stimuli(d, 3, "random").items() if lc.tensors[k].is_input})
-    for d in designs:
-        mine = {t.name: values[t.name] for t in d.cascade.inputs}
-        r = run_jobs(d, [("chained", 0, mine)])
-        assert r.passed and r.cycles == r.model_cycles and r.error_bound_vs_float < 1, (d.name, r.details["failed_checks"])
-        values.update({k: v for k, v in golden(d, mine).items() if not k.endswith("?")})
+    values = _run_and_check(designs)
     whole = evaluate(running_max(lc, "M", tile_size=4), {k: Q88.to_float(values[k]) for k in ("Q", "K", "V")},
                      {**sizes, "M0": 4}, Q88)
     assert np.array_equal(values["AV"], whole["AV"])
@@ -139,21 +134,12 @@ def test_core_context_aware_attention_pools_on_the_lanes_and_attends_over_joint_
     pool_designs = [lower(s, None, (4, 4), Q88, {"E": 4, "F": 4, "M": 16, "G": 4}) for s in pooled]
     engine = lower(core, "fusemax", (4, 4), Q88, sizes)
     assert [d.manifest["datapath"].split(" (")[0] for d in pool_designs] == ["vector lanes"] * 2
-    values = {k: v for k, v in stimuli(engine, 3, "random").items() if k == "Q"}
-    for d in pool_designs:
-        values.update({k: v for k, v in stimuli(d, 4, "random").items()})
-    for d in pool_designs:
-        mine = {t.name: values[t.name] for t in d.cascade.inputs}
-        r = run_jobs(d, [("chained", 0, mine)])
-        assert r.passed and r.cycles == r.model_cycles, (d.name, r.details["failed_checks"])
-        values.update({k: v for k, v in golden(d, mine).items() if not k.endswith("?")})
+    values = _run_and_check(pool_designs)
     # the host's concatenation: core tokens first, then the sequence
     values["KJ"] = np.concatenate([values["KC"], values["K"]], axis=1)
     values["VJ"] = np.concatenate([values["VC"], values["V"]], axis=1)
-    mine = {t.name: values[t.name] for t in engine.cascade.inputs}
-    r = run_jobs(engine, [("chained", 0, mine)])
-    assert r.passed and r.cycles == r.model_cycles and r.error_bound_vs_float < 1, r.details["failed_checks"]
-    got = golden(engine, mine)["AV"]
+    values = _run_and_check([engine], values)
+    got = values["AV"]
     whole = evaluate(running_max(cca, "J", tile_size=4), {k: Q88.to_float(values[k]) for k in ("Q", "K", "V")},
                      {**sizes, "J0": 4}, Q88)
     assert np.array_equal(got, whole["AV"])
@@ -171,3 +157,14 @@ def test_aaren_scans_one_head_per_lane_and_emits_an_output_per_step(heads, lanes
     r = verify(d)
     assert r.passed and r.bit_exact and r.cycles == r.model_cycles, r.details["failed_checks"]
     assert r.present_lanes == 2 * 5 * heads * len(r.details["jobs"])     # F x M outputs per head
+
+
+def test_stages_in_the_wrong_order_are_refused_before_any_simulation():
+    from einforge.sim import SimError
+
+    mf = LIB["attention-mossformer"].load()
+    sizes = {"M": 8, "P": 8, "E": 2, "F": 2}
+    designs = [lower(subcascade(mf, o, i), None, (2, 2), Q88, sizes) for o, i in
+               ((["GN"], ["FQ", "KV"]), (["FQ"], ["Q"]))]
+    with pytest.raises(SimError, match="reads FQ, which no input or earlier stage gives"):
+        run_stages(designs)
