@@ -12,7 +12,6 @@ Run: .venv/bin/python benchmarks/llm.py
 """
 
 import itertools
-from dataclasses import replace
 from functools import cache
 
 from _timing import cpu
@@ -48,15 +47,13 @@ def main():
         # a shape priced for the first time (nothing size-dependent remembered): each repetition a
         # new prompt or cache length, the operators bound as the mapper bound the layer above
         fresh = iter(range(1, 10_000))
+        bound = rep.bindings
 
         def new_shape():
             k = next(fresh)
             t, c = (tokens + 16 * k, kv) if phase == "prefill" else (tokens, kv + 16 * k)
-            for op in layer_ops(m, phase, 8, t, c):
-                cascade, binding = _mapped(arch, op.cascade, replace(base[op.name], name=op.cascade))
-                evaluate(arch, cascade, binding, replace(op.workload, name=op.cascade))
+            evaluate_layer(arch, m, phase, 8, t, kv=c, bindings=bound)
 
-        base = {op.name: op.workload for op in layer_ops(m, phase, 8, tokens, kv)}
         lo2, med2, _ = cpu(new_shape, reps=30)
         print(f"{phase} layer of a shape not priced before (same bindings): {lo2 * 1e3:.2f} ms "
               f"(median {med2 * 1e3:.2f})")

@@ -130,7 +130,12 @@ class _Ctx:
 
     def reads(self, p: _E, a: Access, outer: set[str]) -> float:
         """Words an Einsum reads of one operand: spatial multicast, stationary reuse in the PE."""
-        av, sp, inner = plan_memo(self.plan, ("reads", p.label, a, frozenset(outer)), lambda: _read_pattern(p, a, outer))
+        return self.pattern_reads(p, plan_memo(self.plan, ("reads", p.label, a, frozenset(outer)),
+                                               lambda: _read_pattern(p, a, outer)))
+
+    def pattern_reads(self, p: _E, pattern: tuple) -> float:
+        """:meth:`reads` of an operand whose :func:`_read_pattern` the caller kept."""
+        av, sp, inner, outer = pattern
         n = self.inst * self.present[p.label]
         for v in p.vars:
             if v in outer:
@@ -144,12 +149,12 @@ class _Ctx:
 
 def _read_pattern(p: _E, a: Access, outer) -> tuple:
     """(the operand's variables, the Einsum's spatial variables and their extents, its temporal
-    variables inside ``outer``): what :meth:`_Ctx.reads` needs of the plan, sizes apart."""
+    variables inside ``outer``, ``outer``): what :meth:`_Ctx.reads` needs of the plan, sizes apart."""
     av = set()
     for ix in a.indices:
         av |= ix.variables()
     sp = {v: n for _, v, n in p.spatial}
-    return frozenset(av), sp, frozenset(v for v in p.vars if v not in sp and v not in outer)
+    return frozenset(av), sp, frozenset(v for v in p.vars if v not in sp and v not in outer), frozenset(outer)
 
 
 def _filter_density(filters, vsize, sizes, data: dict | None = None) -> float:
@@ -219,7 +224,7 @@ def _exact_variable(filters, vs, vsize, sizes):
         for f in filters:
             if v not in f.variables():
                 continue
-            a = _linear_slope(BinOp("-", f.left, f.right), v, sizes) if f.op in ("<", "<=", ">", ">=") else None
+            a = _linear_slope(_difference(f), v, sizes) if f.op in ("<", "<=", ">", ">=") else None
             if a is None:
                 break
             slopes[f] = a
@@ -340,7 +345,7 @@ def _filter_steps(f, lv, rv, vsize, sizes, blocks, block, slopes):
         return None
     n = vsize[lv]
     box = sorted(f.variables() - {lv})
-    form = _affine_form(BinOp("-", f.left, f.right), [lv] + box, sizes)
+    form = _affine_form(_difference(f), [lv] + box, sizes)
     if form is not None:
         # an affine difference takes its extremes over the box at its corners, term by term
         const, coef = form
@@ -364,7 +369,7 @@ def _filter_steps(f, lv, rv, vsize, sizes, blocks, block, slopes):
 
     corners = corners_of(blocks)
     if f not in slopes:
-        a = _linear_slope(BinOp("-", f.left, f.right), lv, sizes)
+        a = _linear_slope(_difference(f), lv, sizes)
         slopes[f] = a if a is not None else _slope(diff, corners, blocks.shape, n)
     a = slopes[f]
     if a is None:
@@ -390,21 +395,45 @@ def _linear_slope(e, lv: str, sizes: dict):
     with that coefficient the same everywhere (sums, differences, products by a size or number);
     ``None`` when the tree does not show it (floor division of the step, a product of two
     variables...), which leaves the question to :func:`_slope`'s sampling."""
+    c = _slope_expr(e, lv)
+    if c is None:
+        return None
+    return float(c.value if isinstance(c, Num) else c.evaluate(sizes))
+
+
+@lru_cache(maxsize=4096)
+def _slope_expr(e, lv: str):
+    """:func:`_linear_slope`'s coefficient as an expression of sizes alone (a number when it is one):
+    the tree is read once per expression, the sizes put in per call."""
     if isinstance(e, Var):
-        return 1.0 if e.name == lv else 0.0
+        return Num(1 if e.name == lv else 0)
     if not isinstance(e, BinOp):
-        return 0.0 if isinstance(e, (Num, Sym)) else None
+        return Num(0) if isinstance(e, (Num, Sym)) else None
     if lv not in e.variables():
-        return 0.0
+        return Num(0)
     if e.op in ("+", "-"):
-        a, b = _linear_slope(e.left, lv, sizes), _linear_slope(e.right, lv, sizes)
-        return None if a is None or b is None else (a + b if e.op == "+" else a - b)
+        a, b = _slope_expr(e.left, lv), _slope_expr(e.right, lv)
+        if a is None or b is None:
+            return None
+        if isinstance(a, Num) and isinstance(b, Num):
+            return Num(a.value + b.value if e.op == "+" else a.value - b.value)
+        return BinOp(e.op, a, b)
     if e.op == "*":
         for x, k in ((e.left, e.right), (e.right, e.left)):
             if not k.variables():
-                a = _linear_slope(x, lv, sizes)
-                return None if a is None else a * float(k.evaluate(sizes))
+                a = _slope_expr(x, lv)
+                if a is None or (isinstance(a, Num) and a.value == 0):
+                    return a
+                if isinstance(k, Num):
+                    return Num(a.value * k.value) if isinstance(a, Num) else BinOp("*", a, k)
+                return k if isinstance(a, Num) and a.value == 1 else BinOp("*", a, k)
     return None
+
+
+@lru_cache(maxsize=4096)
+def _difference(f):
+    """``left - right`` of a comparison, one object per filter (its hash and variables are kept)."""
+    return BinOp("-", f.left, f.right)
 
 
 def _slope(diff, corners, shape, n):

@@ -36,8 +36,9 @@ def compute_energy(plan, ctx, acc) -> tuple[dict, Counter, dict]:
             per_einsum[p.label] += e
     breakdown = {f"compute_{u}": v for u, v in sorted(comp_energy.items())}
     oned = next((a for a in arch.arrays if a.name == "1d"), None)
+    # the shared register file is priced as a 32-entry file when larger (it is banked) or absent
+    r1, w1 = et.rf_access(oned.shared_rf if oned is not None and oned.shared_rf and oned.shared_rf <= 64 else 32)
     if acc.shared_rf_reads or acc.shared_rf_writes:
-        r1, w1 = et.rf_access(oned.shared_rf if oned is not None and oned.shared_rf <= 64 else 32)
         breakdown["shared_rf_1d"] = acc.shared_rf_reads * r1 + acc.shared_rf_writes * w1
     for (arr, kind), n in sorted(acc.pe_rf.items()):
         r, w = et.rf_access(arch.array(arr).rf_depth)
@@ -47,7 +48,6 @@ def compute_energy(plan, ctx, acc) -> tuple[dict, Counter, dict]:
             r, _ = et.rf_access(arch.array(comp[6:]).rf_depth)
             per_einsum[lab] += n * r
         elif comp == "shared_rf":
-            r1, _ = et.rf_access(32)
             per_einsum[lab] += n * r1
     return breakdown, per_einsum, actions
 

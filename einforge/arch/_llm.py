@@ -190,7 +190,9 @@ def _attention(m: DecoderModel, phase: str, batch: int, tokens: int, kv: int | N
 
 @dataclass(frozen=True)
 class LayerReport:
-    """One layer: per-operator latency, energy and DRAM bytes, and their sums."""
+    """One layer: per-operator latency, energy and DRAM bytes, and their sums; ``bindings`` holds each
+    operator's binding (by operator name), to price the layer again at another shape with the same
+    mapping (``evaluate_layer(..., bindings=report.bindings)``)."""
 
     model: str
     phase: str
@@ -199,41 +201,62 @@ class LayerReport:
     energy_pJ: float
     traffic_bytes: float
     details: dict = field(default_factory=dict, compare=False)
+    bindings: dict = field(default_factory=dict, compare=False, repr=False)
 
     def op(self, name: str) -> tuple:
         return next(o for o in self.ops if o[0] == name)
 
 
 def evaluate_layer(arch: Architecture, model: DecoderModel, phase: str, batch: int, tokens: int,
-                   kv: int | None = None) -> LayerReport:
-    """One decoder layer on ``arch``, every operator with the mapper's best binding (latency first).
+                   kv: int | None = None, bindings: dict | None = None) -> LayerReport:
+    """One decoder layer on ``arch``, every operator with the mapper's best binding (latency first),
+    or with the binding ``bindings`` gives for its name.
 
     The mapper's choice is remembered per operator shape; the cost model prices each distinct
-    operator of the layer once (the two norms and the two residual adds are alike)."""
+    operator of the layer once (the two norms and the two residual adds are alike).
+
+    Raises
+    ------
+    ArchError
+        ``bindings`` names an operator the layer does not have.
+    """
     from dataclasses import replace
 
     from ._designs import evaluate
 
+    ops = layer_ops(model, phase, batch, tokens, kv)
+    unknown = sorted(set(bindings or {}) - {op.name for op in ops})
+    if unknown:
+        raise ArchError(f"bindings for {', '.join(unknown)}: a {model.name} {phase} layer has no such operator "
+                        f"(its operators: {', '.join(op.name for op in ops)})")
     priced: dict = {}
-    rows = []
-    for op in layer_ops(model, phase, batch, tokens, kv):
-        shape = (op.cascade, replace(op.workload, name=op.cascade))     # an operator's name costs nothing
+    rows, used = [], {}
+    for op in ops:
+        given = (bindings or {}).get(op.name)
+        shape = (op.cascade, replace(op.workload, name=op.cascade), given)   # an operator's name costs nothing
         if shape not in priced:
-            cascade, binding = _mapped(arch, *shape)
-            priced[shape] = evaluate(arch, cascade, binding, shape[1]), binding.name
-        r, binding = priced[shape]
-        rows.append((op.name, op.cascade, binding, r.latency_s, r.energy_pJ, r.traffic_bytes))
+            cascade, binding = (_library_cascade(op.cascade), given) if given else _mapped(arch, *shape[:2])
+            priced[shape] = evaluate(arch, cascade, binding, shape[1]), binding
+        r, used[op.name] = priced[shape]
+        rows.append((op.name, op.cascade, used[op.name].name, r.latency_s, r.energy_pJ, r.traffic_bytes))
     return LayerReport(model.name, phase, tuple(rows), sum(o[3] for o in rows), sum(o[4] for o in rows),
-                       sum(o[5] for o in rows))
+                       sum(o[5] for o in rows), bindings=used)
+
+
+@lru_cache(maxsize=256)
+def _library_cascade(name: str):
+    """A library cascade, parsed once (library files are package data)."""
+    from ..einsum import load_cascade
+
+    return load_cascade(name)
 
 
 @lru_cache(maxsize=4096)
 def _mapped(arch: Architecture, cascade_name: str, workload: Workload):
     """The cascade of one operator shape, and the mapper's best binding of it."""
-    from ..einsum import load_cascade
     from ._search import search
 
-    cascade = load_cascade(cascade_name)
+    cascade = _library_cascade(cascade_name)
     return cascade, search(arch, cascade, workload).binding
 
 

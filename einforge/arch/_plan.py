@@ -226,7 +226,7 @@ def _plan_for(cascade: Cascade, binding: Binding, arrays: tuple, choice: tuple) 
                 loop_var = r.name.lower()
     row_pick = {lab: r for lab, r in cands_of.pop("rows", {}).items()} if "rows" in cands_of else {}
     overrides = dict(binding.einsum_spatial)
-    present = presence_filters(cascade)      # filters that travel with the data count as the Einsum's own
+    present = _interned(presence_filters(cascade))    # filters that travel with the data count as the Einsum's own
     plans = []
     for i, e in enumerate(cascade.einsums):
         lab = cascade.label(i)
@@ -265,6 +265,13 @@ def _plan_for(cascade: Cascade, binding: Binding, arrays: tuple, choice: tuple) 
                         tuple(sorted(acts.items())), cpp, tuple(spatial), tuple(e.expr.accesses()), e.name,
                         present[lab], tuple(sorted(fold.items())), fold_cpp))
     return _Plan(cascade, tuple(plans), tile_rank, row_rank, loop_var, iter_rank)
+
+
+def _interned(filters_of: dict) -> dict:
+    """``filters_of`` with equal filters (and equal tuples of them) one object: the cost model keys
+    dictionaries by them, and equal but distinct trees compare node by node."""
+    one: dict = {}
+    return {lab: one.setdefault(fs, tuple(one.setdefault(f, f) for f in fs)) for lab, fs in filters_of.items()}
 
 
 def instance_ranks(plan: _Plan) -> list[str]:

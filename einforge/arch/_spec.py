@@ -90,8 +90,19 @@ class EnergyTable:
                 return v
         raise ArchError(f"energy table {self.name} has no energy for unit {name!r}")
 
+    @cached_property
+    def _prices(self) -> dict:
+        """Per-access prices worked out once per table (a frozen value: they cannot go stale)."""
+        return {}
+
     def buffer_per_word(self, capacity: float) -> tuple[float, float]:
         """(read, write) pJ per word for a buffer of ``capacity`` bytes (log-linear interpolation)."""
+        key = ("buffer", capacity)
+        if key not in self._prices:
+            self._prices[key] = self._buffer_per_word(capacity)
+        return self._prices[key]
+
+    def _buffer_per_word(self, capacity: float) -> tuple[float, float]:
         pts = sorted(self.buffer_points)
         w = self.buffer_width_words
         if len(pts) == 1:
@@ -108,6 +119,12 @@ class EnergyTable:
 
     def rf_access(self, depth: int) -> tuple[float, float]:
         """(read, write) pJ of one register-file access of the given depth."""
+        key = ("rf", depth)
+        if key not in self._prices:
+            self._prices[key] = self._rf_access(depth)
+        return self._prices[key]
+
+    def _rf_access(self, depth: int) -> tuple[float, float]:
         d = dict(self.rf)
         entries = max(d["min_entries"], depth)
         adder = d["adder_per_bit"] * max(1, math.ceil(math.log2(max(2, depth))))

@@ -10,7 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 
 from ._binding import Binding, is_layout
-from ._context import _Ctx
+from ._context import _Ctx, _read_pattern
 from ._plan import _E, _loop_members, _Plan, _spatial_of, instance_ranks, plan_memo
 from ._spec import ArchError, Architecture
 
@@ -125,40 +125,41 @@ def _lower_ranks(plan: _Plan) -> dict:
         t: frozenset(r.lower() for r in info.ranks) for t, info in plan.cascade.tensors.items()})
 
 
-def _tiled(ctx: _Ctx, plan: _Plan, binding: Binding) -> _Access:
-    c, arch = plan.cascade, ctx.arch
-    s = arch.word_bytes
-    acc = _Access()
+@dataclass(frozen=True)
+class _TiledLayout:
+    """What the tiled mapping's accesses depend on apart from the sizes: where each computed tensor
+    lives, which ranks are rows, tiles or outer loops, and what each Einsum's reads and writes cost
+    (``actions``: (component, Einsum, what is counted, operand or tensor) in the order counted)."""
+
+    place: dict
+    row_v: str | None
+    outer: frozenset
+    row_ranks: tuple
+    outer_ranks: tuple
+    row_inputs: tuple          # inputs carrying the row rank (resident per block of rows)
+    tile_inputs: tuple         # the others (streamed a tile at a time)
+    row_word_inputs: tuple     # inputs an Einsum inside the loop reads: per-row or per-tile words
+    tile_word_inputs: tuple
+    row_kept: tuple            # (tensor, rank variable of its one resident iterate, divided by the loop)
+    p0: int | None             # the 2D array's extent of the row rank (None: the 1D lanes)
+    actions: tuple
+
+
+def _placement(plan: _Plan, shared: bool) -> tuple[dict, tuple]:
+    """Where each computed tensor of a tiled mapping lives (``shared``: the 1D array has a shared
+    register file), and the 1D tensors whose place depends on the sizes (kept in a lane's registers
+    when they fit its depth): (place, ((tensor, producer), ...))."""
+    c = plan.cascade
     alias = _aliases(plan)
     cons = _consumers(plan)
-    row_v = plan.row_rank.lower() if plan.row_rank else None
     tile_v = plan.tile_rank.lower() if plan.tile_rank else None
-    outer = {plan.loop_var} if plan.loop_var else set()
     seq1d = _one_d_sequence(plan)
-    oned = arch.array("1d") if any(a.name == "1d" for a in arch.arrays) else None
-
-    def base(t):
-        return alias.get(t, t)
-
     ranks_of = _lower_ranks(plan)
-
-    def has(t, v):
-        return v is not None and v in ranks_of[t]
-
-    def forwarded(prod: _E, consumer: _E) -> bool:
-        if prod.array != "1d" or consumer.array != "1d":
-            return False
-        k = seq1d.index(prod.label)
-        return k + 1 < len(seq1d) and seq1d[k + 1] == consumer.label
-
-    # where each computed tensor lives
-    place: dict[str, str] = {}
     producer = {p.output: p for p in plan.einsums if p.array}
+    place, by_size = {}, []
     for t, info in c.tensors.items():
-        if info.is_input or t in alias:
-            continue
         p = producer.get(t)
-        if p is None:
+        if info.is_input or t in alias or p is None:
             continue
         users = cons.get(t, [])
         if t in c.outputs and not users:
@@ -166,149 +167,177 @@ def _tiled(ctx: _Ctx, plan: _Plan, binding: Binding) -> _Access:
         elif info.iterative is not None:
             place[t] = "l3"
         elif all(u.array == p.array for u in users):
-            if p.array == "1d":
-                if len(users) == 1 and forwarded(p, users[0]):
-                    place[t] = "forward"
-                elif _lane_words(ctx, p, t) <= (oned.rf_depth if oned else 0):
-                    place[t] = "pe_rf"
-                else:
-                    place[t] = "l3"
-            else:
+            if p.array != "1d":
                 place[t] = "pe_rf"
-        elif has(t, tile_v):
+            elif len(users) == 1 and _forwarded(seq1d, p, users[0]):
+                place[t] = "forward"
+            else:
+                place[t] = "lane?"
+                by_size.append((t, p))
+        elif tile_v is not None and tile_v in ranks_of[t]:
             place[t] = "l3"
         else:
-            place[t] = "shared_rf" if oned is not None and oned.shared_rf else "l3"
+            place[t] = "shared_rf" if shared else "l3"
+    return place, tuple(by_size)
+
+
+def _forwarded(seq1d: list, prod: _E, consumer: _E) -> bool:
+    """Whether the 1D array hands ``prod``'s output straight to ``consumer``, its next Einsum."""
+    if prod.array != "1d" or consumer.array != "1d":
+        return False
+    k = seq1d.index(prod.label)
+    return k + 1 < len(seq1d) and seq1d[k + 1] == consumer.label
+
+
+def _tiled_layout(plan: _Plan, place: dict, shared: bool) -> _TiledLayout:
+    c = plan.cascade
+    outer = frozenset({plan.loop_var} if plan.loop_var else ())
+    alias = _aliases(plan)
+    ranks_of = _lower_ranks(plan)
+    row_v = plan.row_rank.lower() if plan.row_rank else None
+
+    def has(t, v):
+        return v is not None and v in ranks_of[t]
 
     # rows: the query-like ranks only the row inputs have (P, and R for grouped queries), spread
     # over the columns P0 at a time, P1 blocks resident; ranks the row and tile inputs share (B, G)
     # are independent outer loops; the rest of a tile input is one key/value tile per step
-    row_inputs = [t.name for t in c.inputs if has(t.name, row_v)]
-    tile_inputs = [t.name for t in c.inputs if not has(t.name, row_v)]
+    row_inputs = tuple(t.name for t in c.inputs if has(t.name, row_v))
+    tile_inputs = tuple(t.name for t in c.inputs if not has(t.name, row_v))
     reduced = {v for p in plan.einsums for v in p.reduced}
-    rset = set()
-    for t in row_inputs:
-        rset |= {r for r in c.tensors[t].ranks if r.lower() not in reduced}
-    tset = set()
-    for t in tile_inputs:
-        tset |= set(c.tensors[t].ranks)
-    row_ranks = [r for r in rset if r not in tset]
-    outer_ranks = [r for r in rset if r in tset]
-    n_outer = ctx.inst * math.prod(ctx.sizes[r] for r in outer_ranks)
-    rows_total = math.prod(ctx.sizes[r] for r in row_ranks) if row_ranks else 1
-    steps_outer = math.prod(ctx.vsize[v] for v in outer) if outer else 1
-    row_words = 0.0
-    tile_words = 0.0
-    seen = set()
+    rset = {r for t in row_inputs for r in c.tensors[t].ranks if r.lower() not in reduced}
+    tset = {r for t in tile_inputs for r in c.tensors[t].ranks}
+    row_words, tile_words = [], []
     for p in plan.einsums:
         if p.array is None or (outer and not (outer & set(p.vars))):
             continue
         for a in p.accesses:
-            t = base(a.tensor)
-            if t in seen:
-                continue
-            info = c.tensors[t]
-            if info.is_input:
-                seen.add(t)
-                if has(t, row_v):
-                    row_words += ctx.tensor_size(t) / (n_outer * rows_total)
-                else:
-                    tile_words += ctx.tensor_size(t) / (n_outer * steps_outer)
+            t = alias.get(a.tensor, a.tensor)
+            if c.tensors[t].is_input and t not in row_words + tile_words:
+                (row_words if has(t, row_v) else tile_words).append(t)
+    row_kept = []
     for t, where in place.items():
-        if where != "l3" or not has(t, row_v):
+        if where == "l3" and has(t, row_v):
+            info = c.tensors[t]
+            it = info.ranks[info.iterative].lower() if info.iterative is not None else None
+            row_kept.append((t, it, it is None and bool(outer) and has(t, next(iter(outer), None))))
+    p0 = next((n for d, v, n in _spatial_of(plan, "2d") if v == row_v), None)
+    return _TiledLayout(place, row_v, outer, tuple(r for r in rset if r not in tset),
+                        tuple(r for r in rset if r in tset), row_inputs, tile_inputs, tuple(row_words),
+                        tuple(tile_words), tuple(row_kept), p0, _tiled_actions(plan, place, alias, shared, outer))
+
+
+def _tiled_actions(plan: _Plan, place: dict, alias: dict, shared: bool, outer: frozenset) -> tuple:
+    """Each Einsum's reads and writes as (component, Einsum, counted as, what): components
+    ``l3_reads`` ... ``pe_rf_write``; counted as an operand's ``reads`` (what: its read pattern inside
+    the ``outer`` loop), a tensor's ``size``, its size times the visited share (``visits``) or times
+    the Einsum's present share (``present``)."""
+    c = plan.cascade
+    cross = "shared_rf_reads" if shared else "l3_reads"
+    producer = {p.output: p for p in plan.einsums if p.array}
+    seq1d = _one_d_sequence(plan)
+    out, prev_read = [], set()
+    for p in plan.einsums:
+        if p.array is None:
             continue
-        info = c.tensors[t]
+        for a in dict.fromkeys(p.accesses):
+            t = alias.get(a.tensor, a.tensor)
+            info = c.tensors[t]
+            kind = c.access_kind(a)
+            if info.is_input or (info.iterative is not None and kind == "final"):
+                out.append(("l3_reads", p, "reads", _read_pattern(p, a, outer)))
+            elif info.iterative is not None:
+                if kind == "prev" and t not in prev_read:       # one read of the previous iterate per visited step
+                    prev_read.add(t)
+                    out.append(("l3_reads", p, "visits", t))
+                elif kind == "next":
+                    upd = next((x for x in plan.einsums if x.output == t and x.array), None)
+                    if upd is not None and upd.array != p.array:
+                        out.append((cross, p, "reads", _read_pattern(p, a, outer)))
+            elif place.get(t) == "l3":
+                prod = producer.get(t)
+                if not (prod is not None and _forwarded(seq1d, prod, p)):
+                    out.append(("l3_reads", p, "reads", _read_pattern(p, a, outer)))
+            elif place.get(t) in ("shared_rf", "pe_rf"):
+                out.append(({"shared_rf": "shared_rf_reads", "pe_rf": "pe_rf_read"}[place[t]], p, "reads",
+                            _read_pattern(p, a, outer)))
+        t = p.output
+        where = place.get(t)
+        if c.tensors[t].iterative is not None:
+            out.append(("l3_writes", p, "present", t))
+        elif where in ("l3", "shared_rf", "pe_rf"):
+            out.append(({"l3": "l3_writes", "shared_rf": "shared_rf_writes", "pe_rf": "pe_rf_write"}[where],
+                        p, "size", t))
+    return tuple(out)
+
+
+_COMPONENT = {"l3_reads": "global_buffer_read", "l3_writes": "global_buffer_write",
+              "shared_rf_reads": "shared_rf", "shared_rf_writes": "shared_rf"}
+
+
+def _tiled(ctx: _Ctx, plan: _Plan, binding: Binding) -> _Access:
+    c, arch = plan.cascade, ctx.arch
+    s = arch.word_bytes
+    oned = arch.array("1d") if any(a.name == "1d" for a in arch.arrays) else None
+    shared = oned is not None and bool(oned.shared_rf)
+    place, by_size = plan_memo(plan, ("tiled placement", shared), lambda: _placement(plan, shared))
+    # a 1D tensor no other array reads stays in its lane's registers when they hold it
+    fits = tuple(_lane_words(ctx, p, t) <= (oned.rf_depth if oned else 0) for t, p in by_size)
+    lay = plan_memo(plan, ("tiled layout", shared, fits), lambda: _tiled_layout(
+        plan, {**place, **{t: "pe_rf" if f else "l3" for (t, _), f in zip(by_size, fits)}}, shared))
+    outer = lay.outer
+    n_outer = ctx.inst * math.prod(ctx.sizes[r] for r in lay.outer_ranks)
+    rows_total = math.prod(ctx.sizes[r] for r in lay.row_ranks) if lay.row_ranks else 1
+    steps_outer = math.prod(ctx.vsize[v] for v in outer) if outer else 1
+    row_words = sum((ctx.tensor_size(t) / (n_outer * rows_total) for t in lay.row_word_inputs), 0.0)
+    tile_words = sum((ctx.tensor_size(t) / (n_outer * steps_outer) for t in lay.tile_word_inputs), 0.0)
+    for t, it, by_loop in lay.row_kept:
         words = ctx.tensor_size(t) / (n_outer * rows_total)
-        if info.iterative is not None:
-            words /= ctx.vsize[c.tensors[t].ranks[info.iterative].lower()]   # one iterate resident
-        elif outer and has(t, next(iter(outer))):
+        if it is not None:
+            words /= ctx.vsize[it]                                   # one iterate resident
+        elif by_loop:
             words /= steps_outer
         row_words += words
-    p0 = next((n for d, v, n in _spatial_of(plan, "2d") if v == row_v), None) or \
-        (arch.array("1d").cols if oned else 1)
+    p0 = lay.p0 or (oned.cols if oned else 1)
     if s * row_words * min(p0, rows_total) <= 0:
         raise ArchError(
             f"{c.name} has no query-like rank (one only its row inputs carry) to keep resident in blocks "
             f"while tiles stream past; use --binding unfused")
     # DRAM traffic that does not depend on the buffer: the row inputs once, the outputs once; the tile
     # inputs are fetched once per resident group, which the buffer's capacity decides (`resident`)
-    fixed = sum(ctx.tensor_size(t.name) for t in c.inputs if has(t.name, row_v))
+    acc = _Access()
+    fixed = sum(ctx.tensor_size(t) for t in lay.row_inputs)
     acc.traffic_words += fixed
     acc.l3_writes += fixed
     for o in c.outputs:
         acc.traffic_words += ctx.tensor_size(o)
     acc.residency = _Residency(
         word_bytes=s, share=binding.buffer_share, row_words=row_words, tile_words=tile_words, p0=p0,
-        rows_total=rows_total, streamed_words=sum(ctx.tensor_size(t.name) for t in c.inputs if not has(t.name, row_v)),
+        rows_total=rows_total, streamed_words=sum(ctx.tensor_size(t) for t in lay.tile_inputs),
         skips_tiles=ctx.visits < 1.0, cascade=c.name, max_blocks=binding.resident_blocks)
-    acc.details.update(P0=p0, row_words=row_words, tile_words=tile_words, row_ranks=",".join(sorted(row_ranks)))
-
-    # reads, writes and register-file traffic of every Einsum
-    prev_read = set()
-    for p in plan.einsums:
-        if p.array is None:
-            continue
-        for a in dict.fromkeys(p.accesses):
-            t = base(a.tensor)
-            info = c.tensors[t]
-            if info.is_input:
-                n = ctx.reads(p, a, outer)
-                acc.l3_reads += n
-                acc.per_einsum[(p.label, "global_buffer_read")] += n
-                continue
-            prod = producer.get(t)
-            kind = c.access_kind(a)
-            if info.iterative is not None:
-                if kind == "prev":
-                    if t not in prev_read:       # one read of the previous iterate per visited step
-                        prev_read.add(t)
-                        n = ctx.tensor_size(t) * ctx.visits
-                        acc.l3_reads += n
-                        acc.per_einsum[(p.label, "global_buffer_read")] += n
-                elif kind == "next":
-                    upd = next((x for x in plan.einsums if x.output == t and x.array), None)
-                    if upd is not None and upd.array != p.array:
-                        n = ctx.reads(p, a, outer)
-                        _cross(acc, oned, p, n, read=True)
-                elif kind == "final":
-                    n = ctx.reads(p, a, outer)
-                    acc.l3_reads += n
-                    acc.per_einsum[(p.label, "global_buffer_read")] += n
-                continue
-            where = place.get(t)
-            n = ctx.reads(p, a, outer)
-            if where == "l3":
-                if prod is not None and forwarded(prod, p):
-                    continue
-                acc.l3_reads += n
-                acc.per_einsum[(p.label, "global_buffer_read")] += n
-            elif where == "shared_rf":
-                acc.shared_rf_reads += n
-                acc.per_einsum[(p.label, "shared_rf")] += n
-            elif where == "pe_rf":
-                acc.pe_rf[(p.array, "read")] += n
-                acc.per_einsum[(p.label, f"pe_rf_{p.array}")] += n
-        # writes of the output
-        t = p.output
-        info = c.tensors[t]
-        where = place.get(t)
-        if info.iterative is not None:
-            n = ctx.tensor_size(t) * _out_fraction(ctx, p)
-            acc.l3_writes += n
-            acc.per_einsum[(p.label, "global_buffer_write")] += n
-        elif where == "l3":
-            n = ctx.tensor_size(t)
-            acc.l3_writes += n
-            acc.per_einsum[(p.label, "global_buffer_write")] += n
-        elif where == "shared_rf":
-            n = ctx.tensor_size(t)
-            acc.shared_rf_writes += n
-            acc.per_einsum[(p.label, "shared_rf")] += n
-        elif where == "pe_rf":
-            n = ctx.tensor_size(t)
-            acc.pe_rf[(p.array, "write")] += n
-            acc.per_einsum[(p.label, f"pe_rf_{p.array}")] += n
+    acc.details.update(P0=p0, row_words=row_words, tile_words=tile_words,
+                       row_ranks=",".join(sorted(lay.row_ranks)))
+    _count_actions(acc, ctx, lay.actions)
     return acc
+
+
+def _count_actions(acc: _Access, ctx: _Ctx, actions: tuple) -> None:
+    """Add each of a layout's reads and writes (:func:`_tiled_actions`) to ``acc``."""
+    for comp, p, how, x in actions:
+        if how == "reads":
+            n = ctx.pattern_reads(p, x)
+        elif how == "size":
+            n = ctx.tensor_size(x)
+        elif how == "visits":
+            n = ctx.tensor_size(x) * ctx.visits
+        else:
+            n = ctx.tensor_size(x) * ctx.present[p.label]
+        if comp.startswith("pe_rf"):
+            acc.pe_rf[(p.array, comp[6:])] += n
+            acc.per_einsum[(p.label, f"pe_rf_{p.array}")] += n
+            continue
+        setattr(acc, comp, getattr(acc, comp) + n)
+        acc.per_einsum[(p.label, _COMPONENT[comp])] += n
 
 
 def _largest_divisor(n: int, cap: int) -> int:
@@ -326,22 +355,6 @@ def _largest_divisor(n: int, cap: int) -> int:
 
 def _out_fraction(ctx, p):
     return ctx.present[p.label]
-
-
-def _cross(acc, oned, p, n, read):
-    if oned is not None and oned.shared_rf:
-        if read:
-            acc.shared_rf_reads += n
-        else:
-            acc.shared_rf_writes += n
-        acc.per_einsum[(p.label, "shared_rf")] += n
-    else:
-        if read:
-            acc.l3_reads += n
-            acc.per_einsum[(p.label, "global_buffer_read")] += n
-        else:
-            acc.l3_writes += n
-            acc.per_einsum[(p.label, "global_buffer_write")] += n
 
 
 def _lane_words(ctx, p, t) -> float:

@@ -123,6 +123,38 @@ def test_a_layer_prices_alike_operators_once_and_each_as_the_mapper_alone_does()
         row = rep.op(op.name)
         assert (row[3], row[4], row[5]) == (found.latency_s, found.energy_pJ, found.traffic_bytes), op.name
 
+def test_a_layer_priced_again_with_its_bindings_is_each_operator_with_that_binding():
+    # the mapping of one shape carried to another: every row is the cost model of its cascade with
+    # the carried binding at the new shape, whatever the mapper would pick there
+    m = load_model("Llama-3-8B")
+    first = evaluate_layer(FUSEMAX, m, "prefill", 1, 256)
+    assert set(first.bindings) == {op.name for op in layer_ops(m, "prefill", 1, 256)}
+    again = evaluate_layer(FUSEMAX, m, "prefill", 1, 512, bindings=first.bindings)
+    for op in layer_ops(m, "prefill", 1, 512):
+        c = load_cascade(op.cascade)
+        direct = evaluate(FUSEMAX, c, first.bindings[op.name], op.workload)
+        row = again.op(op.name)
+        assert row[2] == first.bindings[op.name].name == again.bindings[op.name].name
+        assert (row[3], row[4], row[5]) == (direct.latency_s, direct.energy_pJ, direct.traffic_bytes), op.name
+
+
+def test_a_binding_given_for_one_operator_changes_only_that_row():
+    m = load_model("Llama-3-8B")
+    mapped = evaluate_layer(FUSEMAX, m, "decode", 2, 1, kv=512)
+    unfused = load_binding("unfused", load_cascade("attention-decode"))
+    mine = evaluate_layer(FUSEMAX, m, "decode", 2, 1, kv=512, bindings={"attention": unfused})
+    assert mine.op("attention")[2] == "unfused" != mapped.op("attention")[2]
+    assert mine.op("attention")[3] >= mapped.op("attention")[3]       # the mapper picks the fastest
+    assert [r for r in mine.ops if r[0] != "attention"] == [r for r in mapped.ops if r[0] != "attention"]
+
+
+def test_bindings_for_an_operator_the_layer_lacks_are_refused():
+    m = load_model("Llama-3-8B")
+    b = load_binding("unfused", load_cascade("gemm"))
+    with pytest.raises(ArchError, match=r"ffn_up.*no such operator.*ffn"):
+        evaluate_layer(FUSEMAX, m, "decode", 1, 1, kv=64, bindings={"ffn_up": b})
+
+
 # ------------------------------------------------------------------------------------------------
 # many chips: the published forms
 # ------------------------------------------------------------------------------------------------
