@@ -189,8 +189,7 @@ def _static_density(filters, vsize, sizes) -> float:
     sampled = [v for v in vs if v != exact]
     grids = []
     for k, v in enumerate(sampled):
-        n = vsize[v]
-        pts = np.arange(n) if n <= 64 else np.unique(np.linspace(0, n - 1, 64).round().astype(int))
+        pts = _regular_points(vsize[v], 64)
         shape = [1] * len(sampled)
         shape[k] = len(pts)
         grids.append(pts.reshape(shape))
@@ -212,8 +211,10 @@ def _static_density(filters, vsize, sizes) -> float:
         rest = np.broadcast_to(f.left.evaluate(env) - f.right.evaluate(env), shape).astype(float)
         lo, hi = _step_interval(f.op, slopes[f], rest, rest, n)
         first, last = np.maximum(first, lo), np.minimum(last, hi)
-    counted = np.maximum(last - first + 1, 0.0) * np.broadcast_to(mask, shape)
-    return float(counted.mean() / n)
+    counted = np.maximum(last - first + 1, 0.0)
+    if mask is not True:
+        counted = counted * np.broadcast_to(mask, shape)
+    return float(counted.sum() / counted.size / n)          # the mean, without np.mean's overhead
 
 
 def _exact_variable(filters, vs, vsize, sizes):
@@ -251,9 +252,10 @@ def _tile_visits_many(plan: _Plan, vsize: dict, sizes: dict, block_sizes, slopes
 
     rv = plan.row_rank.lower() if plan.row_rank else None
     n = vsize[plan.loop_var]
-    sizes_ = [b or _row_block(plan) for b in block_sizes]
+    row_block = _row_block(plan)
+    sizes_ = [b or row_block for b in block_sizes]
     factors = [_data_factor(plan, sizes, b, data or {}) for b in sizes_]
-    if all(not _static(p.filters) for p in _over_tile(plan)):
+    if not _tile_filter_sets(plan):
         return factors                           # only data decides which tiles hold points
     groups = [_samples(math.ceil(vsize[rv] / b) if rv else 1) for b in sizes_]
     if len(groups) == 1:
@@ -266,7 +268,7 @@ def _tile_visits_many(plan: _Plan, vsize: dict, sizes: dict, block_sizes, slopes
     if counted is not None:
         share = np.maximum(counted / n, 1.0 / n)
         for part in np.split(share, np.cumsum([len(g) for g in groups])[:-1]) if len(groups) > 1 else [share]:
-            out.append(float(part.mean()))
+            out.append(float(part.sum() / part.size))          # the mean, without np.mean's overhead
         return [v * f for v, f in zip(out, factors)]
     for g, b in zip(groups, sizes_):
         seen = visited_tiles(plan, vsize, sizes, _samples(n), g, b)
@@ -279,26 +281,57 @@ def _data_factor(plan: _Plan, sizes: dict, block: int, data: dict) -> float:
     a tile is needed when any of the block's mask rows keeps it. With the mask's rows independent
     and each keeping a tile with its declared density ``d``, that is ``1 - (1 - d)**k`` for the ``k``
     mask rows the block spans (a mask row covers ``X`` queries when it is read at ``p // X``)."""
-    rv = plan.row_rank.lower() if plan.row_rank else None
     factor = 1.0
-    for p in _over_tile(plan) or ():
-        for f in p.filters:
-            for t in reads_of(f):
-                d = data[t]
-                per = 1
-                for r in read_nodes(f):
-                    for ix in r.indices:
-                        if isinstance(ix, BinOp) and ix.op == "//" and ix.left.variables() == {rv}:
-                            per = int(ix.right.evaluate(sizes))
-                k = max(1, math.ceil(block / max(per, 1)))
-                factor = min(factor, 1.0 - (1.0 - d) ** k)
+    for t, per_expr in _data_filters(plan):
+        per = int(per_expr.evaluate(sizes)) if per_expr is not None else 1
+        k = max(1, math.ceil(block / max(per, 1)))
+        factor = min(factor, 1.0 - (1.0 - data[t]) ** k)
     return factor
 
 
+def _data_filters(plan: _Plan) -> tuple:
+    """(tensor, queries per mask row or None) of each data filter read over the tile (see
+    :func:`_data_factor`): the plan's part of it, worked out once."""
+    def build():
+        rv = plan.row_rank.lower() if plan.row_rank else None
+        out = []
+        for p in _over_tile(plan) or ():
+            for f in p.filters:
+                for t in reads_of(f):
+                    per = None
+                    for r in read_nodes(f):
+                        for ix in r.indices:
+                            if isinstance(ix, BinOp) and ix.op == "//" and ix.left.variables() == {rv}:
+                                per = ix.right
+                    out.append((t, per))
+        return tuple(out)
+
+    return plan_memo(plan, "data filters over the tile", build)
+
+
+def _tile_filter_sets(plan: _Plan) -> tuple:
+    """The distinct sets of coordinate filters of the Einsums over the tile (empty when only data
+    decides which tiles hold points)."""
+    def build():
+        sets = tuple(dict.fromkeys(_static(p.filters) for p in _over_tile(plan) or ()))
+        return sets if any(sets) else ()
+
+    return plan_memo(plan, "filter sets over the tile", build)
+
+
 def _samples(n):
+    return _regular_points(n, 256)
+
+
+@lru_cache(maxsize=1024)
+def _regular_points(n: int, most: int):
+    """0..n-1, or ``most`` of them evenly spread (first and last included) when there are more;
+    read-only (one array serves every caller)."""
     import numpy as np
 
-    return np.arange(n) if n <= 256 else np.unique(np.linspace(0, n - 1, 256).round().astype(int))
+    pts = np.arange(n) if n <= most else np.unique(np.linspace(0, n - 1, most).round().astype(int))
+    pts.flags.writeable = False
+    return pts
 
 
 def _visited_steps(plan: _Plan, vsize: dict, sizes: dict, blocks, block, slopes: dict):
@@ -308,30 +341,27 @@ def _visited_steps(plan: _Plan, vsize: dict, sizes: dict, blocks, block, slopes:
     interval of steps, an Einsum on the intersection of its filters' intervals and the controller on
     the union over the Einsums. ``None`` when that does not hold (== or !=, or a difference not
     affine in the step: checked at the sampled steps). ``slopes`` remembers each filter's slope in
-    the step (None: not affine) across calls for the same sizes."""
+    the step (None: not affine) and its affine form across calls for the same sizes."""
     import numpy as np
 
-    over = _over_tile(plan)
     lv = plan.loop_var
     rv = plan.row_rank.lower() if plan.row_rank else None
     n = vsize[lv]
     blocks = np.asarray(blocks)
-    spans = {}                              # per distinct filter set: (first, last) steps per block
+    spans = []                              # per distinct filter set: (first, last) steps per block
     per_filter = {}
-    for p in over:
-        if p.filters in spans:
-            continue
+    for filters in _tile_filter_sets(plan):
         first = np.zeros(blocks.size)
         last = np.full(blocks.size, n - 1.0)
-        for f in _static(p.filters):
+        for f in filters:
             if f not in per_filter:
                 per_filter[f] = _filter_steps(f, lv, rv, vsize, sizes, blocks, block, slopes)
             if per_filter[f] is None:
                 return None
             first = np.maximum(first, per_filter[f][0])
             last = np.minimum(last, per_filter[f][1])
-        spans[p.filters] = (first, last)
-    return _union_count(list(spans.values()))
+        spans.append((first, last))
+    return _union_count(spans)
 
 
 def _filter_steps(f, lv, rv, vsize, sizes, blocks, block, slopes):
@@ -345,7 +375,9 @@ def _filter_steps(f, lv, rv, vsize, sizes, blocks, block, slopes):
         return None
     n = vsize[lv]
     box = sorted(f.variables() - {lv})
-    form = _affine_form(_difference(f), [lv] + box, sizes)
+    if ("form", f) not in slopes:                  # the same for every block size asked
+        slopes[("form", f)] = _affine_form(_difference(f), [lv] + box, sizes)
+    form = slopes[("form", f)]
     if form is not None:
         # an affine difference takes its extremes over the box at its corners, term by term
         const, coef = form
@@ -460,11 +492,10 @@ def _step_interval(op: str, a: float, lo, hi, n: int):
     import numpy as np
 
     c = -lo if op in ("<=", "<") else -hi          # a*s  (op)  c
-    full = (np.zeros_like(c), np.full_like(c, n - 1.0))
-    empty = (np.full_like(c, n), np.full_like(c, -1.0))
+    full = (0.0, n - 1.0)                          # numbers broadcast where every block agrees
     if a == 0:
         holds = {"<=": 0 <= c, "<": 0 < c, ">=": 0 >= c, ">": 0 > c}[op]
-        return np.where(holds, full[0], empty[0]), np.where(holds, full[1], empty[1])
+        return np.where(holds, full[0], float(n)), np.where(holds, full[1], -1.0)
     x = c / a
     if a < 0:                                      # dividing by a flips the comparison
         op = {"<=": ">=", "<": ">", ">=": "<=", ">": "<"}[op]
