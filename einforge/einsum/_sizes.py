@@ -32,6 +32,12 @@ def resolve_sizes(cascade: Cascade, sizes: Mapping[str, int] | None = None) -> d
     {'M': 12, 'M0': 4, 'M1': 3}
     """
     sizes = dict(sizes or {})
+    fast = _resolve_in_order(cascade, sizes)
+    return fast if fast is not None else _resolve_checked(cascade, sizes)
+
+
+def _resolve_checked(cascade: Cascade, sizes: dict) -> dict[str, int]:
+    """:func:`resolve_sizes` checking each name and value as it goes, to say what is wrong."""
     decls = {r.name: r for r in cascade.ranks}
     for name, v in sizes.items():
         if name not in decls:
@@ -77,3 +83,61 @@ def resolve_sizes(cascade: Cascade, sizes: Mapping[str, int] | None = None) -> d
         if env[r.name] <= 0 and not r.param:
             raise CascadeError(f"rank {r.name} has size {env[r.name]}; sizes must be positive", r.span)
     return {r.name: env[r.name] for r in cascade.ranks}
+
+
+def _resolve_in_order(cascade: Cascade, sizes: dict) -> dict[str, int] | None:
+    """:func:`resolve_sizes` for sizes that need no error: every name known and of its kind, every
+    rank given or defaulted, derived ranks (worked out in an order found once per cascade) not given
+    and positive. ``None`` otherwise, for the full path to say what is wrong."""
+    order = _size_order(cascade)
+    if order is None:
+        return None
+    plain, derived, ranks = order
+    env: dict = {}
+    for name, real, default in plain:
+        v = sizes.get(name, default)
+        if v is None or isinstance(v, bool):
+            return None
+        if real:
+            if not isinstance(v, numbers.Real) or not math.isfinite(v):
+                return None
+            env[name] = float(v)
+        elif not isinstance(v, numbers.Integral):
+            return None
+        else:
+            env[name] = int(v)
+    if len(sizes) != sum(name in sizes for name, _, _ in plain):
+        return None                                   # an unknown name, or a derived size given
+    for name, expr in derived:
+        env[name] = int(expr.evaluate(env))
+    for name, param in ranks:
+        if not param and env[name] <= 0:
+            return None
+    return {name: env[name] for name, _ in ranks}
+
+
+def _size_order(cascade: Cascade):
+    """((name, real, default) of each rank with its own size, (name, expression) of each derived one
+    in an order that has what it reads, (name, is a parameter) of every rank in declaration
+    order), or ``None`` when the derived sizes depend on each other or on an unknown
+    name. Kept on the cascade (a frozen value)."""
+    got = cascade.__dict__.get("_size_order", False)
+    if got is not False:
+        return got
+    plain = tuple((r.name, r.real, (float(r.size.value) if r.real else int(r.size.value)) if r.size is not None
+                   else None) for r in cascade.ranks if not r.derived)
+    known = {name for name, _, _ in plain}
+    pending = [r for r in cascade.ranks if r.derived]
+    derived = []
+    while pending:
+        ready = [r for r in pending if r.size.symbols() <= known]
+        if not ready:
+            derived = None
+            break
+        for r in ready:
+            derived.append((r.name, r.size))
+            known.add(r.name)
+            pending.remove(r)
+    got = None if derived is None else (plain, tuple(derived), tuple((r.name, r.param) for r in cascade.ranks))
+    object.__setattr__(cascade, "_size_order", got)
+    return got
