@@ -12,7 +12,7 @@ _MODULES = {
     "_binding": ["BINDINGS", "Binding", "bind_arrays", "binding_yaml", "load_binding"],
     "_report": ["EinsumCost", "Report"],
     "_flat": ["flat_dataflow"],
-    "_designs": ["design", "DESIGNS", "evaluate_design", "evaluate", "end_to_end"],
+    "_designs": ["design", "DESIGNS", "evaluate_design", "evaluate", "price", "end_to_end"],
     "_sweep": ["SweepSpec", "load_sweep", "pareto_front", "pareto_sweep", "run_sweep", "scaled_fusemax", "sweep_columns",
                "sweep_groups", "evaluate_groups", "write_table"],
     "_store": ["ResultStore", "point_key"],

@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from ..einsum import Cascade, load_cascade
 from ._binding import Binding, load_binding
 from ._flat import flat_dataflow, flat_spatial, flat_table_applies, search_flat_dataflow
+from ._model import _price
 from ._model import evaluate as _evaluate
 from ._plan import _plan
 from ._report import Report
@@ -85,6 +86,26 @@ def evaluate(arch: Architecture, cascade: Cascade, binding: Binding, workload: W
         r.details["flat_dataflow"] = "searched" if flow.get("searched") else "FLAT's table"
         return r
     return _evaluate(arch, cascade, binding, workload, design=name)
+
+
+def price(arch: Architecture, cascade: Cascade, binding: Binding, workload: Workload) -> tuple[float, float, float]:
+    """(latency s, energy pJ, DRAM bytes) of one design point: :func:`evaluate`'s three totals, made
+    the same way, without the rest of its report (per-Einsum costs, breakdowns, details), for
+    callers that price many points and keep only the totals (a decoder layer's operators).
+
+    Examples
+    --------
+    >>> from einforge.arch import load_architecture, load_binding, load_workload
+    >>> from einforge.einsum import load_cascade
+    >>> c, a, w = load_cascade("attention-1pass"), load_architecture("fusemax"), load_workload("BERT", "4K")
+    >>> r = evaluate(a, c, load_binding("fusemax", c), w)
+    >>> price(a, c, load_binding("fusemax", c), w) == (r.latency_s, r.energy_pJ, r.traffic_bytes)
+    True
+    """
+    if binding.mapping == "flat":                 # FLAT's dataflow is chosen by evaluate
+        r = evaluate(arch, cascade, binding, workload)
+        return r.latency_s, r.energy_pJ, r.traffic_bytes
+    return _price(arch, cascade, binding, workload)
 
 
 def flat_products(arch: Architecture, cascade: Cascade, binding: Binding) -> tuple[str, str]:

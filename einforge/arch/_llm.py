@@ -222,7 +222,7 @@ def evaluate_layer(arch: Architecture, model: DecoderModel, phase: str, batch: i
     """
     from dataclasses import replace
 
-    from ._designs import evaluate
+    from ._designs import price
 
     ops = layer_ops(model, phase, batch, tokens, kv)
     unknown = sorted(set(bindings or {}) - {op.name for op in ops})
@@ -236,9 +236,9 @@ def evaluate_layer(arch: Architecture, model: DecoderModel, phase: str, batch: i
         shape = (op.cascade, replace(op.workload, name=op.cascade), given)   # an operator's name costs nothing
         if shape not in priced:
             cascade, binding = (_library_cascade(op.cascade), given) if given else _mapped(arch, *shape[:2])
-            priced[shape] = evaluate(arch, cascade, binding, shape[1]), binding
-        r, used[op.name] = priced[shape]
-        rows.append((op.name, op.cascade, used[op.name].name, r.latency_s, r.energy_pJ, r.traffic_bytes))
+            priced[shape] = price(arch, cascade, binding, shape[1]), binding
+        (latency, energy, traffic), used[op.name] = priced[shape]
+        rows.append((op.name, op.cascade, used[op.name].name, latency, energy, traffic))
     return LayerReport(model.name, phase, tuple(rows), sum(o[3] for o in rows), sum(o[4] for o in rows),
                        sum(o[5] for o in rows), bindings=used)
 

@@ -126,11 +126,27 @@ def evaluate(arch: Architecture, cascade: Cascade, binding: Binding, workload: W
         does not fit the buffer.
     """
     roles_ = arch.parts()
-    if all(roles_.get(k, k) == k for k in ("2d", "1d")) and {a.name for a in arch.arrays} <= {"2d", "1d"}:
+    if _named_by_role(arch, roles_):
         r = _evaluate(arch, cascade, binding, workload, flat_dataflow=flat_dataflow, design=design)
         return replace(r, array_roles=dict(roles_)) if r.array_roles != roles_ else r
     a, b = _by_role(arch, binding, roles_)
     return _named(_evaluate(a, cascade, b, workload, flat_dataflow=flat_dataflow, design=design), roles_)
+
+
+def _named_by_role(arch: Architecture, roles_: dict[str, str]) -> bool:
+    return all(roles_.get(k, k) == k for k in ("2d", "1d")) and {a.name for a in arch.arrays} <= {"2d", "1d"}
+
+
+def _price(arch: Architecture, cascade: Cascade, binding: Binding, workload: Workload) -> tuple[float, float, float]:
+    """(latency s, energy pJ, DRAM bytes) of a design point whose mapping is not FLAT's (see
+    :func:`einforge.arch.price`)."""
+    roles_ = arch.parts()
+    a, b = (arch, binding) if _named_by_role(arch, roles_) else _by_role(arch, binding, roles_)
+    sh = _shape(a, cascade, b, workload)
+    acc, traffic, buffer_cycles = _memory_side(sh, a)
+    _, latency, _ = _timing(sh, a, acc, traffic, buffer_cycles)
+    energy = sum(memory_breakdown(sh.energy[0], a, acc, traffic).values())
+    return latency / a.clock_hz, energy, traffic
 
 
 @dataclass(frozen=True)
@@ -218,6 +234,16 @@ def latency_cycles(compute, traffic_bytes, buffer_cycles, link_cycles, bandwidth
     return slowest + launch_s * clock, mem
 
 
+def _timing(sh: _Shape, arch: Architecture, acc, traffic: float, buffer_cycles: float) -> tuple[float, float, float]:
+    """(compute, latency, DRAM) cycles of a shape on ``arch`` with the accesses its buffer makes."""
+    if sh.compute_cycles is None:
+        compute_cycles, latency = _phases_time(sh.plan, arch, acc, sh.cycles)
+        return compute_cycles, latency, traffic / arch.dram_bandwidth * arch.clock_hz
+    latency, mem_cycles = latency_cycles(sh.compute_cycles, traffic, buffer_cycles, sh.link_cycles,
+                                         arch.dram_bandwidth, arch.clock_hz, arch.launch_overhead_s)
+    return sh.compute_cycles, latency, mem_cycles
+
+
 def _finish(sh: _Shape, arch: Architecture, design: str | None = None) -> Report:
     """The report of a shape on ``arch`` (its buffer, DRAM bandwidth and clock)."""
     plan, ctx, binding = sh.plan, sh.ctx, sh.binding
@@ -226,13 +252,7 @@ def _finish(sh: _Shape, arch: Architecture, design: str | None = None) -> Report
     details["buffer_cycles"] = buffer_cycles
     details["link_cycles"] = sh.link_cycles
     details["launch_overhead_s"] = arch.launch_overhead_s
-    if sh.compute_cycles is None:
-        mem_cycles = traffic / arch.dram_bandwidth * arch.clock_hz
-        compute_cycles, latency = _phases_time(plan, arch, acc, sh.cycles)
-    else:
-        compute_cycles = sh.compute_cycles
-        latency, mem_cycles = latency_cycles(compute_cycles, traffic, buffer_cycles, sh.link_cycles,
-                                             arch.dram_bandwidth, arch.clock_hz, arch.launch_overhead_s)
+    compute_cycles, latency, mem_cycles = _timing(sh, arch, acc, traffic, buffer_cycles)
     busy_of = {a.name: sum(sh.busy[p.label] for p in plan.einsums if p.array == a.name) for a in arch.arrays}
     util = {a: (b / latency if latency else 0.0) for a, b in busy_of.items()}
     breakdown, per_e_energy, actions_all = memory_energy(sh.energy, arch, acc, traffic)

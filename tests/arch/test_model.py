@@ -6,10 +6,13 @@ import math
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
 from einforge.arch import (
     ArchError,
     Binding,
+    Workload,
     evaluate,
     load_architecture,
     load_binding,
@@ -20,7 +23,7 @@ from einforge.arch import (
     write_table,
 )
 from einforge.cli import main
-from einforge.einsum import load_cascade, parse_cascade
+from einforge.einsum import CascadeError, load_cascade, parse_cascade
 
 FUSEMAX = load_architecture("fusemax")
 FLAT = load_architecture("flat")
@@ -349,3 +352,31 @@ def test_bound_sizes_are_the_callers_own():
     again = bind_sizes(c, w, {"M0": 256})
     assert again.sizes["M"] == 4096 and again.origin["M"].startswith("workload")
     assert bind_sizes(c, w, {"M0": 128}).sizes["M1"] == 32
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_price_is_what_evaluate_reports(data):
+    # price() makes evaluate's three totals without the rest of the report: the same numbers over
+    # library cascades, every built-in binding that maps them, sizes, and arrays named otherwise
+    from einforge.arch import price
+    from einforge.einsum import library
+
+    name = data.draw(st.sampled_from(sorted(library())))
+    binding = data.draw(st.sampled_from(["fusemax", "unfused", "flat", "cascade", "arch"]))
+    arch = data.draw(st.sampled_from([FUSEMAX, FLAT, load_architecture("a100")]))
+    if data.draw(st.booleans()):
+        names = {"2d": "grid", "1d": "lanes"}
+        arch = dataclasses.replace(arch, arrays=tuple(dataclasses.replace(a, name=names[a.name]) for a in arch.arrays))
+    keys = data.draw(st.sampled_from([256, 1000, 4096]))
+    c = load_cascade(name)
+    w = Workload("w", batch=data.draw(st.integers(1, 4)), heads=4, kv_heads=2, head_dim=64, keys=keys, queries=keys)
+    try:
+        b = load_binding(binding, c)
+        r = evaluate(arch, c, b, w)
+    except (ArchError, CascadeError):
+        with pytest.raises((ArchError, CascadeError)):
+            price(arch, c, load_binding(binding, c), w)
+        return
+    event("priced")
+    assert price(arch, c, b, w) == (r.latency_s, r.energy_pJ, r.traffic_bytes)
