@@ -122,7 +122,8 @@ def load_model(name_or_file: str | Path) -> DecoderModel:
 
 @dataclass(frozen=True)
 class LayerOp:
-    """One operator of a layer: a library cascade and the workload that sizes it."""
+    """One operator of a layer: a library cascade and the workload that sizes it (named by the
+    cascade: operators of one shape, such as the two norms, are one workload)."""
 
     name: str
     cascade: str
@@ -147,10 +148,10 @@ def layer_ops(model: DecoderModel, phase: str, batch: int, tokens: int, kv: int 
     norm = "rmsnorm" if m.norm == "rmsnorm" else "layernorm"
 
     def gemm(name, k, n):
-        return LayerOp(name, "gemm", Workload(name, sizes=(("K", k), ("M", t), ("N", n))))
+        return LayerOp(name, "gemm", Workload("gemm", sizes=(("K", k), ("M", t), ("N", n))))
 
     def sized(name, cascade, **sizes):
-        return LayerOp(name, cascade, Workload(name, sizes=tuple(sorted(sizes.items()))))
+        return LayerOp(name, cascade, Workload(cascade, sizes=tuple(sorted(sizes.items()))))
 
     ops = [sized("norm_attention", norm, D=d, T=t)]
     if m.latent:
@@ -174,18 +175,18 @@ def _attention(m: DecoderModel, phase: str, batch: int, tokens: int, kv: int | N
     if m.latent:
         if phase == "prefill":
             return LayerOp("attention", "attention-mla", Workload(
-                "attention", batch=batch, heads=m.heads, head_dim=m.head_dim, keys=tokens, queries=tokens,
+                "attention-mla", batch=batch, heads=m.heads, head_dim=m.head_dim, keys=tokens, queries=tokens,
                 sizes=(("C", m.latent),)))
         return LayerOp("attention", "attention-mla-decode", Workload(
-            "attention", batch=batch, heads=m.heads, head_dim=m.head_dim, keys=kv, sizes=(("C", m.latent),)))
+            "attention-mla-decode", batch=batch, heads=m.heads, head_dim=m.head_dim, keys=kv, sizes=(("C", m.latent),)))
     if phase == "prefill":
         window = m.window or tokens
         return LayerOp("attention", "attention-gqa-causal", Workload(
-            "attention", batch=batch, heads=m.heads, kv_heads=m.kv_heads, head_dim=m.head_dim, keys=tokens,
+            "attention-gqa-causal", batch=batch, heads=m.heads, kv_heads=m.kv_heads, head_dim=m.head_dim, keys=tokens,
             queries=tokens, sizes=(("W", window),)))
     keys = min(kv, m.window) if m.window else kv          # a rolling cache of the window
     return LayerOp("attention", "attention-decode", Workload(
-        "attention", batch=batch, heads=m.heads, kv_heads=m.kv_heads, head_dim=m.head_dim, keys=keys))
+        "attention-decode", batch=batch, heads=m.heads, kv_heads=m.kv_heads, head_dim=m.head_dim, keys=keys))
 
 
 @dataclass(frozen=True)
@@ -220,8 +221,6 @@ def evaluate_layer(arch: Architecture, model: DecoderModel, phase: str, batch: i
     ArchError
         ``bindings`` names an operator the layer does not have.
     """
-    from dataclasses import replace
-
     from ._designs import price
 
     ops = layer_ops(model, phase, batch, tokens, kv)
@@ -233,7 +232,7 @@ def evaluate_layer(arch: Architecture, model: DecoderModel, phase: str, batch: i
     rows, used = [], {}
     for op in ops:
         given = (bindings or {}).get(op.name)
-        shape = (op.cascade, replace(op.workload, name=op.cascade), given)   # an operator's name costs nothing
+        shape = (op.cascade, op.workload, given)
         if shape not in priced:
             cascade, binding = (_library_cascade(op.cascade), given) if given else _mapped(arch, *shape[:2])
             priced[shape] = price(arch, cascade, binding, shape[1]), binding
