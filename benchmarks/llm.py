@@ -4,7 +4,7 @@ Prints: one decoder layer (prefill and decode) with every operator mapped by the
 mapper runs) and warm (the mapper's choice per operator shape remembered, every operator priced by
 the cost model again; the sizes bound to an operator shape are remembered too), and a layer of a
 shape never priced before (a new prompt or cache length each time, bound as the layer above: the
-cost model's whole work); and a sequence-parallel
+cost model's whole work); one decode layer on 8 chips per parallelism strategy; and a sequence-parallel
 sweep (Ulysses, Ring in three layouts and USP over chips, sequence lengths and link bandwidths, the
 block attention time from the cost model once per block shape) in configurations per second.
 Targets (issue 15): a layer in at most 2 ms; at least 10,000 sequence-parallel configurations/s.
@@ -18,6 +18,7 @@ from _timing import cpu
 
 from einforge.arch import (
     Interconnect,
+    decode_on_chips,
     evaluate,
     evaluate_layer,
     layer_ops,
@@ -57,6 +58,15 @@ def main():
         lo2, med2, _ = cpu(new_shape, reps=30)
         print(f"{phase} layer of a shape not priced before (same bindings): {lo2 * 1e3:.2f} ms "
               f"(median {med2 * 1e3:.2f})")
+
+    # one layer of a decode step on 8 chips: attention split by each strategy, the dense part by
+    # tensor parallelism (the mapper's choices remembered, every operator priced again)
+    net = Interconnect(8, 300e9, 2e-6, "ring")
+    for strategy in ("tensor", "ulysses", "ring", "usp"):
+        decode_on_chips(arch, m, 8, 32768, net, strategy)
+        lo3, med3, _ = cpu(lambda: decode_on_chips(arch, m, 8, 32768, net, strategy), reps=30)
+        print(f"decode layer on 8 chips, {strategy}: {lo3 * 1e3:.2f} ms (median {med3 * 1e3:.2f}) "
+              f"(target <= 2 ms)")
 
     c = load_cascade("attention-gqa")
     b = load_binding("fusemax", c)

@@ -221,13 +221,21 @@ def evaluate_layer(arch: Architecture, model: DecoderModel, phase: str, batch: i
     ArchError
         ``bindings`` names an operator the layer does not have.
     """
-    from ._designs import price
-
     ops = layer_ops(model, phase, batch, tokens, kv)
     unknown = sorted(set(bindings or {}) - {op.name for op in ops})
     if unknown:
         raise ArchError(f"bindings for {', '.join(unknown)}: a {model.name} {phase} layer has no such operator "
                         f"(its operators: {', '.join(op.name for op in ops)})")
+    rows, used = _price_ops(arch, ops, bindings)
+    return LayerReport(model.name, phase, tuple(rows), sum(o[3] for o in rows), sum(o[4] for o in rows),
+                       sum(o[5] for o in rows), bindings=used)
+
+
+def _price_ops(arch: Architecture, ops: list[LayerOp], bindings: dict | None = None) -> tuple[list, dict]:
+    """(rows (name, cascade, binding name, latency s, energy pJ, DRAM bytes), binding by name) of
+    ``ops``, each distinct operator shape priced once."""
+    from ._designs import price
+
     priced: dict = {}
     rows, used = [], {}
     for op in ops:
@@ -238,8 +246,7 @@ def evaluate_layer(arch: Architecture, model: DecoderModel, phase: str, batch: i
             priced[shape] = price(arch, cascade, binding, shape[1]), binding
         (latency, energy, traffic), used[op.name] = priced[shape]
         rows.append((op.name, op.cascade, used[op.name].name, latency, energy, traffic))
-    return LayerReport(model.name, phase, tuple(rows), sum(o[3] for o in rows), sum(o[4] for o in rows),
-                       sum(o[5] for o in rows), bindings=used)
+    return rows, used
 
 
 @lru_cache(maxsize=256)
@@ -363,12 +370,13 @@ def decode_on_chips(arch: Architecture, model: DecoderModel, batch: int, kv: int
     # attention: the chip's heads over its share of the cache
     att_model = replace(model, heads=model.heads // heads_split, kv_heads=max(model.kv_heads // kv_split, 1))
     keys = -(-kv // seq_split)
-    att = evaluate_layer(arch, att_model, "decode", batch, 1, kv=keys).op("attention")[3]
+    att_ops = [op for op in layer_ops(att_model, "decode", batch, 1, keys) if op.name == "attention"]
+    att = sum(row[3] for row in _price_ops(arch, att_ops)[0])
     # the dense part: 1/n of every projection and of the FFN
     dense_model = replace(model, heads=model.heads // n, kv_heads=max(model.kv_heads // min(n, model.kv_heads), 1),
                           ffn_dim=model.ffn_dim // n)
-    dense_rep = evaluate_layer(arch, dense_model, "decode", batch, 1, kv=keys)
-    dense = dense_rep.latency_s - dense_rep.op("attention")[3]
+    dense_ops = [op for op in layer_ops(dense_model, "decode", batch, 1, keys) if op.name != "attention"]
+    dense = sum(row[3] for row in _price_ops(arch, dense_ops)[0])
     act = batch * model.hidden * b
     comm = 2 * all_reduce(net, act)
     sent = 2 * 2 * (n - 1) / n * act
