@@ -650,6 +650,26 @@ def reduced_across_rows(p) -> bool:
     return any(dim == "rows" and v not in p.out_vars for dim, v, _ in p.spatial)
 
 
+def _held_on_grid(plan: _Plan) -> tuple:
+    """(tensor, the output variables a PE holds it over) of each value the grid produces and reads
+    again within a tile (see :func:`_check_registers`), worked out once per plan."""
+    def build():
+        members = _loop_members(plan)
+        on_grid = [p for p in plan.einsums if p.array == "2d" and p.label in members]
+        read_on_grid = {a.tensor for p in on_grid for a in p.accesses}
+        outer = {plan.loop_var} | set(instance_ranks(plan))      # one tile of one instance at a time
+        out = []
+        for p in on_grid:
+            info = plan.cascade.tensors[p.output]
+            if p.output not in read_on_grid or info.iterative is not None or reduced_across_rows(p):
+                continue
+            sp = {v for _, v, _ in p.spatial}
+            out.append((p.output, tuple(v for v in p.out_vars if v not in sp and v not in outer)))
+        return tuple(out)
+
+    return plan_memo(plan, "held on the grid", build)
+
+
 def _check_registers(plan: _Plan, ctx: _Ctx, binding: Binding) -> None:
     """Values the PE grid produces and reads again within a tile stay in the PEs' register files:
     per PE, every such tensor's values that the grid's spatial ranks do not spread, for each tile
@@ -662,19 +682,11 @@ def _check_registers(plan: _Plan, ctx: _Ctx, binding: Binding) -> None:
         grid = ctx.arch.array("2d")
     except ArchError:
         return
-    members = _loop_members(plan)
-    on_grid = [p for p in plan.einsums if p.array == "2d" and p.label in members]
-    read_on_grid = {a.tensor for p in on_grid for a in p.accesses}
     held, words = [], 0.0
-    outer = {plan.loop_var} | set(instance_ranks(plan))      # one tile of one instance at a time
-    for p in on_grid:
-        info = ctx.c.tensors[p.output]
-        if p.output not in read_on_grid or info.iterative is not None or reduced_across_rows(p):
-            continue
-        sp = {v for _, v, _ in p.spatial}
-        per_pe = math.prod(ctx.vsize[v] for v in p.out_vars if v not in sp and v not in outer)
+    for output, temporal in _held_on_grid(plan):
+        per_pe = math.prod(ctx.vsize[v] for v in temporal)
         words += per_pe
-        held.append(f"{p.output}: {per_pe:g}")
+        held.append(f"{output}: {per_pe:g}")
     copies = 2 if binding.schedule == "overlap" and grid.row_drain else 1
     if grid.rf_depth and words * copies > grid.rf_depth:
         raise ArchError(f"binding {binding.name}: each PE of the grid would hold {words * copies:g} values of a "

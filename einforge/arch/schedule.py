@@ -17,7 +17,7 @@ from functools import lru_cache
 from ..einsum import Cascade
 from ._binding import Binding
 from ._context import _Ctx
-from ._plan import _actions, _loop_members, _Plan, _plan, _row_block, instance_ranks
+from ._plan import _actions, _loop_members, _Plan, _plan, _row_block, instance_ranks, plan_memo
 from ._spec import Architecture
 
 __all__ = ["Plan", "plan", "loop_members", "instance_ranks", "aliases", "visited_tiles", "actions",
@@ -27,6 +27,10 @@ __all__ = ["Plan", "plan", "loop_members", "instance_ranks", "aliases", "visited
 def _drains(plan: _Plan) -> dict[tuple[str, str], int]:
     """2D row reductions whose result the 1D array needs before the 2D array can go on: the drain
     down the array's rows is exposed on that edge (edge -> rows)."""
+    return plan_memo(plan, "exposed drains", lambda: _find_drains(plan))
+
+
+def _find_drains(plan: _Plan) -> dict[tuple[str, str], int]:
     out = {}
     if plan.tile_rank is None:
         return out
@@ -55,34 +59,50 @@ def tile_schedule(plan: _Plan, per: dict[str, float], exposed_drains: bool) -> t
     stream the same number of items), otherwise only the edges of ``_drains`` do (the row
     reduction the 2D array waits for through the 1D array). The RTL's static schedule is this one.
     """
-    members = _loop_members(plan)
-    by = {p.label: p for p in plan.einsums}
-    g = plan.cascade
-    feedback = _drains(plan)
-    tv = plan.tile_rank.lower() if plan.tile_rank else None
     start: dict[str, float] = {}
     finish: dict[str, float] = {}
     free: dict[str, float] = {}
-    for lab in (x for x in plan.cascade.labels if x in members):
-        p = by[lab]
+    for lab, array, inputs in _tile_edges(plan):
         ready = 0.0
-        for u in g.predecessors(lab):
+        for u, rows, crosses, drain in inputs:
             if u not in finish:
                 continue
-            up = by[u]
-            rows = next((n for d, v, n in up.spatial if d == "rows"), 1)
-            crosses = up.array == "2d" and tv is not None and tv in up.reduced   # through the lanes
             if crosses and exposed_drains:
                 streaming = per[u] == per[lab]
                 ready = max(ready, start[u] + rows if streaming else finish[u] - 1 + rows)
-            elif (u, lab) in feedback:
-                ready = max(ready, finish[u] + feedback[(u, lab)])
+            elif drain is not None:
+                ready = max(ready, finish[u] + drain)
             else:
                 ready = max(ready, finish[u])
-        start[lab] = max(ready, free.get(p.array, 0.0))
+        start[lab] = max(ready, free.get(array, 0.0))
         finish[lab] = start[lab] + per[lab]
-        free[p.array] = finish[lab]
+        free[array] = finish[lab]
     return start, max(finish.values(), default=0.0)
+
+
+def _tile_edges(plan: _Plan) -> tuple:
+    """(label, array, inputs) of each Einsum of the tile loop in cascade order, with inputs as
+    (producer, its rows, whether it reduces across the rows into the lanes, the exposed drain of
+    :func:`_drains` or None): the plan's part of :func:`tile_schedule`, worked out once."""
+    def build():
+        members = _loop_members(plan)
+        by = {p.label: p for p in plan.einsums}
+        feedback = _drains(plan)
+        tv = plan.tile_rank.lower() if plan.tile_rank else None
+        out = []
+        for lab in (x for x in plan.cascade.labels if x in members):
+            inputs = []
+            for u in plan.cascade.predecessors(lab):
+                up = by.get(u)
+                if up is None:
+                    continue                      # an input: ready from the start
+                rows = next((n for d, v, n in up.spatial if d == "rows"), 1)
+                crosses = up.array == "2d" and tv is not None and tv in up.reduced   # through the lanes
+                inputs.append((u, rows, crosses, feedback.get((u, lab))))
+            out.append((lab, by[lab].array, tuple(inputs)))
+        return tuple(out)
+
+    return plan_memo(plan, "tile edges", build)
 
 
 @dataclass(frozen=True)
