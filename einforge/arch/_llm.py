@@ -158,7 +158,9 @@ def layer_ops(model: DecoderModel, phase: str, batch: int, tokens: int, kv: int 
         ops += [gemm("q_projection", d, h * hd), gemm("kv_compression", d, m.latent)]
     else:
         ops.append(gemm("qkv_projection", d, (h + 2 * g) * hd))
-    ops.append(sized("rope", "rope", I=hd // 2, P=t * (h + (g if not m.latent else 0))))
+    # every query and key head of every sequence rotated at each position, the angles made once a position
+    positions = tokens if phase == "prefill" else 1
+    ops.append(sized("rope", "rope", I=hd // 2, P=positions, H=batch * (h + (g if not m.latent else 0))))
     ops.append(_attention(m, phase, batch, tokens, kv))
     ops += [gemm("output_projection", h * hd, d), sized("residual_attention", "residual", D=d, T=t),
             sized("norm_ffn", norm, D=d, T=t)]

@@ -212,7 +212,11 @@ def _bind_sizes(cascade: Cascade, workload: Workload, mapping: tuple) -> BoundSi
         elif mapping and r.name in mapping:
             given[r.name], origin[r.name] = int(mapping[r.name]), "mapping"
         elif r.name in line:
-            v = line[r.name].evaluate(fields)
+            try:
+                v = line[r.name].evaluate(fields)
+            except CascadeError as exc:
+                raise ArchError(f"workload {workload.label}: {cascade.name}'s {r.name}={line[r.name].text()}: "
+                                f"{exc.message}") from None
             if v != int(v) or v <= 0:
                 raise ArchError(f"workload {workload.label}: {cascade.name}'s {r.name}={line[r.name].text()} is "
                                 f"{v:g}, not a positive whole number")
@@ -244,8 +248,11 @@ def _instances(cascade: Cascade, fields: dict, workload: Workload) -> int:
     workload line is one instance: nothing attaches it to the workload's batch or heads)."""
     if not cascade.workload:
         return 1
-    only = {k: (v if k in ("batch", "heads", "kv_heads") else 1) for k, v in fields.items()}
-    covered = math.prod(expr.evaluate(only) for _, expr in cascade.workload)
+    instance_fields = ("batch", "heads", "kv_heads")
+    only = {k: (v if k in instance_fields else 1) for k, v in fields.items()}
+    # a rank sized by other fields alone (I=head_dim/2) covers none of the instances
+    covered = math.prod(expr.evaluate(only) for _, expr in cascade.workload
+                        if expr.variables() & set(instance_fields))
     total = fields["batch"] * fields["heads"]
     inst = total / covered
     if inst < 1 or not float(inst).is_integer():

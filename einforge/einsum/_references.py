@@ -194,9 +194,9 @@ def _ffn_swiglu(x, sz):
 
 
 def _rope(x, sz):
-    i = np.arange(sz["I"])[:, None]
-    p = np.arange(sz["P"])[None, :]
-    ang = p * sz["BASE"] ** (-i / sz["I"])
+    i = np.arange(sz["I"])[:, None, None]
+    p = np.arange(sz["P"])[None, :, None]
+    ang = p * sz["BASE"] ** (-i / sz["I"])           # one angle per (pair, position), for every head
     xe, xo = x["XE"], x["XO"]
     return {"YE": xe * np.cos(ang) - xo * np.sin(ang), "YO": xe * np.sin(ang) + xo * np.cos(ang)}
 

@@ -123,6 +123,28 @@ def test_a_layer_prices_alike_operators_once_and_each_as_the_mapper_alone_does()
         row = rep.op(op.name)
         assert (row[3], row[4], row[5]) == (found.latency_s, found.energy_pJ, found.traffic_bytes), op.name
 
+@pytest.mark.parametrize("phase,tokens,kv", [("prefill", 256, None), ("decode", 1, 512)])
+def test_rope_makes_each_angle_once_a_position_for_every_head_of_every_sequence(phase, tokens, kv):
+    # the angles and their cosines and sines depend on (pair, position) alone: doubling the vectors
+    # rotated at each position doubles the rotations, not the trigonometry
+    from dataclasses import replace
+
+    m = load_model("Llama-3-8B")
+    op = next(o for o in layer_ops(m, phase, 2, tokens, kv) if o.name == "rope")
+    sizes = dict(op.workload.sizes)
+    assert sizes == {"I": m.head_dim // 2, "P": tokens if phase == "prefill" else 1,
+                     "H": 2 * (m.heads + m.kv_heads)}
+    c = load_cascade("rope")
+    b = load_binding("unfused", c)
+    one = evaluate(FUSEMAX, c, b, op.workload)
+    two = evaluate(FUSEMAX, c, b, replace(op.workload, sizes=tuple({**sizes, "H": 2 * sizes["H"]}.items())))
+    for label in ("ANG", "C", "S"):
+        assert two.per_einsum[label].actions == one.per_einsum[label].actions, label
+        assert two.per_einsum[label].cycles == one.per_einsum[label].cycles, label
+    for label in ("YE", "YO"):
+        assert two.per_einsum[label].actions == {u: 2 * n for u, n in one.per_einsum[label].actions.items()}, label
+
+
 def test_a_layer_priced_again_with_its_bindings_is_each_operator_with_that_binding():
     # the mapping of one shape carried to another: every row is the cost model of its cascade with
     # the carried binding at the new shape, whatever the mapper would pick there

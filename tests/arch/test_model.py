@@ -380,3 +380,15 @@ def test_price_is_what_evaluate_reports(data):
         return
     event("priced")
     assert price(arch, c, b, w) == (r.latency_s, r.energy_pJ, r.traffic_bytes)
+
+
+def test_a_rank_sized_by_other_fields_covers_none_of_the_instances():
+    # RoPE's pair rank is head_dim/2 and its vector rank the heads: each sequence of the batch is an
+    # instance (its positions' angles are its own), whatever the head size
+    from einforge.arch import bind_sizes
+
+    for head_dim in (2, 64, 128):
+        b = bind_sizes(load_cascade("rope"), Workload("w", batch=3, heads=4, head_dim=head_dim, queries=16))
+        assert (b.sizes["I"], b.sizes["P"], b.sizes["H"], b.instances) == (head_dim // 2, 16, 4, 3)
+    with pytest.raises(ArchError, match=r"workload w.*rope's I=head_dim/2.*63 is not a multiple of 2"):
+        bind_sizes(load_cascade("rope"), Workload("w", batch=3, heads=4, head_dim=63, queries=16))

@@ -109,7 +109,7 @@ EXPECTED = {
     "gelu": {"D": 1},
     "silu": {"D": 1},
     "residual": {"D": 1},
-    "rope": {"I": 1, "P": 1},
+    "rope": {"I": 1, "P": 1, "H": 1},
     # SwiGLU: the projections sum D away and the down projection writes D again -> 2 (fresh data, no
     # footprint, as encoder-linear); F is produced and consumed element by element -> 1
     "ffn-swiglu": {"D": 2, "F": 1},
