@@ -236,19 +236,23 @@ def evaluate_layer(arch: Architecture, model: DecoderModel, phase: str, batch: i
 def _price_ops(arch: Architecture, ops: list[LayerOp], bindings: dict | None = None) -> tuple[list, dict]:
     """(rows (name, cascade, binding name, latency s, energy pJ, DRAM bytes), binding by name) of
     ``ops``, each distinct operator shape priced once."""
-    from ._designs import price
-
-    priced: dict = {}
     rows, used = [], {}
     for op in ops:
         given = (bindings or {}).get(op.name)
-        shape = (op.cascade, op.workload, given)
-        if shape not in priced:
-            cascade, binding = (_library_cascade(op.cascade), given) if given else _mapped(arch, *shape[:2])
-            priced[shape] = price(arch, cascade, binding, shape[1]), binding
-        (latency, energy, traffic), used[op.name] = priced[shape]
-        rows.append((op.name, op.cascade, used[op.name].name, latency, energy, traffic))
+        binding = given if given else _mapped(arch, op.cascade, op.workload)[1]
+        latency, energy, traffic = _priced(arch, op.cascade, binding, op.workload)
+        used[op.name] = binding
+        rows.append((op.name, op.cascade, binding.name, latency, energy, traffic))
     return rows, used
+
+
+@lru_cache(maxsize=65536)
+def _priced(arch: Architecture, cascade_name: str, binding, workload: Workload) -> tuple[float, float, float]:
+    """One operator shape with one binding, priced once (a layer's alike operators, a decode step's
+    dense operators under every parallelism strategy; all frozen values, so it cannot go stale)."""
+    from ._designs import price
+
+    return price(arch, _library_cascade(cascade_name), binding, workload)
 
 
 @lru_cache(maxsize=256)
