@@ -127,12 +127,10 @@ def _lower_ranks(plan: _Plan) -> dict:
 
 @dataclass(frozen=True)
 class _TiledLayout:
-    """What the tiled mapping's accesses depend on apart from the sizes: where each computed tensor
-    lives, which ranks are rows, tiles or outer loops, and what each Einsum's reads and writes cost
-    (``actions``: (component, Einsum, what is counted, operand or tensor) in the order counted)."""
+    """What the tiled mapping's accesses depend on apart from the sizes (for one placement of the
+    computed tensors): which ranks are rows, tiles or outer loops, which inputs stay resident, and
+    what each Einsum's reads and writes cost (``actions``, see :func:`_tiled_actions`)."""
 
-    place: dict
-    row_v: str | None
     outer: frozenset
     row_ranks: tuple
     outer_ranks: tuple
@@ -222,7 +220,7 @@ def _tiled_layout(plan: _Plan, place: dict, shared: bool) -> _TiledLayout:
             it = info.ranks[info.iterative].lower() if info.iterative is not None else None
             row_kept.append((t, it, it is None and bool(outer) and has(t, next(iter(outer), None))))
     p0 = next((n for d, v, n in _spatial_of(plan, "2d") if v == row_v), None)
-    return _TiledLayout(place, row_v, outer, tuple(r for r in rset if r not in tset),
+    return _TiledLayout(outer, tuple(r for r in rset if r not in tset),
                         tuple(r for r in rset if r in tset), row_inputs, tile_inputs, tuple(row_words),
                         tuple(tile_words), tuple(row_kept), p0, _tiled_actions(plan, place, alias, shared, outer))
 
@@ -351,10 +349,6 @@ def _largest_divisor(n: int, cap: int) -> int:
                     best = x
         d += 1
     return best
-
-
-def _out_fraction(ctx, p):
-    return ctx.present[p.label]
 
 
 def _lane_words(ctx, p, t) -> float:
