@@ -36,7 +36,8 @@ def compute_energy(plan, ctx, acc) -> tuple[dict, Counter, dict]:
             per_einsum[p.label] += e
     breakdown = {f"compute_{u}": v for u, v in sorted(comp_energy.items())}
     oned = next((a for a in arch.arrays if a.name == "1d"), None)
-    # the shared register file is priced as a 32-entry file when larger (it is banked) or absent
+    # one price per access of the shared register file, in the total and per Einsum alike: its own
+    # depth up to 64 entries, a 32-entry file's beyond
     r1, w1 = et.rf_access(oned.shared_rf if oned is not None and oned.shared_rf and oned.shared_rf <= 64 else 32)
     if acc.shared_rf_reads or acc.shared_rf_writes:
         breakdown["shared_rf_1d"] = acc.shared_rf_reads * r1 + acc.shared_rf_writes * w1

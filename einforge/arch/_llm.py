@@ -215,8 +215,9 @@ def evaluate_layer(arch: Architecture, model: DecoderModel, phase: str, batch: i
     """One decoder layer on ``arch``, every operator with the mapper's best binding (latency first),
     or with the binding ``bindings`` gives for its name.
 
-    The mapper's choice is remembered per operator shape; the cost model prices each distinct
-    operator of the layer once (the two norms and the two residual adds are alike).
+    The mapper's choice is remembered per operator shape, and the cost model's price per operator
+    shape and binding (the two norms and the two residual adds are alike; all are frozen values, so
+    neither memo can go stale).
 
     Raises
     ------
