@@ -6,8 +6,10 @@ projection columns per GPU), fp16, batch 8; prefill of 2048 tokens and one decod
 3072-token cache. Attention is unfused, as measured (Q*K, softmax and A*V are separate kernels). The
 A100 is einforge's architecture file ``a100`` (public figures, cited there); every operator is a
 library cascade evaluated by the cost model with the mapper's binding, nothing tuned per operator;
-each evaluation is one kernel and pays the A100 file's launch overhead, as each measured kernel was
-timed alone from the host (Q_K_V is three kernels, Q*K and A*V one batched kernel each); the two
+each evaluation is one kernel and pays the A100 file's launch overhead for its kind (LLMCompass's A100
+figures: 21 us a matrix product, 12 us a softmax, 45 us a normalization or activation), as each
+measured kernel was timed alone from the host (Q_K_V is three kernels, Q*K and A*V one batched kernel
+each); the two
 all-reduces use the alpha-beta ring on NVLink at the bandwidth NCCL sustains on it: NVIDIA's 300 GB/s a
 direction less NCCL's protocol overhead, which NCCL's maintainer puts at about a fifth of the line rate
 (github.com/NVIDIA/nccl-tests issue 212, 2024, said of H100's NVLink), i.e. 240 GB/s, as DRAM runs at

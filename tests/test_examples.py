@@ -112,9 +112,10 @@ def test_a100_gpt3_example_against_measurements():
     # compute-bound prefill: the projections and the layer within 15% of the measured A100 (-8..-13%)
     for op in ("Q_K_V", "Wo_proj", "W1_proj", "W2_proj", "AllReduce_MHA", "AllReduce_FFN"):
         assert abs(err[op]) < 0.15, (op, err[op])
-    assert abs(err["total"]) < 0.10, err["total"]          # the target, met in prefill (-9.6%)
+    assert abs(err["total"]) < 0.10, err["total"]          # the target (-9.5%)
     # decode streams weights and the KV cache, one timed kernel at a time: each kernel's launch (the
-    # architecture's launch_overhead) and the bytes it streams; the layer within 15% (-10%)
+    # architecture's launch overhead for its kind) and the bytes it streams
     err = {op: e for op, _, _, e in res["decode"]}
-    for op in ("W1_proj", "W2_proj", "Q_mul_K", "total"):
+    for op in ("W1_proj", "W2_proj", "Q_mul_K", "Softmax", "GeLU"):
         assert abs(err[op]) < 0.15, (op, err[op])
+    assert abs(err["total"]) < 0.10, err["total"]          # the target (-4.5%)

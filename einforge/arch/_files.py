@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -69,6 +70,18 @@ class DramSpec(Strict):
     bandwidth: _BANDWIDTH
 
 
+def _known_family(name: str) -> str:
+    from ..einsum import library
+
+    known = sorted({e.family for e in library().values() if e.family})
+    if name not in known:
+        raise ValueError(f"no cascade family {name!r}; families: {', '.join(known)}")
+    return name
+
+
+_FAMILY = Annotated[str, AfterValidator(_known_family)]
+
+
 class ArchSpec(Strict):
     name: _Text
     description: str = ""
@@ -78,6 +91,7 @@ class ArchSpec(Strict):
     global_buffer: BufferSpec
     arrays: dict[str, ArraySpec]
     launch_overhead: _TIME | None = None
+    launch_overhead_by_family: dict[_FAMILY, _TIME] | None = None
     energy: str = "energy_45nm.yaml"
     area: str = "area_45nm.yaml"
     source: str = ""
@@ -87,6 +101,7 @@ class ArchSpec(Strict):
         if not self.arrays:
             raise ValueError("an architecture needs at least one array")
         return self
+
 
 
 class ComputeEnergy(Strict):

@@ -113,10 +113,10 @@ def _plane(n_buffers: int, bws, clks):
     return (np.tile(np.repeat(bws, len(clks)), n_buffers), np.tile(np.tile(clks, len(bws)), n_buffers))
 
 
-def _launches(archs, plane: int):
-    """Each point's kernel launch (seconds): its architecture's, repeated over its plane of
-    bandwidths and clocks."""
-    return np.repeat([a.launch_overhead_s for a in archs], plane)
+def _launches(archs, plane: int, family: str):
+    """Each point's kernel launch (seconds) for a cascade of ``family``: its architecture's,
+    repeated over its plane of bandwidths and clocks."""
+    return np.repeat([a.launch_overhead_for(family) for a in archs], plane)
 
 
 def _utilization(busy, cycles):
@@ -154,7 +154,7 @@ def _columns(sh, archs, role_archs, bws, clks, finish) -> GridColumns:
     bw, clk = _plane(len(archs), bws, clks)
     busy = {role: sum(sh.busy[p.label] for p in sh.plan.einsums if p.array == role) for role in ("2d", "1d")}
     cycles, mem_cycles = latency_cycles(sh.compute_cycles, traffic, buf_cycles, sh.link_cycles, bw, clk,
-                                        _launches(archs, plane))
+                                        _launches(archs, plane, sh.cascade.family))
     util = {role: _utilization(b, cycles) for role, b in busy.items()}
 
     def point(k):
@@ -213,7 +213,7 @@ def _flat_columns(archs, bws, clks, cascade, binding, workload) -> GridColumns:
                 for j in (np.flatnonzero(chosen == k) + i * plane).tolist():
                     flows[j] = flow
     cycles, mem_cycles = latency_cycles(per["compute"], per["traffic"], per["buffer_cycles"], per["link"], bw, clk,
-                                        _launches(archs, plane))
+                                        _launches(archs, plane, cascade.family))
     util = {role: _utilization(per[f"busy_{role}"], cycles) for role in ("2d", "1d")}
 
     def point(k):

@@ -240,7 +240,8 @@ def _timing(sh: _Shape, arch: Architecture, acc, traffic: float, buffer_cycles: 
         compute_cycles, latency = _phases_time(sh.plan, arch, acc, sh.cycles)
         return compute_cycles, latency, traffic / arch.dram_bandwidth * arch.clock_hz
     latency, mem_cycles = latency_cycles(sh.compute_cycles, traffic, buffer_cycles, sh.link_cycles,
-                                         arch.dram_bandwidth, arch.clock_hz, arch.launch_overhead_s)
+                                         arch.dram_bandwidth, arch.clock_hz,
+                                         arch.launch_overhead_for(sh.cascade.family))
     return sh.compute_cycles, latency, mem_cycles
 
 
@@ -251,7 +252,7 @@ def _finish(sh: _Shape, arch: Architecture, design: str | None = None) -> Report
     details = dict(acc.details)
     details["buffer_cycles"] = buffer_cycles
     details["link_cycles"] = sh.link_cycles
-    details["launch_overhead_s"] = arch.launch_overhead_s
+    details["launch_overhead_s"] = arch.launch_overhead_for(sh.cascade.family)
     compute_cycles, latency, mem_cycles = _timing(sh, arch, acc, traffic, buffer_cycles)
     busy_of = {a.name: sum(sh.busy[p.label] for p in plan.einsums if p.array == a.name) for a in arch.arrays}
     util = {a: (b / latency if latency else 0.0) for a, b in busy_of.items()}
@@ -301,7 +302,7 @@ def _phases_time(plan, arch: Architecture, acc, cyc) -> tuple[float, float]:
         pm = phase_words.get(labels, 0.0) * arch.word_bytes / arch.dram_bandwidth * arch.clock_hz
         total += max(pc, pm)
         comp += pc
-    return comp, total + arch.launch_overhead_s * arch.clock_hz
+    return comp, total + arch.launch_overhead_for(plan.cascade.family) * arch.clock_hz
 
 
 def _compute_time(plan, ctx, binding: Binding, acc, cyc, load) -> float:

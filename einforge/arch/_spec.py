@@ -199,6 +199,17 @@ class Architecture:
     # host time to start one kernel (one cascade's evaluation) and see it finish, serial with the work:
     # a GPU timed kernel by kernel pays it; an accelerator that runs a cascade as one program does not
     launch_overhead_s: float = 0.0
+    # the same for the kernels of one cascade family, (family, seconds), where the host launches that
+    # kind otherwise (a library call for a matrix product, a compiled kernel for a normalization)
+    launch_overhead_by_family: tuple[tuple[str, float], ...] = ()
+
+    def launch_overhead_for(self, family: str) -> float:
+        """Seconds to launch one kernel of a cascade of ``family``: the family's own figure when the
+        architecture gives one, else :attr:`launch_overhead_s`."""
+        for f, seconds in self.launch_overhead_by_family:
+            if f == family:
+                return seconds
+        return self.launch_overhead_s
 
     def array(self, name: str) -> PEArray:
         for a in self.arrays:
@@ -345,6 +356,7 @@ def architecture_from_spec(d, base: Path, where: str = "") -> Architecture:
         buffer=GlobalBuffer(int(d.global_buffer.capacity), d.global_buffer.width_bits, d.global_buffer.banks),
         arrays=arrays, energy=energy, area=area, description=d.description, source=str(base),
         launch_overhead_s=d.launch_overhead or 0.0,
+        launch_overhead_by_family=tuple(sorted((d.launch_overhead_by_family or {}).items())),
     )
 
 

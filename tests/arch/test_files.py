@@ -50,6 +50,11 @@ def test_the_base_file_loads(tmp_path):
     ("word_bits: 16", "word_bits: 16\nlaunch_overhead: 20", r"arch.yaml:4:18: launch_overhead: 20 has no unit; write a time"),
     ("word_bits: 16", "word_bits: 16\nlaunch_overhead: 20MHz", r"launch_overhead: '20MHz' is a frequency, not a time"),
     ("word_bits: 16", "word_bits: 16\nlaunch_overhead: -5us", r"launch_overhead: '-5us' must be positive"),
+    ("word_bits: 16", "word_bits: 16\nlaunch_overhead_by_family: {normalisation: 45us}",
+     r"arch.yaml:4:44: launch_overhead_by_family.normalisation: no cascade family 'normalisation'; families: "
+     r".*normalization"),
+    ("word_bits: 16", "word_bits: 16\nlaunch_overhead_by_family: {softmax: 12}",
+     r"arch.yaml:4:38: launch_overhead_by_family.softmax: 12 has no unit; write a time"),
 ])
 def test_mistakes_are_refused_with_their_position(tmp_path, old, new, message):
     with pytest.raises(ArchError, match=message):
@@ -66,6 +71,10 @@ def test_units_mean_what_they_say(tmp_path):
     a = _arch(tmp_path, BASE + "launch_overhead: 21us\n")
     assert a.launch_overhead_s == pytest.approx(21e-6, rel=1e-12)
     assert _arch(tmp_path, BASE).launch_overhead_s == 0.0    # an accelerator that runs a cascade as one program
+    a = _arch(tmp_path, BASE + "launch_overhead: 21us\nlaunch_overhead_by_family: {softmax: 12us, activation: 45us}\n")
+    assert a.launch_overhead_for("softmax") == pytest.approx(12e-6, rel=1e-12)
+    assert a.launch_overhead_for("activation") == pytest.approx(45e-6, rel=1e-12)
+    assert a.launch_overhead_for("feed-forward") == a.launch_overhead_s           # the others: the one figure
 
 
 def test_a_bom_is_accepted_and_invalid_utf8_refused(tmp_path):

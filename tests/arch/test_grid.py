@@ -55,7 +55,8 @@ def test_grid_columns_equal_scalar_points(case, model, seq, bufs, bws, clks, row
     c = load_cascade(name)
     b = load_binding(binding, c)
     a = load_architecture(arch_name).with_part("2d", rows=rows, cols=rows).with_part("1d", cols=rows)
-    a = dataclasses.replace(a, launch_overhead_s=launch)
+    a = dataclasses.replace(a, launch_overhead_s=launch,
+                            launch_overhead_by_family=((c.family, 3 * launch),) if launch else ())
     w = load_workload(model, seq)
     bufs = [x * MIB for x in bufs]
     g = evaluate_grid(a, c, b, w, buffers=bufs, bandwidths=bws, clocks=clks)

@@ -339,6 +339,24 @@ def test_a_kernel_launch_adds_its_time_once_and_nothing_else(cascade, binding):
     assert slow.details["launch_overhead_s"] == launch and base.details["launch_overhead_s"] == 0.0
 
 
+@pytest.mark.parametrize("cascade,family", [("gelu", "activation"), ("rmsnorm", "normalization"), ("gemm", "feed-forward")])
+def test_a_kernel_of_a_family_pays_its_familys_launch(cascade, family):
+    # a family's own figure, else the architecture's one; in the scalar path, the report and price()
+    from einforge.arch import price
+
+    c = load_cascade(cascade)
+    b = load_binding("unfused", c)
+    w = Workload("w", sizes=tuple((r.name, 64) for r in c.ranks if not r.param and not r.derived))
+    arch = dataclasses.replace(FUSEMAX, launch_overhead_s=2e-5, launch_overhead_by_family=(("activation", 5e-5),
+                                                                                         ("normalization", 7e-5)))
+    base = evaluate(FUSEMAX, c, b, w)
+    slow = evaluate(arch, c, b, w)
+    launch = {"activation": 5e-5, "normalization": 7e-5}.get(family, 2e-5)
+    assert slow.latency_s == pytest.approx(base.latency_s + launch, rel=1e-12)
+    assert slow.details["launch_overhead_s"] == launch
+    assert price(arch, c, b, w)[0] == slow.latency_s
+
+
 def test_bound_sizes_are_the_callers_own():
     """bind_sizes remembers its work per value-equal arguments; what it returns may be changed by
     the caller without changing what the next caller gets."""
