@@ -53,8 +53,11 @@ __all__ = ["Report", "EinsumCost", "evaluate"]
 
 def _tile_sizes(cascade: Cascade, binding: Binding, arch: Architecture, workload: Workload) -> dict:
     """The tile: as many keys as the 2D array has rows (fewer if the sequence is shorter). The tiled
-    mapping streams tiles of this size; the unfused one runs each phase whole, so any size costs the
-    same there and this one is as good as another."""
+    mapping streams the fewest tiles that fit the rows, as equal as can be: when they do not divide
+    the streamed rank, it is padded to a whole number of tiles (2049 keys: 9 tiles of 228, 3 keys of
+    padding; a filter such as a causal mask excludes them, otherwise they count as work), unless the
+    rank's size was given explicitly (then the largest tile that divides it). The unfused mapping
+    runs each phase whole, so any size costs the same there and the largest dividing tile serves."""
     r = roles(cascade)
     if binding.mapping not in ("tiled", "unfused") or r.tile is None or r.tile in dict(workload.sizes):
         return {}
@@ -62,8 +65,43 @@ def _tile_sizes(cascade: Cascade, binding: Binding, arch: Architecture, workload
     if binding.tile is not None and binding.tile > rows:
         raise ArchError(f"binding {binding.name}: a tile of {binding.tile} keys does not fit the grid's {rows} rows")
     stream = bind_sizes(cascade, workload, {r.tile: 1}).sizes.get(r.stream, rows)
-    # the largest tile that fits the rows and divides the streamed rank (1000 keys: tiles of 250)
-    return {r.tile: _largest_divisor(stream, min(binding.tile or rows, stream))}
+    cap = min(binding.tile or rows, stream)
+    if binding.mapping == "tiled" and _paddable(cascade, workload, r.stream):
+        tile, padded = balanced_tiles(stream, cap)
+        return {r.tile: tile} if padded == stream else {r.tile: tile, r.stream: padded}
+    return {r.tile: _largest_divisor(stream, cap)}
+
+
+def balanced_tiles(n: int, cap: int) -> tuple[int, int]:
+    """(tile, n padded to whole tiles) of the fewest tiles of at most ``cap`` covering ``n``, as
+    equal as can be: fewer than one padding element a tile.
+
+    >>> balanced_tiles(1000, 256), balanced_tiles(2049, 256), balanced_tiles(4096, 256)
+    ((250, 1000), (228, 2052), (256, 4096))
+    """
+    tiles = -(-n // cap)
+    tile = -(-n // tiles)
+    return tile, tile * tiles
+
+
+def _paddable(cascade: Cascade, workload: Workload, stream: str | None) -> bool:
+    """Whether the mapping may pad the streamed rank: it is sized by the workload's fields, not given
+    explicitly nor derived from other sizes."""
+    return stream is not None and stream not in dict(workload.sizes) and not cascade.rank(stream).derived
+
+
+def padding_note(cascade: Cascade, binding: Binding, workload: Workload, sizes: dict) -> str | None:
+    """What :func:`_tile_sizes` padded, said for the report (``None`` when nothing)."""
+    r = roles(cascade)
+    if binding.mapping != "tiled" or r.tile is None or not _paddable(cascade, workload, r.stream):
+        return None
+    given = bind_sizes(cascade, workload, {r.tile: 1}).sizes.get(r.stream)
+    if given is None or sizes[r.stream] == given:
+        return None
+    tile = sizes[r.tile]
+    return (f"{r.stream} padded from {given} to {sizes[r.stream]}: {sizes[r.stream] // tile} tiles of {tile} "
+            f"(the mapping's fewest tiles that fit the rows; a filter that excludes the padding, such as a causal "
+            f"mask, leaves it no work; otherwise its {sizes[r.stream] - given} elements count as work and traffic)")
 
 
 def _by_role(arch: Architecture, binding: Binding, roles_: dict[str, str]) -> tuple[Architecture, Binding]:
@@ -276,8 +314,13 @@ def _finish(sh: _Shape, arch: Architecture, design: str | None = None) -> Report
         latency_s=latency / f, compute_s=compute_cycles / f, memory_s=mem_cycles / f,
         traffic_bytes=traffic, util=util, per_einsum=per, energy_pJ=total, energy_breakdown_pJ=breakdown,
         area_um2=sum(area.values()), area_breakdown_um2=area, cycles=dict(sh.load), details=details,
-        sizes=dict(ctx.sizes), size_origin=dict(sh.bound.origin), instances=inst, warnings=arch.extrapolations(),
+        sizes=dict(ctx.sizes), size_origin=dict(sh.bound.origin), instances=inst,
+        warnings=arch.extrapolations() + _notes(padding_note(sh.cascade, binding, sh.workload, ctx.sizes)),
     )
+
+
+def _notes(*notes) -> tuple[str, ...]:
+    return tuple(n for n in notes if n)
 
 
 def _accesses(ctx, plan, binding: Binding, flat_dataflow):

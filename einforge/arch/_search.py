@@ -251,15 +251,20 @@ def _engine_placements(cascade: Cascade, labels, where) -> dict:
 
 
 def _tiles(cascade: Cascade, arch: Architecture, workload: Workload) -> list[int]:
-    """Keys per tile: the grid's rows, half and a quarter of them, that divide the streamed rank."""
+    """Keys per tile: the fewest tiles of at most the grid's rows, half and a quarter of them (the
+    streamed rank padded to whole tiles, or, when its size is given explicitly, the largest tiles
+    that divide it)."""
+    from ._model import _paddable, balanced_tiles
+    from ._traffic import _largest_divisor
+
     r = roles(cascade)
     rows = arch.part("2d").rows
     stream = bind_sizes(cascade, workload, {r.tile: 1}).sizes.get(r.stream, rows)
-    from ._traffic import _largest_divisor
-
+    pad = _paddable(cascade, workload, r.stream)
     out = []
     for t in (rows, rows // 2, rows // 4):
-        t = _largest_divisor(stream, max(1, min(t, stream)))
+        cap = max(1, min(t, stream))
+        t = balanced_tiles(stream, cap)[0] if pad else _largest_divisor(stream, cap)
         if t not in out:
             out.append(t)
     return out
@@ -367,7 +372,8 @@ def _forgiving(arch, cascade, binding, workload):
 def _compulsory_seconds(arch, cascade, workload, base) -> float:
     """DRAM time of reading every input and writing every output once: no mapping is faster."""
     try:
-        bound = bind_sizes(cascade, workload, {roles(cascade).tile: base.tile} if base.tile else {})
+        # unpadded (tiles of one key): a mapping that pads the streamed rank moves at least this much
+        bound = bind_sizes(cascade, workload, {roles(cascade).tile: 1} if roles(cascade).tile else {})
     except ArchError:
         return 0.0
     words = 0.0

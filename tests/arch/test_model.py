@@ -410,3 +410,47 @@ def test_a_rank_sized_by_other_fields_covers_none_of_the_instances():
         assert (b.sizes["I"], b.sizes["P"], b.sizes["H"], b.instances) == (head_dim // 2, 16, 4, 3)
     with pytest.raises(ArchError, match=r"workload w.*rope's I=head_dim/2.*63 is not a multiple of 2"):
         bind_sizes(load_cascade("rope"), Workload("w", batch=3, heads=4, head_dim=63, queries=16))
+
+
+@settings(max_examples=300, deadline=None)
+@given(n=st.integers(1, 20_000), cap=st.sampled_from([1, 3, 16, 64, 128, 256, 288]))
+def test_balanced_tiles_are_the_fewest_that_fit_with_less_than_one_pad_a_tile(n, cap):
+    from einforge.arch._model import balanced_tiles
+
+    tile, padded = balanced_tiles(n, cap)
+    tiles = padded // tile
+    assert padded == tile * tiles and tile <= cap
+    assert tiles == -(-n // cap)                     # no fewer tiles of at most cap cover n
+    assert n <= padded < n + tiles                   # fewer than one padding element a tile
+
+
+def test_a_key_count_without_good_divisors_streams_full_tiles():
+    # decode against caches of 2044..2057 keys (2053 is prime, 2049 = 3 x 683): the tiles are the
+    # fewest that fit the rows, padded, never tiles of a few keys; the latency moves smoothly
+    from einforge.arch import search
+
+    c = load_cascade("attention-decode")
+    times = {}
+    for kv in range(2044, 2058):
+        w = Workload("w", batch=8, heads=32, kv_heads=8, head_dim=128, keys=kv)
+        r = search(FUSEMAX, c, w).report
+        # the mapper tries at most rows, rows/2 and rows/4 keys a tile; n >= cap keys in the fewest
+        # tiles of at most cap are at least cap*n/(n+cap) >= cap/2 a tile
+        assert r.sizes["M0"] >= 256 // 8, (kv, r.sizes["M0"])
+        padded = r.sizes["M"] != kv
+        assert padded == any("padded from" in x for x in r.warnings), kv
+        times[kv] = r.latency_s
+    assert max(times.values()) / min(times.values()) < 1.05
+
+
+def test_padding_a_causal_sequence_adds_no_work():
+    # causal attention over a prime length: the padded keys lie above every query, so the mask
+    # leaves them no work (the count of kept points is the unpadded one, up to the density's sampling)
+    c = load_cascade("attention-causal")
+    b = load_binding("fusemax", c)
+    n = 1021
+    r = evaluate(FUSEMAX, c, b, Workload("w", batch=1, heads=1, head_dim=64, keys=n, queries=n))
+    assert r.sizes["M"] == 1024 and r.sizes["P"] == n and r.sizes["M0"] == 256
+    qk = next(e for e in r.per_einsum.values() if e.array == "2d" and "mac" in e.actions)
+    exact = 64 * n * (n + 1) / 2                      # E MACs for each (key, query) with key <= query
+    assert qk.actions["mac"] == pytest.approx(exact, rel=0.01)
