@@ -296,9 +296,10 @@ def generate(arch: Architecture, model: DecoderModel, batch: int, prompt: int, n
              memory_bytes: float | None = None) -> Generation:
     """Prefill, then ``new_tokens`` decode steps with the cache growing from ``prompt`` tokens.
 
-    Decode steps are evaluated at the first and the last cache length and summed as a line between
-    them: every operator's cost is constant in the cache length except attention's, which the model
-    prices per key tile, linear up to the rounding of the last tile.
+    Decode steps are evaluated at the first and the last cache length (and, for a sliding window the
+    cache outgrows on the way, at the window) and summed as lines between them: every operator's
+    cost is constant in the cache length except attention's, which the model prices per key tile,
+    linear up to the rounding of the last tile, and constant once the cache holds the window.
 
     Raises
     ------
@@ -312,15 +313,29 @@ def generate(arch: Architecture, model: DecoderModel, batch: int, prompt: int, n
                         f"({batch} x {prompt + new_tokens} tokens) do not fit {memory_bytes / 2**30:.1f} GiB; use "
                         "more chips, a smaller batch or a shorter context")
     pre = evaluate_layer(arch, model, "prefill", batch, prompt)
-    first = evaluate_layer(arch, model, "decode", batch, 1, kv=prompt + 1)
-    last = evaluate_layer(arch, model, "decode", batch, 1, kv=prompt + max(new_tokens, 1))
     steps = max(new_tokens, 1)
-    decode_s = model.layers * steps * (first.latency_s + last.latency_s) / 2
-    decode_pJ = model.layers * steps * (first.energy_pJ + last.energy_pJ) / 2
+    ends = [prompt + 1, prompt + steps]                # the cache lengths of the first and last steps
+    if model.window and ends[0] < model.window < ends[1]:
+        ends.insert(1, model.window)                   # attention stops growing with the window
+    layers = [evaluate_layer(arch, model, "decode", batch, 1, kv=k) for k in ends]
+    decode_s = model.layers * _steps_sum(ends, [r.latency_s for r in layers])
+    decode_pJ = model.layers * _steps_sum(ends, [r.energy_pJ for r in layers])
     return Generation(model.name, batch, prompt, new_tokens, ttft_s=model.layers * pre.latency_s,
                       tpot_s=decode_s / steps, tokens_per_s=batch * steps / decode_s,
                       energy_per_token_pJ=decode_pJ / (batch * steps), weight_bytes=weights, kv_bytes=kv_end,
-                      prefill=pre, decode_first=first, decode_last=last)
+                      prefill=pre, decode_first=layers[0], decode_last=layers[-1])
+
+
+def _steps_sum(ends: list[int], values: list[float]) -> float:
+    """The sum over every cache length from ``ends[0]`` to ``ends[-1]`` of a cost that is linear
+    between consecutive ``ends`` (``values`` there): each segment's lengths, its start included
+    only for the first (the others start where the one before ended)."""
+    if ends[0] == ends[-1]:
+        return values[0]
+    total = 0.0
+    for k, (a, b) in enumerate(zip(ends, ends[1:])):
+        total += (b - a + 1) * (values[k] + values[k + 1]) / 2 - (values[k] if k else 0.0)
+    return total
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,8 @@ generation on one chip; attention split over chips, checked against the publishe
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from einforge.arch import (
     ArchError,
@@ -122,6 +124,43 @@ def test_a_layer_prices_alike_operators_once_and_each_as_the_mapper_alone_does()
         found = search(FUSEMAX, load_cascade(op.cascade), op.workload).report
         row = rep.op(op.name)
         assert (row[3], row[4], row[5]) == (found.latency_s, found.energy_pJ, found.traffic_bytes), op.name
+
+@settings(max_examples=200, deadline=None)
+@given(start=st.integers(1, 500), lengths=st.lists(st.integers(1, 300), min_size=1, max_size=3),
+       slopes=st.lists(st.integers(-5, 5), min_size=3, max_size=3), base=st.integers(0, 1000))
+def test_decode_steps_sum_a_piecewise_linear_cost_exactly(start, lengths, slopes, base):
+    # a cost linear between consecutive evaluated cache lengths: the sum over every step equals the
+    # sum of the cost at each cache length
+    from einforge.arch._llm import _steps_sum
+
+    ends = [start]
+    for n in lengths:
+        ends.append(ends[-1] + n)
+
+    def cost(k):
+        v = base
+        for (a, b), s in zip(zip(ends, ends[1:]), slopes):
+            v += s * (min(k, b) - a) if k > a else 0
+        return v
+
+    assert _steps_sum(ends, [cost(k) for k in ends]) == sum(cost(k) for k in range(ends[0], ends[-1] + 1))
+    assert _steps_sum([start, start], [7.0, 7.0]) == 7.0
+
+
+def test_a_generation_past_the_sliding_window_is_priced_at_the_window_too():
+    # Mistral's attention stops growing once the cache holds its window: a line from the first to
+    # the last step would overstate the steps before the window is full
+    m = load_model("Mistral-7B")
+    prompt, tokens = m.window - 1000, 3000
+    g = generate(FUSEMAX, m, 4, prompt, tokens)
+    at = {k: evaluate_layer(FUSEMAX, m, "decode", 4, 1, kv=k) for k in (prompt + 1, m.window, prompt + tokens)}
+    assert at[m.window].op("attention")[3] == at[prompt + tokens].op("attention")[3]     # the window
+    first, full = at[prompt + 1].latency_s, at[m.window].latency_s
+    steps_before = m.window - prompt                                                  # prompt+1 .. window
+    expect = m.layers * (steps_before * (first + full) / 2 + (tokens - steps_before) * full)
+    assert g.tpot_s * tokens == pytest.approx(expect, rel=1e-12)
+    assert g.tpot_s * tokens > m.layers * tokens * (first + full) / 2                 # the chord's underestimate
+
 
 @pytest.mark.parametrize("phase,tokens,kv", [("prefill", 256, None), ("decode", 1, 512)])
 def test_rope_makes_each_angle_once_a_position_for_every_head_of_every_sequence(phase, tokens, kv):
