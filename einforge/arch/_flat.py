@@ -240,14 +240,15 @@ class FlatSpace:
         from dataclasses import replace
 
         from ._model import _bind, _shape
-        from ._traffic import flat_access, flat_operands
+        from ._traffic import flat_chain_access, flat_operands
 
         if ("priced", spatial) not in self.bound:
             b = replace(role_binding, einsum_spatial=spatial)
             bound = _bind(role_arch, cascade, b, workload)
             ops = flat_operands(bound[2], bound[1])
             flow = candidate(self.flows, k, self.queries)      # any of the spreading's candidates will do
-            sh = _shape(role_arch, cascade, b, workload, flow, bound, flat_access(ops, flow))
+            # the arrays' side needs no candidate's traffic (priced per buffer by _price_memory)
+            sh = _shape(role_arch, cascade, b, workload, flow, bound, flat_chain_access(ops))
             busy = tuple(sum(sh.busy[p.label] for p in sh.plan.einsums if p.array == r) for r in ("2d", "1d"))
             self.bound[("priced", spatial)] = (sh.compute_cycles, sh.link_cycles, busy, sh.energy[0], ops)
         return self.bound[("priced", spatial)]

@@ -602,12 +602,20 @@ def _flat(ctx: _Ctx, plan: _Plan, flow: dict) -> _Access:
 def flat_access(ops: FlatOperands, flow: dict) -> _Access:
     """The accesses of one FLAT dataflow over the operands ``ops``."""
     t, reads, writes = flat_words(ops, FlatFlows.of([flow], ops.queries))
-    acc = _Access(traffic_words=float(t[0]), l3_reads=float(reads[0]), l3_writes=float(writes[0]))
-    acc.per_einsum.update(ops.chain.per_einsum)
+    acc = flat_chain_access(ops)
+    acc.traffic_words, acc.l3_reads, acc.l3_writes = float(t[0]), float(reads[0]), float(writes[0])
     acc.details.update(P1=flow["P1"] if flow["granularity"] == "row" else ops.queries,
                        proportion_spilled=float(flow["ps"]), granularity=flow["granularity"],
                        on_chip=",".join(k for k, v in flow["on"].items() if v) or "none",
                        stationarity=f"{flow['qk']}/{flow['av']}")
+    return acc
+
+
+def flat_chain_access(ops: FlatOperands) -> _Access:
+    """What every FLAT dataflow over ``ops`` shares: the softmax chain's accesses by Einsum (the
+    arrays' side of a report; the dataflow adds DRAM traffic and buffer reads and writes)."""
+    acc = _Access()
+    acc.per_einsum.update(ops.chain.per_einsum)
     return acc
 
 
