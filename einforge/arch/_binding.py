@@ -28,15 +28,18 @@ __all__ = ["Binding", "load_binding", "BINDINGS", "bind_arrays", "is_layout", "i
 BINDINGS = ("fusemax", "arch", "cascade", "flat", "unfused")
 
 _DEFAULTS = {
-    "fusemax": dict(rule="tile", mapping="tiled", schedule="overlap", skip_empty_tiles=True,
+    # the FuseMax evaluation's mappings (Timeloop's) keep a number of query blocks resident that
+    # divides the blocks: resident_groups "divide" reproduces them; the mapper's are "balanced"
+    "fusemax": dict(rule="tile", mapping="tiled", schedule="overlap", skip_empty_tiles=True, resident_groups="divide",
                     description="+Binding (FuseMax): softmax tiles on the 2D array, corrections on the 1D array, arrays interleaved"),
     "arch": dict(rule="tile", mapping="tiled", schedule="sequential", drain=True, skip_empty_tiles=True,
+                 resident_groups="divide",
                  description="+Architecture: FuseMax placement, one tile at a time with the 2D drain exposed"),
     # +Cascade as the FuseMax evaluation models it on FLAT's hardware: resident query blocks sized for
     # half of FLAT's 32 MiB buffer (the artifact computes its P1 for 16 MiB), and every action on
     # FLAT's 1D PEs one cycle, exp with its subtraction two (FuseMax artifact, FlatPEProposal)
     "cascade": dict(rule="product", mapping="tiled", schedule="overlap", skip_empty_tiles=True,
-                    buffer_share=0.5, issue={"1d": "sequential"},
+                    buffer_share=0.5, issue={"1d": "sequential"}, resident_groups="divide",
                     description="+Cascade: the 1-pass cascade with tensor products on 2D and the softmax on 1D"),
     "flat": dict(rule="product", mapping="flat", schedule="overlap",
                  description="FLAT: fused logit/attend tiles, softmax on the 1D array"),
@@ -59,7 +62,10 @@ class Binding:
     every Einsum over the tile is empty there (a causal mask's upper tiles, a KV cache's unused
     part), as FlashAttention-2 does; the iterates then stay as they are. ``resident_blocks`` caps
     the blocks of queries the tiled mapping keeps resident, which share each key/value tile fetched
-    (the attention engine's RTL keeps one: every block streams its tiles).
+    (the attention engine's RTL keeps one: every block streams its tiles). ``resident_groups``:
+    ``balanced`` keeps the fewest groups of resident blocks the buffer holds, as equal as can be
+    (the last may be smaller); ``divide`` keeps a number of blocks that divides them, as the
+    FuseMax evaluation's Timeloop mappings do (503 blocks, a prime: one at a time).
     """
 
     name: str
@@ -75,6 +81,7 @@ class Binding:
     issue: tuple = ()                          # (array, "sequential"|"pipelined") overrides
     buffer_share: float = 1.0                  # share of the global buffer the tiled mapping may fill
     resident_blocks: int | None = None         # at most this many blocks of queries resident (None: what fits)
+    resident_groups: str = "balanced"          # "balanced" or "divide" (see above)
     tile: int | None = None                    # keys per tile (default: the grid's rows)
     skip_empty_tiles: bool = False
     source: str = field(default="", compare=False)
@@ -138,7 +145,8 @@ def _bind_arrays(cascade: Cascade, binding: Binding, tile_rank: str | None) -> t
 def _from_spec(name: str, given: dict, where: str) -> Binding:
     """The binding of the fields a file gives (validated; none for a built-in) over its base's."""
     base = dict(_DEFAULTS.get(given.get("base") or name, _DEFAULTS["fusemax"]))
-    for k in ("rule", "mapping", "schedule", "description", "drain", "skip_empty_tiles", "buffer_share"):
+    for k in ("rule", "mapping", "schedule", "description", "drain", "skip_empty_tiles", "buffer_share",
+              "resident_groups"):
         if given.get(k) is not None:
             base[k] = given[k]
     # by default the roles of the ranks decide what goes on each array dimension (arch._model)
@@ -161,7 +169,8 @@ def _from_spec(name: str, given: dict, where: str) -> Binding:
         einsum_spatial=tuple((k, tuple(v.items())) for k, v in given.get("einsum_spatial", {}).items()),
         issue=tuple((given.get("issue") or base.get("issue") or {}).items()),
         buffer_share=float(base.get("buffer_share", 1.0)), tile=given.get("tile"),
-        resident_blocks=given.get("resident_blocks"), source=where,
+        resident_blocks=given.get("resident_blocks"), resident_groups=base.get("resident_groups", "balanced"),
+        source=where,
     )
 
 
@@ -218,4 +227,5 @@ def binding_yaml(b: Binding) -> str:
         d["tile"] = b.tile
     if b.resident_blocks is not None:
         d["resident_blocks"] = b.resident_blocks
+    d["resident_groups"] = b.resident_groups
     return yaml.safe_dump({b.name: d}, sort_keys=False)

@@ -229,3 +229,4 @@ class BindingSpec(BaseModel):
     skip_empty_tiles: bool | None = None
     tile: Annotated[int, Field(gt=0)] | None = None
     resident_blocks: Annotated[int, Field(gt=0)] | None = None
+    resident_groups: Literal["balanced", "divide"] | None = None

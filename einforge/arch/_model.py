@@ -43,6 +43,7 @@ from ._traffic import (
     _phases,
     _tiled,
     _unfused,
+    balanced_tiles,
     resident,
 )
 from ._workload import Workload, bind_sizes
@@ -70,18 +71,6 @@ def _tile_sizes(cascade: Cascade, binding: Binding, arch: Architecture, workload
         tile, padded = balanced_tiles(stream, cap)
         return {r.tile: tile} if padded == stream else {r.tile: tile, r.stream: padded}
     return {r.tile: _largest_divisor(stream, cap)}
-
-
-def balanced_tiles(n: int, cap: int) -> tuple[int, int]:
-    """(tile, n padded to whole tiles) of the fewest tiles of at most ``cap`` covering ``n``, as
-    equal as can be: fewer than one padding element a tile.
-
-    >>> balanced_tiles(1000, 256), balanced_tiles(2049, 256), balanced_tiles(4096, 256)
-    ((250, 1000), (228, 2052), (256, 4096))
-    """
-    tiles = -(-n // cap)
-    tile = -(-n // tiles)
-    return tile, tile * tiles
 
 
 def _paddable(cascade: Cascade, workload: Workload, stream: str | None) -> bool:

@@ -254,8 +254,8 @@ def _tiles(cascade: Cascade, arch: Architecture, workload: Workload) -> list[int
     """Keys per tile: the fewest tiles of at most the grid's rows, half and a quarter of them (the
     streamed rank padded to whole tiles, or, when its size is given explicitly, the largest tiles
     that divide it)."""
-    from ._model import _paddable, balanced_tiles
-    from ._traffic import _largest_divisor
+    from ._model import _paddable
+    from ._traffic import _largest_divisor, balanced_tiles
 
     r = roles(cascade)
     rows = arch.part("2d").rows
@@ -290,7 +290,7 @@ def _search_tiled(arch, cascade, workload, state: _State, progress, schedules, t
         tile_rank = roles(cascade).tile
         spatial = (("2d", (("rows", (tile_rank,)), ("cols", (col,)))), ("1d", (("cols", (col,)),)))
         base = replace(seed, name="searched", schedule=sched, tile=tile, spatial=spatial, explicit=(),
-                       description=f"searched: {sched}, tile {tile}, columns {col}")
+                       resident_groups="balanced", description=f"searched: {sched}, tile {tile}, columns {col}")
         space += math.prod(len(where[lab]) for lab in labels)
         _branch_and_bound(arch, cascade, workload, base, labels, where, state)
         if progress is not None:

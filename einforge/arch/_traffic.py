@@ -47,6 +47,7 @@ class _Residency:
     skips_tiles: bool
     cascade: str
     max_blocks: int | None = None       # the binding's cap on resident blocks
+    divide: bool = False                # the resident blocks divide the blocks (the binding's resident_groups)
 
 
 def resident_blocks(r: _Residency, capacity: float, arch_name: str) -> int:
@@ -69,7 +70,11 @@ def resident_blocks(r: _Residency, capacity: float, arch_name: str) -> int:
             f"bigger buffer, a cascade that tiles the key rank (one pass keeps no whole rows), or --binding "
             f"unfused (intermediates spill to DRAM)")
     fits = int(avail // per_block)
-    return _largest_divisor(blocks, fits if r.max_blocks is None else min(fits, r.max_blocks))
+    most = fits if r.max_blocks is None else min(fits, r.max_blocks)
+    if r.divide:
+        return _largest_divisor(blocks, most)
+    # the fewest groups of resident blocks the buffer holds, as equal as can be (the last may be smaller)
+    return balanced_tiles(blocks, most)[0]
 
 
 def resident(acc: _Access, ctx: _Ctx, capacity: float, arch_name: str) -> _Access:
@@ -84,7 +89,7 @@ def resident(acc: _Access, ctx: _Ctx, capacity: float, arch_name: str) -> _Acces
     """
     r = acc.residency
     p1 = resident_blocks(r, capacity, arch_name)
-    p2 = max(1, math.ceil(r.rows_total / r.p0)) // p1
+    p2 = math.ceil(max(1, math.ceil(r.rows_total / r.p0)) / p1)
     # tiles a whole resident group of P1 blocks skips are never fetched
     fetched = ctx.tile_visits(p1 * r.p0) if r.skips_tiles else 1.0
     words = r.streamed_words * p2 * fetched
@@ -312,7 +317,8 @@ def _tiled(ctx: _Ctx, plan: _Plan, binding: Binding) -> _Access:
     acc.residency = _Residency(
         word_bytes=s, share=binding.buffer_share, row_words=row_words, tile_words=tile_words, p0=p0,
         rows_total=rows_total, streamed_words=sum(ctx.tensor_size(t) for t in lay.tile_inputs),
-        skips_tiles=ctx.visits < 1.0, cascade=c.name, max_blocks=binding.resident_blocks)
+        skips_tiles=ctx.visits < 1.0, cascade=c.name, max_blocks=binding.resident_blocks,
+        divide=binding.resident_groups == "divide")
     acc.details.update(P0=p0, row_words=row_words, tile_words=tile_words,
                        row_ranks=",".join(sorted(lay.row_ranks)))
     _count_actions(acc, ctx, lay.actions)
@@ -336,6 +342,18 @@ def _count_actions(acc: _Access, ctx: _Ctx, actions: tuple) -> None:
             continue
         setattr(acc, comp, getattr(acc, comp) + n)
         acc.per_einsum[(p.label, _COMPONENT[comp])] += n
+
+
+def balanced_tiles(n: int, cap: int) -> tuple[int, int]:
+    """(tile, n padded to whole tiles) of the fewest tiles of at most ``cap`` covering ``n``, as
+    equal as can be: fewer than one padding element a tile.
+
+    >>> balanced_tiles(1000, 256), balanced_tiles(2049, 256), balanced_tiles(4096, 256)
+    ((250, 1000), (228, 2052), (256, 4096))
+    """
+    tiles = -(-n // cap)
+    tile = -(-n // tiles)
+    return tile, tile * tiles
 
 
 def _largest_divisor(n: int, cap: int) -> int:

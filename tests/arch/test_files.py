@@ -108,6 +108,12 @@ def test_binding_files(tmp_path):
     f.write_text("base: fusemax\nbuffer_share: 2\n")
     with pytest.raises(ArchError, match=r"b.yaml:2:15: buffer_share"):
         load_binding(str(f), c)
+    f.write_text("base: fusemax\nresident_groups: balance\n")
+    with pytest.raises(ArchError, match=r"b.yaml:2:18: resident_groups: Input should be 'balanced' or 'divide'"):
+        load_binding(str(f), c)
+    f.write_text("base: fusemax\nresident_groups: balanced\n")
+    assert load_binding(str(f), c).resident_groups == "balanced"
+    assert load_binding("fusemax", c).resident_groups == "divide"        # the FuseMax evaluation's mappings
 
 
 def test_sweep_files(tmp_path):

@@ -415,7 +415,7 @@ def test_a_rank_sized_by_other_fields_covers_none_of_the_instances():
 @settings(max_examples=300, deadline=None)
 @given(n=st.integers(1, 20_000), cap=st.sampled_from([1, 3, 16, 64, 128, 256, 288]))
 def test_balanced_tiles_are_the_fewest_that_fit_with_less_than_one_pad_a_tile(n, cap):
-    from einforge.arch._model import balanced_tiles
+    from einforge.arch._traffic import balanced_tiles
 
     tile, padded = balanced_tiles(n, cap)
     tiles = padded // tile
@@ -454,3 +454,23 @@ def test_padding_a_causal_sequence_adds_no_work():
     qk = next(e for e in r.per_einsum.values() if e.array == "2d" and "mac" in e.actions)
     exact = 64 * n * (n + 1) / 2                      # E MACs for each (key, query) with key <= query
     assert qk.actions["mac"] == pytest.approx(exact, rel=0.01)
+
+
+@pytest.mark.parametrize("blocks", [500, 503, 509, 512])
+def test_balanced_resident_groups_are_the_fewest_the_buffer_holds(blocks):
+    # a prime number of query blocks (503, 509) cannot be split into equal resident groups: the
+    # FuseMax evaluation's mappings (resident blocks that divide them) then keep one block at a
+    # time and stream every key/value tile once per block; balanced groups (the mapper's) stream
+    # them once per group, the fewest groups the buffer holds
+    c = load_cascade("attention-1pass")
+    divide = load_binding("fusemax", c)
+    balanced = dataclasses.replace(divide, resident_groups="balanced")
+    w = Workload("w", batch=1, heads=1, head_dim=64, keys=65536, queries=blocks * 256)
+    d, b = evaluate(FUSEMAX, c, divide, w), evaluate(FUSEMAX, c, balanced, w)
+    assert d.details["P1"] * d.details["P2"] == blocks                  # divides
+    assert b.details["P1"] * b.details["P2"] >= blocks > b.details["P1"] * (b.details["P2"] - 1)
+    assert b.details["P2"] > 1                                           # the buffer holds fewer blocks than there are
+    assert b.details["P2"] <= d.details["P2"] and b.traffic_bytes <= d.traffic_bytes
+    if blocks in (503, 509):
+        assert d.details["P1"] == 1 and b.details["P2"] <= 3
+        assert b.traffic_bytes < d.traffic_bytes / 50
