@@ -53,21 +53,28 @@ __all__ = ["Report", "EinsumCost", "evaluate"]
 
 
 def _tile_sizes(cascade: Cascade, binding: Binding, arch: Architecture, workload: Workload) -> dict:
-    """The tile: as many keys as the 2D array has rows (fewer if the sequence is shorter). The tiled
-    mapping streams the fewest tiles that fit the rows, as equal as can be: when they do not divide
-    the streamed rank, it is padded to a whole number of tiles (2049 keys: 9 tiles of 228, 3 keys of
-    padding; a filter such as a causal mask excludes them, otherwise they count as work), unless the
-    rank's size was given explicitly (then the largest tile that divides it). The unfused mapping
-    runs each phase whole, so any size costs the same there and the largest dividing tile serves."""
+    """The tile: as many keys as the 2D array has rows (fewer if the sequence is shorter), as
+    :func:`tile_choice` makes it; the unfused mapping runs each phase whole, so any size costs the
+    same there and the largest dividing tile serves."""
     r = roles(cascade)
     if binding.mapping not in ("tiled", "unfused") or r.tile is None or r.tile in dict(workload.sizes):
         return {}
     rows = arch.array("2d").rows
     if binding.tile is not None and binding.tile > rows:
         raise ArchError(f"binding {binding.name}: a tile of {binding.tile} keys does not fit the grid's {rows} rows")
-    stream = bind_sizes(cascade, workload, {r.tile: 1}).sizes.get(r.stream, rows)
-    cap = min(binding.tile or rows, stream)
-    if binding.mapping == "tiled" and _paddable(cascade, workload, r.stream):
+    return tile_choice(cascade, workload, binding.tile or rows, pad=binding.mapping == "tiled")
+
+
+def tile_choice(cascade: Cascade, workload: Workload, most: int, pad: bool = True) -> dict:
+    """Sizes a tiled mapping fixes for tiles of at most ``most`` keys: the fewest tiles, as equal as
+    can be, the streamed rank padded to a whole number of them when they do not divide it (2049
+    keys: 9 tiles of 228 and 3 keys of padding; a filter such as a causal mask excludes them,
+    otherwise they count as work); without ``pad``, or when the rank's size was given explicitly or
+    is derived, the largest tile that divides it."""
+    r = roles(cascade)
+    stream = bind_sizes(cascade, workload, {r.tile: 1}).sizes.get(r.stream, most)
+    cap = max(1, min(most, stream))
+    if pad and _paddable(cascade, workload, r.stream):
         tile, padded = balanced_tiles(stream, cap)
         return {r.tile: tile} if padded == stream else {r.tile: tile, r.stream: padded}
     return {r.tile: _largest_divisor(stream, cap)}
@@ -79,18 +86,24 @@ def _paddable(cascade: Cascade, workload: Workload, stream: str | None) -> bool:
     return stream is not None and stream not in dict(workload.sizes) and not cascade.rank(stream).derived
 
 
-def padding_note(cascade: Cascade, binding: Binding, workload: Workload, sizes: dict) -> str | None:
-    """What :func:`_tile_sizes` padded, said for the report (``None`` when nothing)."""
+def tile_note(cascade: Cascade, binding: Binding, arch: Architecture, workload: Workload, sizes: dict) -> str | None:
+    """What :func:`tile_choice` chose that the user did not, said for the report: padding, or tiles
+    of under half the rows because an explicitly given size has no larger divisor (``None``: neither)."""
     r = roles(cascade)
-    if binding.mapping != "tiled" or r.tile is None or not _paddable(cascade, workload, r.stream):
+    if binding.mapping != "tiled" or r.tile is None or r.tile in dict(workload.sizes) or r.stream not in sizes:
         return None
-    given = bind_sizes(cascade, workload, {r.tile: 1}).sizes.get(r.stream)
-    if given is None or sizes[r.stream] == given:
-        return None
-    tile = sizes[r.tile]
-    return (f"{r.stream} padded from {given} to {sizes[r.stream]}: {sizes[r.stream] // tile} tiles of {tile} "
-            f"(the mapping's fewest tiles that fit the rows; a filter that excludes the padding, such as a causal "
-            f"mask, leaves it no work; otherwise its {sizes[r.stream] - given} elements count as work and traffic)")
+    given = bind_sizes(cascade, workload, {r.tile: 1}).sizes[r.stream]
+    tile, rows = sizes[r.tile], min(binding.tile or arch.array("2d").rows, given)
+    if sizes[r.stream] != given:
+        return (f"{r.stream} padded from {given} to {sizes[r.stream]}: {sizes[r.stream] // tile} tiles of {tile} "
+                f"(the mapping's fewest tiles that fit the rows; a filter that excludes the padding, such as a "
+                f"causal mask, leaves it no work; otherwise its {sizes[r.stream] - given} elements count as work "
+                f"and traffic)")
+    if 2 * tile < rows:
+        return (f"tiles of {tile} keys: {r.stream}={given} was given explicitly and its largest divisor of at "
+                f"most {rows} is {tile}; leave {r.stream} to the workload's fields to pad it to whole tiles, or "
+                f"give a size with a larger divisor")
+    return None
 
 
 def _by_role(arch: Architecture, binding: Binding, roles_: dict[str, str]) -> tuple[Architecture, Binding]:
@@ -304,7 +317,7 @@ def _finish(sh: _Shape, arch: Architecture, design: str | None = None) -> Report
         traffic_bytes=traffic, util=util, per_einsum=per, energy_pJ=total, energy_breakdown_pJ=breakdown,
         area_um2=sum(area.values()), area_breakdown_um2=area, cycles=dict(sh.load), details=details,
         sizes=dict(ctx.sizes), size_origin=dict(sh.bound.origin), instances=inst,
-        warnings=arch.extrapolations() + _notes(padding_note(sh.cascade, binding, sh.workload, ctx.sizes)),
+        warnings=arch.extrapolations() + _notes(tile_note(sh.cascade, binding, arch, sh.workload, ctx.sizes)),
     )
 
 

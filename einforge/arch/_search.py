@@ -251,23 +251,12 @@ def _engine_placements(cascade: Cascade, labels, where) -> dict:
 
 
 def _tiles(cascade: Cascade, arch: Architecture, workload: Workload) -> list[int]:
-    """Keys per tile: the fewest tiles of at most the grid's rows, half and a quarter of them (the
-    streamed rank padded to whole tiles, or, when its size is given explicitly, the largest tiles
-    that divide it)."""
-    from ._model import _paddable
-    from ._traffic import _largest_divisor, balanced_tiles
+    """Keys per tile: tiles of at most the grid's rows, half and a quarter of them, as
+    :func:`einforge.arch._model.tile_choice` makes them."""
+    from ._model import tile_choice
 
-    r = roles(cascade)
-    rows = arch.part("2d").rows
-    stream = bind_sizes(cascade, workload, {r.tile: 1}).sizes.get(r.stream, rows)
-    pad = _paddable(cascade, workload, r.stream)
-    out = []
-    for t in (rows, rows // 2, rows // 4):
-        cap = max(1, min(t, stream))
-        t = balanced_tiles(stream, cap)[0] if pad else _largest_divisor(stream, cap)
-        if t not in out:
-            out.append(t)
-    return out
+    rows, tile = arch.part("2d").rows, roles(cascade).tile
+    return list(dict.fromkeys(tile_choice(cascade, workload, t)[tile] for t in (rows, rows // 2, rows // 4)))
 
 
 def _columns(cascade: Cascade, workload: Workload) -> list[str]:
